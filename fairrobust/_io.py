@@ -1,0 +1,157 @@
+"""Atomic file writes, stable hashing and small I/O helpers shared by every module.
+
+Nothing here knows about audio or models. Every result, cache entry and
+checkpoint in fairrobust is written through :func:`atomic_write_bytes`, so a
+reader never sees a partially written file: data go to a temporary file in the
+same directory, are flushed and fsync'ed, then renamed over the target
+(``os.replace`` is atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_npz",
+    "atomic_write_text",
+    "cache_dir",
+    "file_md5",
+    "read_json",
+    "stable_hash",
+    "to_jsonable",
+]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where supported
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert dataclasses, numpy / jax arrays and scalars, paths and tuples to JSON types.
+
+    Non-finite floats become ``None`` so that files stay strict JSON.
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if np.isfinite(f) else None
+    if hasattr(obj, "__array__"):
+        return to_jsonable(np.asarray(obj).tolist())
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` (after :func:`to_jsonable`) as sorted, indented JSON, atomically.
+
+    Sorted keys and a fixed float format make files byte-identical across runs.
+    """
+    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; the error names the file when it is missing or malformed."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid UTF-8 JSON ({exc})") from exc
+
+
+def atomic_write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
+    """Save arrays as a compressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # pyright: ignore[reportArgumentType]
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex SHA-256 of the canonical JSON of ``obj`` (order-independent for dict keys)."""
+    text = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def file_md5(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """MD5 hex digest of a file, read in chunks."""
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Root of the on-disk cache: ``$FAIRROBUST_CACHE`` or ``~/.cache/fairrobust``."""
+    root = os.environ.get("FAIRROBUST_CACHE")
+    path = Path(root) if root else Path.home() / ".cache" / "fairrobust"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def progress(iterable_or_total: Any = None, *, desc: str = "", total: int | None = None,
+             leave: bool = False) -> Iterator[Any]:
+    """A tqdm progress bar, silenced when ``FAIRROBUST_NO_PROGRESS`` is set (tests)."""
+    from tqdm.auto import tqdm
+
+    disable = bool(os.environ.get("FAIRROBUST_NO_PROGRESS"))
+    if isinstance(iterable_or_total, int):
+        total, iterable_or_total = iterable_or_total, None
+    bar = tqdm(iterable_or_total, desc=desc, total=total, leave=leave, disable=disable,
+               dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
