@@ -74,9 +74,7 @@ class AudioDataset:
     def __post_init__(self) -> None:
         n = len(self.labels)
         if self.waveforms.ndim != 2 or self.waveforms.shape[0] != n:
-            raise ValueError(
-                f"waveforms: expected shape (n={n}, T), got {self.waveforms.shape}"
-            )
+            raise ValueError(f"waveforms: expected shape (n={n}, T), got {self.waveforms.shape}")
         for field in ("speakers", "splits", "paths"):
             arr = getattr(self, field)
             if arr.shape != (n,):
