@@ -1,0 +1,265 @@
+"""Demographic group masks ``[g, n]`` for attributes and their intersections.
+
+Every group metric in :mod:`fairrobust.metrics` is a masked reduction over a
+boolean matrix ``masks[g, n]`` (``masks[j, i]`` is true when example ``i``
+belongs to group ``j``). This module builds those matrices from the string
+attribute table of a dataset (``AudioDataset.attributes``), with group names,
+sizes, a minimum-size rule and a choice about ``"unknown"`` values.
+
+Conventions:
+
+* Groups are listed in sorted order of their names, so the same data always
+  gives the same matrix.
+* An intersection of attributes (``("gender", "dialect")``) is named
+  ``"gender x dialect"`` and its groups ``"female x native"``; only the
+  combinations that occur in the data are listed.
+* A group whose (any) component value is ``"unknown"`` is dropped unless
+  ``keep_unknown=True``; when kept it is an ordinary group.
+* Groups with fewer than ``min_size`` examples stay in the masks (their rates
+  are still computed and reported) but are flagged in ``small`` and
+  ``valid[j] = False``, which excludes them from parity numbers (Defense Parity,
+  FPR Parity, fairness gaps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "SEPARATOR",
+    "UNKNOWN",
+    "Groups",
+    "all_groups",
+    "group_masks",
+    "training_group_sizes",
+]
+
+#: Value of a missing demographic attribute (same as ``fairrobust.data.dataset.UNKNOWN``).
+UNKNOWN = "unknown"
+#: Joins attribute names and values of an intersection: ``"gender x dialect"``.
+SEPARATOR = " x "
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Groups:
+    """Group masks of one attribute (or one intersection of attributes).
+
+    Attributes:
+      attribute: attribute name, or names joined by ``" x "`` for an intersection.
+      components: the attribute names making up ``attribute`` (one for a plain
+        attribute).
+      names: group names, sorted; intersection names join values by ``" x "``.
+      values: per group, the tuple of component values (``names[j]`` split).
+      masks: jnp bool ``[g, n]``; ``masks[j, i]`` iff example ``i`` is in group ``j``.
+      sizes: numpy int ``[g]``, number of examples in each group.
+      min_size: the minimum group size for a group to count in parity numbers.
+      small: names of the groups with ``sizes < min_size`` (kept, flagged).
+      unknown_kept: whether groups with an ``"unknown"`` value were kept.
+    """
+
+    attribute: str
+    components: tuple[str, ...]
+    names: tuple[str, ...]
+    values: tuple[tuple[str, ...], ...]
+    masks: jax.Array
+    sizes: np.ndarray
+    min_size: int
+    small: tuple[str, ...]
+    unknown_kept: bool
+
+    @property
+    def valid(self) -> np.ndarray:
+        """numpy bool ``[g]``: groups that count for parity (``size >= min_size``)."""
+        return np.asarray(self.sizes) >= self.min_size
+
+    @property
+    def num_groups(self) -> int:
+        """Number of groups ``g``."""
+        return len(self.names)
+
+    @property
+    def num_examples(self) -> int:
+        """Number of examples ``n`` (columns of ``masks``)."""
+        return int(self.masks.shape[1])
+
+    def index(self, name: str) -> int:
+        """Position of group ``name``; ``ValueError`` listing the names if absent."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ValueError(
+                f"group {name!r} not in attribute {self.attribute!r}; groups: {list(self.names)}"
+            ) from None
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (no masks): names, sizes, validity, flags."""
+        return {
+            "attribute": self.attribute,
+            "components": list(self.components),
+            "names": list(self.names),
+            "sizes": [int(s) for s in self.sizes],
+            "valid": [bool(v) for v in self.valid],
+            "min_size": int(self.min_size),
+            "small": list(self.small),
+            "unknown_kept": bool(self.unknown_kept),
+        }
+
+
+def _components(attributes: Mapping[str, np.ndarray], attribute: str | Sequence[str]) -> tuple:
+    """Normalise ``attribute`` to a tuple of attribute names and check they exist."""
+    if isinstance(attribute, str):
+        if attribute not in attributes and SEPARATOR in attribute:
+            names = tuple(a.strip() for a in attribute.split(SEPARATOR))
+        else:
+            names = (attribute,)
+    else:
+        names = tuple(attribute)
+    if not names:
+        raise ValueError("attribute: expected an attribute name or a non-empty sequence of names")
+    available = sorted(attributes)
+    for name in names:
+        if not isinstance(name, str) or name not in attributes:
+            raise ValueError(f"attribute: unknown attribute {name!r}; available: {available}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"attribute: repeated attribute in intersection {list(names)}")
+    return names
+
+
+def _column(attributes: Mapping[str, np.ndarray], name: str, n: int | None) -> np.ndarray:
+    """Attribute column as a 1-D str array, checked against the expected length."""
+    col = np.asarray(attributes[name]).astype(str)
+    if col.ndim != 1:
+        raise ValueError(f"attributes[{name!r}]: expected shape (n,), got {col.shape}")
+    if n is not None and col.shape[0] != n:
+        raise ValueError(f"attributes[{name!r}]: expected length {n}, got {col.shape[0]}")
+    return col
+
+
+def group_masks(
+    attributes: Mapping[str, np.ndarray],
+    attribute: str | Sequence[str],
+    *,
+    min_size: int = 1,
+    keep_unknown: bool = False,
+) -> Groups:
+    """Boolean group masks for one attribute or an intersection of attributes.
+
+    Example: ``group_masks(ds.attributes, "gender")`` gives one row per gender;
+    ``group_masks(ds.attributes, ("gender", "dialect"))`` (or the string
+    ``"gender x dialect"``) one row per (gender, dialect) combination that occurs.
+
+    Args:
+      attributes: attribute name -> str array ``[n]`` (``AudioDataset.attributes``);
+        missing values are ``"unknown"``.
+      attribute: an attribute name, or a sequence of names for their intersection.
+      min_size: groups with fewer examples are kept in the masks but listed in
+        ``Groups.small`` and have ``valid = False`` (excluded from parity). >= 1.
+      keep_unknown: keep groups having ``"unknown"`` in any component (default:
+        drop them, so their examples are in no group).
+
+    Returns:
+      A :class:`Groups` with masks jnp bool ``[g, n]`` and groups in sorted name order.
+
+    Raises:
+      ValueError: unknown attribute name (the message lists the available ones),
+        columns of different lengths, or ``min_size < 1``.
+    """
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 1:
+        raise ValueError(f"min_size: expected an integer >= 1, got {min_size!r}")
+    comps = _components(attributes, attribute)
+    n = None
+    cols = []
+    for name in comps:
+        col = _column(attributes, name, n)
+        n = col.shape[0]
+        cols.append(col)
+    assert n is not None
+    table = np.stack(cols, axis=1)
+    combos = sorted({tuple(str(v) for v in row) for row in table}, key=SEPARATOR.join)
+    if not keep_unknown:
+        combos = [c for c in combos if UNKNOWN not in c]
+    masks = np.zeros((len(combos), n), dtype=bool)
+    for j, combo in enumerate(combos):
+        masks[j] = np.all(table == np.asarray(combo, dtype=str)[None, :], axis=1)
+    sizes = masks.sum(axis=1).astype(np.int64)
+    names = tuple(SEPARATOR.join(c) for c in combos)
+    small = tuple(nm for nm, s in zip(names, sizes, strict=True) if s < min_size)
+    return Groups(
+        attribute=SEPARATOR.join(comps),
+        components=comps,
+        names=names,
+        values=tuple(combos),
+        masks=jnp.asarray(masks),
+        sizes=sizes,
+        min_size=int(min_size),
+        small=small,
+        unknown_kept=bool(keep_unknown),
+    )
+
+
+def all_groups(
+    attributes: Mapping[str, np.ndarray],
+    names: Iterable[str] | None = None,
+    intersections: Iterable[str | Sequence[str]] = (),
+    **kwargs,
+) -> dict[str, Groups]:
+    """Groups for several attributes and intersections at once.
+
+    Args:
+      attributes: attribute name -> str array ``[n]``.
+      names: attributes to include (default: every attribute, sorted).
+      intersections: each a sequence of attribute names (or a ``"a x b"`` string).
+      **kwargs: passed to :func:`group_masks` (``min_size``, ``keep_unknown``).
+
+    Returns:
+      ``{groups.attribute: groups}`` in the order given (plain attributes first).
+    """
+    names = sorted(attributes) if names is None else list(names)
+    out: dict[str, Groups] = {}
+    for spec in [*names, *intersections]:
+        g = group_masks(attributes, spec, **kwargs)
+        out[g.attribute] = g
+    return out
+
+
+def training_group_sizes(train_attributes: Mapping[str, np.ndarray], groups: Groups) -> np.ndarray:
+    """Number of training examples in each group of ``groups``.
+
+    Used for the paper's correlation between group representation in training,
+    ``|X_train,s|``, and the group's AUC_FPR (AISec paper section 5.2).
+
+    Args:
+      train_attributes: attribute table of the training split (name -> str ``[n_train]``),
+        e.g. ``{k: v[ds.splits == "train"] for k, v in ds.attributes.items()}``.
+      groups: groups built on the evaluation data.
+
+    Returns:
+      numpy int64 ``[g]``; 0 for a group absent from training.
+
+    Raises:
+      ValueError: an attribute of ``groups`` is missing from ``train_attributes``.
+    """
+    n = None
+    cols = []
+    for name in groups.components:
+        if name not in train_attributes:
+            raise ValueError(
+                f"train_attributes: missing attribute {name!r}; available: "
+                f"{sorted(train_attributes)}"
+            )
+        col = _column(train_attributes, name, n)
+        n = col.shape[0]
+        cols.append(col)
+    table = np.stack(cols, axis=1)
+    return np.asarray(
+        [
+            int(np.all(table == np.asarray(combo, dtype=str)[None, :], axis=1).sum())
+            for combo in groups.values
+        ],
+        dtype=np.int64,
+    )
