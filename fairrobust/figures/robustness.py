@@ -1,0 +1,265 @@
+"""Figures of the robustness study (the paper's Figures 2-5 and per-group curves).
+
+Every function takes plain arrays / lists and an output path, draws one PNG
+with matplotlib's object-oriented API (no ``pyplot`` global state, Agg canvas),
+writes it atomically and returns the path. Nothing here computes a metric.
+
+Functions:
+  * :func:`correlation_heatmap`: Pearson r of interventions (columns) against
+    outcomes (rows: Defense Parity per attribute, or AUC_acc per group), the
+    paper's layout with a diverging colormap centred at 0 and values printed.
+  * :func:`accuracy_vs_epsilon`: accuracy-vs-epsilon curves per group for one
+    model, log-x epsilon axis, clean accuracy drawn at the left edge.
+  * :func:`group_auc_bars`: grouped bars of AUC_acc per group for each model.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from fairrobust._io import atomic_write_bytes
+
+__all__ = [
+    "accuracy_vs_epsilon",
+    "correlation_heatmap",
+    "group_auc_bars",
+    "save_figure",
+]
+
+_DPI = 120
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render ``fig`` to PNG in memory and write it atomically; returns the path.
+
+    PNG metadata is fixed so that the same figure gives the same bytes.
+    """
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _check_2d(name: str, arr: np.ndarray, shape: tuple[int, int]) -> None:
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+
+
+def correlation_heatmap(
+    r: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    pvalues: np.ndarray | None = None,
+    title: str = "",
+    cbar_label: str = "Pearson r",
+    alpha: float = 0.05,
+) -> Path:
+    """Heatmap of correlation coefficients in the paper's layout (Figures 2-5).
+
+    Rows are outcomes (Defense Parity of an attribute, or one group's AUC_acc),
+    columns are interventions (AT, Tricks, Noise, ...). The colormap is
+    ``RdBu_r`` fixed to [-1, 1] so that 0 is white; each cell prints r (and a
+    ``*`` when ``pvalues`` is given and p < ``alpha``). NaN cells (constant
+    intervention, too few models) are grey and print ``n/a``.
+
+    Args:
+      r: correlations, shape (rows, cols), values in [-1, 1] or NaN.
+      row_labels: one label per row.
+      col_labels: one label per column.
+      path: output PNG path.
+      pvalues: optional p-values, same shape as ``r``.
+      title: figure title.
+      cbar_label: colour-bar label.
+      alpha: significance level for the ``*`` marker.
+
+    Returns:
+      The path written.
+    """
+    r = np.asarray(r, dtype=float)
+    if r.ndim != 2:
+        raise ValueError(f"r: expected a 2-d array (rows, cols), got shape {r.shape}")
+    _check_2d("r", r, (len(row_labels), len(col_labels)))
+    if pvalues is not None:
+        pvalues = np.asarray(pvalues, dtype=float)
+        _check_2d("pvalues", pvalues, r.shape)
+    n_rows, n_cols = r.shape
+    width = 2.2 + 1.1 * max(n_cols, 1) + 0.07 * max((len(s) for s in row_labels), default=0)
+    height = 1.4 + 0.42 * max(n_rows, 1)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.add_subplot()
+    masked = np.ma.masked_invalid(r)
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#d9d9d9")
+    im = ax.imshow(masked, cmap=cmap, vmin=-1.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(np.arange(n_cols), labels=list(col_labels))
+    ax.set_yticks(np.arange(n_rows), labels=list(row_labels))
+    ax.tick_params(axis="x", top=True, labeltop=True, bottom=False, labelbottom=False)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            v = r[i, j]
+            if not np.isfinite(v):
+                text, color = "n/a", "#555555"
+            else:
+                star = "*" if pvalues is not None and pvalues[i, j] < alpha else ""
+                text = f"{v:.2f}{star}"
+                color = "white" if abs(v) > 0.6 else "black"
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=9)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.08)
+    cbar.set_label(cbar_label)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def accuracy_vs_epsilon(
+    epsilons: np.ndarray,
+    accuracy: np.ndarray,
+    group_labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    clean_accuracy: np.ndarray | None = None,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    chance: float | None = None,
+    title: str = "",
+) -> Path:
+    """Accuracy under attack against epsilon, one line per group (log-x axis).
+
+    Epsilon 0 cannot sit on a log axis, so clean accuracy (when given) is drawn
+    at a tick labelled ``clean`` one decade left of the smallest epsilon and
+    joined to the curve with a dotted segment.
+
+    Args:
+      epsilons: attack budgets, shape (e,), all > 0, increasing.
+      accuracy: per-group accuracy, shape (groups, e), in [0, 1] (NaN = no data).
+      group_labels: one label per group (e.g. ``"female (n=120)"``).
+      path: output PNG path.
+      clean_accuracy: optional per-group clean accuracy, shape (groups,).
+      lower, upper: optional confidence band, same shape as ``accuracy``.
+      chance: optional chance level drawn as a horizontal line (1 / n_classes).
+      title: figure title.
+
+    Returns:
+      The path written.
+    """
+    eps = np.asarray(epsilons, dtype=float)
+    acc = np.asarray(accuracy, dtype=float)
+    if eps.ndim != 1 or eps.size == 0 or np.any(eps <= 0):
+        raise ValueError(f"epsilons: expected a non-empty 1-d array of values > 0, got {eps}")
+    _check_2d("accuracy", acc, (len(group_labels), eps.size))
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    x_clean = eps.min() / 10.0
+    colors = matplotlib.colormaps["tab10"]
+    for g, label in enumerate(group_labels):
+        color = colors(g % 10)
+        ax.plot(eps, acc[g], marker="o", ms=4, color=color, label=label)
+        if lower is not None and upper is not None:
+            lo, hi = np.asarray(lower, float)[g], np.asarray(upper, float)[g]
+            ax.fill_between(eps, lo, hi, color=color, alpha=0.15)
+        if clean_accuracy is not None:
+            c = float(np.asarray(clean_accuracy, float)[g])
+            ax.plot([x_clean, eps[0]], [c, acc[g, 0]], ls=":", color=color)
+            ax.plot([x_clean], [c], marker="s", ms=5, color=color)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xscale("log")
+    ticks = list(eps)
+    labels = [f"{e:g}" for e in eps]
+    if clean_accuracy is not None:
+        ticks = [x_clean, *ticks]
+        labels = ["clean", *labels]
+    ax.set_xticks(ticks, labels=labels)
+    ax.minorticks_off()
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("attack budget epsilon (L-inf)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    if len(group_labels):
+        ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def group_auc_bars(
+    values: np.ndarray,
+    model_labels: Sequence[str],
+    group_labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    excluded: Sequence[bool] | np.ndarray | None = None,
+    ylabel: str = "AUC_acc",
+    title: str = "",
+) -> Path:
+    """Grouped bars: one cluster per model, one bar per group.
+
+    Args:
+      values: per-model, per-group AUC_acc, shape (models, groups) (NaN = no bar).
+      model_labels: one label per model.
+      group_labels: one label per group.
+      path: output PNG path.
+      lower, upper: optional confidence interval bounds, same shape as ``values``.
+      excluded: optional per-model flag; excluded models are hatched and their
+        label is suffixed with ``(excl.)``.
+      ylabel: y-axis label.
+      title: figure title.
+
+    Returns:
+      The path written.
+    """
+    vals = np.asarray(values, dtype=float)
+    _check_2d("values", vals, (len(model_labels), len(group_labels)))
+    n_models, n_groups = vals.shape
+    fig = Figure(
+        figsize=(min(2.0 + 0.55 * n_models * max(n_groups, 1) ** 0.5, 30), 4.4),
+        layout="constrained",
+    )
+    ax = fig.add_subplot()
+    width = 0.8 / max(n_groups, 1)
+    x = np.arange(n_models)
+    colors = matplotlib.colormaps["tab10"]
+    excl = np.zeros(n_models, bool) if excluded is None else np.asarray(excluded, bool)
+    for g, label in enumerate(group_labels):
+        pos = x - 0.4 + width * (g + 0.5)
+        yerr = None
+        if lower is not None and upper is not None:
+            lo = np.asarray(lower, float)[:, g]
+            hi = np.asarray(upper, float)[:, g]
+            yerr = np.nan_to_num(np.stack([vals[:, g] - lo, hi - vals[:, g]]).clip(min=0.0))
+        bars = ax.bar(
+            pos,
+            np.nan_to_num(vals[:, g]),
+            width,
+            color=colors(g % 10),
+            label=label,
+            yerr=yerr,
+            capsize=2 if yerr is not None else 0,
+        )
+        for bar, is_excl in zip(bars, excl, strict=True):
+            if is_excl:
+                bar.set_hatch("//")
+                bar.set_alpha(0.5)
+    ticklabels = [f"{m} (excl.)" if e else m for m, e in zip(model_labels, excl, strict=True)]
+    ax.set_xticks(x, labels=ticklabels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if n_groups:
+        ax.legend(fontsize=8, ncols=min(n_groups, 4), loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)

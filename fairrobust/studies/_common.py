@@ -1,0 +1,357 @@
+"""Helpers shared by the studies: grids, member ids, resume bookkeeping, configs, tables.
+
+Nothing here knows about a particular study. A study is a grid of *members*
+(one trained model, or one model evaluated one way); each member's outcome is
+saved as an ``.npz`` of arrays plus a ``.json`` of metadata, the JSON written
+last so that its presence marks the member finished. Member file names carry a
+hash of everything the outcome depends on (the member's *spec*), so a changed
+setting can never pick up a stale result: it looks for a different file.
+
+Public functions:
+  * :func:`expand_grid` -- cartesian product of named axes, in a fixed order.
+  * :func:`member_id` -- ``<readable-label>-<hash of spec>``.
+  * :func:`save_member` / :func:`load_member` -- atomic write / validated read.
+  * :func:`apply_overrides` / :func:`load_toml_overrides` -- config fields from a
+    mapping or a TOML file, validated against the dataclass's annotations.
+  * :func:`write_table` -- a list of dicts to ``.csv`` and ``.json`` atomically.
+  * :func:`check_config_change` -- compare with the config a previous run saved.
+  * :func:`library_version`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import logging
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from fairrobust._io import (
+    atomic_write_json,
+    atomic_write_npz,
+    atomic_write_text,
+    file_md5,
+    read_json,
+    stable_hash,
+    to_jsonable,
+)
+
+__all__ = [
+    "apply_overrides",
+    "check_config_change",
+    "expand_grid",
+    "format_value",
+    "library_version",
+    "load_member",
+    "load_toml_overrides",
+    "logger",
+    "member_id",
+    "save_member",
+    "slugify",
+    "write_table",
+]
+
+logger = logging.getLogger("fairrobust.studies")
+
+C = TypeVar("C")
+
+
+def library_version() -> str:
+    """The installed fairrobust version (``fairrobust.__version__`` or package metadata)."""
+    import fairrobust
+
+    version = getattr(fairrobust, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        from importlib.metadata import version as _dist_version
+
+        return _dist_version("fairrobust")
+    except Exception:  # not installed (source checkout on sys.path)
+        return "0+unknown"
+
+
+def format_value(value: Any) -> str:
+    """Compact, stable text of a grid value: ``0.001`` -> ``"0.001"``, ``1e-4`` -> ``"0.0001"``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        text = np.format_float_positional(value, trim="-")
+        return text
+    return str(value)
+
+
+def slugify(text: str) -> str:
+    """File-name-safe version of ``text`` (letters, digits, ``.``, ``_``, ``-``, ``+``, ``=``)."""
+    slug = re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(text)).strip("-")
+    return slug or "x"
+
+
+def expand_grid(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of named axes, the first axis varying slowest.
+
+    Args:
+      axes: axis name -> values (order kept; duplicates removed, first kept).
+
+    Returns:
+      One dict per grid point, ``len = prod(len(values))``.
+
+    Raises:
+      ValueError: an axis is empty.
+    """
+    names = list(axes)
+    values = []
+    for name in names:
+        vals = list(dict.fromkeys(axes[name]))
+        if not vals:
+            raise ValueError(f"grid axis {name!r}: expected at least one value, got none")
+        values.append(vals)
+    return [dict(zip(names, point, strict=True)) for point in itertools.product(*values)]
+
+
+def member_id(label: str, spec: Any, length: int = 8) -> str:
+    """``<slugified label>-<stable hash of spec>``: readable and unique per spec."""
+    return f"{slugify(label)}-{stable_hash(spec, length)}"
+
+
+def save_member(
+    directory: str | os.PathLike[str],
+    name: str,
+    *,
+    spec_hash: str,
+    meta: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+) -> tuple[Path, Path]:
+    """Write a finished member: ``<name>.npz`` first, then ``<name>.json`` (the marker).
+
+    The JSON holds ``meta`` plus ``spec_hash`` and the MD5 of the npz, which
+    :func:`load_member` checks.
+
+    Returns:
+      ``(json_path, npz_path)``.
+    """
+    directory = Path(directory)
+    npz_path = atomic_write_npz(directory / f"{name}.npz", **arrays)
+    record = dict(meta)
+    record["spec_hash"] = spec_hash
+    record["arrays_file"] = npz_path.name
+    record["arrays_md5"] = file_md5(npz_path)
+    json_path = atomic_write_json(directory / f"{name}.json", record)
+    return json_path, npz_path
+
+
+def load_member(
+    directory: str | os.PathLike[str], name: str, *, spec_hash: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """Read a member saved by :func:`save_member` if it is finished and matches ``spec_hash``.
+
+    Returns ``None`` (and logs why) when the member is missing, unfinished, was
+    written for another spec, or its arrays do not match the recorded checksum;
+    the caller then recomputes it. Never returns a result for a different spec.
+
+    Returns:
+      ``(meta, arrays)`` or ``None``.
+    """
+    directory = Path(directory)
+    json_path = directory / f"{name}.json"
+    npz_path = directory / f"{name}.npz"
+    if not json_path.exists():
+        return None
+    try:
+        meta = read_json(json_path)
+    except ValueError as exc:
+        logger.warning("%s: unreadable (%s); recomputing this member", json_path, exc)
+        return None
+    if meta.get("spec_hash") != spec_hash:
+        logger.warning(
+            "%s: written for settings %s, now %s; not reusing it, recomputing",
+            json_path,
+            meta.get("spec_hash"),
+            spec_hash,
+        )
+        return None
+    if not npz_path.exists() or file_md5(npz_path) != meta.get("arrays_md5"):
+        logger.warning("%s: missing or does not match %s; recomputing", npz_path, json_path.name)
+        return None
+    with np.load(npz_path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    return meta, arrays
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Convert a TOML / JSON / CLI value to the annotated type, or raise ``ValueError``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0] if errors else f"{where}: unexpected value {value!r}")
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, Iterable):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        items = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items))
+        if len(items) != len(args):
+            raise ValueError(f"{where}: expected {len(args)} items, got {len(items)}")
+        return tuple(
+            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args, strict=True))
+        )
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def apply_overrides(config: C, overrides: Mapping[str, Any], *, source: str = "overrides") -> C:
+    """A copy of the frozen dataclass ``config`` with ``overrides`` applied and type-checked.
+
+    Keys may use ``-`` or ``_``. Lists become tuples; integers are accepted for
+    float fields.
+
+    Raises:
+      ValueError: unknown field (the message lists the valid ones) or a value
+        of the wrong type; the message names ``source`` and the field.
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise ValueError(f"config: expected a dataclass instance, got {type(config).__name__}")
+    hints = typing.get_type_hints(type(config))
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for key, value in overrides.items():
+        name = str(key).replace("-", "_")
+        if name not in fields:
+            raise ValueError(
+                f"{source}: unknown field {key!r}; valid fields: {', '.join(sorted(fields))}"
+            )
+        changes[name] = _coerce(value, hints[name], f"{source}: field {name!r}")
+    return dataclasses.replace(config, **changes)  # pyright: ignore[reportArgumentType]
+
+
+def load_toml_overrides(path: str | os.PathLike[str], config: C, *, table: str | None = None) -> C:
+    """Apply the fields of a TOML file to ``config`` (see :func:`apply_overrides`).
+
+    When ``table`` is given and the file has a ``[table]`` section, only that
+    section is read; otherwise the top-level keys are the fields.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: invalid TOML, unknown field or wrong type (message names the file).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from exc
+    if table is not None and isinstance(data.get(table), dict):
+        data = data[table]
+    return apply_overrides(config, data, source=str(path))
+
+
+def check_config_change(path: str | os.PathLike[str], config_hash: str) -> str | None:
+    """Compare ``config_hash`` with the one a previous run saved at ``path`` (JSON).
+
+    Returns a message when a previous config exists and differs (the caller
+    prints it), else ``None``. The file itself is not modified.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        old = read_json(path).get("config_hash")
+    except (ValueError, AttributeError):
+        old = None
+    if old == config_hash:
+        return None
+    return (
+        f"{path}: the study config changed since the last run in this folder "
+        f"({old} -> {config_hash}); members whose settings changed are recomputed "
+        "(their files are keyed by a settings hash), unchanged ones are reused, and "
+        "all results tables are rewritten for the new config"
+    )
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _csv_cell(value: Any) -> str:
+    value = to_jsonable(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return ";".join(_csv_cell(v) for v in value)
+    return str(value)
+
+
+def write_table(
+    stem: str | os.PathLike[str],
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``rows`` as ``<stem>.csv`` and ``<stem>.json`` (a list of objects), atomically.
+
+    CSV: header = ``columns`` (default: keys of the first row, then any new keys
+    in order of appearance); floats in shortest round-trip form, NaN / None as
+    an empty cell, lists joined with ``;``. JSON: NaN becomes ``null``.
+
+    Returns:
+      ``(csv_path, json_path)``.
+    """
+    stem = Path(stem)
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(c)) for c in columns])
+    csv_path = atomic_write_text(stem.with_name(stem.name + ".csv"), buf.getvalue())
+    json_rows = [{c: row.get(c) for c in columns} for row in rows]
+    json_path = atomic_write_json(stem.with_name(stem.name + ".json"), json_rows)
+    return csv_path, json_path
