@@ -1,0 +1,261 @@
+"""Figures of the rejection study: FPR curves, FPR Parity vs N, AUC_FPR bars, certified accuracy.
+
+Every function takes plain arrays (NumPy or JAX) and an output path, draws one
+PNG with Matplotlib's Agg canvas (no global backend or pyplot state is touched,
+so the functions are safe in tests, notebooks and worker threads) and returns
+the path. Files are written atomically through :mod:`fairrobust._io` and carry
+no software-version metadata, so a rerun with the same numbers gives the same
+bytes.
+
+The figures follow the AISec'23 paper "Measuring Equality in Machine Learning
+Security Defenses" (section 5.2, Figures 5-7): FPR Parity of randomized
+smoothing (RS) against the number of noise samples N on a log axis, with
+neural rejection (NR) as a horizontal line, one panel per attribute.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from fairrobust._io import atomic_write_bytes
+
+__all__ = [
+    "plot_auc_fpr_bars",
+    "plot_certified_accuracy",
+    "plot_fpr_curves",
+    "plot_fpr_parity_vs_n",
+]
+
+_DPI = 110
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render ``fig`` to PNG bytes and write them atomically."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _check(name: str, arr: np.ndarray, shape: tuple[int | None, ...]) -> None:
+    """Raise ValueError naming ``name`` when ``arr`` does not have ``shape`` (None = any)."""
+    ok = arr.ndim == len(shape) and all(
+        s is None or s == a for s, a in zip(shape, arr.shape, strict=False)
+    )
+    if not ok:
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {arr.shape}")
+
+
+def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return math.ceil(n / cols), cols
+
+
+def plot_fpr_curves(
+    thresholds: np.ndarray,
+    curves: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    method_labels: Sequence[str],
+    group_labels: Sequence[str],
+    title: str = "",
+    xlabel: str = "threshold α (RS: p-value, NR: SVM score)",
+) -> Path:
+    """False-rejection rate against the threshold, one panel per method, one line per group.
+
+    Args:
+      thresholds: threshold grid, shape ``(a,)`` (alpha for RS, t for NR).
+      curves: FPR in [0, 1], shape ``(m, a, g)`` for ``m`` methods and ``g`` groups;
+        NaN entries (empty groups) are not drawn.
+      path: PNG file to write.
+      method_labels: ``m`` panel titles (e.g. ``"RS N=100"``, ``"NR"``).
+      group_labels: ``g`` legend entries.
+      title: figure title.
+      xlabel: x-axis label.
+
+    Returns:
+      ``Path(path)``.
+    """
+    thresholds = np.asarray(thresholds, dtype=float)
+    curves = np.asarray(curves, dtype=float)
+    _check("thresholds", thresholds, (None,))
+    _check("curves", curves, (len(method_labels), thresholds.shape[0], len(group_labels)))
+    rows, cols = _grid(len(method_labels))
+    fig = Figure(figsize=(3.4 * cols, 2.9 * rows + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
+    for i, ax in enumerate(axes):
+        if i >= len(method_labels):
+            ax.set_visible(False)
+            continue
+        for j, label in enumerate(group_labels):
+            ax.plot(thresholds, curves[i, :, j], label=label, linewidth=1.3)
+        ax.set_title(method_labels[i], fontsize=10)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        if i % cols == 0:
+            ax.set_ylabel("false rejection rate")
+        if i // cols == rows - 1:
+            ax.set_xlabel(xlabel, fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_fpr_parity_vs_n(
+    num_samples: Sequence[int],
+    rs_parity: np.ndarray,
+    nr_parity: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    attribute_labels: Sequence[str],
+    rs_ci: np.ndarray | None = None,
+    nr_ci: np.ndarray | None = None,
+    title: str = "FPR Parity: randomized smoothing vs neural rejection",
+) -> Path:
+    """FPR Parity of RS against N (log x axis) with NR as a horizontal line, a panel per attribute.
+
+    FPR Parity is ``max_s AUC_FPR(s) - min_s AUC_FPR(s)`` over the groups of one
+    attribute (paper Eq. 4); lower is more equal.
+
+    Args:
+      num_samples: the ``k`` values of N.
+      rs_parity: RS FPR Parity, shape ``(p, k)`` for ``p`` attributes (NaN = undefined).
+      nr_parity: NR FPR Parity, shape ``(p,)``.
+      path: PNG file to write.
+      attribute_labels: ``p`` panel titles.
+      rs_ci: optional confidence band for RS, shape ``(p, k, 2)`` (low, high).
+      nr_ci: optional confidence band for NR, shape ``(p, 2)``.
+      title: figure title.
+
+    Returns:
+      ``Path(path)``.
+    """
+    n = np.asarray(num_samples, dtype=float)
+    rs = np.asarray(rs_parity, dtype=float)
+    nr = np.asarray(nr_parity, dtype=float)
+    p = len(attribute_labels)
+    _check("num_samples", n, (None,))
+    _check("rs_parity", rs, (p, n.shape[0]))
+    _check("nr_parity", nr, (p,))
+    if rs_ci is not None:
+        rs_ci = np.asarray(rs_ci, dtype=float)
+        _check("rs_ci", rs_ci, (p, n.shape[0], 2))
+    if nr_ci is not None:
+        nr_ci = np.asarray(nr_ci, dtype=float)
+        _check("nr_ci", nr_ci, (p, 2))
+    rows, cols = _grid(max(p, 1))
+    fig = Figure(figsize=(3.6 * cols, 3.0 * rows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for i, ax in enumerate(axes):
+        if i >= p:
+            ax.set_visible(False)
+            continue
+        ax.plot(n, rs[i], marker="o", color="C0", label="RS")
+        if rs_ci is not None:
+            ax.fill_between(n, rs_ci[i, :, 0], rs_ci[i, :, 1], color="C0", alpha=0.2)
+        if np.isfinite(nr[i]):
+            ax.axhline(nr[i], color="C3", linestyle="--", label="NR")
+            if nr_ci is not None and np.all(np.isfinite(nr_ci[i])):
+                ax.axhspan(nr_ci[i, 0], nr_ci[i, 1], color="C3", alpha=0.12)
+        ax.set_xscale("log")
+        ax.set_xticks(n, [f"{int(v):d}" for v in n])
+        ax.set_title(attribute_labels[i], fontsize=10)
+        ax.set_xlabel("noise samples N")
+        ax.grid(alpha=0.3)
+        if i % cols == 0:
+            ax.set_ylabel("FPR Parity (AUC_FPR gap)")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_auc_fpr_bars(
+    auc: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    method_labels: Sequence[str],
+    group_labels: Sequence[str],
+    title: str = "",
+) -> Path:
+    """Per-group AUC_FPR as grouped bars: one cluster per group, one bar per method.
+
+    Args:
+      auc: AUC_FPR per method and group, shape ``(m, g)`` (NaN bars are left empty).
+      path: PNG file to write.
+      method_labels: ``m`` legend entries.
+      group_labels: ``g`` x-tick labels.
+      title: axes title.
+
+    Returns:
+      ``Path(path)``.
+    """
+    auc = np.asarray(auc, dtype=float)
+    m, g = len(method_labels), len(group_labels)
+    _check("auc", auc, (m, g))
+    fig = Figure(figsize=(max(5.5, 0.45 * m * g + 2.5), 3.6), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(m, 1)
+    x = np.arange(g, dtype=float)
+    for i, label in enumerate(method_labels):
+        ax.bar(x + (i - (m - 1) / 2) * width, np.nan_to_num(auc[i], nan=0.0), width, label=label)
+    ax.set_xticks(
+        x, list(group_labels), rotation=30 if g > 4 else 0, ha="right" if g > 4 else "center"
+    )
+    ax.set_ylabel("AUC_FPR")
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_certified_accuracy(
+    radii: np.ndarray,
+    accuracy: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    group_labels: Sequence[str],
+    title: str = "",
+) -> Path:
+    """Certified accuracy against the L2 radius, one line per group.
+
+    Certified accuracy at radius r is the fraction of a group's examples that
+    CERTIFY (Cohen et al., 2019) classifies correctly with a radius of at least r.
+
+    Args:
+      radii: radius grid, shape ``(r,)``.
+      accuracy: certified accuracy in [0, 1], shape ``(r, g)``.
+      path: PNG file to write.
+      group_labels: ``g`` legend entries.
+      title: axes title.
+
+    Returns:
+      ``Path(path)``.
+    """
+    radii = np.asarray(radii, dtype=float)
+    accuracy = np.asarray(accuracy, dtype=float)
+    _check("radii", radii, (None,))
+    _check("accuracy", accuracy, (radii.shape[0], len(group_labels)))
+    fig = Figure(figsize=(5.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for j, label in enumerate(group_labels):
+        ax.step(radii, accuracy[:, j], where="post", label=label)
+    ax.set_xlabel("L2 radius")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
