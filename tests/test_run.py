@@ -1,0 +1,281 @@
+"""Tests of ``fairrobust run``: configs, run folder rules, end to end at tiny scale, determinism."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from fairrobust import run as run_mod
+from fairrobust.studies import robustness as rb
+
+T = 6848  # M5's shortest input
+
+
+def _synthetic_dataset():
+    """90 sinusoid clips, 3 classes, 2 attributes; split 54 / 12 / 24; 3 clips per speaker."""
+    from fairrobust.data.dataset import AudioDataset
+
+    rng = np.random.default_rng(0)
+    n = 90
+    labels = np.arange(n) % 3
+    t = np.arange(T) / 16000.0
+    freqs = np.array([300.0, 700.0, 1500.0])[labels]
+    phase = rng.uniform(0, 2 * np.pi, size=n)
+    waves = 0.5 * np.sin(2 * np.pi * freqs[:, None] * t[None, :] + phase[:, None])
+    waves = (waves + 0.05 * rng.standard_normal((n, T))).astype(np.float32)
+    spk = np.arange(n) // 3
+    return AudioDataset(
+        name="synthetic",
+        waveforms=waves,
+        labels=labels.astype(np.int32),
+        class_names=("low", "mid", "high"),
+        speakers=np.array([f"s{i}" for i in spk]),
+        splits=np.array(["train"] * 54 + ["val"] * 12 + ["test"] * 24),
+        attributes={
+            "gender": np.array(["female", "male"])[spk % 2],
+            "accent": np.array(["a", "b", "c"])[(spk // 2) % 3],
+        },
+        sample_rate=16000,
+        paths=np.array([f"clip{i:03d}.wav" for i in range(n)]),
+    )
+
+
+# Tinier still than the hidden "tiny" preset, through the documented --config route.
+TOML = """
+[robustness]
+attack_eps = [0.01, 0.1]
+max_test_examples = 0
+
+[rejection]
+num_samples = [10, 50]
+certify_n = 30
+max_test = 24
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    run_mod.add_run_arguments(p)
+    return p
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def test_study_configs_presets_toml_and_shared_flags(tmp_path):
+    rob, rej = run_mod.study_configs("quick")
+    assert rob == rb.preset("quick") and rej.num_samples == (10, 100, 1000)
+    paper_rob, paper_rej = run_mod.study_configs("paper")
+    assert paper_rob.num_models == 40 and paper_rej.num_samples[-1] == 10000
+    toml = tmp_path / "run.toml"
+    toml.write_text(TOML)
+    rob, rej = run_mod.study_configs(
+        "tiny",
+        toml,
+        seed=3,
+        attributes="gender,accent",
+        intersections=["gender x accent"],
+    )
+    assert rob.attack_eps == (0.01, 0.1) and rob.epochs == 1 and rob.seed == 3
+    assert rej.num_samples == (10, 50) and rej.seed == 3
+    assert rob.attributes == ("gender", "accent") == rej.attributes
+    assert rob.intersections == ("gender x accent",)
+    assert rej.intersections == (("gender", "accent"),)
+    _, rej = run_mod.study_configs(
+        "quick", intersections=["all-pairs"], dataset_attributes=["a", "b", "c"]
+    )
+    assert rej.intersections == (("a", "b"), ("a", "c"), ("b", "c"))
+
+
+def test_study_configs_errors(tmp_path):
+    with pytest.raises(ValueError, match="preset"):
+        run_mod.study_configs("huge")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        run_mod.study_configs("quick", tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = 3\n")
+    with pytest.raises(ValueError, match=r"\[robustness\] and \[rejection\]"):
+        run_mod.study_configs("quick", bad)
+    bad.write_text("[robustness]\nnot_a_field = 1\n")
+    with pytest.raises(ValueError, match="not_a_field"):
+        run_mod.study_configs("quick", bad)
+    with pytest.raises(ValueError, match="intersections"):
+        run_mod.study_configs("quick", intersections=["gender"])
+
+
+def test_resolve_run_dir_rules(tmp_path):
+    now = dt.datetime(2024, 5, 6, 7, 8, 9)
+    runs = tmp_path / "runs"
+    fresh, cont = run_mod.resolve_run_dir(runs_dir=runs, now=now)
+    assert fresh == runs / "20240506-070809" and not cont
+    fresh.mkdir(parents=True)
+    again, _ = run_mod.resolve_run_dir(runs_dir=runs, now=now)
+    assert again == runs / "20240506-070809-2"
+    with pytest.raises(FileNotFoundError, match="no run folder"):
+        run_mod.resolve_run_dir(resume="latest", runs_dir=runs)
+    (fresh / "config.json").write_text("{}")
+    assert run_mod.resolve_run_dir(resume="latest", runs_dir=runs) == (fresh, True)
+    assert run_mod.resolve_run_dir(out=fresh) == (fresh, True)
+    assert run_mod.resolve_run_dir(out=tmp_path / "new") == (tmp_path / "new", False)
+    assert run_mod.resolve_run_dir(resume=fresh) == (fresh, True)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_mod.resolve_run_dir(resume=tmp_path / "nope")
+
+
+def test_cli_flags_parse():
+    args = _parser().parse_args([])
+    assert args.dataset == "bundled" and args.preset == "quick" and args.out is None
+    assert args.resume is None
+    args = _parser().parse_args(
+        [
+            "--dataset",
+            "fsdd",
+            "--data-dir",
+            "d",
+            "--preset",
+            "paper",
+            "--attributes",
+            "a,b",
+            "--intersections",
+            "a x b",
+            "--seed",
+            "2",
+            "--out",
+            "o",
+            "--resume",
+        ]
+    )
+    assert args.resume == "latest" and args.intersections == ["a x b"] and args.seed == 2
+    # flags a caller's parser already has are left alone
+    p = argparse.ArgumentParser()
+    p.add_argument("--dataset", default="wuw")
+    run_mod.add_run_arguments(p)
+    assert p.parse_args([]).dataset == "wuw"
+
+
+def test_run_main_rejects_bad_preset_and_missing_data_dir(tmp_path):
+    with pytest.raises(ValueError, match="preset"):
+        run_mod.run_main(_parser().parse_args(["--preset", "huge", "--out", str(tmp_path)]))
+    with pytest.raises(ValueError, match="--data-dir"):
+        run_mod.run_main(_parser().parse_args(["--dataset", "fsdd", "--out", str(tmp_path)]))
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One ``run_main`` call on the synthetic dataset with the tiny preset + TOML."""
+    mp = pytest.MonkeyPatch()
+    ds = _synthetic_dataset()
+    mp.setattr(run_mod, "_load", lambda name, data_dir, options: ds)
+    root = tmp_path_factory.mktemp("run")
+    toml = root / "run.toml"
+    toml.write_text(TOML)
+    out = root / "r1"
+    argv = [
+        "--preset",
+        "tiny",
+        "--config",
+        str(toml),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--intersections",
+        "gender x accent",
+    ]
+    code = run_mod.run_main(_parser().parse_args(argv))
+    yield ds, out, argv
+    mp.undo()
+    assert code == 0
+
+
+def _results_bytes(run_dir):
+    return {
+        p.name: p.read_bytes()
+        for p in sorted((run_dir / "results").iterdir())
+        if p.suffix in (".csv", ".json", ".npz")
+    }
+
+
+def test_run_folder_layout(tiny_run):
+    _, out, _ = tiny_run
+    for name in ("config.json", "run.json", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "tiny" and config["dataset"] == "synthetic"
+    assert config["robustness"]["attack_eps"] == [0.01, 0.1]
+    assert config["rejection"]["num_samples"] == [10, 50]
+    results = {p.name for p in (out / "results").iterdir()}
+    for name in (
+        "robustness_synthetic_models.csv",
+        "robustness_synthetic_defense_parity.json",
+        "robustness_synthetic_group_metrics.csv",
+        "rejection_fpr_parity.csv",
+        "rejection_auc_fpr_long.json",
+        "rejection_certified_accuracy.csv",
+        "run_summary.csv",
+        "run_summary.json",
+        "run_findings.json",
+    ):
+        assert name in results, name
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert "rejection_fpr_parity_vs_n.png" in figures and "report_fpr_parity.png" in figures
+    assert any(f.startswith("robustness_synthetic_corr") for f in figures)
+    summary = json.loads((out / "results" / "run_summary.json").read_text())
+    assert {r["attribute"] for r in summary} == {"accent", "gender", "gender x accent"}
+    for r in summary:
+        assert r["rs_n"] == 50
+        assert r["fpr_parity_nr"] is None or r["fpr_parity_nr_ci_low"] is not None
+
+
+def test_run_prints_summary_and_report_path(tiny_run, capsys, monkeypatch):
+    ds, out, argv = tiny_run
+    monkeypatch.setattr(run_mod, "_load", lambda name, data_dir, options: ds)
+    before = _results_bytes(out)
+    assert run_mod.run_main(_parser().parse_args(argv)) == 0  # continues: everything reused
+    text = capsys.readouterr().out
+    assert "continuing run folder" in text
+    assert "FPR Parity RS (largest N)" in text and "worst-served" in text
+    assert f"report: {out / 'report.md'}" in text
+    assert _results_bytes(out) == before
+
+
+def test_report_sections_present(tiny_run):
+    _, out, _ = tiny_run
+    md = (out / "report.md").read_text()
+    for heading in (
+        "## Summary",
+        "## Findings",
+        "## Groups",
+        "## Robustness training: AUC_acc and Defense Parity",
+        "### Per-model table",
+        "### gender x accent",
+        "### Correlations of interventions",
+        "## Rejection: randomized smoothing (RS) vs neural rejection (NR)",
+        "### FPR Parity per attribute and method",
+        "### Training-set size vs AUC_FPR",
+        "### Certified accuracy vs radius per group",
+        "## Soundness of the attack evaluation",
+        "*Settings:*",
+    ):
+        assert heading in md, heading
+    findings = json.loads((out / "results" / "run_findings.json").read_text())
+    assert findings and all(f["text"] and "numbers" in f for f in findings)
+    assert any("FPR Parity" in f["text"] for f in findings)
+    para = md.split("## Findings", 1)[1].split("##", 1)[0]
+    assert findings[0]["text"] in para
+
+
+@pytest.mark.slow
+def test_fresh_rerun_same_seed_gives_identical_results(tiny_run, tmp_path, monkeypatch):
+    ds, out, argv = tiny_run
+    monkeypatch.setattr(run_mod, "_load", lambda name, data_dir, options: ds)
+    argv2 = list(argv)
+    argv2[argv2.index("--out") + 1] = str(tmp_path / "r2")
+    assert run_mod.run_main(_parser().parse_args(argv2)) == 0
+    assert _results_bytes(tmp_path / "r2") == _results_bytes(out)
