@@ -1,0 +1,351 @@
+"""Flax linen M5 and M5-Tricks: 1-D CNNs on raw waveforms.
+
+M5 (Dai et al., 2017, "Very deep convolutional neural networks for raw
+waveforms"), in the size of the torchaudio speech-command tutorial, is the
+model of the AISec'23 case study ("Measuring Equality in Machine Learning
+Security Defenses", Sec. 4): a strided convolution over the waveform followed
+by three small convolution blocks, global average pooling and a dense layer.
+M5-Tricks is the same network without BatchNorm (Wang et al., 2022, "Removing
+Batch Normalization Boosts Adversarial Training") and with SiLU activations.
+
+Layout (``w = width``, all convolutions ``VALID``, every pool non-overlapping)::
+
+    x [b, T] -> normalise -> conv(k=80, s=16, 1 -> w)   -> BN -> act -> maxpool 4
+             -> conv(k=3, w -> w)     -> BN -> act -> maxpool 4
+             -> conv(k=3, w -> 2w)    -> BN -> act -> maxpool 4
+             -> conv(k=3, 2w -> 2w)   -> BN -> act -> maxpool 4
+             -> mean over time (features [b, 2w]) -> dense -> logits [b, C]
+
+The optional per-example standardisation lives inside the model, so attacks
+and smoothing noise act on the raw waveform in [-1, 1], as in the paper.
+
+Performance: on XLA:CPU the input gradient of a strided ``lax.conv`` (and of
+``reduce_window`` max pooling) is several times slower than the forward pass,
+which makes PGD slow. Convolutions here therefore use a ``jax.custom_vjp``:
+the forward pass is the ordinary ``lax.conv_general_dilated`` (fastest
+forward), the backward pass is written as matmuls (``dy @ K^T`` followed by an
+overlap-add of ``kernel / stride`` shifted slabs for the input gradient, and
+``frames^T @ dy`` for the kernel gradient). Max pooling is a reshape + ``max``
+(window == stride) whose gradient is an elementwise first-maximum mask. Logits are
+bit-for-bit those of ``flax.linen.Conv`` + ``nn.max_pool`` on the same
+parameters (checked in ``tests/test_models.py``); parameter names and shapes
+are those of ``nn.Conv`` / ``nn.BatchNorm`` / ``nn.Dense``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = [
+    "M5",
+    "MODEL_NAMES",
+    "NORMALIZE_OPTIONS",
+    "count_params",
+    "features_fn",
+    "init_variables",
+    "logits_fn",
+    "make_model",
+    "min_input_len",
+]
+
+#: Model names accepted by :func:`make_model`.
+MODEL_NAMES = ("m5", "m5-tricks")
+#: Input normalisations accepted by :class:`M5`.
+NORMALIZE_OPTIONS = ("standardize", "none")
+
+# Variance floor of the per-example standardisation: a standard deviation of
+# 1e-4 (-80 dBFS) or less is not amplified further, and digital silence maps
+# to zeros instead of NaN.
+_VAR_EPS = 1e-8
+# BatchNorm hyper-parameters of torch.nn.BatchNorm1d (momentum 0.1 in torch's
+# convention is 0.9 in flax's), as in the torchaudio M5.
+_BN_MOMENTUM = 0.9
+_BN_EPS = 1e-5
+_POOL = 4
+_DIMS = ("NWC", "WIO", "NWC")
+
+
+def _conv_forward(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """VALID 1-D convolution, x [b, T, I], kernel [K, I, O] -> [b, L, O]."""
+    return lax.conv_general_dilated(x, kernel, (stride,), "VALID", dimension_numbers=_DIMS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv1d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """VALID 1-D convolution with a matmul backward pass (fast input gradients on CPU).
+
+    Same values as ``lax.conv_general_dilated(x, kernel, (stride,), "VALID")``
+    in NWC / WIO layout.
+
+    Args:
+      x: input, shape (batch, time, in_channels).
+      kernel: shape (K, in_channels, out_channels).
+      stride: convolution stride (static).
+
+    Returns:
+      Shape (batch, (time - K) // stride + 1, out_channels).
+    """
+    return _conv_forward(x, kernel, stride)
+
+
+def _conv1d_fwd(x, kernel, stride):
+    return _conv_forward(x, kernel, stride), (x, kernel)
+
+
+def _conv1d_bwd(stride, res, dy):
+    x, kernel = res
+    k, c_in, c_out = kernel.shape
+    if k % stride:  # no reshape-based frame layout: fall back to XLA's transpose rules
+        _, vjp = jax.vjp(lambda a, b: _conv_forward(a, b, stride), x, kernel)
+        return vjp(dy)
+    b, t, _ = x.shape
+    length = dy.shape[1]
+    n = k // stride  # kernel taps per stride: frame l = rows l .. l+n-1 of x reshaped by stride
+    rows = length + n - 1
+    # Input gradient: per-frame gradient dy @ K^T, then overlap-add of the n
+    # sub-blocks into the [rows, stride * I] view of x (no scatter, no strided conv).
+    dframes = (dy @ kernel.reshape(k * c_in, c_out).T).reshape(b, length, n, stride * c_in)
+    dx_rows = sum(jnp.pad(dframes[:, :, j], ((0, 0), (j, n - 1 - j), (0, 0))) for j in range(n))
+    dx = dx_rows.reshape(b, rows * stride, c_in)
+    dx = jnp.pad(dx, ((0, 0), (0, t - rows * stride), (0, 0)))
+    # Kernel gradient: frames^T @ dy, frames built from n shifted row views.
+    x_rows = x[:, : rows * stride].reshape(b, rows, stride * c_in)
+    frames = jnp.concatenate([x_rows[:, j : j + length] for j in range(n)], axis=-1)
+    dkernel = jnp.einsum("blf,blo->fo", frames, dy).reshape(k, c_in, c_out)
+    return dx, dkernel
+
+
+conv1d.defvjp(_conv1d_fwd, _conv1d_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_pool(h: jax.Array, window: int = _POOL) -> jax.Array:
+    """Non-overlapping VALID max pool over time, [b, L, C] -> [b, L // window, C].
+
+    The gradient goes to the first maximum of each window, as in
+    ``nn.max_pool`` / ``torch.nn.MaxPool1d`` (ties are common early in training:
+    windows of equal post-ReLU values), computed as an elementwise mask instead
+    of XLA's slow ``select_and_scatter``.
+    """
+    return _pool_windows(h, window).max(axis=2)
+
+
+def _pool_windows(h: jax.Array, window: int) -> jax.Array:
+    b, length, c = h.shape
+    out = length // window
+    return h[:, : out * window].reshape(b, out, window, c)
+
+
+def _max_pool_fwd(h, window):
+    return _max_pool(h, window), h
+
+
+def _max_pool_bwd(window, h, dy):
+    windows = _pool_windows(h, window)
+    first = jax.nn.one_hot(jnp.argmax(windows, axis=2), window, axis=2, dtype=dy.dtype)
+    dh = (first * dy[:, :, None, :]).reshape(dy.shape[0], -1, dy.shape[-1])
+    return (jnp.pad(dh, ((0, 0), (0, h.shape[1] - dh.shape[1]), (0, 0))),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+class Conv1D(nn.Module):
+    """``nn.Conv`` (1-D, VALID, with bias) whose backward pass is matmul-based.
+
+    Parameters ``kernel`` [K, in, out] and ``bias`` [out] have the names, shapes
+    and initialisers of ``flax.linen.Conv``.
+    """
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (self.kernel_size, x.shape[-1], self.features),
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return conv1d(x, kernel, self.stride) + bias.reshape(1, 1, -1)
+
+
+def _stage_lengths(input_len: int) -> list[int]:
+    """Time lengths after each conv and each pool: [L1, P1, L2, P2, L3, P3, L4, P4]."""
+    lengths = []
+    length = (input_len - 80) // 16 + 1
+    for i in range(4):
+        if i:
+            length = length - 2
+        lengths.append(length)
+        length = length // _POOL if length > 0 else 0
+        lengths.append(length)
+    return lengths
+
+
+@functools.cache
+def min_input_len() -> int:
+    """Shortest waveform (samples) M5 accepts: every pooled stage keeps >= 1 step (6,848)."""
+    t = 80
+    while min(_stage_lengths(t)) < 1:
+        t += 16
+    return t
+
+
+class M5(nn.Module):
+    """M5 / M5-Tricks on raw waveforms (see the module docstring for the layout).
+
+    Attributes:
+      num_classes: number of output classes C.
+      width: channels of the first two convolutions (``2 * width`` for the last
+        two); 32 is the torchaudio tutorial size, 128 the large variant.
+      tricks: M5-Tricks when True: no BatchNorm, SiLU instead of ReLU.
+      normalize: ``"standardize"`` (per-example zero mean, unit variance over
+        time, inside the model) or ``"none"``.
+    """
+
+    num_classes: int
+    width: int = 32
+    tricks: bool = False
+    normalize: str = "standardize"
+
+    def _check(self) -> None:
+        if self.normalize not in NORMALIZE_OPTIONS:
+            raise ValueError(
+                f"normalize: expected one of {NORMALIZE_OPTIONS}, got {self.normalize!r}"
+            )
+        if int(self.num_classes) < 1:
+            raise ValueError(f"num_classes: expected >= 1, got {self.num_classes}")
+        if int(self.width) < 1:
+            raise ValueError(f"width: expected >= 1, got {self.width}")
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """Classify waveforms.
+
+        Args:
+          x: waveform in [-1, 1], shape (batch, time), time >= :func:`min_input_len`.
+          train: use batch statistics and update the BatchNorm running averages
+            (apply with ``mutable=["batch_stats"]``); eval mode otherwise.
+          return_features: also return the penultimate features.
+
+        Returns:
+          logits, shape (batch, num_classes); with ``return_features`` the pair
+          ``(logits, features)``, features of shape (batch, 2 * width) taken
+          after the global average pool, before the dense layer.
+        """
+        self._check()
+        if x.ndim != 2:
+            raise ValueError(f"x: expected shape (batch, time), got {x.shape}")
+        if x.shape[1] < min_input_len():
+            raise ValueError(
+                f"x: M5 needs at least {min_input_len()} samples per waveform "
+                f"(four VALID conv + pool-4 stages), got shape {x.shape}"
+            )
+        if self.normalize == "standardize":
+            mean = x.mean(axis=1, keepdims=True)
+            var = jnp.square(x - mean).mean(axis=1, keepdims=True)
+            x = (x - mean) * lax.rsqrt(var + _VAR_EPS)
+        act = nn.silu if self.tricks else nn.relu
+        h = x[:, :, None]
+        w = self.width
+        stages = ((w, 80, 16), (w, 3, 1), (2 * w, 3, 1), (2 * w, 3, 1))
+        for i, (features, kernel, stride) in enumerate(stages, start=1):
+            h = Conv1D(features, kernel, stride, name=f"conv{i}")(h)
+            if not self.tricks:
+                h = nn.BatchNorm(
+                    use_running_average=not train,
+                    momentum=_BN_MOMENTUM,
+                    epsilon=_BN_EPS,
+                    name=f"bn{i}",
+                )(h)
+            h = _max_pool(act(h))
+        features = h.mean(axis=1)
+        logits = nn.Dense(self.num_classes, name="dense")(features)
+        return (logits, features) if return_features else logits
+
+
+def make_model(
+    name: str, num_classes: int, *, width: int = 32, normalize: str = "standardize"
+) -> M5:
+    """Build M5 (``"m5"``) or M5-Tricks (``"m5-tricks"``).
+
+    Args:
+      name: one of :data:`MODEL_NAMES`.
+      num_classes: number of classes C >= 1.
+      width: base channel count (32 = torchaudio tutorial, 128 = large).
+      normalize: one of :data:`NORMALIZE_OPTIONS`.
+
+    Returns:
+      An unbound :class:`M5` module.
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"model: expected one of {MODEL_NAMES}, got {name!r}")
+    model = M5(int(num_classes), width=int(width), tricks=name == "m5-tricks", normalize=normalize)
+    model._check()
+    return model
+
+
+def init_variables(model: M5, key: jax.Array, input_len: int) -> dict[str, Any]:
+    """Initialise variables for waveforms of ``input_len`` samples.
+
+    Returns:
+      ``{"params": ..., "batch_stats": ...}`` (no ``batch_stats`` for M5-Tricks),
+      as plain nested dicts.
+    """
+    model._check()
+    if input_len < min_input_len():
+        raise ValueError(
+            f"input_len: M5 needs at least {min_input_len()} samples per waveform "
+            f"(four VALID conv + pool-4 stages), got {input_len}"
+        )
+    return dict(_init(model, key, int(input_len)))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init(model: M5, key: jax.Array, input_len: int) -> Any:
+    """Jitted init (eager flax init dispatches and compiles op by op), cached per model."""
+    return model.init(key, jnp.zeros((1, input_len), jnp.float32), train=False)
+
+
+@functools.cache
+def logits_fn(model: M5) -> Callable[[Any, jax.Array], jax.Array]:
+    """Eval-mode ``apply_fn(variables, x) -> logits [b, C]``, memoised per (equal) model.
+
+    The same function object is returned for equal models, so it can be passed
+    as a static argument to ``jax.jit`` without recompiling.
+    """
+
+    def apply_fn(variables: Any, x: jax.Array) -> jax.Array:
+        return model.apply(variables, x, train=False)  # pyright: ignore[reportReturnType]
+
+    apply_fn.__qualname__ = f"logits_fn({model!r})"
+    return apply_fn
+
+
+@functools.cache
+def features_fn(model: M5) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
+    """Eval-mode ``apply_fn(variables, x) -> (logits [b, C], features [b, 2*width])``, memoised."""
+
+    def apply_fn(variables: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return model.apply(variables, x, train=False, return_features=True)  # pyright: ignore[reportReturnType]
+
+    apply_fn.__qualname__ = f"features_fn({model!r})"
+    return apply_fn
+
+
+def count_params(params: Any) -> int:
+    """Total number of scalars in a parameter pytree."""
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))

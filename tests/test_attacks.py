@@ -1,0 +1,142 @@
+"""PGD / FGSM: ball and box invariants, loss increase, jit, vmapped sweeps, no retrace, errors."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from fairrobust import attacks, models
+
+T = 7000
+B = 4
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = models.make_model("m5", 3, width=4)
+    v = models.init_variables(model, jax.random.key(0), T)
+    x = jax.random.uniform(jax.random.key(1), (B, T), minval=-0.99, maxval=0.99)
+    x = x.at[0, :10].set(1.0)  # samples on the box boundary
+    y = jnp.arange(B) % 3
+    return models.logits_fn(model), v, x, y
+
+
+def _ce(apply_fn, v, x, y):
+    logits = jax.jit(apply_fn)(v, x)
+    return np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+
+@pytest.mark.parametrize("random_start", [False, True])
+def test_linf_invariants(setup, random_start):
+    f, v, x, y = setup
+    eps = 0.02
+    x_adv = attacks.pgd(f, v, x, y, eps, jax.random.key(3), num_steps=5, random_start=random_start)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert float(jnp.max(jnp.abs(x_adv - x))) <= eps + 1e-6
+    assert float(x_adv.min()) >= -1.0 and float(x_adv.max()) <= 1.0
+    assert np.all(_ce(f, v, x_adv, y) >= _ce(f, v, x, y) - 1e-5)
+    assert np.all(np.isfinite(np.asarray(x_adv)))
+
+
+def test_l2_invariants(setup):
+    f, v, x, y = setup
+    eps = 0.5
+    for rs in (False, True):
+        x_adv = attacks.pgd(f, v, x, y, eps, jax.random.key(4), num_steps=5, norm="l2",
+                            random_start=rs)  # fmt: skip
+        norms = np.linalg.norm(np.asarray(x_adv - x), axis=1)
+        assert np.all(norms <= eps * (1 + 1e-5))
+        assert float(jnp.abs(x_adv).max()) <= 1.0
+        assert np.all(_ce(f, v, x_adv, y) >= _ce(f, v, x, y) - 1e-5)
+    # a single L2 step of a budget well inside the box moves by exactly rel_step * eps
+    x_mid = 0.5 * x
+    one = attacks.pgd(f, v, x_mid, y, 0.1, jax.random.key(0), num_steps=1, norm="l2")
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(one - x_mid), axis=1), 0.02, rtol=1e-3)
+
+
+def test_fgsm_is_one_full_step(setup):
+    f, v, x, y = setup
+    eps = 0.01
+    x_mid = 0.5 * x
+    adv = attacks.fgsm(f, v, x_mid, y, eps)
+    g = jax.jit(
+        jax.grad(lambda xx: optax.softmax_cross_entropy_with_integer_labels(f(v, xx), y).sum())
+    )(x_mid)
+    np.testing.assert_allclose(adv, x_mid + eps * jnp.sign(g), atol=1e-7)
+    # and equals PGD with one step of size eps
+    same = attacks.pgd(f, v, x_mid, y, eps, jax.random.key(0), num_steps=1, rel_step=1.0)
+    np.testing.assert_array_equal(adv, same)
+
+
+def test_eps_zero_is_identity(setup):
+    f, v, x, y = setup
+    for norm in attacks.NORMS:
+        for rs in (False, True):
+            out = attacks.pgd(f, v, x, y, 0.0, jax.random.key(1), num_steps=3, norm=norm,
+                              random_start=rs)  # fmt: skip
+            np.testing.assert_array_equal(out, x)
+
+
+def test_jit_equals_no_jit(setup):
+    f, v, x, y = setup
+    kw = {"num_steps": 1, "random_start": True}
+    fast = attacks.pgd(f, v, x, y, 0.01, jax.random.key(5), **kw)
+    with jax.disable_jit():
+        slow = attacks.pgd(f, v, x, y, 0.01, jax.random.key(5), **kw)
+    np.testing.assert_allclose(fast, slow, atol=1e-6)
+
+
+def test_vmapped_sweep_equals_calls_and_no_retrace(setup):
+    f, v, x, y = setup
+    epsilons = jnp.array([0.0, 0.005, 0.05])
+    key = jax.random.key(6)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def one(eps):
+        return attacks.pgd(f, v, x, y, eps, key, num_steps=3, norm="linf")
+
+    per_eps = [one(e) for e in epsilons]  # three epsilons, one trace
+    swept = jax.vmap(lambda e: attacks.pgd(f, v, x, y, e, key, num_steps=3))(epsilons)
+    for i in range(len(epsilons)):
+        np.testing.assert_allclose(swept[i], per_eps[i], atol=1e-6)
+    # the library's own jit cache grows by one entry over a sweep of Python floats
+    before = attacks._pgd._cache_size()
+    for e in (0.011, 0.012, 0.013):
+        attacks.pgd(f, v, x, y, e, key, num_steps=4, norm="linf")
+    assert attacks._pgd._cache_size() == before + 1
+
+
+def test_robust_correct(setup):
+    f, v, x, y = setup
+    xs = jnp.concatenate([x, x[:1]])  # n = 5 with batch_size 2: a padded last batch
+    ys = jnp.concatenate([y, y[:1]])
+    eps = np.array([0.0, 0.01, 0.5])
+    out = attacks.robust_correct(f, v, xs, ys, eps, jax.random.key(0), num_steps=3, batch_size=2)
+    assert out.shape == (3, 5) and out.dtype == bool
+    f_jit = jax.jit(f)
+    clean = np.asarray(jnp.argmax(f_jit(v, xs), -1) == ys)
+    np.testing.assert_array_equal(out[0], clean)
+    # per-batch results equal direct pgd calls with the per-batch key
+    adv = attacks.pgd(f, v, xs[:2], ys[:2], 0.01, jax.random.fold_in(jax.random.key(0), 0),
+                      num_steps=3)  # fmt: skip
+    np.testing.assert_array_equal(out[1, :2], np.asarray(jnp.argmax(f_jit(v, adv), -1) == ys[:2]))
+    before = attacks._sweep_correct._cache_size()
+    attacks.robust_correct(f, v, xs, ys, eps * 0.5, jax.random.key(1), num_steps=3, batch_size=2)
+    assert attacks._sweep_correct._cache_size() == before
+
+
+def test_bad_arguments(setup):
+    f, v, x, y = setup
+    with pytest.raises(ValueError, match="eps"):
+        attacks.pgd(f, v, x, y, -0.1, jax.random.key(0), num_steps=1)
+    with pytest.raises(ValueError, match="eps"):
+        attacks.robust_correct(f, v, x, y, [0.1, -1.0], jax.random.key(0), num_steps=1)
+    with pytest.raises(ValueError, match=r"norm.*linf"):
+        attacks.pgd(f, v, x, y, 0.1, jax.random.key(0), num_steps=1, norm="l1")
+    with pytest.raises(ValueError, match="norm"):
+        attacks.fgsm(f, v, x, y, 0.1, norm="inf")
+    with pytest.raises(ValueError, match="num_steps"):
+        attacks.pgd(f, v, x, y, 0.1, jax.random.key(0), num_steps=-1)
