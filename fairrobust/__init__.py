@@ -4,7 +4,8 @@ Parity metrics for adversarial training, noise augmentation, preprocessing
 defenses, randomized smoothing and neural rejection on speech models, in JAX
 (Richards, Raff & Matuszek, AISec '23).
 
-The public API below is re-exported explicitly. Names are resolved on first
+The public API below is re-exported explicitly (``fairrobust.train`` is the
+training module; its entry point is ``fairrobust.train.train``). Names are resolved on first
 access, so ``import fairrobust.smoothing`` does not import the audio loaders
 (librosa, soundfile) and ``import fairrobust`` stays fast.
 """
@@ -258,7 +259,6 @@ if TYPE_CHECKING:
         save_checkpoint as save_checkpoint,
     )
     from fairrobust.train import (
-        train as train,
     )
 
 _EXPORTS: dict[str, str] = {
@@ -295,7 +295,6 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "train",
     "TrainResult": "train",
     "Checkpoint": "train",
-    "train": "train",
     "save_checkpoint": "train",
     "load_checkpoint": "train",
     "predict_logits": "train",
