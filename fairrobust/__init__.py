@@ -18,248 +18,86 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from fairrobust.attacks import (
-        fgsm as fgsm,
-    )
-    from fairrobust.attacks import (
-        pgd as pgd,
-    )
-    from fairrobust.attacks import (
-        robust_correct as robust_correct,
-    )
-    from fairrobust.data import (
-        DATASETS as DATASETS,
-    )
-    from fairrobust.data import (
-        AudioDataset as AudioDataset,
-    )
-    from fairrobust.data import (
-        LoadReport as LoadReport,
-    )
-    from fairrobust.data import (
-        load_audiomnist as load_audiomnist,
-    )
-    from fairrobust.data import (
-        load_bundled as load_bundled,
-    )
-    from fairrobust.data import (
-        load_common_voice as load_common_voice,
-    )
-    from fairrobust.data import (
-        load_dataset as load_dataset,
-    )
-    from fairrobust.data import (
-        load_folder as load_folder,
-    )
-    from fairrobust.data import (
-        load_fsdd as load_fsdd,
-    )
-    from fairrobust.data import (
-        load_wuw as load_wuw,
-    )
-    from fairrobust.defenses import (
-        Preprocess as Preprocess,
-    )
-    from fairrobust.defenses import (
-        bpda as bpda,
-    )
-    from fairrobust.defenses import (
-        lowpass as lowpass,
-    )
-    from fairrobust.defenses import (
-        make_preprocess as make_preprocess,
-    )
-    from fairrobust.defenses import (
-        quantize as quantize,
-    )
-    from fairrobust.defenses import (
-        spectral_denoise as spectral_denoise,
-    )
-    from fairrobust.defenses import (
-        with_preprocess as with_preprocess,
-    )
-    from fairrobust.groups import (
-        Groups as Groups,
-    )
-    from fairrobust.groups import (
-        all_groups as all_groups,
-    )
-    from fairrobust.groups import (
-        group_masks as group_masks,
-    )
-    from fairrobust.groups import (
-        training_group_sizes as training_group_sizes,
-    )
-    from fairrobust.metrics import (
-        accuracy_curves as accuracy_curves,
-    )
-    from fairrobust.metrics import (
-        alpha_grid as alpha_grid,
-    )
-    from fairrobust.metrics import (
-        auc_acc as auc_acc,
-    )
-    from fairrobust.metrics import (
-        auc_acc_by_attribute as auc_acc_by_attribute,
-    )
-    from fairrobust.metrics import (
-        auc_fpr as auc_fpr,
-    )
-    from fairrobust.metrics import (
-        auc_fpr_by_attribute as auc_fpr_by_attribute,
-    )
-    from fairrobust.metrics import (
-        bootstrap_ci as bootstrap_ci,
-    )
-    from fairrobust.metrics import (
-        by_group as by_group,
-    )
-    from fairrobust.metrics import (
-        defense_parity as defense_parity,
-    )
-    from fairrobust.metrics import (
-        demographic_parity_difference as demographic_parity_difference,
-    )
-    from fairrobust.metrics import (
-        difference as difference,
-    )
-    from fairrobust.metrics import (
-        equalized_odds_difference as equalized_odds_difference,
-    )
-    from fairrobust.metrics import (
-        fairness_metrics as fairness_metrics,
-    )
-    from fairrobust.metrics import (
-        fpr_parity as fpr_parity,
-    )
-    from fairrobust.metrics import (
-        fpr_parity_difference as fpr_parity_difference,
-    )
-    from fairrobust.metrics import (
-        group_max as group_max,
-    )
-    from fairrobust.metrics import (
-        group_min as group_min,
-    )
-    from fairrobust.metrics import (
-        group_rates as group_rates,
-    )
-    from fairrobust.metrics import (
-        p_rule as p_rule,
-    )
-    from fairrobust.metrics import (
-        pearsonr as pearsonr,
-    )
-    from fairrobust.metrics import (
-        ratio as ratio,
-    )
-    from fairrobust.metrics import (
-        rejection_curves as rejection_curves,
-    )
-    from fairrobust.metrics import (
-        tpr_parity_difference as tpr_parity_difference,
-    )
-    from fairrobust.models import (
-        M5 as M5,
-    )
-    from fairrobust.models import (
-        count_params as count_params,
-    )
-    from fairrobust.models import (
-        features_fn as features_fn,
-    )
-    from fairrobust.models import (
-        init_variables as init_variables,
-    )
-    from fairrobust.models import (
-        logits_fn as logits_fn,
-    )
-    from fairrobust.models import (
-        make_model as make_model,
-    )
-    from fairrobust.rejection import (
-        NeuralRejection as NeuralRejection,
-    )
-    from fairrobust.report import (
-        write_report as write_report,
-    )
-    from fairrobust.report import (
-        write_report_from_dir as write_report_from_dir,
-    )
-    from fairrobust.smoothing import (
-        CertifyResult as CertifyResult,
-    )
-    from fairrobust.smoothing import (
-        binom_test_pvalue as binom_test_pvalue,
-    )
-    from fairrobust.smoothing import (
-        certified_accuracy as certified_accuracy,
-    )
-    from fairrobust.smoothing import (
-        certify as certify,
-    )
-    from fairrobust.smoothing import (
-        clopper_pearson_lower as clopper_pearson_lower,
-    )
-    from fairrobust.smoothing import (
-        predict_pvalues as predict_pvalues,
-    )
-    from fairrobust.smoothing import (
-        register_noise as register_noise,
-    )
-    from fairrobust.smoothing import (
-        sample_counts as sample_counts,
-    )
-    from fairrobust.smoothing import (
-        smoothed_predict as smoothed_predict,
-    )
-    from fairrobust.soundness import (
-        SoundnessReport as SoundnessReport,
-    )
-    from fairrobust.soundness import (
-        attack_convergence as attack_convergence,
-    )
-    from fairrobust.soundness import (
-        budget_curve_check as budget_curve_check,
-    )
-    from fairrobust.soundness import (
-        eot_attack as eot_attack,
-    )
-    from fairrobust.soundness import (
-        random_restarts as random_restarts,
-    )
-    from fairrobust.soundness import (
-        run_soundness_checks as run_soundness_checks,
-    )
-    from fairrobust.soundness import (
-        strongest_attack_correct as strongest_attack_correct,
-    )
-    from fairrobust.soundness import (
-        transfer_attack as transfer_attack,
-    )
-    from fairrobust.train import (
-        Checkpoint as Checkpoint,
-    )
-    from fairrobust.train import (
-        TrainConfig as TrainConfig,
-    )
-    from fairrobust.train import (
-        TrainResult as TrainResult,
-    )
-    from fairrobust.train import (
-        extract_features as extract_features,
-    )
-    from fairrobust.train import (
-        load_checkpoint as load_checkpoint,
-    )
-    from fairrobust.train import (
-        predict_logits as predict_logits,
-    )
-    from fairrobust.train import (
-        save_checkpoint as save_checkpoint,
-    )
-    from fairrobust.train import (
-    )
+    from fairrobust.attacks import fgsm as fgsm
+    from fairrobust.attacks import pgd as pgd
+    from fairrobust.attacks import robust_correct as robust_correct
+    from fairrobust.data import DATASETS as DATASETS
+    from fairrobust.data import AudioDataset as AudioDataset
+    from fairrobust.data import LoadReport as LoadReport
+    from fairrobust.data import load_audiomnist as load_audiomnist
+    from fairrobust.data import load_bundled as load_bundled
+    from fairrobust.data import load_common_voice as load_common_voice
+    from fairrobust.data import load_dataset as load_dataset
+    from fairrobust.data import load_folder as load_folder
+    from fairrobust.data import load_fsdd as load_fsdd
+    from fairrobust.data import load_wuw as load_wuw
+    from fairrobust.defenses import Preprocess as Preprocess
+    from fairrobust.defenses import bpda as bpda
+    from fairrobust.defenses import lowpass as lowpass
+    from fairrobust.defenses import make_preprocess as make_preprocess
+    from fairrobust.defenses import quantize as quantize
+    from fairrobust.defenses import spectral_denoise as spectral_denoise
+    from fairrobust.defenses import with_preprocess as with_preprocess
+    from fairrobust.groups import Groups as Groups
+    from fairrobust.groups import all_groups as all_groups
+    from fairrobust.groups import group_masks as group_masks
+    from fairrobust.groups import training_group_sizes as training_group_sizes
+    from fairrobust.metrics import accuracy_curves as accuracy_curves
+    from fairrobust.metrics import alpha_grid as alpha_grid
+    from fairrobust.metrics import auc_acc as auc_acc
+    from fairrobust.metrics import auc_acc_by_attribute as auc_acc_by_attribute
+    from fairrobust.metrics import auc_fpr as auc_fpr
+    from fairrobust.metrics import auc_fpr_by_attribute as auc_fpr_by_attribute
+    from fairrobust.metrics import bootstrap_ci as bootstrap_ci
+    from fairrobust.metrics import by_group as by_group
+    from fairrobust.metrics import defense_parity as defense_parity
+    from fairrobust.metrics import demographic_parity_difference as demographic_parity_difference
+    from fairrobust.metrics import difference as difference
+    from fairrobust.metrics import equalized_odds_difference as equalized_odds_difference
+    from fairrobust.metrics import fairness_metrics as fairness_metrics
+    from fairrobust.metrics import fpr_parity as fpr_parity
+    from fairrobust.metrics import fpr_parity_difference as fpr_parity_difference
+    from fairrobust.metrics import group_max as group_max
+    from fairrobust.metrics import group_min as group_min
+    from fairrobust.metrics import group_rates as group_rates
+    from fairrobust.metrics import p_rule as p_rule
+    from fairrobust.metrics import pearsonr as pearsonr
+    from fairrobust.metrics import ratio as ratio
+    from fairrobust.metrics import rejection_curves as rejection_curves
+    from fairrobust.metrics import tpr_parity_difference as tpr_parity_difference
+    from fairrobust.models import M5 as M5
+    from fairrobust.models import count_params as count_params
+    from fairrobust.models import features_fn as features_fn
+    from fairrobust.models import init_variables as init_variables
+    from fairrobust.models import logits_fn as logits_fn
+    from fairrobust.models import make_model as make_model
+    from fairrobust.rejection import NeuralRejection as NeuralRejection
+    from fairrobust.report import write_report as write_report
+    from fairrobust.report import write_report_from_dir as write_report_from_dir
+    from fairrobust.smoothing import CertifyResult as CertifyResult
+    from fairrobust.smoothing import binom_test_pvalue as binom_test_pvalue
+    from fairrobust.smoothing import certified_accuracy as certified_accuracy
+    from fairrobust.smoothing import certify as certify
+    from fairrobust.smoothing import clopper_pearson_lower as clopper_pearson_lower
+    from fairrobust.smoothing import predict_pvalues as predict_pvalues
+    from fairrobust.smoothing import register_noise as register_noise
+    from fairrobust.smoothing import sample_counts as sample_counts
+    from fairrobust.smoothing import smoothed_predict as smoothed_predict
+    from fairrobust.soundness import SoundnessReport as SoundnessReport
+    from fairrobust.soundness import attack_convergence as attack_convergence
+    from fairrobust.soundness import budget_curve_check as budget_curve_check
+    from fairrobust.soundness import eot_attack as eot_attack
+    from fairrobust.soundness import random_restarts as random_restarts
+    from fairrobust.soundness import run_soundness_checks as run_soundness_checks
+    from fairrobust.soundness import strongest_attack_correct as strongest_attack_correct
+    from fairrobust.soundness import transfer_attack as transfer_attack
+    from fairrobust.train import Checkpoint as Checkpoint
+    from fairrobust.train import TrainConfig as TrainConfig
+    from fairrobust.train import TrainResult as TrainResult
+    from fairrobust.train import extract_features as extract_features
+    from fairrobust.train import load_checkpoint as load_checkpoint
+    from fairrobust.train import predict_logits as predict_logits
+    from fairrobust.train import save_checkpoint as save_checkpoint
 
 _EXPORTS: dict[str, str] = {
     "AudioDataset": "data",
