@@ -21,6 +21,7 @@ import io
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -233,7 +234,8 @@ def execute(plan: Plan) -> AudioDataset:
     if path is not None and path.is_file():
         try:
             ds = _load(path, plan.name, plan.sample_rate)
-        except (OSError, ValueError, KeyError):  # unreadable entry: rebuild it below
+        # unreadable or truncated entry (empty file, cut zip or .npy): rebuild it below
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             ds = None
         if ds is not None:
             return dataclasses.replace(ds, meta={**ds.meta, "from_cache": True})

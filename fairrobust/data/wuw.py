@@ -290,6 +290,25 @@ def load_wuw(
         report=report,
         root=root,
     )
+    if verify_checksum and report.excluded.get(REASON_BEYOND):
+        # A recording shorter than its keyword times may be a truncated copy: only the
+        # checksum tells a corpus quirk (intact file) from a damaged file, which must
+        # raise (or be skipped as such) rather than be dropped as a quirk.
+        by_rel = {e.rel: e for e in entries}
+        for rel in list(report.excluded[REASON_BEYOND]):
+            e = by_rel[rel]
+            got = hashlib.md5((root / rel).read_bytes()).hexdigest()
+            if e.checksum and got != e.checksum.lower():
+                message = (
+                    f"{root / rel}: checksum mismatch: expected MD5 {e.checksum} from {e.row}, "
+                    f"got {got} (corrupt or truncated file)"
+                )
+                if on_error == "raise":
+                    raise ValueError(message)
+                report.excluded[REASON_BEYOND].remove(rel)
+                report.exclude("checksum mismatch", rel)
+        if not report.excluded[REASON_BEYOND]:
+            del report.excluded[REASON_BEYOND]
 
     def decode(clip: Clip) -> tuple[np.ndarray, int]:
         raw_bytes = clip.path.read_bytes()
