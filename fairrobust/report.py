@@ -47,6 +47,7 @@ __all__ = [
     "load_run",
     "markdown_to_html",
     "render_markdown",
+    "render_soundness",
     "summary_rows",
     "write_report",
     "write_report_from_dir",
@@ -132,6 +133,9 @@ class RunData:
         ``correlation``, ``certified_accuracy``), ``summary``, ``config``,
         ``groups``; None when the study did not run.
       soundness_md: markdown of ``results/soundness.md`` when present.
+      soundness: the ``results/soundness.json`` record of ``fairrobust run``'s
+        soundness checks when present (the report renders it with
+        :func:`render_soundness`; ``soundness_md`` is the fallback).
     """
 
     run_dir: Path
@@ -139,6 +143,7 @@ class RunData:
     rob: dict[str, Any] | None
     rej: dict[str, Any] | None
     soundness_md: str | None = None
+    soundness: dict[str, Any] | None = None
 
 
 def _read(path: Path, default: Any = None) -> Any:
@@ -179,12 +184,14 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
             "is this a run folder?"
         )
     sound = results / "soundness.md"
+    sound_json = _read(results / "soundness.json")
     return RunData(
         run_dir=run_dir,
         config=config,
         rob=rob,
         rej=rej,
         soundness_md=sound.read_text(encoding="utf-8") if sound.is_file() else None,
+        soundness=sound_json if isinstance(sound_json, dict) else None,
     )
 
 
@@ -286,7 +293,9 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
     and of the most robust model, with ``_ci_low`` / ``_ci_high``) and their
     ``member_id``\\ s; ``worst_group_nr`` / ``worst_group_rs`` (highest AUC_FPR);
     ``fpr_parity_nr`` / ``fpr_parity_rs`` (RS at the largest N ``rs_n``) with
-    intervals; ``ci_level``.
+    intervals; ``ci_level``; with the soundness checks, ``dp_baseline_strongest`` /
+    ``dp_robust_strongest`` (Defense Parity under the strongest attack tried, with
+    ``_ci_low`` / ``_ci_high``; None when that model was not checked).
     """
     rows = []
     models = (data.rob or {}).get("models", [])
@@ -307,6 +316,13 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
             row[f"dp_{tag}"], row[f"dp_{tag}_ci_low"], row[f"dp_{tag}_ci_high"] = v, lo, hi
         valid = [g for g in _gm_rows(data, best, attr) if g["valid"]]
         worst = min(valid, key=lambda g: g["auc_acc"]) if valid else None
+        if data.soundness is not None:
+            spar = _sound_parity(data.soundness)
+            for tag, m in (("baseline", base), ("robust", best)):
+                r = None if m is None else spar.get((m["member_id"], STRONGEST, attr))
+                v, lo, hi = _ci(r, "defense_parity", "ci_low", "ci_high")
+                row[f"dp_{tag}_strongest"], row[f"dp_{tag}_strongest_ci_low"] = v, lo
+                row[f"dp_{tag}_strongest_ci_high"] = hi
         row["worst_group_auc_acc"] = None if worst is None else worst["group"]
         row["worst_auc_acc"], row["worst_auc_acc_ci_low"], row["worst_auc_acc_ci_high"] = _ci(
             worst, "auc_acc", "auc_acc_ci_low", "auc_acc_ci_high"
@@ -337,14 +353,67 @@ def findings(data: RunData) -> list[dict[str, Any]]:
     missing intervals -> the direction is stated with "(no CI)".
 
     Returns:
-      Records ``{"topic", "text", "numbers"}``, robustness first, then rejection.
+      Records ``{"topic", "text", "numbers"}``, robustness first, then rejection,
+      then the soundness checks.
     """
     out: list[dict[str, Any]] = []
     if data.rob is not None:
         out += _robustness_findings(data)
     if data.rej is not None:
         out += _rejection_findings(data)
+    if data.soundness is not None:
+        out += _soundness_findings(data.soundness)
     return out
+
+
+def _soundness_findings(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The soundness verdict, and where the strongest attack changes Defense Parity."""
+    checks = rec.get("checks", [])
+    if not checks:
+        return []
+    warned = [c for c in checks if c["verdict"] == "warn"]
+    what = _join(f"{c['check']} on `{c['model']}`" for c in warned)
+    text = (
+        f"The attack-soundness checks pass for all {len(checks)} checks."
+        if not warned
+        else f"The attack-soundness checks warn in {len(warned)} of {len(checks)} checks "
+        f"({what}); see the soundness section."
+    )
+    out = [_finding("soundness", text, warned=[c["check"] for c in warned], n=len(checks))]
+    par = _sound_parity(rec)
+    changed, same = [], []
+    for m in rec.get("models", []):
+        for (model, attack, attr), r in par.items():
+            if model != m["model"] or attack != STRONGEST:
+                continue
+            t1 = _ci(r, "defense_parity", "ci_low", "ci_high")
+            t0 = _ci(par.get((model, m.get("study_attack"), attr)), *_SOUND_DP)
+            verdict = _compare(t1, t0)
+            item = (model, attr, t0, t1, verdict)
+            (same if verdict in ("not distinguishable", "equal (no CI)") else changed).append(item)
+    if changed:
+        parts = [f"`{mdl}` / {a}: {_s(t1)} vs {_s(t0)} ({v})" for mdl, a, t0, t1, v in changed]
+        out.append(
+            _finding(
+                "soundness",
+                "Under the strongest attack tried, Defense Parity differs from the study's "
+                f"attack for {_join(parts)}.",
+                cases=[{"model": c[0], "attribute": c[1], "verdict": c[4]} for c in changed],
+            )
+        )
+    elif same:
+        out.append(
+            _finding(
+                "soundness",
+                "Under the strongest attack tried, Defense Parity is not distinguishable from "
+                f"the study's attack for every checked model and attribute ({len(same)} cases).",
+                n=len(same),
+            )
+        )
+    return out
+
+
+_SOUND_DP = ("defense_parity", "ci_low", "ci_high")
 
 
 def _join(items: Iterable[str]) -> str:
@@ -862,6 +931,33 @@ def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) ->
         )
     )
     parts.append("")
+    strongest = [r for r in srows if "dp_robust_strongest" in r]
+    if strongest:
+        parts += [
+            "Defense Parity under the strongest attack tried (soundness checks, same clips; "
+            "see the soundness section):",
+            "",
+            _table(
+                ["attribute", "baseline: strongest attack", "most robust: strongest attack"],
+                [
+                    [
+                        r["attribute"],
+                        fmt_ci(
+                            r["dp_baseline_strongest"],
+                            r["dp_baseline_strongest_ci_low"],
+                            r["dp_baseline_strongest_ci_high"],
+                        ),
+                        fmt_ci(
+                            r["dp_robust_strongest"],
+                            r["dp_robust_strongest_ci_low"],
+                            r["dp_robust_strongest_ci_high"],
+                        ),
+                    ]
+                    for r in strongest
+                ],
+            ),
+            "",
+        ]
     if level:
         parts.append(
             f"Intervals: {fmt(100 * level)}% bootstrap. "
@@ -929,7 +1025,9 @@ def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) ->
         parts += _robustness_section(data, base, best, img, figures)
     if data.rej is not None:
         parts += _rejection_section(data, img, figures)
-    if data.soundness_md:
+    if data.soundness:
+        parts += [render_soundness(data.soundness).rstrip(), ""]
+    elif data.soundness_md:
         sm = data.soundness_md.strip().splitlines()
         if sm and sm[0].startswith("## "):
             sm = sm[1:]
@@ -1093,8 +1191,10 @@ def _robustness_section(data, base, best, img, figures) -> list[str]:
                 out += [
                     img(figs[key], f"accuracy vs epsilon by {attr}, {m['member_id']}"),
                     "",
-                    "*Accuracy-vs-epsilon curves are point estimates; their integral "
-                    "(AUC_acc) carries intervals in the table above.*",
+                    "*Shaded bands (and error bars on the clean points) are bootstrap "
+                    "intervals of each group's accuracy (`group_curves` table: `ci_low`, "
+                    "`ci_high`); their integral (AUC_acc) carries intervals in the table "
+                    "above.*",
                     "",
                 ]
     out += [
@@ -1184,7 +1284,7 @@ def _rejection_section(data, img, figures) -> list[str]:
     out += [
         img(fig_dir / "rejection_fpr_parity_vs_n.png", "FPR Parity vs N"),
         "",
-        "*RS band: bootstrap interval; NR line: point estimate (its interval is in the "
+        "*RS band and NR shaded span: bootstrap intervals of FPR Parity (numbers in the "
         "table above).*",
         "",
     ]
@@ -1224,8 +1324,9 @@ def _rejection_section(data, img, figures) -> list[str]:
         out += [
             img(fig_dir / f"rejection_fpr_curves_{sl}.png", f"FPR vs alpha by {a}"),
             "",
-            "*FPR-vs-threshold curves are point estimates; their integral (AUC_FPR) carries "
-            "intervals in the table above.*",
+            "*Shaded bands: bootstrap intervals of each group's false-rejection rate at every "
+            "threshold (`rejection_fpr_curves.csv`: `ci_low`, `ci_high`); their integral "
+            "(AUC_FPR) carries intervals in the table above.*",
             "",
         ]
         acc = [r for r in rej["accuracy"] if r["attribute"] == a]
@@ -1233,8 +1334,8 @@ def _rejection_section(data, img, figures) -> list[str]:
             am = list(dict.fromkeys(r["model"] for r in acc))
             ai = {(r["model"], r["group"]): r for r in acc}
             out += [
-                "Accuracy per group (point estimates; RS rows count an abstention as an "
-                "error, abstention rate in parentheses):",
+                "Accuracy per group with bootstrap intervals (RS rows count an abstention as "
+                "an error; abstention rate and its interval in parentheses):",
                 "",
             ]
             out.append(
@@ -1247,11 +1348,27 @@ def _rejection_section(data, img, figures) -> list[str]:
                                 (
                                     "n/a"
                                     if (m, g) not in ai
-                                    else fmt(ai[(m, g)]["accuracy"])
+                                    else fmt_ci(
+                                        *_ci(
+                                            ai[(m, g)],
+                                            "accuracy",
+                                            "accuracy_ci_low",
+                                            "accuracy_ci_high",
+                                        )
+                                    )
                                     + (
                                         ""
                                         if ai[(m, g)].get("abstain_rate") is None
-                                        else f" ({fmt(ai[(m, g)]['abstain_rate'])})"
+                                        else " ("
+                                        + fmt_ci(
+                                            *_ci(
+                                                ai[(m, g)],
+                                                "abstain_rate",
+                                                "abstain_rate_ci_low",
+                                                "abstain_rate_ci_high",
+                                            )
+                                        )
+                                        + ")"
                                     )
                                 )
                                 for g in groups
@@ -1296,12 +1413,13 @@ def _rejection_section(data, img, figures) -> list[str]:
             _cert_settings(data),
             "",
             "Certified accuracy: fraction of clips certified correct at L2 radius >= r "
-            "(point estimates; abstentions count as errors).",
+            "(abstentions count as errors), with bootstrap intervals (stratified by group, "
+            "clustered by speaker).",
             "",
         ]
         radii = sorted({r["radius"] for r in cert})
         keys = list(dict.fromkeys((r["attribute"], r["group"], r["n"], r["valid"]) for r in cert))
-        ci = {(r["attribute"], r["group"], r["radius"]): r["certified_accuracy"] for r in cert}
+        ci = {(r["attribute"], r["group"], r["radius"]): r for r in cert}
         out.append(
             _table(
                 ["attribute", "group", "n", *[f"r={fmt(x)}" for x in radii]],
@@ -1310,7 +1428,12 @@ def _rejection_section(data, img, figures) -> list[str]:
                         a,
                         g + ("" if v else " (under min size)"),
                         n,
-                        *[fmt(ci.get((a, g, x))) for x in radii],
+                        *[
+                            fmt_ci(
+                                *_ci(ci.get((a, g, x)), "certified_accuracy", "ci_low", "ci_high")
+                            )
+                            for x in radii
+                        ],
                     ]
                     for a, g, n, v in keys
                 ],
@@ -1326,6 +1449,186 @@ def _rejection_section(data, img, figures) -> list[str]:
                 "",
             ]
     return out
+
+
+# ----------------------------------------------------------------------------- soundness
+
+
+def _sound_settings(rec: Mapping[str, Any]) -> str:
+    st = rec.get("settings", {})
+    items = {
+        "PGD L-inf eps": st.get("epsilons"),
+        "step size": f"{fmt(st.get('rel_step'))} x eps, clean start",
+        "convergence steps": st.get("steps"),
+        "restarts": f"{st.get('restarts')} x {st.get('restart_steps')} steps"
+        if st.get("restarts")
+        else "none",
+        "transfer": "from another trained grid member of the same architecture"
+        if st.get("transfer")
+        else "off",
+        "clips": st.get("n_examples"),
+        "tolerance": st.get("tolerance"),
+        "seed": st.get("seed"),
+        "bootstrap": f"{st.get('bootstrap')} resamples, {fmt(100 * (st.get('ci_level') or 0))}% "
+        "intervals (stratified by group, clustered by speaker)",
+    }
+    sm = st.get("smoothing")
+    if sm:
+        items["EOT on smoothing"] = (
+            f"sigma {fmt(sm['sigma'])} ({sm['noise']}), M {sm['num_noise']} draws per step, "
+            f"{sm['num_steps']} steps, smoothed prediction by majority vote over N "
+            f"{sm['num_samples']} draws, {sm['n_examples']} clips"
+        )
+    return _setting_line(items)
+
+
+def _sound_parity(rec: Mapping[str, Any]) -> dict[tuple[str, str, str], Mapping[str, Any]]:
+    return {(r["model"], r["attack"], r["attribute"]): r for r in rec.get("parity", [])}
+
+
+#: Attack name of the per-clip worst case over every base-model attack (fairrobust.soundness).
+STRONGEST = "strongest (base model)"
+
+
+def render_soundness(rec: Mapping[str, Any]) -> str:
+    """The "Soundness of the attack evaluation" section from a ``soundness.json`` record.
+
+    One pass / warn row per check and model with its numbers, Defense Parity under
+    the study's attack next to the strongest attack tried (with intervals and the
+    interval-overlap verdict), robust accuracy by attack, the smoothing check
+    (EOT vs plain PGD on the base model) and every warning.
+    """
+    checks = rec.get("checks", [])
+    warned = sum(c["verdict"] == "warn" for c in checks)
+    out = [
+        "## Soundness of the attack evaluation",
+        "",
+        "A Defense Parity number is only as good as the attack behind it. These checks "
+        "(`fairrobust.soundness`; Carlini et al. 2019, Athalye et al. 2018) re-attack the "
+        "clean baseline and the most robust model with more steps, FGSM, random restarts and a "
+        "transfer attack, and attack the randomized-smoothing classifier adaptively (EOT).",
+        "",
+        _sound_settings(rec),
+        "",
+        f"Overall: **{rec.get('verdict', 'n/a')}** ({warned} of {len(checks)} checks warn).",
+        "",
+        _table(
+            ["model", "role", "check", "verdict", "numbers"],
+            [
+                [f"`{c['model']}`", c.get("role") or "-", c["check"], c["verdict"], c["summary"]]
+                for c in checks
+            ],
+        ),
+        "",
+    ]
+    par = _sound_parity(rec)
+    attrs = list(dict.fromkeys(r["attribute"] for r in rec.get("parity", [])))
+    models = rec.get("models", [])
+    if models:
+        out += [
+            "### Defense Parity under the strongest attack tried",
+            "",
+            "Per model and attribute: Defense Parity under the study's attack (PGD with the "
+            "study's steps) and under the strongest attack tried (per clip, the worst case over "
+            "every PGD step count, FGSM, the restarts and the transfer attack), on the same "
+            "clips, with bootstrap intervals.",
+            "",
+        ]
+        rows = []
+        for m in models:
+            study = m.get("study_attack", "")
+            for a in attrs:
+                p0 = par.get((m["model"], study, a))
+                p1 = par.get((m["model"], STRONGEST, a))
+                if p0 is None and p1 is None:
+                    continue
+                t0 = _ci(p0, "defense_parity", "ci_low", "ci_high")
+                t1 = _ci(p1, "defense_parity", "ci_low", "ci_high")
+                rows.append(
+                    [
+                        f"`{m['model']}`",
+                        a,
+                        f"{study}: {_s(t0)}",
+                        _s(t1),
+                        _compare(t1, t0),
+                        "n/a"
+                        if p1 is None or p1.get("worst_group") is None
+                        else f"{p1['worst_group']}: "
+                        + _s(
+                            _ci(
+                                p1, "worst_auc_acc", "worst_auc_acc_ci_low", "worst_auc_acc_ci_high"
+                            )
+                        ),
+                    ]
+                )
+        out += [
+            _table(
+                [
+                    "model",
+                    "attribute",
+                    "Defense Parity: study attack",
+                    "Defense Parity: strongest attack",
+                    "strongest vs study",
+                    "worst group (AUC_acc, strongest)",
+                ],
+                rows,
+            ),
+            "",
+        ]
+        for m in models:
+            acc = m.get("report", {}).get("accuracy", {})
+            eps = m.get("report", {}).get("epsilons", [])
+            if not acc:
+                continue
+            out += [
+                f"Robust accuracy by attack, `{m['model']}` "
+                f"({rec.get('settings', {}).get('n_examples')} clips; transfer from "
+                f"`{m.get('surrogate') or '-'}`):",
+                "",
+                _table(
+                    ["attack", *[f"eps={fmt(e)}" for e in eps]],
+                    [[name, *[fmt(v) for v in acc[name]]] for name in m.get("attacks", acc)],
+                ),
+                "",
+            ]
+    sm = rec.get("smoothing")
+    if sm:
+        names = list(sm.get("attacks") or sm.get("accuracy", {}))
+        eps = rec.get("settings", {}).get("epsilons", [])
+        out += [
+            "### Adaptive attack on randomized smoothing",
+            "",
+            "The smoothed classifier of the rejection study's RS base model under PGD on the "
+            "base model (the non-adaptive attack) and under EOT (PGD on the expected prediction "
+            "over the smoothing noise). An abstention counts as an error.",
+            "",
+            _table(
+                ["attack", *[f"acc eps={fmt(e)}" for e in eps], *[f"DP {a}" for a in attrs]],
+                [
+                    [
+                        name,
+                        *[fmt(v) for v in sm["accuracy"][name]],
+                        *[
+                            _s(
+                                _ci(
+                                    par.get((sm["model"], name, a)),
+                                    "defense_parity",
+                                    "ci_low",
+                                    "ci_high",
+                                )
+                            )
+                            for a in attrs
+                        ],
+                    ]
+                    for name in names
+                ],
+            ),
+            "",
+        ]
+    reasons = [f"`{c['model']}`, {c['check']}: {r}" for c in checks for r in c.get("reasons", [])]
+    if reasons:
+        out += ["Warnings:", "", *[f"- {r}" for r in reasons], ""]
+    return "\n".join(out).rstrip() + "\n"
 
 
 # ----------------------------------------------------------------------------- report figures

@@ -11,6 +11,9 @@ writes a self-contained run folder::
       results/rejection_*.{csv,json,npz}          AUC_FPR, FPR Parity, CIs, certified accuracy
       results/run_summary.{csv,json}    the summary table printed at the end
       results/run_findings.json         the findings sentences and the numbers they rest on
+      results/soundness.{json,md}       attack-soundness checks (convergence, restarts,
+                                        transfer, EOT on smoothing) with settings + input hash
+      results/soundness_parity.{csv,json}  Defense Parity per attack tried, with CIs
       figures/*.png                     every figure of the report
       models/, cache/                   checkpoints and sampling caches (resume)
       report.md, report.html            the report (html: figures embedded, no external files)
@@ -35,6 +38,10 @@ study from ``[robustness]`` and ``[rejection]`` tables, e.g.::
     [rejection]
     num_samples = [10, 100, 1000, 10000]
 
+    [soundness]          # fields of SoundnessConfig; --no-soundness skips the checks
+    restarts = 5
+    models = ["baseline", "most_robust"]
+
 Python::
 
     from fairrobust.run import run
@@ -45,25 +52,33 @@ Python::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as _dt
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fairrobust import _io
 
 __all__ = [
     "RUN_PRESETS",
+    "SOUNDNESS_PRESETS",
     "RunOutcome",
+    "SoundnessConfig",
     "add_run_arguments",
     "format_summary_table",
     "resolve_run_dir",
     "run",
     "run_main",
+    "run_soundness",
+    "soundness_config",
+    "soundness_steps",
     "study_configs",
 ]
 
@@ -137,7 +152,7 @@ def _intersection_tuples(specs: Sequence[str], attributes: Sequence[str]) -> lis
 
 
 def _read_run_toml(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The ``[robustness]`` and ``[rejection]`` tables of a run config file."""
+    """The ``[robustness]``, ``[rejection]`` and ``[soundness]`` tables of a run config file."""
     import tomllib
 
     path = Path(path)
@@ -148,10 +163,13 @@ def _read_run_toml(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
         raise FileNotFoundError(f"{path}: run config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from exc
-    other = sorted(set(data) - {"robustness", "rejection"})
+    other = sorted(set(data) - {"robustness", "rejection", "soundness"})
     if other:
-        raise ValueError(f"{path}: expected only [robustness] and [rejection] tables, got {other}")
-    return {k: dict(data.get(k, {})) for k in ("robustness", "rejection")}
+        raise ValueError(
+            f"{path}: expected only [robustness] and [rejection] tables (and optionally "
+            f"[soundness]), got {other}"
+        )
+    return {k: dict(data.get(k, {})) for k in ("robustness", "rejection", "soundness")}
 
 
 def study_configs(
@@ -323,6 +341,7 @@ def run(
     progress: bool = True,
     load_options: Mapping[str, Any] | None = None,
     log: Any = print,
+    soundness: bool | SoundnessConfig = True,
 ) -> RunOutcome:
     """Run both studies into one run folder and write the report.
 
@@ -336,6 +355,10 @@ def run(
       progress: show progress bars.
       load_options: extra loader options (``sample_rate``, ``duration``).
       log: where step messages go (``print``; a no-op to silence).
+      soundness: run the attack-soundness checks (:func:`run_soundness`) with the
+        preset's :class:`SoundnessConfig` (and the config file's ``[soundness]``
+        table); False skips them (and removes soundness files of an earlier run in
+        the folder); a :class:`SoundnessConfig` sets them explicitly.
 
     Returns:
       A :class:`RunOutcome`.
@@ -371,6 +394,10 @@ def run(
         intersections=intersections,
         dataset_attributes=sorted(ds.attributes),
     )
+    if isinstance(soundness, SoundnessConfig):
+        sound_cfg = soundness
+    else:
+        sound_cfg = soundness_config(preset, config_file, enabled=bool(soundness))
     log(
         f"{'continuing' if continuing else 'new'} run folder {run_dir} "
         f"({'finished steps whose settings match are reused' if continuing else 'fresh'})"
@@ -392,6 +419,7 @@ def run(
         "studies": list(studies),
         "robustness": rob_cfg.to_dict(),
         "rejection": _io.to_jsonable(rej_cfg),
+        "soundness": _io.to_jsonable(sound_cfg),
         "library_version": _library_version(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -417,6 +445,29 @@ def run(
         t0 = time.perf_counter()
         rej_res = rj.run_study(ds, rej_cfg, run_dir, resume=True, progress=progress)
         timings["rejection"] = time.perf_counter() - t0
+
+    if sound_cfg.enabled:
+        log(
+            "soundness checks: convergence, budget curve, restarts, transfer, EOT on smoothing "
+            f"for {list(sound_cfg.models)}"
+        )
+        t0 = time.perf_counter()
+        record = run_soundness(
+            ds,
+            run_dir,
+            sound_cfg,
+            rob_cfg,
+            rob_res,
+            rej_cfg if rej_res is not None else None,
+            preset=preset,
+            progress=progress,
+            log=log,
+        )
+        if record is None:
+            _remove_soundness(run_dir)
+        timings["soundness"] = time.perf_counter() - t0
+    else:
+        _remove_soundness(run_dir)
 
     log(f"[{len(studies) + 1}/{len(studies) + 1}] report")
     t0 = time.perf_counter()
@@ -457,6 +508,590 @@ def _library_version() -> str:
     return library_version()
 
 
+# ----------------------------------------------------------------------------- soundness
+
+
+@dataclasses.dataclass(frozen=True)
+class SoundnessConfig:
+    """Settings of the attack-soundness checks ``fairrobust run`` adds (issue 7).
+
+    The checks (``fairrobust.soundness``) run on the attacked models of the
+    robustness study named in ``models`` and, with ``smoothing``, on the rejection
+    study's randomized-smoothing base model; ``--no-soundness`` skips them and a
+    ``[soundness]`` table of the ``--config`` file overrides these fields.
+
+    Attributes:
+      enabled: run the checks.
+      models: robustness-study members to check: member ids, ``"baseline"`` (the
+        clean baseline), ``"most_robust"`` (the non-excluded model with the largest
+        AUC_acc) or ``"all"``.
+      steps: PGD step counts of the convergence check; empty = automatic
+        (``quick`` / ``tiny``: 1, attack_steps // 2, attack_steps; ``paper``: 1, 10,
+        50, attack_steps). The study's ``attack_steps`` is always included, so the
+        study's own attack is one of the attacks tried.
+      restarts: random restarts of the study's attack (``attack_steps`` steps each,
+        worst case per example); 0 = none.
+      transfer: transfer attack from another trained grid member of the same
+        architecture (a clean-trained one when there is one).
+      smoothing: EOT attack on the smoothed classifier of the rejection study's RS
+        base model (sigma and noise of the rejection study), next to plain PGD on
+        the base model, both judged by the smoothed classifier.
+      num_noise: M, noise draws per EOT step.
+      num_samples: N, noise draws of the majority vote that evaluates the smoothed
+        classifier.
+      smoothing_examples: clips of the smoothing check (seeded subset of the
+        rejection study's clips; 0 = all).
+      max_examples: clips of the base-model checks (seeded subset of the
+        robustness study's test clips; 0 = all of them, as the study). The
+        study's attack and the stronger ones are compared on the same clips.
+      tolerance: material accuracy difference in [0, 1] (warnings).
+      chance_margin: allowed excess over chance at the largest budget.
+      batch_size: examples per attack call (memory only).
+    """
+
+    enabled: bool = True
+    models: tuple[str, ...] = ("baseline", "most_robust")
+    steps: tuple[int, ...] = ()
+    restarts: int = 2
+    transfer: bool = True
+    smoothing: bool = True
+    num_noise: int = 4
+    num_samples: int = 32
+    smoothing_examples: int = 32
+    max_examples: int = 200
+    tolerance: float = 0.02
+    chance_margin: float = 0.1
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("restarts", "max_examples", "smoothing_examples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"SoundnessConfig.{name}: expected an integer >= 0, got {v!r}")
+        for name in ("num_noise", "num_samples", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"SoundnessConfig.{name}: expected an integer >= 1, got {v!r}")
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.steps):
+            raise ValueError(
+                f"SoundnessConfig.steps: expected integers >= 1 (or [] = automatic), "
+                f"got {self.steps!r}"
+            )
+        for name in ("tolerance", "chance_margin"):
+            v = getattr(self, name)
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"SoundnessConfig.{name}: expected a number in [0, 1], got {v!r}")
+        if not self.models:
+            raise ValueError("SoundnessConfig.models: expected at least one member id or alias")
+
+
+#: Soundness settings per run preset (``tiny``: tests; the numbers mean nothing).
+SOUNDNESS_PRESETS: Mapping[str, SoundnessConfig] = {
+    "quick": SoundnessConfig(),
+    "paper": SoundnessConfig(
+        restarts=5, num_noise=8, num_samples=100, smoothing_examples=0, max_examples=0
+    ),
+    "tiny": SoundnessConfig(
+        restarts=1,
+        num_noise=2,
+        num_samples=8,
+        smoothing_examples=12,
+        max_examples=0,
+        batch_size=32,
+    ),
+}
+SOUNDNESS_ALIASES = ("baseline", "most_robust", "all")
+
+
+def soundness_config(
+    preset: str = "quick",
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    enabled: bool = True,
+) -> SoundnessConfig:
+    """The :class:`SoundnessConfig` of a run: the preset's, then the file's ``[soundness]``.
+
+    Raises:
+      ValueError: unknown preset, bad field in the ``[soundness]`` table.
+      FileNotFoundError: ``config_file`` does not exist.
+    """
+    from fairrobust.studies import _common
+
+    if preset not in SOUNDNESS_PRESETS:
+        raise ValueError(f"preset: expected one of {list(RUN_PRESETS[:2])}, got {preset!r}")
+    cfg = SOUNDNESS_PRESETS[preset]
+    if config_file is not None:
+        table = _read_run_toml(config_file)["soundness"]
+        cfg = _common.apply_overrides(cfg, table, source=f"{config_file} [soundness]")
+    return cfg if enabled else dataclasses.replace(cfg, enabled=False)
+
+
+def soundness_steps(cfg: SoundnessConfig, attack_steps: int, preset: str) -> tuple[int, ...]:
+    """PGD step counts of the convergence check (see :attr:`SoundnessConfig.steps`)."""
+    if cfg.steps:
+        base = set(cfg.steps)
+    elif preset == "paper":
+        base = {1, 10, 50}
+    else:
+        base = {1, max(1, attack_steps // 2)}
+    out = sorted(base | {int(attack_steps)})
+    return tuple(out) if len(out) >= 2 else (out[0], out[0] + 1)
+
+
+def _resolve_targets(cfg: SoundnessConfig, rob_res: Any) -> list[tuple[Any, str]]:
+    """``[(MemberResult, role)]`` of the members named by ``cfg.models``, deduplicated."""
+    from fairrobust import report
+
+    rows = rob_res.tables["models"]
+    by_id = {m.spec.member_id: m for m in rob_res.members}
+    out: dict[str, str] = {}
+    for name in cfg.models:
+        if name == "all":
+            for r in rows:
+                out.setdefault(r["member_id"], "")
+            continue
+        if name in ("baseline", "most_robust"):
+            row = report._baseline(rows) if name == "baseline" else report._most_robust(rows)
+            if row is not None:
+                role = "clean baseline" if name == "baseline" else "most robust"
+                prev = out.get(row["member_id"])
+                out[row["member_id"]] = role if not prev else f"{prev}, {role}"
+            continue
+        if name not in by_id:
+            raise ValueError(
+                f"SoundnessConfig.models: unknown member {name!r}; expected one of "
+                f"{list(SOUNDNESS_ALIASES)} or a member id {sorted(by_id)}"
+            )
+        out.setdefault(name, "")
+    return [(by_id[mid], role) for mid, role in out.items()]
+
+
+def _pick_surrogate(target: Any, members: Sequence[Any]) -> Any | None:
+    """Another trained grid member of the same architecture (clean-trained preferred)."""
+    others = {}
+    for m in members:
+        s = m.spec
+        if s.model == target.spec.model and s.train_id != target.spec.train_id:
+            others.setdefault(s.train_id, m)
+    if not others:
+        return None
+    clean = [m for m in others.values() if m.spec.at_eps == 0 and m.spec.noise_std == 0]
+    return (clean or list(others.values()))[0]
+
+
+def _load_model(dataset: Any, train_config: Mapping[str, Any], folder: Path, progress: bool):
+    """``(apply_fn, variables)`` of a trained model in ``folder`` (trains only if missing)."""
+    from fairrobust import models
+    from fairrobust.studies import rejection as rj
+    from fairrobust.train import TrainConfig
+
+    tc = train_config if isinstance(train_config, TrainConfig) else TrainConfig(**train_config)
+    trained = rj._train_model(
+        dataset, tc, folder, fingerprint=dataset.fingerprint(), resume=True, show=progress
+    )
+    return models.logits_fn(trained.model), trained.variables
+
+
+def _subset(n: int, cap: int, seed: int, salt: int) -> np.ndarray:
+    """Sorted seeded subset of ``range(n)`` of size ``cap`` (all when ``cap`` is 0 or >= n)."""
+    if not cap or cap >= n:
+        return np.arange(n)
+    rng = np.random.default_rng([seed, salt])
+    return np.sort(rng.choice(n, size=cap, replace=False))
+
+
+def _parity_rows(
+    correct: Mapping[str, np.ndarray],
+    eps: np.ndarray,
+    groups: Mapping[str, Any],
+    speakers: np.ndarray,
+    rob_cfg: Any,
+    key: Any,
+    base: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Defense Parity (and the worst group's AUC_acc) per attack and attribute, with CIs.
+
+    ``correct``: attack name -> per-example correctness ``[e, n]``. Per attribute, every
+    attack's AUC_acc / Defense Parity and their bootstrap intervals are one vmapped
+    computation (``metrics.bootstrap_ci`` with ``AucAccStat``; stratified by group,
+    clustered by speaker; the study's resamples and level).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from fairrobust import metrics
+
+    names = list(correct)
+    stack = np.stack([np.asarray(correct[a], np.float32) for a in names])  # [A, e, n]
+    rows: list[dict[str, Any]] = []
+    for i_attr, (attr, grp) in enumerate(groups.items()):
+        if grp.num_groups == 0:
+            continue
+        valid = tuple(bool(v) for v in np.asarray(grp.valid))
+        stat = metrics.AucAccStat(tuple(float(e) for e in eps), valid)
+        if rob_cfg.bootstrap > 0:
+            res = metrics.bootstrap_ci(
+                stat, stack, grp.masks, key=jax.random.fold_in(key, i_attr),
+                num_resamples=rob_cfg.bootstrap, level=rob_cfg.ci_level, speakers=speakers,
+                batch_size=min(rob_cfg.bootstrap, 50),
+            )  # fmt: skip
+            est, lo, hi = (
+                {k: np.asarray(v, np.float64) for k, v in d.items()}
+                for d in (res.estimate, res.lower, res.upper)
+            )
+        else:
+            est = {
+                k: np.asarray(v, np.float64)
+                for k, v in stat(jnp.asarray(stack), jnp.asarray(grp.masks), None).items()
+            }
+            lo = hi = {k: np.full_like(v, np.nan) for k, v in est.items()}
+        vidx = np.flatnonzero(np.asarray(grp.valid))
+        for a, name in enumerate(names):
+            auc = est["auc_acc"][a]
+            ok = vidx[np.isfinite(auc[vidx])]
+            w = int(ok[np.argmin(auc[ok])]) if ok.size >= 2 else None
+            rows.append(
+                {
+                    **base,
+                    "attack": name,
+                    "attribute": attr,
+                    "defense_parity": _finite(est["defense_parity"][a]),
+                    "ci_low": _finite(lo["defense_parity"][a]),
+                    "ci_high": _finite(hi["defense_parity"][a]),
+                    "n_valid_groups": int(ok.size),
+                    "worst_group": None if w is None else grp.names[w],
+                    "worst_auc_acc": None if w is None else _finite(auc[w]),
+                    "worst_auc_acc_ci_low": None if w is None else _finite(lo["auc_acc"][a, w]),
+                    "worst_auc_acc_ci_high": None if w is None else _finite(hi["auc_acc"][a, w]),
+                }
+            )
+    return rows
+
+
+def _finite(v: Any) -> float | None:
+    f = float(v)
+    return f if np.isfinite(f) else None
+
+
+def _check_rows(model: str, role: str, checks: Sequence[Any]) -> list[dict[str, Any]]:
+    from fairrobust import soundness
+
+    return [
+        {
+            "model": model,
+            "role": role,
+            "check": c.name,
+            "verdict": c.verdict,
+            "summary": soundness._summary(c),
+            "reasons": list(c.all_reasons),
+        }
+        for c in checks
+    ]
+
+
+@contextlib.contextmanager
+def _quiet(progress: bool) -> Iterator[None]:
+    """Silence ``fairrobust._io.progress`` bars (the soundness checks') when ``progress`` is off."""
+    if progress:
+        yield
+        return
+    old = os.environ.get("FAIRROBUST_NO_PROGRESS")
+    os.environ["FAIRROBUST_NO_PROGRESS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("FAIRROBUST_NO_PROGRESS", None)
+        else:
+            os.environ["FAIRROBUST_NO_PROGRESS"] = old
+
+
+#: Columns of ``results/soundness_parity.{csv,json}``.
+PARITY_COLUMNS = (
+    "model",
+    "role",
+    "attack",
+    "attribute",
+    "defense_parity",
+    "ci_low",
+    "ci_high",
+    "n_valid_groups",
+    "worst_group",
+    "worst_auc_acc",
+    "worst_auc_acc_ci_low",
+    "worst_auc_acc_ci_high",
+)
+SOUNDNESS_FILES = (
+    "soundness.json",
+    "soundness.md",
+    "soundness_parity.csv",
+    "soundness_parity.json",
+)
+
+
+def run_soundness(
+    dataset: Any,
+    run_dir: str | os.PathLike[str],
+    cfg: SoundnessConfig,
+    rob_cfg: Any,
+    rob_res: Any,
+    rej_cfg: Any = None,
+    *,
+    preset: str = "quick",
+    progress: bool = True,
+    log: Any = print,
+) -> dict[str, Any] | None:
+    """Run the soundness checks of a run and write ``results/soundness.{json,md}``.
+
+    For each robustness-study member of ``cfg.models``:
+    :func:`fairrobust.soundness.run_soundness_checks` on the study's test clips and
+    attack budgets (PGD L-inf, the study's step size, clean start): convergence over
+    :func:`soundness_steps`, FGSM, the budget curve, ``cfg.restarts`` random restarts
+    of the study's attack and a transfer attack from :func:`_pick_surrogate`. With
+    ``rej_cfg`` and ``cfg.smoothing``: the EOT attack on the rejection study's RS
+    base model (:func:`fairrobust.soundness.smoothed_robust_correct`). For every
+    attack and attribute, Defense Parity with bootstrap intervals
+    (:func:`_parity_rows`), so the report can show parity under the strongest
+    attack tried next to the study's attack.
+
+    Files (``results/``, atomic): ``soundness.json`` (settings, input hash,
+    verdicts, numbers, per-model reports), ``soundness.md`` (the report section)
+    and ``soundness_parity.{csv,json}`` (model, role, attack, attribute,
+    defense_parity, ci_low, ci_high, n_valid_groups, worst_group, worst_auc_acc
+    and its interval). Skipped when ``soundness.json`` holds the same input hash
+    (models, data, test clips, attack and check settings, seed).
+
+    Returns:
+      The ``soundness.json`` record, or None when there is nothing to check.
+    """
+    import jax
+
+    from fairrobust import soundness
+    from fairrobust.defenses import with_preprocess
+    from fairrobust.studies import rejection as rj
+    from fairrobust.studies import robustness as rb
+    from fairrobust.studies._common import library_version
+
+    results = Path(run_dir) / "results"
+    rcfg: Any = rej_cfg  # used only when the rejection study ran (do_smooth)
+    rres: Any = rob_res
+    targets = [] if rob_res is None else _resolve_targets(cfg, rob_res)
+    do_smooth = cfg.smoothing and rej_cfg is not None
+    if not targets and not do_smooth:
+        return None
+    attack_steps = int(rob_cfg.attack_steps)
+    steps = soundness_steps(cfg, attack_steps, preset)
+    eps = np.asarray(rob_cfg.attack_eps, np.float32)
+    fp = dataset.fingerprint()
+    plan = []
+    for member, role in targets:
+        sur = _pick_surrogate(member, rres.members) if cfg.transfer else None
+        plan.append((member, role, sur))
+    rs_tcfg = rs_dir = eval_idx = None
+    if do_smooth:
+        rs_tcfg = rj._train_configs(rcfg)[1]
+        rs_dir = (
+            Path(run_dir)
+            / "models"
+            / f"rejection-rs-{_io.stable_hash({'data': fp, 'train': rs_tcfg})}"
+        )
+        eval_idx = rj._select_eval(dataset, rcfg)
+        eval_idx = eval_idx[_subset(len(eval_idx), cfg.smoothing_examples, rcfg.seed, 0x5E0)]
+    test_index = None if rob_res is None else np.asarray(rob_res.test_index)
+    sel = (
+        None
+        if test_index is None
+        else _subset(len(test_index), cfg.max_examples, rob_cfg.seed, 0x5E1)
+    )
+    settings = {
+        "models": list(cfg.models),
+        "steps": list(steps),
+        "restarts": cfg.restarts,
+        "restart_steps": attack_steps if cfg.restarts else None,
+        "transfer": cfg.transfer,
+        "norm": "linf",
+        "epsilons": [float(e) for e in rob_cfg.attack_eps],
+        "rel_step": float(rob_cfg.attack_rel_step),
+        "random_start": False,
+        "tolerance": cfg.tolerance,
+        "chance_margin": cfg.chance_margin,
+        "n_examples": None if sel is None else int(sel.size),
+        "bootstrap": int(rob_cfg.bootstrap),
+        "ci_level": float(rob_cfg.ci_level),
+        "seed": int(rob_cfg.seed),
+        "min_group_size": int(rob_cfg.min_group_size),
+        "smoothing": None
+        if not do_smooth
+        else {
+            "sigma": float(rcfg.sigma),
+            "noise": rcfg.noise,
+            "num_noise": cfg.num_noise,
+            "num_samples": cfg.num_samples,
+            "objective": "mean_softmax",
+            "num_steps": attack_steps,
+            "n_examples": int(eval_idx.size),  # type: ignore[union-attr]
+            "seed": int(rcfg.seed),
+        },
+    }
+    inputs = {
+        "format": 1,
+        "settings": settings,
+        "batch_size": cfg.batch_size,
+        "data_fingerprint": fp,
+        "attributes": [list(rob_cfg.attributes), list(rob_cfg.intersections)],
+        "targets": [
+            [m.spec.eval_hash, role, None if s is None else s.spec.train_id] for m, role, s in plan
+        ],
+        "test_index": None if test_index is None else _io.stable_hash(test_index[sel].tolist()),
+        "smoothing": None
+        if not do_smooth
+        else [str(rs_dir.name), _io.stable_hash(eval_idx.tolist())],  # type: ignore[union-attr]
+    }
+    inputs_hash = _io.stable_hash(inputs)
+    json_path = results / "soundness.json"
+    if json_path.is_file():
+        try:
+            old = _io.read_json(json_path)
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old.get("inputs_hash") == inputs_hash:
+            log("soundness checks: up to date (inputs unchanged), reused results/soundness.json")
+            _write_soundness_views(results, old)
+            return old
+
+    key = jax.random.fold_in(jax.random.key(int(rob_cfg.seed)), 0x50D)
+    checks: list[dict[str, Any]] = []
+    parity: list[dict[str, Any]] = []
+    model_records: list[dict[str, Any]] = []
+    with _quiet(progress):
+        if plan:
+            idx = test_index[sel]  # type: ignore[index]
+            x = np.asarray(dataset.waveforms[idx], np.float32)
+            y = np.asarray(dataset.labels[idx], np.int32)
+            attrs = {k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}
+            groups = rb._resolve_groups(attrs, rob_cfg)
+            speakers = np.asarray(dataset.speakers)[idx]
+            for member, role, sur in plan:
+                spec = member.spec
+                log(
+                    f"  soundness: {spec.member_id} ({role or 'requested'}): PGD steps "
+                    f"{list(steps)}, {cfg.restarts} restarts, transfer from "
+                    f"{'-' if sur is None else sur.spec.member_id}"
+                )
+                apply_fn, variables = _load_model(
+                    dataset,
+                    spec.train_spec["train_config"],
+                    Path(run_dir) / "models" / spec.train_id,
+                    progress,
+                )
+                fn = with_preprocess(
+                    apply_fn, rb.parse_preprocess(spec.preprocess, dataset.sample_rate)
+                )
+                surrogate = None
+                if sur is not None:
+                    surrogate = _load_model(
+                        dataset,
+                        sur.spec.train_spec["train_config"],
+                        Path(run_dir) / "models" / sur.spec.train_id,
+                        progress,
+                    )
+                mkey = jax.random.fold_in(key, int(spec.eval_hash[:7], 16))
+                rep = soundness.run_soundness_checks(
+                    fn, variables, x, y, eps, mkey, num_classes=dataset.num_classes,
+                    steps=steps, restarts=cfg.restarts or None, restart_steps=attack_steps,
+                    surrogate=surrogate, rel_step=float(rob_cfg.attack_rel_step),
+                    tolerance=cfg.tolerance, chance_margin=cfg.chance_margin,
+                    batch_size=cfg.batch_size,
+                )  # fmt: skip
+                base = {"model": spec.member_id, "role": role}
+                checks += _check_rows(spec.member_id, role, rep.checks)
+                parity += _parity_rows(
+                    rep.correct, eps, groups, speakers, rob_cfg, jax.random.fold_in(mkey, 7), base
+                )
+                model_records.append(
+                    {
+                        **base,
+                        "surrogate": None if sur is None else sur.spec.member_id,
+                        "study_attack": f"PGD-{attack_steps}",
+                        "attacks": list(rep.correct),
+                        "verdict": rep.verdict,
+                        "report": rep.to_dict(),
+                    }
+                )
+        smooth_record = None
+        if do_smooth:
+            log(
+                f"  soundness: EOT attack on the RS base model (sigma {rcfg.sigma:g}, "
+                f"M {cfg.num_noise}, N {cfg.num_samples}) on {eval_idx.size} clips"  # type: ignore[union-attr]
+            )
+            apply_fn, variables = _load_model(dataset, rs_tcfg, rs_dir, progress)  # type: ignore[arg-type]
+            xs = np.asarray(dataset.waveforms[eval_idx], np.float32)
+            ys = np.asarray(dataset.labels[eval_idx], np.int32)
+            skey = jax.random.fold_in(key, 0x5A)
+            sc = soundness.SmoothingAttackConfig(
+                sigma=float(rcfg.sigma), num_noise=cfg.num_noise, num_samples=cfg.num_samples,
+                noise=rcfg.noise, chunk_size=min(int(rcfg.chunk_size), cfg.num_samples),
+            )  # fmt: skip
+            check = soundness.smoothed_robust_correct(
+                apply_fn, variables, xs, ys, eps, skey, num_classes=dataset.num_classes,
+                smoothing_config=sc, num_steps=attack_steps,
+                rel_step=float(rob_cfg.attack_rel_step), tolerance=cfg.tolerance,
+                batch_size=cfg.batch_size,
+            )  # fmt: skip
+            name = "RS base (rejection study)"
+            base = {"model": name, "role": "smoothed classifier"}
+            checks += _check_rows(name, base["role"], [check])
+            correct = {
+                "smoothed: plain PGD on base": check.plain_correct,
+                "smoothed: EOT": check.eot_correct,
+                "smoothed: strongest": check.strongest_correct,
+            }
+            s_attrs = {k: np.asarray(v)[eval_idx] for k, v in dataset.attributes.items()}
+            parity += _parity_rows(
+                correct, eps, rb._resolve_groups(s_attrs, rob_cfg),
+                np.asarray(dataset.speakers)[eval_idx], rob_cfg, jax.random.fold_in(skey, 7), base,
+            )  # fmt: skip
+            n = max(int(eval_idx.size), 1)  # type: ignore[union-attr]
+            smooth_record = {
+                **base,
+                "verdict": check.verdict,
+                "attacks": list(correct),
+                "accuracy": {k: (np.asarray(v).sum(-1) / n).tolist() for k, v in correct.items()},
+                "check": check.to_dict(),
+            }
+    record = {
+        "study": "soundness",
+        "inputs_hash": inputs_hash,
+        "verdict": "warn" if any(c["verdict"] == "warn" for c in checks) else "pass",
+        "dataset": dataset.name,
+        "data_fingerprint": fp,
+        "library_version": library_version(),
+        "settings": settings,
+        "checks": checks,
+        "parity": parity,
+        "models": model_records,
+        "smoothing": smooth_record,
+    }
+    _io.atomic_write_json(json_path, record)
+    record = _io.read_json(json_path)  # views from the file, exactly as a rerun sees it
+    _write_soundness_views(results, record)
+    return record
+
+
+def _write_soundness_views(results: Path, record: Mapping[str, Any]) -> None:
+    """``soundness.md`` and ``soundness_parity.{csv,json}`` from the ``soundness.json`` record."""
+    from fairrobust import report
+    from fairrobust.studies._common import write_table
+
+    write_table(results / "soundness_parity", record.get("parity", []), PARITY_COLUMNS)
+    _io.atomic_write_text(results / "soundness.md", report.render_soundness(record))
+
+
+def _remove_soundness(run_dir: Path) -> None:
+    for name in SOUNDNESS_FILES:
+        (run_dir / "results" / name).unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -471,7 +1106,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, data_args: bool = True
     does not already define them), ``--preset quick|paper``, ``--config`` (TOML
     with ``[robustness]`` / ``[rejection]`` tables), ``--attributes``,
     ``--intersections``, ``--seed``, ``--out``, ``--resume [DIR]``,
-    ``--runs-dir``, ``--only``, ``--no-progress``.
+    ``--runs-dir``, ``--only``, ``--no-soundness``, ``--no-progress``.
     """
     from fairrobust.data import DATASETS
 
@@ -539,6 +1174,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, data_args: bool = True
         default=None,
         help="run only one of the two studies",
     )
+    g.add_argument(
+        "--no-soundness",
+        action="store_true",
+        help="skip the attack-soundness checks (convergence, restarts, transfer, EOT on "
+        "smoothing) of the clean baseline and the most robust model",
+    )
     if not _has(parser, "--no-progress"):
         g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -580,6 +1221,18 @@ def format_summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
             ),
         ),
     ]
+    if any("dp_robust_strongest" in r for r in rows):  # with the soundness checks
+        cols.insert(
+            4,
+            (
+                "DP most robust (strongest attack)",
+                lambda r: fmt_ci(
+                    r.get("dp_robust_strongest"),
+                    r.get("dp_robust_strongest_ci_low"),
+                    r.get("dp_robust_strongest_ci_high"),
+                ),
+            ),
+        )
     cells = [[fn(r) for _, fn in cols] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
     lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True))]
@@ -617,6 +1270,7 @@ def run_main(args: argparse.Namespace) -> int:
         studies=(only,) if only else ("robustness", "rejection"),
         progress=not getattr(args, "no_progress", False),
         load_options=options,
+        soundness=not getattr(args, "no_soundness", False),
     )
     print()
     level = next((r["ci_level"] for r in outcome.summary if r.get("ci_level")), None)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -242,6 +244,7 @@ def test_run_prints_summary_and_report_path(tiny_run, capsys, monkeypatch):
     assert "continuing run folder" in text
     assert "FPR Parity RS (largest N)" in text and "worst-served" in text
     assert f"report: {out / 'report.md'}" in text
+    assert "soundness checks: up to date" in text  # resumed: inputs hash unchanged
     assert _results_bytes(out) == before
 
 
@@ -269,6 +272,96 @@ def test_report_sections_present(tiny_run):
     assert any("FPR Parity" in f["text"] for f in findings)
     para = md.split("## Findings", 1)[1].split("##", 1)[0]
     assert findings[0]["text"] in para
+
+
+def test_soundness_section_and_records(tiny_run):
+    ds, out, _ = tiny_run
+    rec = json.loads((out / "results" / "soundness.json").read_text())
+    assert rec["verdict"] in ("pass", "warn") and len(rec["inputs_hash"]) == 16
+    assert rec["data_fingerprint"] == ds.fingerprint() and rec["library_version"]
+    st = rec["settings"]
+    assert st["steps"] == [1, 2] and st["restarts"] == 1 and st["epsilons"] == [0.01, 0.1]
+    assert st["smoothing"]["num_noise"] == 2 and st["smoothing"]["num_samples"] == 8
+    assert rec["checks"] and all(c["verdict"] in ("pass", "warn") for c in rec["checks"])
+    checks = {c["check"] for c in rec["checks"]}
+    assert {"attack convergence", "budget curve", "random restarts"} <= checks
+    assert {"transfer attack", "adaptive attack on smoothing"} <= checks
+    base = rec["models"][0]
+    assert base["role"].startswith("clean baseline") and base["surrogate"]
+    # The study's own attack is among those tried and reproduces the study's numbers.
+    models = json.loads((out / "results" / "robustness_synthetic_models.json").read_text())
+    row = next(r for r in models if r["member_id"] == base["model"])
+    acc = base["report"]["accuracy"][base["study_attack"]]
+    assert acc == pytest.approx([row["acc@0.01"], row["acc@0.1"]])
+    strongest = base["report"]["accuracy"]["strongest (base model)"]
+    assert all(s <= a + 1e-9 for s, a in zip(strongest, acc, strict=True))
+    parity = json.loads((out / "results" / "soundness_parity.json").read_text())
+    attacks = {(r["model"], r["attack"]) for r in parity}
+    assert (base["model"], "strongest (base model)") in attacks
+    assert ("RS base (rejection study)", "smoothed: EOT") in attacks
+    for r in parity:
+        assert r["defense_parity"] is None or r["ci_low"] is not None
+    md = (out / "report.md").read_text()
+    section = md.split("## Soundness of the attack evaluation", 1)[1].split("\n## ", 1)[0]
+    assert "| pass |" in section or "| warn |" in section
+    assert "### Defense Parity under the strongest attack tried" in section
+    assert "### Adaptive attack on randomized smoothing" in section
+    assert (out / "results" / "soundness.md").read_text().startswith("## Soundness")
+
+
+def test_ci_columns_in_run_tables(tiny_run):
+    _, out, _ = tiny_run
+    results = out / "results"
+
+    def check(rows, value, lo, hi):
+        seen = 0
+        for r in rows:
+            v, a, b = r.get(value), r.get(lo), r.get(hi)
+            assert lo in r and hi in r
+            if v is None or v == "":
+                continue
+            assert a not in (None, "") and b not in (None, "")
+            assert float(a) - 1e-6 <= float(v) <= float(b) + 1e-6
+            seen += 1
+        assert seen
+
+    check(
+        json.loads((results / "robustness_synthetic_group_curves.json").read_text()),
+        "accuracy",
+        "ci_low",
+        "ci_high",
+    )
+    acc = json.loads((results / "rejection_accuracy.json").read_text())
+    check(acc, "accuracy", "accuracy_ci_low", "accuracy_ci_high")
+    check([r for r in acc if r["abstain_rate"] is not None], *_ABSTAIN)
+    cert = json.loads((results / "rejection_certified_accuracy.json").read_text())
+    check(cert, "certified_accuracy", "ci_low", "ci_high")
+    with open(results / "rejection_fpr_curves.csv") as fh:
+        check(list(csv.DictReader(fh)), "fpr", "ci_low", "ci_high")
+    md = (out / "report.md").read_text()
+    cert_md = md.split("### Certified accuracy vs radius per group", 1)[1]
+    assert "[" in cert_md.split("\n## ", 1)[0]  # intervals printed in the table
+
+
+_ABSTAIN = ("abstain_rate", "abstain_rate_ci_low", "abstain_rate_ci_high")
+
+
+def test_no_soundness_removes_and_skips(tiny_run, tmp_path, monkeypatch, capsys):
+    ds, out, argv = tiny_run
+    monkeypatch.setattr(run_mod, "_load", lambda name, data_dir, options: ds)
+    copy = tmp_path / "r"
+    shutil.copytree(out, copy)
+    argv2 = list(argv)
+    argv2[argv2.index("--out") + 1] = str(copy)
+    assert run_mod.run_main(_parser().parse_args([*argv2, "--no-soundness"])) == 0
+    assert "soundness checks:" not in capsys.readouterr().out
+    assert not (copy / "results" / "soundness.json").exists()
+    config = json.loads((copy / "config.json").read_text())
+    assert config["soundness"]["enabled"] is False
+    md = (copy / "report.md").read_text()
+    assert "Not run in this run folder" in md
+    summary = json.loads((copy / "results" / "run_summary.json").read_text())
+    assert all("dp_robust_strongest" not in r for r in summary)
 
 
 @pytest.mark.slow

@@ -69,6 +69,7 @@ def plot_fpr_curves(
     group_labels: Sequence[str],
     title: str = "",
     xlabel: str = "threshold α (RS: p-value, NR: SVM score)",
+    ci: np.ndarray | None = None,
 ) -> Path:
     """False-rejection rate against the threshold, one panel per method, one line per group.
 
@@ -81,6 +82,8 @@ def plot_fpr_curves(
       group_labels: ``g`` legend entries.
       title: figure title.
       xlabel: x-axis label.
+      ci: optional confidence band (e.g. bootstrap interval), shape ``(m, a, g, 2)``
+        (low, high), drawn shaded around each curve.
 
     Returns:
       ``Path(path)``.
@@ -89,6 +92,9 @@ def plot_fpr_curves(
     curves = np.asarray(curves, dtype=float)
     _check("thresholds", thresholds, (None,))
     _check("curves", curves, (len(method_labels), thresholds.shape[0], len(group_labels)))
+    if ci is not None:
+        ci = np.asarray(ci, dtype=float)
+        _check("ci", ci, (*curves.shape, 2))
     rows, cols = _grid(len(method_labels))
     fig = Figure(figsize=(3.4 * cols, 2.9 * rows + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
@@ -97,7 +103,12 @@ def plot_fpr_curves(
             ax.set_visible(False)
             continue
         for j, label in enumerate(group_labels):
-            ax.plot(thresholds, curves[i, :, j], label=label, linewidth=1.3)
+            (line,) = ax.plot(thresholds, curves[i, :, j], label=label, linewidth=1.3)
+            if ci is not None:
+                ax.fill_between(
+                    thresholds, ci[i, :, j, 0], ci[i, :, j, 1], color=line.get_color(),
+                    alpha=0.15, lw=0,
+                )  # fmt: skip
         ax.set_title(method_labels[i], fontsize=10)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
@@ -227,6 +238,8 @@ def plot_certified_accuracy(
     *,
     group_labels: Sequence[str],
     title: str = "",
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
 ) -> Path:
     """Certified accuracy against the L2 radius, one line per group.
 
@@ -239,6 +252,8 @@ def plot_certified_accuracy(
       path: PNG file to write.
       group_labels: ``g`` legend entries.
       title: axes title.
+      lower, upper: optional confidence band (e.g. bootstrap interval), shape
+        ``(r, g)`` each, drawn as a shaded step band.
 
     Returns:
       ``Path(path)``.
@@ -247,10 +262,21 @@ def plot_certified_accuracy(
     accuracy = np.asarray(accuracy, dtype=float)
     _check("radii", radii, (None,))
     _check("accuracy", accuracy, (radii.shape[0], len(group_labels)))
+    if (lower is None) != (upper is None):
+        raise ValueError("lower, upper: give both bounds of the band or neither")
+    if lower is not None and upper is not None:
+        lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+        _check("lower", lower, accuracy.shape)
+        _check("upper", upper, accuracy.shape)
     fig = Figure(figsize=(5.0, 3.6), layout="constrained")
     ax = fig.subplots()
     for j, label in enumerate(group_labels):
-        ax.step(radii, accuracy[:, j], where="post", label=label)
+        (line,) = ax.step(radii, accuracy[:, j], where="post", label=label)
+        if lower is not None and upper is not None:
+            ax.fill_between(
+                radii, lower[:, j], upper[:, j], step="post", color=line.get_color(),
+                alpha=0.15, lw=0,
+            )  # fmt: skip
     ax.set_xlabel("L2 radius")
     ax.set_ylabel("certified accuracy")
     ax.set_ylim(-0.02, 1.02)

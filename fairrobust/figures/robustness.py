@@ -132,6 +132,8 @@ def accuracy_vs_epsilon(
     clean_accuracy: np.ndarray | None = None,
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
+    clean_lower: np.ndarray | None = None,
+    clean_upper: np.ndarray | None = None,
     chance: float | None = None,
     title: str = "",
 ) -> Path:
@@ -147,7 +149,10 @@ def accuracy_vs_epsilon(
       group_labels: one label per group (e.g. ``"female (n=120)"``).
       path: output PNG path.
       clean_accuracy: optional per-group clean accuracy, shape (groups,).
-      lower, upper: optional confidence band, same shape as ``accuracy``.
+      lower, upper: optional confidence band (e.g. bootstrap interval), same
+        shape as ``accuracy``; drawn as a shaded band (NaN = no band there).
+      clean_lower, clean_upper: optional interval of ``clean_accuracy``, shape
+        (groups,); drawn as an error bar on the clean marker.
       chance: optional chance level drawn as a horizontal line (1 / n_classes).
       title: figure title.
 
@@ -159,6 +164,16 @@ def accuracy_vs_epsilon(
     if eps.ndim != 1 or eps.size == 0 or np.any(eps <= 0):
         raise ValueError(f"epsilons: expected a non-empty 1-d array of values > 0, got {eps}")
     _check_2d("accuracy", acc, (len(group_labels), eps.size))
+    if (lower is None) != (upper is None):
+        raise ValueError("lower, upper: give both bounds of the band or neither")
+    if lower is not None and upper is not None:
+        lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+        _check_2d("lower", lower, acc.shape)
+        _check_2d("upper", upper, acc.shape)
+    clean_ci = None
+    if clean_accuracy is not None and clean_lower is not None and clean_upper is not None:
+        clean_ci = np.stack([np.asarray(clean_lower, float), np.asarray(clean_upper, float)])
+        _check_2d("clean_lower / clean_upper", clean_ci, (2, len(group_labels)))
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     x_clean = eps.min() / 10.0
@@ -167,12 +182,14 @@ def accuracy_vs_epsilon(
         color = colors(g % 10)
         ax.plot(eps, acc[g], marker="o", ms=4, color=color, label=label)
         if lower is not None and upper is not None:
-            lo, hi = np.asarray(lower, float)[g], np.asarray(upper, float)[g]
-            ax.fill_between(eps, lo, hi, color=color, alpha=0.15)
+            ax.fill_between(eps, lower[g], upper[g], color=color, alpha=0.15, lw=0)
         if clean_accuracy is not None:
             c = float(np.asarray(clean_accuracy, float)[g])
             ax.plot([x_clean, eps[0]], [c, acc[g, 0]], ls=":", color=color)
             ax.plot([x_clean], [c], marker="s", ms=5, color=color)
+            if clean_ci is not None and np.all(np.isfinite(clean_ci[:, g])):
+                err = np.abs(np.array([[c - clean_ci[0, g]], [clean_ci[1, g] - c]]))
+                ax.errorbar([x_clean], [c], yerr=err, color=color, capsize=3, lw=1)
     if chance is not None:
         ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
     ax.set_xscale("log")

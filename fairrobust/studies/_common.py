@@ -15,13 +15,24 @@ Public functions:
     mapping or a TOML file, validated against the dataclass's annotations.
   * :func:`write_table` -- a list of dicts to ``.csv`` and ``.json`` atomically.
   * :func:`check_config_change` -- compare with the config a previous run saved.
+  * :func:`write_provenance` / :func:`verify_provenance` -- the provenance sidecar
+    ``results/<prefix>_provenance.json`` of a study's results files.
   * :func:`library_version`.
+
+Provenance: every results file of a study (``results/<prefix>_*``) is vouched for by
+the sidecar ``<prefix>_provenance.json``, written last: the study, dataset name, data
+fingerprint, full config and its hash, the library version, and the SHA-256 of every
+results file of that run. A table whose bytes do not match the sidecar (e.g. left by
+a run that was killed while rewriting the tables) is detected by
+:func:`verify_provenance`. The sidecar holds no timestamps, so it is byte-identical
+across reruns like the tables it describes.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import itertools
 import logging
@@ -59,8 +70,13 @@ __all__ = [
     "member_id",
     "save_member",
     "slugify",
+    "verify_provenance",
+    "write_provenance",
     "write_table",
 ]
+
+#: Suffix of the provenance sidecar: ``results/<prefix>_provenance.json``.
+PROVENANCE_SUFFIX = "_provenance.json"
 
 logger = logging.getLogger("fairrobust.studies")
 
@@ -355,3 +371,95 @@ def write_table(
     json_rows = [{c: row.get(c) for c in columns} for row in rows]
     json_path = atomic_write_json(stem.with_name(stem.name + ".json"), json_rows)
     return csv_path, json_path
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _study_files(results_dir: Path, prefix: str) -> list[Path]:
+    """Results files of one study: ``<prefix>_*`` (not hidden temporaries, not the sidecar)."""
+    return sorted(
+        p
+        for p in results_dir.glob(f"{prefix}_*")
+        if p.is_file() and not p.name.startswith(".") and p.name != prefix + PROVENANCE_SUFFIX
+    )
+
+
+def write_provenance(
+    results_dir: str | os.PathLike[str],
+    prefix: str,
+    *,
+    study: str,
+    dataset: str,
+    data_fingerprint: str,
+    config: Any,
+    config_hash: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``<prefix>_provenance.json`` for every ``<prefix>_*`` file in ``results_dir``.
+
+    Call it after the study has written all its results files (it hashes them).
+
+    Args:
+      results_dir: the study's ``results/`` folder.
+      prefix: file-name prefix of the study's results (``"rejection"``,
+        ``"robustness_<dataset>"``).
+      study, dataset, data_fingerprint, config, config_hash: what the results came from.
+      extra: further JSON-able provenance (e.g. training configs).
+
+    Returns:
+      The sidecar's path.
+    """
+    results_dir = Path(results_dir)
+    record = {
+        "study": study,
+        "dataset": dataset,
+        "data_fingerprint": data_fingerprint,
+        "config": to_jsonable(config),
+        "config_hash": config_hash,
+        "library_version": library_version(),
+        "files": {p.name: _sha256(p) for p in _study_files(results_dir, prefix)},
+        "note": "SHA-256 of every results file of this run; a file that is missing or "
+        "differs was not produced by this run (verify with "
+        "fairrobust.studies._common.verify_provenance)",
+    }
+    if extra:
+        record.update(to_jsonable(dict(extra)))
+    return atomic_write_json(results_dir / f"{prefix}{PROVENANCE_SUFFIX}", record)
+
+
+def verify_provenance(results_dir: str | os.PathLike[str], prefix: str) -> dict[str, Any]:
+    """Check the results files of one study against its provenance sidecar.
+
+    Returns:
+      The sidecar record.
+
+    Raises:
+      FileNotFoundError: no sidecar (the study never finished in this folder).
+      ValueError: a results file is not listed in the sidecar, is missing, or its
+        SHA-256 differs (each named in the message).
+    """
+    results_dir = Path(results_dir)
+    path = results_dir / f"{prefix}{PROVENANCE_SUFFIX}"
+    record = read_json(path)
+    listed = dict(record.get("files") or {})
+    problems = []
+    for p in _study_files(results_dir, prefix):
+        if p.name not in listed:
+            problems.append(f"{p.name}: not produced by the run {path.name} describes")
+        elif _sha256(p) != listed[p.name]:
+            problems.append(f"{p.name}: changed since the run {path.name} describes")
+    problems += [
+        f"{name}: listed but missing" for name in listed if not (results_dir / name).is_file()
+    ]
+    if problems:
+        raise ValueError(f"{path}: results do not match their provenance: " + "; ".join(problems))
+    return record

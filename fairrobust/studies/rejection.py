@@ -44,15 +44,22 @@ Result files (``<out>/results/``; every table also as ``.json``, a list of rows)
   n_valid_groups, ci_low, ci_high.
 * ``rejection_correlation.csv`` -- attribute (or ``all``), method (NR / RS /
   RS mean), num_samples, r, r_std, p_value, n_groups.
-* ``rejection_accuracy.csv`` -- model, attribute, group, n, accuracy, abstain_rate.
+* ``rejection_accuracy.csv`` -- model, attribute, group, n, accuracy, abstain_rate,
+  accuracy_ci_low / _high, abstain_rate_ci_low / _high (bootstrap intervals).
 * ``rejection_certified_accuracy.csv`` -- attribute, group, n, valid, radius,
-  certified_accuracy; ``rejection_certify_per_example.csv`` as ``fairrobust certify``.
+  certified_accuracy, ci_low, ci_high; ``rejection_certify_per_example.csv`` as
+  ``fairrobust certify``.
 * ``rejection_fpr_curves.csv`` -- method, num_samples, label, attribute, group,
-  threshold, fpr (CSV only).
+  threshold, fpr, ci_low, ci_high (CSV only).
 * ``rejection_per_example.npz`` -- pvalues [k, n], counts [k, n, C], nr_scores,
   nr_stat, labels, thresholds, attributes (``attr_<name>``): every metric can be
   recomputed with :func:`analyze`.
-* ``rejection_config.json``, ``rejection_groups.json``, ``rejection_summary.json``.
+* ``rejection_config.json``, ``rejection_groups.json``, ``rejection_summary.json``
+  (each with the dataset, data fingerprint, config hash and library version).
+* ``rejection_provenance.json`` -- written last: dataset, data fingerprint, config
+  and hash, library version, training configs and the SHA-256 of every
+  ``rejection_*`` results file of the run
+  (``fairrobust.studies._common.verify_provenance`` checks them).
 
 Figures (``<out>/figures/``): ``rejection_fpr_curves_<attr>.png``,
 ``rejection_auc_fpr_<attr>.png``, ``rejection_fpr_parity_vs_n.png``,
@@ -76,6 +83,7 @@ import os
 import re
 import time
 import tomllib
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +114,7 @@ __all__ = [
     "correlation_table",
     "fpr_curve_table",
     "fpr_parity_table",
+    "group_rate_intervals",
     "method_labels",
     "preset",
     "run_study",
@@ -325,6 +334,8 @@ class AttributeRejection:
       parity: FPR Parity ``[m]`` over valid groups (NaN with fewer than 2).
       auc_ci: bootstrap interval of ``auc``, ``[m, g, 2]`` (NaN without bootstrap).
       parity_ci: bootstrap interval of ``parity``, ``[m, 2]`` (NaN without bootstrap).
+      curves_ci: bootstrap interval of ``curves``, ``[m, a, g, 2]`` (NaN without
+        bootstrap; the same resamples as ``auc_ci``).
     """
 
     attribute: str
@@ -337,6 +348,7 @@ class AttributeRejection:
     parity: np.ndarray
     auc_ci: np.ndarray
     parity_ci: np.ndarray
+    curves_ci: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -350,6 +362,8 @@ class RejectionAnalysis:
       overall_curves: FPR of all evaluated examples ``[m, a]``.
       overall_auc: AUC_FPR of all evaluated examples ``[m]``.
       attributes: attribute name -> :class:`AttributeRejection`.
+      overall_curves_ci: bootstrap interval of ``overall_curves``, ``[m, a, 2]``
+        (NaN without bootstrap).
       ci_level: level of the bootstrap intervals (None without bootstrap).
       num_resamples: bootstrap resamples (0 without bootstrap).
       num_examples: n, the number of evaluated examples.
@@ -364,6 +378,7 @@ class RejectionAnalysis:
     ci_level: float | None = None
     num_resamples: int = 0
     num_examples: int = 0
+    overall_curves_ci: np.ndarray | None = None
 
 
 def method_labels(num_samples: Sequence[int]) -> tuple[str, ...]:
@@ -457,6 +472,7 @@ def analyze(
     m = k + 1
     auc_ci = np.full((m, all_masks.shape[0], 2), np.nan)
     parity_ci = np.full((len(spans), m, 2), np.nan)
+    curves_ci = np.full((*curves.shape, 2), np.nan)  # [m, a, G, 2]
     if bootstrap_resamples:
         stat_fn = _AucFprBootstrap(
             tuple(float(t) for t in thresholds.astype(np.float32)),
@@ -474,6 +490,7 @@ def analyze(
         )
         auc_ci = np.stack([np.asarray(res.lower["auc"]), np.asarray(res.upper["auc"])], -1)
         parity_ci = np.stack([np.asarray(res.lower["parity"]), np.asarray(res.upper["parity"])], -1)
+        curves_ci = np.stack([np.asarray(res.lower["curves"]), np.asarray(res.upper["curves"])], -1)
 
     per_attr: dict[str, AttributeRejection] = {}
     for i, name in enumerate(names):
@@ -495,6 +512,7 @@ def analyze(
             parity=parity[i],
             auc_ci=auc_ci[:, lo:hi],
             parity_ci=parity_ci[i],
+            curves_ci=curves_ci[:, :, lo:hi],
         )
     overall_curves, overall_auc = curves[:, :, :1], auc[:, :1]
     return RejectionAnalysis(
@@ -507,6 +525,7 @@ def analyze(
         ci_level=float(ci_level) if bootstrap_resamples else None,
         num_resamples=int(bootstrap_resamples),
         num_examples=int(n),
+        overall_curves_ci=curves_ci[:, :, 0],
     )
 
 
@@ -535,8 +554,10 @@ def _per_attribute(auc: Any, spans: Sequence[tuple[int, int]], valid: np.ndarray
 class _AucFprBootstrap:
     """Bootstrap statistic: AUC_FPR of every group and FPR Parity of every attribute.
 
-    ``values = {"rs": pvalues [k, n], "nr": nr_stat [n]}``; returns ``auc [m, G]`` and
-    ``parity [p, m]`` (m = k + 1 methods). Hashable, so the bootstrap compiles once.
+    ``values = {"rs": pvalues [k, n], "nr": nr_stat [n]}``; returns ``auc [m, G]``,
+    ``parity [p, m]`` (m = k + 1 methods) and the FPR curves ``curves [m, a, G]``
+    (``metrics.rejection_curves``: a cumulative histogram, no ``[a, G, n]`` tensor).
+    Hashable, so the bootstrap compiles once.
     """
 
     thresholds: tuple[float, ...]
@@ -553,7 +574,10 @@ class _AucFprBootstrap:
         nr = metrics.auc_fpr(values["nr"], t, masks, reject_if="below", weights=weights)
         auc = jnp.concatenate([rs, nr[None]], axis=0)
         parity = metrics.fpr_parity(_per_attribute(auc, self.spans, np.asarray(self.valid)))
-        return {"auc": auc, "parity": parity}
+        rs_c = metrics.rejection_curves(values["rs"], t, masks, weights=weights[None])
+        nr_c = metrics.rejection_curves(values["nr"], t, masks, reject_if="below", weights=weights)
+        curves = jnp.concatenate([rs_c, nr_c[None]], axis=0)
+        return {"auc": auc, "parity": parity, "curves": curves}
 
 
 def _f(x: Any) -> float | None:
@@ -756,10 +780,14 @@ def correlation_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
 def fpr_curve_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
     """Every FPR-vs-threshold point, long form.
 
-    Columns: method, num_samples, label, attribute, group, threshold, fpr.
+    Columns: method, num_samples, label, attribute, group, threshold, fpr, ci_low,
+    ci_high (bootstrap interval of the group's FPR at that threshold; empty without
+    bootstrap).
     """
     rows = []
     th = analysis.thresholds
+    nan_ci = np.full((*analysis.overall_curves.shape, 2), np.nan)
+    overall_ci = nan_ci if analysis.overall_curves_ci is None else analysis.overall_curves_ci
     for i in range(len(analysis.methods)):
         base = _method_fields(analysis, i)
         for a, t in enumerate(th):
@@ -770,11 +798,18 @@ def fpr_curve_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
                     "group": "all",
                     "threshold": float(t),
                     "fpr": _f(analysis.overall_curves[i, a]),
+                    "ci_low": _f(overall_ci[i, a, 0]),
+                    "ci_high": _f(overall_ci[i, a, 1]),
                 }
             )
         for attr in analysis.attributes.values():
+            cis = (
+                np.full((*attr.curves.shape, 2), np.nan)
+                if attr.curves_ci is None
+                else attr.curves_ci
+            )
             for j, g in enumerate(attr.names):
-                col = attr.curves[i, :, j]
+                col, ci = attr.curves[i, :, j], cis[i, :, j]
                 rows.extend(
                     {
                         **base,
@@ -782,10 +817,61 @@ def fpr_curve_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
                         "group": g,
                         "threshold": float(t),
                         "fpr": _f(col[a]),
+                        "ci_low": _f(ci[a, 0]),
+                        "ci_high": _f(ci[a, 1]),
                     }
                     for a, t in enumerate(th)
                 )
     return rows
+
+
+def group_rate_intervals(
+    values: np.ndarray,
+    groups: Mapping[str, Any],
+    *,
+    key: Any,
+    num_resamples: int,
+    level: float = 0.95,
+    speakers: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap intervals of the rate of ``values`` in every group, as one computation.
+
+    The groups are those of the tables: one ``all`` group of every example, then
+    the groups of each attribute in order. ``fairrobust.metrics.bootstrap_ci``
+    with :class:`fairrobust.metrics.GroupRateStat` (reweighting, stratified by
+    group membership, clustered by ``speakers``) evaluates every row of ``values``
+    on the same resamples in one vmapped computation.
+
+    Args:
+      values: per-example values in [0, 1] (e.g. 0/1 correctness), ``(..., n)``.
+      groups: attribute -> ``fairrobust.groups.Groups`` over the same n examples.
+      key: PRNG key of the resamples.
+      num_resamples: resamples >= 1.
+      level: interval level in (0, 1).
+      speakers: optional speaker id per example ``(n,)``.
+
+    Returns:
+      ``(lower, upper)``, each ``(..., 1 + sum of group counts)`` (NaN for empty groups).
+    """
+    from fairrobust import metrics
+
+    values = np.asarray(values, dtype=np.float32)
+    n = values.shape[-1]
+    masks = np.concatenate(
+        [np.ones((1, n), bool)]
+        + [np.asarray(g.masks, dtype=bool).reshape(-1, n) for g in groups.values()],
+        axis=0,
+    )
+    res = metrics.bootstrap_ci(
+        metrics.GroupRateStat(),
+        values,
+        masks,
+        key=key,
+        num_resamples=int(num_resamples),
+        level=float(level),
+        speakers=speakers,
+    )
+    return np.asarray(res.lower["rates"], np.float64), np.asarray(res.upper["rates"], np.float64)
 
 
 def certified_accuracy_table(
@@ -794,18 +880,37 @@ def certified_accuracy_table(
     labels: np.ndarray,
     radii: Sequence[float],
     groups: Mapping[str, Any],
+    *,
+    bootstrap_resamples: int = 0,
+    ci_level: float = 0.95,
+    key: Any = None,
+    speakers: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Certified accuracy per group at each radius (Cohen et al. 2019).
 
-    Columns: attribute, group, n, valid, radius, certified_accuracy. The overall rows
-    have attribute and group ``"all"``.
+    Columns: attribute, group, n, valid, radius, certified_accuracy, ci_low, ci_high
+    (bootstrap interval, :func:`group_rate_intervals` over the per-example indicator
+    ``pred == label and radius >= r`` at every r at once; empty without bootstrap).
+    The overall rows have attribute and group ``"all"``.
     """
     from fairrobust import smoothing
 
     radii_arr = np.asarray(radii, dtype=np.float64)
+    n_groups = 1 + sum(len(g.names) for g in groups.values())
+    lower = upper = np.full((radii_arr.size, n_groups), np.nan)
+    if bootstrap_resamples:
+        if key is None:
+            raise ValueError("key: a PRNG key is required when bootstrap_resamples > 0")
+        ok = (np.asarray(pred) == np.asarray(labels))[None, :] & (
+            np.asarray(radius, np.float64)[None, :] >= radii_arr[:, None]
+        )  # [r, n], as smoothing.certified_accuracy
+        lower, upper = group_rate_intervals(
+            ok, groups, key=key, num_resamples=bootstrap_resamples, level=ci_level,
+            speakers=speakers,
+        )  # fmt: skip
     rows = []
     all_acc = smoothing.certified_accuracy(pred, radius, labels, radii_arr, None)[:, 0]
-    for r, acc in zip(radii_arr, all_acc, strict=True):
+    for ri, (r, acc) in enumerate(zip(radii_arr, all_acc, strict=True)):
         rows.append(
             {
                 "attribute": "all",
@@ -814,8 +919,11 @@ def certified_accuracy_table(
                 "valid": True,
                 "radius": float(r),
                 "certified_accuracy": _f(acc),
+                "ci_low": _f(lower[ri, 0]),
+                "ci_high": _f(upper[ri, 0]),
             }
         )
+    col = 1
     for grp in groups.values():
         acc = smoothing.certified_accuracy(pred, radius, labels, radii_arr, np.asarray(grp.masks))
         for j, g in enumerate(grp.names):
@@ -828,13 +936,21 @@ def certified_accuracy_table(
                         "valid": bool(grp.valid[j]),
                         "radius": float(r),
                         "certified_accuracy": _f(acc[ri, j]),
+                        "ci_low": _f(lower[ri, col + j]),
+                        "ci_high": _f(upper[ri, col + j]),
                     }
                 )
+        col += len(grp.names)
     return rows
 
 
 def accuracy_rows(
-    model: str, correct: np.ndarray, groups: Mapping[str, Any], *, abstain: np.ndarray | None = None
+    model: str,
+    correct: np.ndarray,
+    groups: Mapping[str, Any],
+    *,
+    abstain: np.ndarray | None = None,
+    ci: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
     """Accuracy (and abstention rate) of one model overall and per group.
 
@@ -843,9 +959,14 @@ def accuracy_rows(
       correct: bool ``[n]`` per-example correctness (an abstention is not correct).
       groups: attribute -> Groups.
       abstain: optional bool ``[n]`` abstentions.
+      ci: optional bootstrap intervals ``{"accuracy": (low, high), "abstain_rate":
+        (low, high)}``, each ``[1 + sum of group counts]`` in row order (from
+        :func:`group_rate_intervals`).
 
     Returns:
-      Rows with columns model, attribute, group, n, accuracy, abstain_rate.
+      Rows with columns model, attribute, group, n, accuracy, abstain_rate,
+      accuracy_ci_low, accuracy_ci_high, abstain_rate_ci_low, abstain_rate_ci_high
+      (None where no interval was given).
     """
     correct = np.asarray(correct, dtype=np.float64)
     ab = None if abstain is None else np.asarray(abstain, dtype=np.float64)
@@ -876,6 +997,12 @@ def accuracy_rows(
                     "abstain_rate": None if abr is None else _f(abr[j]),
                 }
             )
+    for c, row in enumerate(rows):  # row c is column c of the interval arrays
+        for name in ("accuracy", "abstain_rate"):
+            lo_hi = (ci or {}).get(name)
+            ok = lo_hi is not None and row[name] is not None
+            row[f"{name}_ci_low"] = _f(lo_hi[0][c]) if ok else None  # type: ignore[index]
+            row[f"{name}_ci_high"] = _f(lo_hi[1][c]) if ok else None  # type: ignore[index]
     return rows
 
 
@@ -961,6 +1088,7 @@ def _slug(name: str) -> str:
 RESULT_FILES: dict[str, str] = {
     "config": "rejection_config.json",
     "summary": "rejection_summary.json",
+    "provenance": "rejection_provenance.json",
     "accuracy": "rejection_accuracy.csv",
     "auc_fpr": "rejection_auc_fpr.csv",
     "auc_fpr_long": "rejection_auc_fpr_long.csv",
@@ -1013,8 +1141,8 @@ def _load_cached(path: Path, key: str) -> dict[str, np.ndarray] | None:
             if "cache_key" not in z.files or str(z["cache_key"]) != key:
                 return None
             return {k: z[k] for k in z.files if k != "cache_key"}
-    except (OSError, ValueError, KeyError):
-        return None  # damaged cache entry: recompute
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # damaged or truncated cache entry: recompute
 
 
 def _save_cached(path: Path, key: str, **arrays: np.ndarray) -> None:
@@ -1211,7 +1339,7 @@ def run_study(
 
     from fairrobust import models, smoothing
     from fairrobust.rejection import NeuralRejection
-    from fairrobust.studies._common import write_table
+    from fairrobust.studies._common import library_version, write_provenance, write_table
     from fairrobust.train import extract_features, predict_logits
 
     if config.noise not in smoothing.available_noises():
@@ -1407,17 +1535,37 @@ def run_study(
         key=jax.random.fold_in(base_key, 3),
         speakers=np.asarray(dataset.speakers)[eval_idx],
     )
-    acc_rows = accuracy_rows("M5 clean (NR base)", nr_cached["base_pred"] == y_eval, grps)
-    acc_rows += accuracy_rows("NR (SVM)", nr_pred == y_eval, grps)
-    acc_rows += accuracy_rows(f"M5 sigma={config.sigma:g} (RS base)", rs_base_pred == y_eval, grps)
+    speakers_eval = np.asarray(dataset.speakers)[eval_idx]
+    models_correct = [
+        ("M5 clean (NR base)", nr_cached["base_pred"] == y_eval, None),
+        ("NR (SVM)", nr_pred == y_eval, None),
+        (f"M5 sigma={config.sigma:g} (RS base)", rs_base_pred == y_eval, None),
+    ]
     for i, n in enumerate(config.num_samples):
         abstain = pvalues[i] > config.certify_alpha
-        acc_rows += accuracy_rows(
-            f"RS N={n} alpha={config.certify_alpha:g}",
-            (~abstain) & (rs_top[i] == y_eval),
-            grps,
-            abstain=abstain,
-        )
+        label = f"RS N={n} alpha={config.certify_alpha:g}"
+        models_correct.append((label, (~abstain) & (rs_top[i] == y_eval), abstain))
+    # Intervals of every model's group accuracy (and RS abstention rate) on one set of
+    # resamples: one bootstrap computation over the stacked per-example indicators.
+    acc_ci: list[dict[str, tuple[np.ndarray, np.ndarray]] | None] = [None] * len(models_correct)
+    if config.bootstrap_resamples:
+        stacked = [c for _, c, _ in models_correct] + [
+            a for _, _, a in models_correct if a is not None
+        ]
+        lo, hi = group_rate_intervals(
+            np.stack(stacked), grps, key=jax.random.fold_in(base_key, 4),
+            num_resamples=config.bootstrap_resamples, level=config.ci_level,
+            speakers=speakers_eval,
+        )  # fmt: skip
+        j = len(models_correct)
+        for i, (_, _, a) in enumerate(models_correct):
+            acc_ci[i] = {"accuracy": (lo[i], hi[i])}
+            if a is not None:
+                acc_ci[i]["abstain_rate"] = (lo[j], hi[j])  # type: ignore[index]
+                j += 1
+    acc_rows: list[dict[str, Any]] = []
+    for (label, correct, abstain), ci in zip(models_correct, acc_ci, strict=True):
+        acc_rows += accuracy_rows(label, correct, grps, abstain=abstain, ci=ci)
     tables: dict[str, list[dict[str, Any]]] = {
         "accuracy": acc_rows,
         "auc_fpr": auc_fpr_table(analysis),
@@ -1428,23 +1576,26 @@ def run_study(
     }
     if cert is not None:
         tables["certified_accuracy"] = certified_accuracy_table(
-            cert["pred"], cert["radius"], y_eval, config.radii, grps
-        )
+            cert["pred"], cert["radius"], y_eval, config.radii, grps,
+            bootstrap_resamples=config.bootstrap_resamples, ci_level=config.ci_level,
+            key=jax.random.fold_in(base_key, 5), speakers=speakers_eval,
+        )  # fmt: skip
 
     def path(name: str) -> Path:
         files[name] = results_dir / RESULT_FILES[name]
         return files[name]
 
+    config_hash = _io.stable_hash(config)
+    provenance = {
+        "study": "rejection",
+        "dataset": dataset.name,
+        "data_fingerprint": data_fp,
+        "config_hash": config_hash,
+        "library_version": library_version(),
+    }
     _io.atomic_write_json(
         path("config"),
-        {
-            "study": "rejection",
-            "config": config,
-            "dataset": dataset.name,
-            "data_fingerprint": data_fp,
-            "train_nr": nr_tcfg,
-            "train_rs": rs_tcfg,
-        },
+        {**provenance, "config": config, "train_nr": nr_tcfg, "train_rs": rs_tcfg},
     )
     for name in ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "correlation"):
         _, json_path = write_table(path(name).with_suffix(""), tables[name])
@@ -1503,7 +1654,8 @@ def run_study(
     files.update(figures)
     nr_acc = float(np.mean(nr_pred == y_eval))
     summary = {
-        "dataset": dataset.name,
+        **provenance,
+        "config": _io.to_jsonable(config),
         "num_eval": len(eval_idx),
         "num_classes": num_classes,
         "methods": list(analysis.methods),
@@ -1531,6 +1683,18 @@ def run_study(
         },
     }
     _io.atomic_write_json(path("summary"), summary)
+    # Written last: vouches for the bytes of every rejection_* results file of this run.
+    write_provenance(
+        results_dir,
+        "rejection",
+        study="rejection",
+        dataset=dataset.name,
+        data_fingerprint=data_fp,
+        config=config,
+        config_hash=config_hash,
+        extra={"train_nr": nr_tcfg, "train_rs": rs_tcfg},
+    )
+    path("provenance")
     timings["analysis"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     return RejectionResults(
@@ -1567,6 +1731,9 @@ def write_figures(
         method_labels=analysis.methods,
         group_labels=["all"],
         title="False rejection on clean data (all examples)",
+        ci=None
+        if analysis.overall_curves_ci is None or not analysis.num_resamples
+        else analysis.overall_curves_ci[:, :, None],
     )
     attrs = list(analysis.attributes.values())
     for a in attrs:
@@ -1579,6 +1746,7 @@ def write_figures(
             method_labels=analysis.methods,
             group_labels=labels,
             title=f"False rejection rate by {a.attribute}",
+            ci=a.curves_ci if analysis.num_resamples else None,
         )
         out[f"fig_auc_fpr_{s}"] = figs.plot_auc_fpr_bars(
             a.auc,
@@ -1600,24 +1768,32 @@ def write_figures(
         )
     if certified:
         radii_arr = np.asarray(radii, dtype=np.float64)
-        by_attr: dict[str, dict[str, dict[float, float]]] = {}
+        by_attr: dict[str, dict[str, dict[float, tuple[float, float, float]]]] = {}
         for row in certified:
-            v = row["certified_accuracy"]
-            by_attr.setdefault(row["attribute"], {}).setdefault(row["group"], {})[row["radius"]] = (
-                math.nan if v is None else v
+            cell = tuple(
+                math.nan if row.get(k) is None else float(row[k])
+                for k in ("certified_accuracy", "ci_low", "ci_high")
             )
+            by_group = by_attr.setdefault(row["attribute"], {}).setdefault(row["group"], {})
+            by_group[row["radius"]] = cell  # type: ignore[assignment]
+        missing = (math.nan, math.nan, math.nan)
         for attr, grp_rows in by_attr.items():
             s = _slug(attr)
             names = list(grp_rows)
-            acc = np.asarray(
-                [[grp_rows[g].get(float(r), math.nan) for g in names] for r in radii_arr]
-            )
+            arr = np.asarray(
+                [[grp_rows[g].get(float(r), missing) for g in names] for r in radii_arr]
+            ).reshape(len(radii_arr), len(names), 3)
+            acc = arr[..., 0]
+            band = {}
+            if np.isfinite(arr[..., 1:]).any():  # bootstrap intervals present
+                band = {"lower": arr[..., 1], "upper": arr[..., 2]}
             out[f"fig_certified_{s}"] = figs.plot_certified_accuracy(
                 radii_arr,
                 acc,
                 fig_dir / f"rejection_certified_accuracy_{s}.png",
                 group_labels=names,
                 title=f"Certified accuracy by {attr}",
+                **band,
             )
     return out
 

@@ -34,6 +34,10 @@ Layout of ``out_dir``::
                                                per-member correctness [1 + n_eps, n_test]
     results/robustness_<dataset>_<table>.{csv,json}
     results/robustness_<dataset>_summary.json  config, hashes, excluded models, groups
+    results/robustness_<dataset>_provenance.json
+                                               written last: dataset, data fingerprint,
+                                               config + hash, library version, SHA-256
+                                               of every results file above
     figures/robustness_<dataset>_*.png
 
 Member files are keyed by a hash of everything they depend on (training
@@ -72,6 +76,7 @@ from fairrobust.studies._common import (
     member_id,
     save_member,
     slugify,
+    write_provenance,
     write_table,
 )
 
@@ -610,9 +615,10 @@ def _bootstrap(
     known (``fairrobust.metrics.bootstrap_ci``); all models share the resamples.
 
     Returns:
-      ``{"auc_low", "auc_high", "acc_low", "acc_high"}`` ``[m, g]`` and
-      ``{"dp_low", "dp_high", "gap_low", "gap_high"}`` ``[m]``, or None when
-      ``config.bootstrap == 0``.
+      ``{"auc_low", "auc_high", "acc_low", "acc_high"}`` ``[m, g]``,
+      ``{"dp_low", "dp_high", "gap_low", "gap_high"}`` ``[m]`` and
+      ``{"curve_low", "curve_high"}`` ``[m, 1 + e, g]`` (group accuracy at every
+      epsilon, clean first; the same resamples), or None when ``config.bootstrap == 0``.
     """
     if config.bootstrap <= 0:
         return None
@@ -629,7 +635,10 @@ def _bootstrap(
     }
     auc = bootstrap_ci(AucAccStat(tuple(map(float, eps)), valid), values[:, 1:], groups.masks, **kw)
     acc = bootstrap_ci(GroupRateStat(valid), values[:, 0], groups.masks, **kw)
+    curves = bootstrap_ci(GroupRateStat(valid), values, groups.masks, **kw)
     return {
+        "curve_low": np.asarray(curves.lower["rates"]),
+        "curve_high": np.asarray(curves.upper["rates"]),
         "auc_low": np.asarray(auc.lower["auc_acc"]),
         "auc_high": np.asarray(auc.upper["auc_acc"]),
         "dp_low": np.asarray(auc.lower["defense_parity"]),
@@ -763,6 +772,9 @@ def aggregate(
         dp = np.asarray(defense_parity(jnp.asarray(auc), jnp.asarray(valid)))  # [m]
         ci = _bootstrap(values, eps, grp, speakers, config)
         matrices[attr] = {"auc": auc, "curves": curves, "valid": valid, "sizes": sizes}
+        if ci is not None:
+            matrices[attr]["curves_low"] = ci["curve_low"]
+            matrices[attr]["curves_high"] = ci["curve_high"]
         ignored = [nm for nm, ok in zip(grp.names, valid, strict=True) if not ok]
         for i in range(m):
             for g, name in enumerate(grp.names):
@@ -783,17 +795,19 @@ def aggregate(
                     row["auc_acc_ci_high"] = float(ci["auc_high"][i, g])
                 metric_rows.append(row)
                 for j in range(1 + eps.size):
-                    curve_rows.append(
-                        {
-                            "member_id": members[i]["member_id"],
-                            "attribute": attr,
-                            "group": name,
-                            "n": int(sizes[g]),
-                            "valid": bool(valid[g]),
-                            "epsilon": 0.0 if j == 0 else float(eps[j - 1]),
-                            "accuracy": float(curves[i, j, g]),
-                        }
-                    )
+                    curve_row = {
+                        "member_id": members[i]["member_id"],
+                        "attribute": attr,
+                        "group": name,
+                        "n": int(sizes[g]),
+                        "valid": bool(valid[g]),
+                        "epsilon": 0.0 if j == 0 else float(eps[j - 1]),
+                        "accuracy": float(curves[i, j, g]),
+                    }
+                    if ci is not None:
+                        curve_row["ci_low"] = float(ci["curve_low"][i, j, g])
+                        curve_row["ci_high"] = float(ci["curve_high"][i, j, g])
+                    curve_rows.append(curve_row)
             vidx = np.flatnonzero(valid)
             row = {
                 **coords(i),
@@ -939,6 +953,14 @@ def write_figures(
                 raise ValueError(f"focus: unknown member {mid!r}; members: {ids}")
             i = ids.index(mid)
             name = f"curves_{slugify(attr)}_{slugify(mid)}"
+            band = {}
+            if "curves_low" in mats:  # bootstrap band around every group's curve
+                band = {
+                    "lower": mats["curves_low"][i, 1:].T,
+                    "upper": mats["curves_high"][i, 1:].T,
+                    "clean_lower": mats["curves_low"][i, 0],
+                    "clean_upper": mats["curves_high"][i, 0],
+                }
             out[name] = figs.accuracy_vs_epsilon(
                 eps,
                 mats["curves"][i, 1:].T,
@@ -946,6 +968,7 @@ def write_figures(
                 fig_dir / f"{prefix}_{name}.png",
                 clean_accuracy=mats["curves"][i, 0],
                 chance=1.0 / num_classes,
+                **band,
                 title=f"{mid}: accuracy under PGD L-inf by {attr}",
             )
         name = f"auc_{slugify(attr)}"
@@ -1016,7 +1039,8 @@ class RobustnessResults:
       groups: attribute -> ``Groups.to_dict()`` (names, sizes, validity).
       tables: table name -> list of row dicts (same content as the files).
       excluded: member ids excluded as random guessing.
-      files: ``"<table>_csv"``, ``"<table>_json"``, ``"summary"``, ``"config"`` -> path.
+      files: ``"<table>_csv"``, ``"<table>_json"``, ``"summary"``, ``"config"``,
+        ``"provenance"`` -> path.
       figures: figure name -> path.
       seconds: wall time of the call.
     """
@@ -1180,7 +1204,7 @@ def run_study(
       * ``group_metrics``: member coordinates, excluded, attribute, group, n,
         valid, clean_accuracy, auc_acc [, auc_acc_ci_low, auc_acc_ci_high].
       * ``group_curves``: member_id, attribute, group, n, valid, epsilon (0 = clean),
-        accuracy.
+        accuracy [, ci_low, ci_high: bootstrap interval of the group accuracy].
       * ``defense_parity``: member coordinates, excluded, attribute,
         defense_parity, clean_accuracy_gap, n_valid_groups, best_group,
         worst_group, ignored_groups, note [, defense_parity_ci_low / _high].
@@ -1435,6 +1459,16 @@ def _finish(
         "figures": {k: v.relative_to(results_dir.parent) for k, v in figures.items()},
     }
     files["summary"] = _io.atomic_write_json(results_dir / f"{prefix}_summary.json", summary)
+    # Written last: vouches for the bytes of every results file of this run.
+    files["provenance"] = write_provenance(
+        results_dir,
+        prefix,
+        study="robustness",
+        dataset=dataset.name,
+        data_fingerprint=fingerprint,
+        config=config,
+        config_hash=config_hash,
+    )
     return RobustnessResults(
         dataset=dataset.name,
         config=config,
