@@ -1048,7 +1048,7 @@ def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) ->
             parts += [img(p, p.stem), ""]
     parts += ["## Files", "", "Result tables (CSV and JSON with the same rows):", ""]
     for p in sorted((run_dir / "results").glob("*")):
-        if p.suffix in (".csv", ".json", ".npz", ".md"):
+        if p.suffix in (".csv", ".json", ".npz", ".md") and not p.name.startswith("."):
             parts.append(f"- `results/{p.name}`")
     parts.append("")
     return "\n".join(parts).rstrip() + "\n"
@@ -1913,7 +1913,7 @@ def write_report(
       ValueError: a results object / folder that lives outside ``run_dir``.
       FileNotFoundError: no study results in ``run_dir/results``.
     """
-    from fairrobust.studies._common import write_table
+    from fairrobust.studies._common import write_provenance, write_table
 
     run_dir = Path(run_dir)
     for name, res in (("robustness", robustness), ("rejection", rejection)):
@@ -1929,6 +1929,16 @@ def write_report(
     figures = write_report_figures(data)
     write_table(run_dir / "results" / "run_summary", summary_rows(data))
     _io.atomic_write_json(run_dir / "results" / "run_findings.json", findings(data))
+    run_config = dict(data.config or {})
+    write_provenance(
+        run_dir / "results",
+        "run",
+        study="run",
+        dataset=str(run_config.get("dataset", "unknown")),
+        data_fingerprint=str(run_config.get("data_fingerprint", "unknown")),
+        config=run_config,
+        config_hash=_io.stable_hash(run_config),
+    )
     md = render_markdown(data, figures)
     md_path = _io.atomic_write_text(run_dir / "report.md", md)
     title = md.splitlines()[0].lstrip("# ").strip()

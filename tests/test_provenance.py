@@ -116,12 +116,6 @@ def _covered_by_a_sidecar(results) -> list[str]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="fairrobust.report.write_report writes results/run_summary.{csv,json} and "
-    "run_findings.json without a provenance sidecar (owner: run/report)",
-)
 def test_report_tables_are_covered_by_a_sidecar(tmp_path, tmp_path_factory):
     import shutil
 
