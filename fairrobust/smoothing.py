@@ -59,8 +59,10 @@ import numpy as np
 from jax import lax
 
 __all__ = [
+    "COMPUTE_DTYPES",
     "DEFAULT_CHECKPOINTS",
     "MODES",
+    "PRNG_IMPLS",
     "CertifyResult",
     "NoiseFn",
     "available_noises",
@@ -85,6 +87,15 @@ DEFAULT_CHECKPOINTS: tuple[int, ...] = (10, 100, 1000, 10000)
 """Nested sample sizes N of the AISec'23 rejection study (section 4.3)."""
 
 MODES: tuple[str, ...] = ("independent", "shared_bank")
+
+PRNG_IMPLS: tuple[str, ...] = ("threefry2x32", "rbg", "unsafe_rbg")
+"""Generator implementations accepted as ``prng_impl`` (see ``sample_counts``)."""
+
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+"""Forward-pass dtypes accepted as ``compute_dtype`` (see ``sample_counts``)."""
+
+# fold_in tag deriving the seed of a re-keyed generator (prng_impl) from the caller's key.
+_REKEY_TAG = 0x5EED
 
 
 def _gaussian(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
@@ -217,6 +228,13 @@ def _check_counts(counts: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------- sampling
 
 
+def _rekey(key: jax.Array, impl: str) -> jax.Array:
+    """A typed key of generator ``impl`` seeded deterministically from ``key``."""
+    size = jax.random.key_data(jax.random.key(0, impl=impl)).size
+    seed = jax.random.bits(jax.random.fold_in(key, _REKEY_TAG), (size,), jnp.uint32)
+    return jax.random.wrap_key_data(seed, impl=impl)
+
+
 @functools.partial(
     jax.jit,
     static_argnames=(
@@ -227,6 +245,8 @@ def _check_counts(counts: Any) -> np.ndarray:
         "chunk_size",
         "checkpoints",
         "mode",
+        "prng_impl",
+        "compute_dtype",
     ),
 )
 def _counts_kernel(
@@ -243,14 +263,32 @@ def _counts_kernel(
     chunk_size: int,
     checkpoints: tuple[int, ...],
     mode: str,
+    prng_impl: str | None = None,
+    compute_dtype: str | None = None,
+    draw_start: jax.Array | int = 0,
 ) -> jax.Array:
-    """Running class counts at ``checkpoints``: int32 ``[len(checkpoints), b, C]``."""
+    """Running class counts at ``checkpoints``: int32 ``[len(checkpoints), b, C]``.
+
+    Processes draws ``draw_start + [0, num_samples)`` (rounded up to whole chunks);
+    a draw counts towards checkpoint ``N_k`` iff its global index is ``< N_k``, so
+    the counts of disjoint draw ranges add up (``fairrobust.parallel`` splits draws
+    over devices this way).
+    """
     b, t = x.shape
     n_chunks = -(-num_samples // chunk_size)
+    if prng_impl is not None:
+        key = _rekey(key, prng_impl)
+    if compute_dtype is not None:
+        cdt = jnp.dtype(compute_dtype)
+        variables = jax.tree_util.tree_map(
+            lambda a: a.astype(cdt) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables
+        )
+    draw_start = jnp.asarray(draw_start, jnp.int32)
     ckpt = jnp.asarray(checkpoints, jnp.int32)  # [K]
     sigma = jnp.asarray(sigma, x.dtype)
     offsets = jnp.arange(chunk_size, dtype=jnp.int32)  # [chunk]
 
+    block_keys = prng_impl in ("rbg", "unsafe_rbg")
     if mode == "independent":
         # Per-input stream keyed by the global index: independent of batch composition.
         input_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)  # [b]
@@ -262,12 +300,24 @@ def _counts_kernel(
         return noise(jax.random.fold_in(k, j), (t,), x.dtype)
 
     def step(counts: jax.Array, c: jax.Array) -> tuple[jax.Array, None]:
-        draw = c * chunk_size + offsets  # [chunk] global draw indices
-        if mode == "independent":
+        draw = draw_start + c * chunk_size + offsets  # [chunk] global draw indices
+        if block_keys:
+            # XLA's RngBitGenerator ignores all but the first key of a vmapped batch, so
+            # per-draw keys would not give per-draw streams: draw the step's block from
+            # one key per (first global input index, global chunk index) instead.
+            gchunk = draw_start // chunk_size + c
+            if mode == "independent":
+                k_step = jax.random.fold_in(jax.random.fold_in(key, indices[0]), gchunk)
+                eps = noise(k_step, (b, chunk_size, t), x.dtype)
+            else:
+                eps = noise(jax.random.fold_in(key, gchunk), (1, chunk_size, t), x.dtype)
+        elif mode == "independent":
             eps = jax.vmap(lambda k: jax.vmap(lambda j: one_draw(k, j))(draw))(input_keys)
         else:
             eps = jax.vmap(lambda j: one_draw(bank_key, j))(draw)[None]  # [1, chunk, T]
         noisy = (x[:, None, :] + sigma * eps).reshape(b * chunk_size, t)
+        if compute_dtype is not None:  # noise and sum stay float32; only the forward casts
+            noisy = noisy.astype(cdt)
         logits = apply_fn(variables, noisy)
         if logits.shape != (b * chunk_size, num_classes):
             raise ValueError(
@@ -300,6 +350,8 @@ def sample_counts(
     checkpoints: Sequence[int] | None = None,
     indices: jax.Array | None = None,
     mode: str = "independent",
+    prng_impl: str | None = None,
+    compute_dtype: str | None = None,
 ) -> jax.Array:
     """Class counts of the base classifier under additive noise, for many inputs at once.
 
@@ -340,6 +392,32 @@ def sample_counts(
       indices: global input indices, int ``[b]`` (default ``arange(b)``); pass the
         dataset indices when splitting a dataset into batches.
       mode: "independent" (default) or "shared_bank".
+      prng_impl: None (default: the generator of ``key``, threefry for
+        ``jax.random.key``) or one of ``PRNG_IMPLS``. A name re-keys the noise
+        stream: a key of that generator is seeded from ``fold_in(key, 0x5EED)``
+        and the per-input / per-draw ``fold_in`` scheme above is applied to it.
+        What changes: only which pseudo-random numbers are drawn (counts differ
+        from the default stream draw by draw but have the same distribution);
+        "rbg" / "unsafe_rbg" generate bits with XLA's RngBitGenerator (Philox
+        on GPU, usually faster there; 2.5-4x slower than threefry on the
+        2-core CPU of ``benchmarks/README.md``); "unsafe_rbg" also derives
+        keys with a cheaper, less well-mixed rule. "threefry2x32" keeps the
+        per-input / per-draw keying, so its counts stay independent of
+        ``chunk_size`` and batch composition. With "rbg" / "unsafe_rbg"
+        (whose vmapped generation uses only the first key of a batch) each scan
+        step draws one ``[b, chunk_size, T]`` block from the key
+        ``fold_in(fold_in(k, indices[0]), global chunk index)``: draws stay
+        i.i.d. and reproducible for the same call, but counts then depend on
+        ``chunk_size`` and on which inputs share a call.
+      compute_dtype: None (default: the dtype of ``x``) or one of
+        ``COMPUTE_DTYPES``. Noise is drawn and added in float32; the noisy
+        input and the floating variables are cast to this dtype for the forward
+        pass only. What changes: logits carry bfloat16 / float16 rounding, so a
+        draw whose top-two logits are within that rounding may be counted for
+        the other class; the sample stays i.i.d. (each draw is still one
+        deterministic function of its noise), so PREDICT / CERTIFY guarantees
+        hold for the bf16 base classifier. Meant for accelerators (bf16 matrix
+        units); on CPU it is usually slower.
 
     Returns:
       int32 counts of shape ``(len(checkpoints), b, num_classes)``, or
@@ -350,15 +428,56 @@ def sample_counts(
         ``checkpoints``, ``noise``, ``mode``, ``indices``, x not ``(b, T)`` or
         containing NaN/inf, or logits of the wrong shape.
     """
+    args, kw, squeeze = _prepare_counts(
+        x,
+        sigma,
+        indices,
+        num_samples=num_samples,
+        num_classes=num_classes,
+        noise=noise,
+        chunk_size=chunk_size,
+        checkpoints=checkpoints,
+        mode=mode,
+        prng_impl=prng_impl,
+        compute_dtype=compute_dtype,
+    )
+    x, sigma, indices = args
+    counts = _counts_kernel(apply_fn, variables, x, key, sigma, indices, **kw)
+    return counts[0] if squeeze else counts
+
+
+def _prepare_counts(
+    x: Any,
+    sigma: Any,
+    indices: Any,
+    *,
+    num_samples: int,
+    num_classes: int,
+    noise: str | NoiseFn,
+    chunk_size: int,
+    checkpoints: Sequence[int] | None,
+    mode: str,
+    prng_impl: str | None,
+    compute_dtype: str | None,
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array], dict[str, Any], bool]:
+    """Validates ``sample_counts`` arguments: ``((x, sigma, indices), static kwargs, squeeze)``."""
     num_samples = _check_int("num_samples", num_samples, 1)
     chunk_size = _check_int("chunk_size", chunk_size, 1)
     num_classes = _check_int("num_classes", num_classes, 2)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    if prng_impl is not None and prng_impl not in PRNG_IMPLS:
+        raise ValueError(f"prng_impl must be None or one of {list(PRNG_IMPLS)}, got {prng_impl!r}")
+    if compute_dtype is not None and compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"compute_dtype must be None or one of {list(COMPUTE_DTYPES)}, got {compute_dtype!r}"
+        )
     noise_fn = _resolve_noise(noise)
     _check_sigma(sigma)
     _check_x(x)
     x = jnp.asarray(x)  # NumPy float64 input becomes the default float dtype here
+    if compute_dtype is not None and jnp.dtype(compute_dtype) == x.dtype:
+        compute_dtype = None
     squeeze = checkpoints is None
     if checkpoints is None:
         ckpts: tuple[int, ...] = (num_samples,)
@@ -378,21 +497,17 @@ def sample_counts(
             raise ValueError(f"indices must be integers of shape ({b},), got {indices.shape}")
     # One dtype for every sigma (Python float, NumPy or JAX scalar): no retrace.
     sigma = jnp.asarray(sigma, dtype=x.dtype)
-    counts = _counts_kernel(
-        apply_fn,
-        variables,
-        x,
-        key,
-        sigma,
-        indices.astype(jnp.int32),
+    kw = dict(
         num_samples=num_samples,
         num_classes=num_classes,
         noise=noise_fn,
         chunk_size=chunk_size,
         checkpoints=ckpts,
         mode=mode,
+        prng_impl=prng_impl,
+        compute_dtype=compute_dtype,
     )
-    return counts[0] if squeeze else counts
+    return (x, sigma, indices.astype(jnp.int32)), kw, squeeze
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -1,0 +1,377 @@
+"""Data parallelism over all visible devices: smoothing, attack sweeps, metric sweeps.
+
+Every function here computes exactly what its one-device counterpart computes for
+the same key (``smoothing.sample_counts``, ``attacks.robust_correct``,
+``metrics.rejection_curves``; ``fairrobust.grid`` does the same for grid training),
+splitting one axis of independent work over a 1-D device mesh with
+``jax.shard_map``:
+
+* ``sample_counts(split="inputs")`` gives each device a slice of the inputs; their
+  noise streams are keyed by *global* input index, so counts are identical to one
+  device. ``split="draws"`` gives each device a contiguous range of draw indices
+  of every input (for few inputs with large N, e.g. N = 10^6 on one clip) and adds
+  the integer counts with ``psum``: identical counts too.
+* ``robust_correct`` runs ``D`` attack batches at once, one per device, each with
+  the key ``fold_in(key, batch_index)`` that ``attacks.robust_correct`` uses.
+* ``rejection_curves`` splits the leading (N / model / sweep) axis of the statistic.
+
+Arrays whose split axis does not divide by the device count are padded (with copies
+of the first rows) and the padding is dropped from the result.
+
+Host-side CPU devices: XLA:CPU runs much of a computation on one core, so splitting
+work over host devices raises throughput on multi-core machines. The flag must be
+set before JAX initialises (before ``import jax`` in a fresh process)::
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python my_script.py
+
+Multi-host (several machines, each with local devices): call
+``jax.distributed.initialize()`` (coordinator address, process count and id from
+the cluster environment: SLURM, TPU pods and ``JAX_COORDINATOR_ADDRESS`` /
+``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` are read automatically) at the start of
+every process, before any other JAX call. ``jax.devices()`` then lists the devices
+of all processes and ``device_mesh()`` spans them. Every process must call these
+functions with the same arguments (same inputs, same key): each computes the
+shards of its local devices and the results are gathered, so all processes return
+the full result. For datasets too large to replicate, give each process its own
+slice of inputs with its global ``indices`` (``sample_counts``) or ``fold_in`` the
+process index into the key, and gather the per-example outputs on the host.
+
+Reference: JAX docs, "Distributed arrays and automatic parallelization",
+"Manual parallelism with shard_map", and "Multi-host and multi-process environments".
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from fairrobust import attacks, metrics, smoothing
+
+__all__ = [
+    "AXIS",
+    "SPLITS",
+    "device_mesh",
+    "pad_leading",
+    "rejection_curves",
+    "replicate",
+    "robust_correct",
+    "sample_counts",
+    "shard_leading",
+]
+
+#: Name of the mesh axis every function here splits over.
+AXIS = "data"
+#: What ``sample_counts`` can split over devices.
+SPLITS = ("inputs", "draws")
+
+
+def device_mesh(devices: Sequence[Any] | None = None) -> Mesh:
+    """A 1-D mesh named ``AXIS`` over ``devices`` (default: all of ``jax.devices()``).
+
+    Args:
+      devices: devices to use, e.g. ``jax.devices()[:2]``; must be non-empty.
+
+    Returns:
+      ``jax.sharding.Mesh`` with one axis ``"data"``.
+
+    Raises:
+      ValueError: empty device list.
+    """
+    devs = list(jax.devices() if devices is None else devices)
+    if not devs:
+        raise ValueError("devices: expected at least one device, got none")
+    return Mesh(np.asarray(devs), (AXIS,))
+
+
+def _mesh(mesh: Mesh | None) -> Mesh:
+    if mesh is None:
+        return device_mesh()
+    if not isinstance(mesh, Mesh) or AXIS not in mesh.axis_names or len(mesh.axis_names) != 1:
+        raise ValueError(f"mesh: expected a 1-D jax.sharding.Mesh with axis {AXIS!r}, got {mesh!r}")
+    return mesh
+
+
+def pad_leading(tree: Any, multiple: int) -> tuple[Any, int]:
+    """Pads every leaf's leading axis to a multiple of ``multiple`` with copies of row 0.
+
+    Returns:
+      ``(padded tree, original length)``.
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    n = int(leaves[0].shape[0])
+    pad = (-n) % multiple
+
+    def one(a: Any) -> Any:
+        if pad == 0:
+            return a
+        a = jnp.asarray(a)
+        fill = jnp.broadcast_to(a[:1], (pad, *a.shape[1:]))
+        return jnp.concatenate([a, fill])
+
+    return jax.tree_util.tree_map(one, tree), n
+
+
+def shard_leading(tree: Any, mesh: Mesh | None = None) -> Any:
+    """Places every leaf with its leading axis split over the mesh (must divide)."""
+    m = _mesh(mesh)
+    return jax.device_put(tree, NamedSharding(m, P(AXIS)))
+
+
+def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
+    """Places a full copy of every leaf on every device of the mesh."""
+    m = _mesh(mesh)
+    return jax.device_put(tree, NamedSharding(m, P()))
+
+
+# ----------------------------------------------------------------------------- smoothing
+
+
+@functools.lru_cache(maxsize=64)
+def _counts_program(mesh: Mesh, apply_fn: Callable, split: str, per_device: int, kw: tuple):
+    """Jitted shard_map of the smoothing kernel (cached per mesh / model / static args)."""
+    kwargs = dict(kw)
+
+    def by_inputs(variables, x, key, sigma, idx):
+        return smoothing._counts_kernel(apply_fn, variables, x, key, sigma, idx, **kwargs)
+
+    def by_draws(variables, x, key, sigma, idx):
+        start = jax.lax.axis_index(AXIS) * per_device
+        counts = smoothing._counts_kernel(
+            apply_fn, variables, x, key, sigma, idx, draw_start=start, **kwargs
+        )
+        return jax.lax.psum(counts, AXIS)
+
+    if split == "inputs":
+        body = by_inputs
+        in_specs = (P(), P(AXIS), P(), P(), P(AXIS))
+        out_specs = P(None, AXIS)
+    else:
+        kwargs["num_samples"] = per_device
+        body = by_draws
+        in_specs = (P(), P(), P(), P(), P())
+        out_specs = P()
+    return jax.jit(
+        jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    )
+
+
+def sample_counts(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    variables: Any,
+    x: Any,
+    key: jax.Array,
+    *,
+    num_samples: int,
+    sigma: Any,
+    num_classes: int,
+    split: str = "inputs",
+    mesh: Mesh | None = None,
+    noise: Any = "gaussian",
+    chunk_size: int = 16,
+    checkpoints: Sequence[int] | None = None,
+    indices: Any = None,
+    mode: str = "independent",
+    prng_impl: str | None = None,
+    compute_dtype: str | None = None,
+) -> jax.Array:
+    """``smoothing.sample_counts`` split over the devices of ``mesh``; identical counts.
+
+    ``split="inputs"``: device ``d`` handles a contiguous slice of the inputs (padded
+    to a multiple of the device count). Each input's noise is keyed by its global
+    index (``indices``), and in ``mode="shared_bank"`` every device draws the same
+    bank, so the counts equal those of one device.
+
+    ``split="draws"``: every device sees all inputs and handles draws
+    ``[d * M, (d + 1) * M)`` with ``M = ceil(ceil(N / D) / chunk_size) * chunk_size``;
+    the integer counts are summed with ``psum``. A draw's noise depends only on its
+    global index, and it counts towards checkpoint ``N_k`` iff that index is
+    ``< N_k``, so counts (all checkpoints) equal those of one device. Use it when
+    there are fewer inputs than devices or N is large.
+
+    Args:
+      apply_fn, variables, x, key, num_samples, sigma, num_classes, noise,
+        chunk_size, checkpoints, indices, mode, prng_impl, compute_dtype: as in
+        ``smoothing.sample_counts``.
+      split: "inputs" (default) or "draws".
+      mesh: a 1-D mesh from ``device_mesh`` (default: all devices).
+
+    Returns:
+      int32 counts ``(len(checkpoints), b, C)`` or ``(b, C)``, as ``sample_counts``.
+
+    Raises:
+      ValueError: as ``smoothing.sample_counts``, or an unknown ``split`` / bad mesh.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    m = _mesh(mesh)
+    d = m.devices.size
+    (x, sigma_arr, idx), kw, squeeze = smoothing._prepare_counts(
+        x,
+        sigma,
+        indices,
+        num_samples=num_samples,
+        num_classes=num_classes,
+        noise=noise,
+        chunk_size=chunk_size,
+        checkpoints=checkpoints,
+        mode=mode,
+        prng_impl=prng_impl,
+        compute_dtype=compute_dtype,
+    )
+    b = x.shape[0]
+    per_device = 0
+    if split == "inputs":
+        (x, idx), _ = pad_leading((x, idx), d)
+    else:
+        chunk = kw["chunk_size"]
+        per_device = math.ceil(math.ceil(kw["num_samples"] / d) / chunk) * chunk
+    prog = _counts_program(m, apply_fn, split, per_device, tuple(sorted(kw.items())))
+    counts = prog(variables, x, key, sigma_arr, idx)[:, :b]
+    return counts[0] if squeeze else counts
+
+
+# ----------------------------------------------------------------------------- attacks
+
+
+@functools.lru_cache(maxsize=64)
+def _sweep_program(mesh: Mesh, apply_fn: Callable, num_steps: int, norm: str, random_start: bool):
+    """Jitted shard_map running one ``attacks._sweep_correct`` batch per device."""
+
+    def body(variables, xb, yb, eps, keys, rel_step):
+        # Leading axis: the batches this device holds (one per device).
+        def one(x1, y1, k1):
+            return attacks._sweep_correct(
+                apply_fn, variables, x1, y1, eps, k1, rel_step,
+                num_steps=num_steps, norm=norm, random_start=random_start,
+            )  # fmt: skip
+
+        return jax.lax.map(lambda a: one(*a), (xb, yb, keys))
+
+    specs = (P(), P(AXIS), P(AXIS), P(), P(AXIS), P())
+    return jax.jit(
+        jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=P(AXIS), check_vma=False)
+    )
+
+
+def robust_correct(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    variables: Any,
+    x: Any,
+    y: Any,
+    epsilons: Any,
+    key: jax.Array,
+    *,
+    num_steps: int,
+    norm: str = "linf",
+    rel_step: float = 0.2,
+    random_start: bool = False,
+    batch_size: int = 64,
+    mesh: Mesh | None = None,
+) -> np.ndarray:
+    """``attacks.robust_correct`` with its batches spread over the devices; identical result.
+
+    The examples are cut into batches of ``batch_size`` exactly as
+    ``attacks.robust_correct`` cuts them (the last padded with the first rows, batch
+    ``j`` attacked with ``fold_in(key, j)``, all epsilons in one vmapped call); ``D``
+    batches run at once, batch ``j`` on device ``j mod D``.
+
+    Args:
+      apply_fn, variables, x, y, epsilons, key, num_steps, norm, rel_step,
+        random_start, batch_size: as in ``attacks.robust_correct``.
+      mesh: a 1-D mesh (default: all devices).
+
+    Returns:
+      Boolean array ``(e, n)``: ``correct[i, k] = [f(PGD_{eps_i}(x_k)) == y_k]``.
+    """
+    attacks._check_norm(norm)
+    attacks._check_eps(epsilons)
+    if int(num_steps) < 0:
+        raise ValueError(f"num_steps: expected >= 0, got {num_steps}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    m = _mesh(mesh)
+    d = m.devices.size
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y)
+    eps = jnp.asarray(np.asarray(epsilons, np.float32).reshape(-1))
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x, y: expected shapes (n, time) and (n,), got {x.shape} and {y.shape}")
+    n = x.shape[0]
+    out = np.zeros((eps.shape[0], n), dtype=bool)
+    if n == 0:
+        return out
+    bs = min(int(batch_size), n)
+    n_batches = -(-n // bs)
+    if n_batches * bs > n:  # the padding rule of attacks.robust_correct
+        need = n_batches * bs - n
+        x = np.concatenate([x, x[:need]])
+        y = np.concatenate([y, y[:need]])
+    xb = x.reshape(n_batches, bs, x.shape[1])
+    yb = y.reshape(n_batches, bs)
+    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_batches))
+    prog = _sweep_program(m, apply_fn, int(num_steps), norm, bool(random_start))
+    rel = jnp.asarray(rel_step, jnp.float32)
+    for start in range(0, n_batches, d):
+        group = slice(start, min(start + d, n_batches))
+        (gx, gy, gk), k = pad_leading(
+            (jnp.asarray(xb[group]), jnp.asarray(yb[group]), keys[group]), d
+        )
+        correct = np.asarray(prog(variables, gx, gy, eps, gk, rel))[:k]  # [k, e, bs]
+        flat = np.moveaxis(correct, 1, 0).reshape(eps.shape[0], k * bs)
+        lo = start * bs
+        hi = min(lo + k * bs, n)
+        out[:, lo:hi] = flat[:, : hi - lo]
+    return out
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+@functools.lru_cache(maxsize=32)
+def _rejection_program(mesh: Mesh, reject_if: str):
+    def body(stat, thresholds, masks, weights):
+        return metrics._rejection(stat, thresholds, masks, weights, reject_if)
+
+    specs = (P(AXIS), P(), P(), P(AXIS))
+    return jax.jit(
+        jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=P(AXIS), check_vma=False)
+    )
+
+
+def rejection_curves(
+    stat: Any,
+    thresholds: Any,
+    masks: Any,
+    *,
+    reject_if: str = "above",
+    weights: Any = None,
+    mesh: Mesh | None = None,
+) -> jax.Array:
+    """``metrics.rejection_curves`` with the leading axes of ``stat`` split over devices.
+
+    ``stat [..., n]`` is flattened to ``[B, n]`` (e.g. B = checkpoints x models) and
+    the ``B`` rows are spread over the devices; each row's curves are computed as in
+    ``metrics.rejection_curves`` (identical values).
+
+    Returns:
+      float ``[..., a, g]`` in [0, 1]; NaN for empty groups (with a ``RuntimeWarning``).
+    """
+    metrics._choice(reject_if, "reject_if", metrics._REJECT_IF)
+    s = metrics._as_values(stat, "stat")
+    t = metrics._as_grid(thresholds, "thresholds")
+    msk = metrics._as_masks(masks, s.shape[-1], "rejection_curves")
+    metrics._warn_empty(msk, "rejection_curves")
+    w = metrics._as_weights(weights, s.shape, s.dtype)
+    m = _mesh(mesh)
+    lead, n = s.shape[:-1], s.shape[-1]
+    (flat, wflat), rows = pad_leading((s.reshape(-1, n), w.reshape(-1, n)), m.devices.size)
+    out = _rejection_program(m, reject_if)(flat, t.astype(s.dtype), msk, wflat)[:rows]
+    return out.reshape((*lead, t.shape[0], msk.shape[0]))

@@ -1,0 +1,129 @@
+"""Multi-device sharding: identical results to one device for the same keys.
+
+The checks run in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
+(the flag only acts before JAX initialises, and this test process already has).
+In-process tests cover the one-device mesh and argument errors.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fairrobust import parallel
+
+SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    from fairrobust import attacks, metrics, parallel, smoothing as S
+    assert len(jax.devices()) == 4, jax.devices()
+    T = 32
+
+    def lin(v, x):
+        return x @ v["w"] + v["b"][None, :]
+
+    v = {"w": jax.random.normal(jax.random.key(1), (T, 3)), "b": jnp.zeros(3)}
+    x = jax.random.normal(jax.random.key(2), (6, T)) * 0.1
+    kw = dict(num_samples=100, sigma=0.5, num_classes=3, checkpoints=(10, 50, 100), chunk_size=8)
+    for split in ("inputs", "draws"):
+        for mode in ("independent", "shared_bank"):
+            ref = S.sample_counts(lin, v, x, jax.random.key(0), mode=mode, **kw)
+            out = parallel.sample_counts(
+                lin, v, x, jax.random.key(0), split=split, mode=mode, **kw
+            )
+            assert out.shape == ref.shape, (split, mode)
+            assert np.array_equal(np.asarray(out), np.asarray(ref)), (split, mode)
+    # one input, N not a multiple of devices x chunk, no checkpoints
+    kw1 = dict(num_samples=37, sigma=0.5, num_classes=3, chunk_size=4)
+    one = S.sample_counts(lin, v, x[:1], jax.random.key(3), **kw1)
+    par = parallel.sample_counts(lin, v, x[:1], jax.random.key(3), split="draws", **kw1)
+    assert np.array_equal(np.asarray(one), np.asarray(par))
+
+    # attack sweep: 5 batches of 3 over 4 devices, random start, last batch padded
+    xa = np.asarray(jax.random.uniform(jax.random.key(4), (14, T), minval=-0.5, maxval=0.5))
+    ya = np.arange(14) % 3
+    eps = np.asarray([0.0, 0.05, 0.2, 0.5], np.float32)
+    kwa = dict(num_steps=3, batch_size=3, random_start=True)
+    ref = attacks.robust_correct(lin, v, xa, ya, eps, jax.random.key(5), **kwa)
+    out = parallel.robust_correct(lin, v, xa, ya, eps, jax.random.key(5), **kwa)
+    assert ref.shape == out.shape == (4, 14) and np.array_equal(ref, out)
+
+    # metric sweep
+    stat = jax.random.uniform(jax.random.key(6), (3, 5, 200))
+    masks = jax.random.bernoulli(jax.random.key(7), 0.5, (4, 200))
+    th = metrics.alpha_grid(0.01, 1.0, 0.01)
+    a = metrics.rejection_curves(stat, th, masks)
+    b = parallel.rejection_curves(stat, th, masks)
+    assert a.shape == b.shape and np.array_equal(np.asarray(a), np.asarray(b))
+
+    # grid training: the member axis split over the 4 devices equals the unsplit step
+    import dataclasses
+    from fairrobust import grid, train
+    base = train.TrainConfig(model="m5-tricks", width=2, epochs=1, batch_size=2)
+    configs = [dataclasses.replace(base, seed=s, noise_std=0.01 * s) for s in range(4)]
+    model = base.make_model(3)
+    xg = jax.random.uniform(jax.random.key(8), (4, 6848), minval=-0.5, maxval=0.5)
+    yg = jnp.arange(4) % 3
+    idx = jnp.asarray([[0, 1], [1, 2], [2, 3], [3, 0]])
+    keys = jnp.stack([jax.random.key(s) for s in range(4)])
+    hp = grid.Hyper.from_configs(configs)
+    s0 = grid.init_states(model, configs, 6848, 1)
+    ref, mref = grid.make_grid_step(model, configs)(s0, hp, xg, yg, idx, keys)
+    mesh = parallel.device_mesh()
+    s1 = parallel.shard_leading(grid.init_states(model, configs, 6848, 1), mesh)
+    out, mout = grid.make_grid_step(model, configs, mesh=mesh)(s1, hp, xg, yg, idx, keys)
+    np.testing.assert_allclose(np.asarray(mout["loss"]), np.asarray(mref["loss"]), rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(out.params), jax.tree_util.tree_leaves(ref.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    print("PARALLEL-OK")
+    """
+)
+
+
+def test_four_host_devices_match_one_device():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert "PARALLEL-OK" in out.stdout, out.stderr[-4000:]
+
+
+def test_one_device_mesh_and_padding():
+    mesh = parallel.device_mesh(jax.devices()[:1])
+    assert mesh.axis_names == (parallel.AXIS,)
+    padded, n = parallel.pad_leading((jnp.arange(5), jnp.ones((5, 2))), 4)
+    assert n == 5 and padded[0].shape == (8,) and padded[1].shape == (8, 2)
+    assert list(np.asarray(padded[0])) == [0, 1, 2, 3, 4, 0, 0, 0]
+
+    def lin(v, x):
+        return x @ v
+
+    v = jax.random.normal(jax.random.key(0), (8, 2))
+    x = jax.random.normal(jax.random.key(1), (3, 8))
+    kw = dict(num_samples=20, sigma=0.3, num_classes=2)
+    from fairrobust import smoothing
+
+    ref = smoothing.sample_counts(lin, v, x, jax.random.key(2), **kw)
+    out = parallel.sample_counts(lin, v, x, jax.random.key(2), mesh=mesh, **kw)
+    np.testing.assert_array_equal(np.asarray(ref), np.asarray(out))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="split"):
+        parallel.sample_counts(lambda v, x: x, None, jnp.zeros((1, 4)), jax.random.key(0),
+                               num_samples=2, sigma=0.1, num_classes=2, split="models")  # fmt: skip
+    with pytest.raises(ValueError, match="at least one device"):
+        parallel.device_mesh([])
+    with pytest.raises(ValueError, match="mesh"):
+        parallel.sample_counts(lambda v, x: x, None, jnp.zeros((1, 4)), jax.random.key(0),
+                               num_samples=2, sigma=0.1, num_classes=2, mesh="cpu")  # fmt: skip
