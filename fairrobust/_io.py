@@ -141,16 +141,18 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def progress(iterable_or_total: Any = None, *, desc: str = "", total: int | None = None,
-             leave: bool = False) -> Iterator[Any]:
+def progress(
+    iterable_or_total: Any = None, *, desc: str = "", total: int | None = None, leave: bool = False
+) -> Iterator[Any]:
     """A tqdm progress bar, silenced when ``FAIRROBUST_NO_PROGRESS`` is set (tests)."""
     from tqdm.auto import tqdm
 
     disable = bool(os.environ.get("FAIRROBUST_NO_PROGRESS"))
     if isinstance(iterable_or_total, int):
         total, iterable_or_total = iterable_or_total, None
-    bar = tqdm(iterable_or_total, desc=desc, total=total, leave=leave, disable=disable,
-               dynamic_ncols=True)
+    bar = tqdm(
+        iterable_or_total, desc=desc, total=total, leave=leave, disable=disable, dynamic_ncols=True
+    )
     try:
         yield bar
     finally:

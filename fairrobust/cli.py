@@ -19,10 +19,18 @@ DATASET_CHOICES = ("bundled", "fsdd", "wuw", "audiomnist", "common-voice", "fold
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="bundled", choices=DATASET_CHOICES,
-                   help="dataset loader (default: bundled WUW keywords, no download needed)")
-    g.add_argument("--data-dir", type=Path, default=None,
-                   help="dataset root (for folder: the CSV file); not needed for 'bundled'")
+    g.add_argument(
+        "--dataset",
+        default="bundled",
+        choices=DATASET_CHOICES,
+        help="dataset loader (default: bundled WUW keywords, no download needed)",
+    )
+    g.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset root (for folder: the CSV file); not needed for 'bundled'",
+    )
     g.add_argument("--sample-rate", type=int, default=16000, help="target sample rate in Hz")
     g.add_argument("--duration", type=float, default=1.0, help="clip length in seconds")
 
@@ -30,7 +38,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--model", default="m5", choices=("m5", "m5-tricks"))
-    g.add_argument("--width", type=int, default=32, help="M5 channel width (32 or 128 in the paper)")
+    g.add_argument(
+        "--width", type=int, default=32, help="M5 channel width (32 or 128 in the paper)"
+    )
     g.add_argument("--at-eps", type=float, default=0.0, help="PGD-AT L-inf budget (0 = no AT)")
     g.add_argument("--noise-std", type=float, default=0.0, help="Gaussian augmentation std")
     g.add_argument("--epochs", type=int, default=30)
@@ -44,10 +54,13 @@ def _load(args: argparse.Namespace):
 
     if args.dataset != "bundled" and args.data_dir is None:
         raise SystemExit(f"error: --data-dir is required for --dataset {args.dataset}")
-    ds = load_dataset(args.dataset, args.data_dir, sample_rate=args.sample_rate,
-                      duration=args.duration)
-    print(f"loaded {ds.name}: {len(ds)} clips, {ds.num_classes} classes, "
-          f"attributes {sorted(ds.attributes)}")
+    ds = load_dataset(
+        args.dataset, args.data_dir, sample_rate=args.sample_rate, duration=args.duration
+    )
+    print(
+        f"loaded {ds.name}: {len(ds)} clips, {ds.num_classes} classes, "
+        f"attributes {sorted(ds.attributes)}"
+    )
     return ds
 
 
@@ -57,9 +70,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from fairrobust.train import TrainConfig, train
 
     ds = _load(args)
-    config = TrainConfig(model=args.model, width=args.width, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, noise_std=args.noise_std,
-                         at_eps=args.at_eps, seed=args.seed)
+    config = TrainConfig(
+        model=args.model,
+        width=args.width,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        noise_std=args.noise_std,
+        at_eps=args.at_eps,
+        seed=args.seed,
+    )
     out = Path(args.out)
     t0 = time.perf_counter()
     result = train(ds, config, out_dir=out, resume=True, progress=True)
@@ -113,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = study_sub.add_parser(
         "rejection",
-        help="rejection equality: AUC_FPR and FPR Parity of randomized smoothing vs neural rejection",
+        help="rejection equality: AUC_FPR and FPR Parity, randomized smoothing vs neural rejection",
     )
     rejection.add_cli_arguments(p)
     p.set_defaults(func=rejection.cli_main)

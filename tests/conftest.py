@@ -1,11 +1,11 @@
-"""Test set-up: CPU JAX, strict rank promotion, float64 available where asked."""
+"""Test set-up: CPU JAX, strict rank promotion, silenced progress bars, isolated caches."""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("FAIRROBUST_NO_PROGRESS", "1")
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
