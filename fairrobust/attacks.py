@@ -51,7 +51,7 @@ def _check_norm(norm: str) -> None:
 
 def _check_eps(eps: Any) -> None:
     """Validate concrete epsilons (traced ones, e.g. under vmap, are not checkable)."""
-    if isinstance(eps, jax.core.Tracer):
+    if isinstance(eps, jax.core.Tracer):  # pyright: ignore[reportAttributeAccessIssue]
         return
     arr = np.asarray(eps, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):

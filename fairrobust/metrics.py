@@ -105,7 +105,7 @@ _AVERAGES = ("mean", "worst", None)
 
 
 def _is_tracer(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
+    return isinstance(x, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def _float_dtype(x: jax.Array) -> Any:
@@ -569,7 +569,7 @@ class AttributeSummary:
 
         def clean(a):
             arr = np.asarray(a, dtype=float)
-            return np.where(np.isnan(arr), None, arr).tolist()
+            return np.where(np.isnan(arr), None, arr).tolist()  # pyright: ignore[reportArgumentType, reportCallIssue]
 
         return {
             "attribute": self.attribute,

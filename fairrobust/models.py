@@ -114,7 +114,7 @@ def _conv1d_bwd(stride, res, dy):
     # sub-blocks into the [rows, stride * I] view of x (no scatter, no strided conv).
     dframes = (dy @ kernel.reshape(k * c_in, c_out).T).reshape(b, length, n, stride * c_in)
     dx_rows = sum(jnp.pad(dframes[:, :, j], ((0, 0), (j, n - 1 - j), (0, 0))) for j in range(n))
-    dx = dx_rows.reshape(b, rows * stride, c_in)
+    dx = dx_rows.reshape(b, rows * stride, c_in)  # pyright: ignore[reportAttributeAccessIssue]
     dx = jnp.pad(dx, ((0, 0), (0, t - rows * stride), (0, 0)))
     # Kernel gradient: frames^T @ dy, frames built from n shifted row views.
     x_rows = x[:, : rows * stride].reshape(b, rows, stride * c_in)
@@ -177,7 +177,7 @@ class Conv1D(nn.Module):
             (self.kernel_size, x.shape[-1], self.features),
         )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return conv1d(x, kernel, self.stride) + bias.reshape(1, 1, -1)
+        return conv1d(x, kernel, self.stride) + bias.reshape(1, 1, -1)  # pyright: ignore[reportOperatorIssue]
 
 
 def _stage_lengths(input_len: int) -> list[int]:
@@ -263,7 +263,7 @@ class M5(nn.Module):
         w = self.width
         stages = ((w, 80, 16), (w, 3, 1), (2 * w, 3, 1), (2 * w, 3, 1))
         for i, (features, kernel, stride) in enumerate(stages, start=1):
-            h = Conv1D(features, kernel, stride, name=f"conv{i}")(h)
+            h = Conv1D(features, kernel, stride, name=f"conv{i}")(h)  # pyright: ignore[reportArgumentType]
             if not self.tricks:
                 h = nn.BatchNorm(
                     use_running_average=not train,
@@ -272,7 +272,7 @@ class M5(nn.Module):
                     name=f"bn{i}",
                 )(h)
             h = _max_pool(act(h))
-        features = h.mean(axis=1)
+        features = h.mean(axis=1)  # pyright: ignore[reportAttributeAccessIssue]
         logits = nn.Dense(self.num_classes, name="dense")(features)
         return (logits, features) if return_features else logits
 

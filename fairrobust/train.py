@@ -206,7 +206,7 @@ def create_train_state(
     variables = models.init_variables(model, key, input_len)
     state = TrainState.create(
         # memoised per model: a static field of the state, so it must not change between runs
-        apply_fn=models.logits_fn(model),
+        apply_fn=models.logits_fn(model),  # pyright: ignore[reportArgumentType]
         params=variables["params"],
         tx=_adam(config.lr, config.lr_decay, config.lr_decay_every, steps_per_epoch),
         batch_stats=variables.get("batch_stats", {}),
@@ -228,7 +228,7 @@ def make_train_step(
     and validation settings live elsewhere), so runs reuse the compiled step.
     """
     return _make_train_step(
-        model,
+        model,  # pyright: ignore[reportArgumentType]
         float(config.noise_std),
         float(config.at_eps),
         int(config.at_steps),
@@ -247,7 +247,7 @@ def _make_train_step(
     lam: float,
 ) -> Callable[[TrainState, tuple[jax.Array, jax.Array], jax.Array], tuple[TrainState, dict]]:
     """Cached builder behind :func:`make_train_step`."""
-    apply_eval = models.logits_fn(model)
+    apply_eval = models.logits_fn(model)  # pyright: ignore[reportArgumentType]
 
     def train_step(state: TrainState, batch: tuple[jax.Array, jax.Array], key: jax.Array):
         x, y = batch
@@ -281,7 +281,7 @@ def _make_train_step(
                 )
             else:
                 logits, updates = model.apply(variables, inputs, train=True), {}
-            ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)  # pyright: ignore[reportArgumentType]
             b = x.shape[0]
             loss = lam * ce[:b].mean() + (1 - lam) * ce[b:].mean() if at_eps > 0 else ce.mean()
             return loss, (logits[:b], updates)
@@ -343,7 +343,7 @@ def extract_features(
     model: models.M5, variables: Any, x: np.ndarray, *, batch_size: int = 256
 ) -> np.ndarray:
     """Penultimate features (after global average pooling), shape (n, 2 * width)."""
-    return _batched(models.features_fn(model), variables, x, batch_size)[1]
+    return _batched(models.features_fn(model), variables, x, batch_size)[1]  # pyright: ignore[reportArgumentType]
 
 
 def accuracy_by_split(
@@ -490,7 +490,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: models.M5 | None = N
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         payload = serialization.msgpack_restore(path.read_bytes())
-        header = json.loads(payload["header"])
+        header = json.loads(payload["header"])  # pyright: ignore[reportArgumentType]
         arrays = payload["arrays"]
         if header.get("format") != _FORMAT:
             raise KeyError("format")
@@ -516,7 +516,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: models.M5 | None = N
         bad = _shape_mismatches(expected, variables)
         if bad:
             raise ValueError(f"{path}: variables do not fit {_describe(model)}: " + "; ".join(bad))
-    best = arrays.get("best_variables")
+    best = arrays.get("best_variables")  # pyright: ignore[reportAttributeAccessIssue]
     return Checkpoint(
         model=saved_model,
         variables=variables,
@@ -526,7 +526,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: models.M5 | None = N
         best_epoch=header["best_epoch"],
         best_val_loss=math.inf if header["best_val_loss"] is None else header["best_val_loss"],
         best_variables=None if best is None else _as_jax(best),
-        opt_state=arrays.get("opt_state"),
+        opt_state=arrays.get("opt_state"),  # pyright: ignore[reportAttributeAccessIssue]
         step=header["step"],
         input_len=header["input_len"],
         class_names=tuple(header["class_names"]),
@@ -562,7 +562,7 @@ class TrainResult:
     @property
     def apply_fn(self) -> Callable[[Any, jax.Array], jax.Array]:
         """``models.logits_fn(self.model)``."""
-        return models.logits_fn(self.model)
+        return models.logits_fn(self.model)  # pyright: ignore[reportArgumentType]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -695,7 +695,7 @@ def train(
             best_variables = ckpt.best_variables
 
     train_step = make_train_step(model, config)
-    apply_eval = models.logits_fn(model)
+    apply_eval = models.logits_fn(model)  # pyright: ignore[reportArgumentType]
     eval_bs = max(bs, 256)
 
     def checkpoint(variables: dict[str, Any], opt_state: Any, step: int, with_best: bool):
@@ -745,7 +745,7 @@ def train(
                 val_loss, val_acc = _evaluate(apply_eval, variables, x_val, y_val, eval_bs)
             else:
                 val_loss, val_acc = math.nan, math.nan
-            lr = float(_schedule(config, steps_per_epoch)(step - 1))
+            lr = float(_schedule(config, steps_per_epoch)(step - 1))  # pyright: ignore[reportArgumentType]
             epoch += 1
             select = val_loss if len(y_val) else train_loss
             improved = select < best_loss or best_epoch == 0
