@@ -43,7 +43,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -236,8 +236,30 @@ class ConvergenceCheck:
         return to_jsonable(d)
 
 
+class _CheckRecord:
+    """Shared behaviour of the simple check records: reasons and a JSON form.
+
+    ``to_dict`` leaves out the per-example arrays named in ``_per_example``
+    unless ``include_examples``.
+    """
+
+    name: ClassVar[str] = ""
+    _per_example: ClassVar[tuple[str, ...]] = ("correct",)
+
+    @property
+    def all_reasons(self) -> tuple[str, ...]:
+        return self.reasons  # pyright: ignore[reportAttributeAccessIssue]
+
+    def to_dict(self, include_examples: bool = False) -> dict:
+        d = {"check": self.name, **dataclasses.asdict(self)}  # pyright: ignore[reportArgumentType]
+        if not include_examples:
+            for key in self._per_example:
+                d.pop(key, None)
+        return to_jsonable(d)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class BudgetCheck:
+class BudgetCheck(_CheckRecord):
     """Robust accuracy vs attack budget (see :func:`budget_curve_check`).
 
     Attributes:
@@ -260,17 +282,9 @@ class BudgetCheck:
 
     name = "budget curve"
 
-    @property
-    def all_reasons(self) -> tuple[str, ...]:
-        return self.reasons
-
-    def to_dict(self, include_examples: bool = False) -> dict:
-        del include_examples
-        return to_jsonable({"check": self.name, **dataclasses.asdict(self)})
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class RestartCheck:
+class RestartCheck(_CheckRecord):
     """Worst case over random restarts vs a single run (see :func:`random_restarts`).
 
     Attributes:
@@ -295,19 +309,9 @@ class RestartCheck:
 
     name = "random restarts"
 
-    @property
-    def all_reasons(self) -> tuple[str, ...]:
-        return self.reasons
-
-    def to_dict(self, include_examples: bool = False) -> dict:
-        d = {"check": self.name, **dataclasses.asdict(self)}
-        if not include_examples:
-            d.pop("correct")
-        return to_jsonable(d)
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class TransferCheck:
+class TransferCheck(_CheckRecord):
     """Transfer attack from a surrogate vs the white-box attack (:func:`transfer_attack`).
 
     Attributes:
@@ -327,16 +331,6 @@ class TransferCheck:
     tolerance: float
 
     name = "transfer attack"
-
-    @property
-    def all_reasons(self) -> tuple[str, ...]:
-        return self.reasons
-
-    def to_dict(self, include_examples: bool = False) -> dict:
-        d = {"check": self.name, **dataclasses.asdict(self)}
-        if not include_examples:
-            d.pop("correct")
-        return to_jsonable(d)
 
 
 @dataclasses.dataclass(frozen=True)
