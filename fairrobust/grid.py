@@ -30,7 +30,6 @@ import contextlib
 import functools
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -281,22 +280,11 @@ def _train_group(dataset, configs, mesh, show_progress):
     d = 1 if mesh is None else mesh.devices.size
     padded = list(configs) + [configs[0]] * ((-k_real) % d)
     c0 = configs[0]
-    train_ds = dataset.split("train")
-    val_ds = dataset.split("val")
-    if len(train_ds) == 0:
-        raise ValueError(f"dataset {dataset.name!r}: no examples in split 'train'")
-    if len(val_ds) == 0:
-        warnings.warn(
-            f"dataset {dataset.name!r} has no 'val' examples; selecting on the training loss",
-            UserWarning,
-            stacklevel=3,
-        )
+    val_ds, x_train, y_train, bs, steps_per_epoch = train._training_arrays(
+        dataset, c0.batch_size, stacklevel=4
+    )
     model = c0.make_model(dataset.num_classes)
-    x_train = np.asarray(train_ds.waveforms, np.float32)
-    y_train = np.asarray(train_ds.labels, np.int32)
     n, input_len = x_train.shape
-    bs = min(c0.batch_size, n)
-    steps_per_epoch = n // bs
 
     roots = [jax.random.key(c.seed) for c in padded]
     k_shuffle = [jax.random.fold_in(r, train._TAG_SHUFFLE) for r in roots]

@@ -601,6 +601,24 @@ def _resume_key(config: TrainConfig) -> dict[str, Any]:
     return d
 
 
+def _training_arrays(dataset: AudioDataset, batch_size: int, *, stacklevel: int):
+    """Val split, float32 training arrays, batch size and steps per epoch (checks splits)."""
+    train_ds = dataset.split("train")
+    val_ds = dataset.split("val")
+    if len(train_ds) == 0:
+        raise ValueError(f"dataset {dataset.name!r}: no examples in split 'train'")
+    if len(val_ds) == 0:
+        warnings.warn(
+            f"dataset {dataset.name!r} has no 'val' examples; selecting on the training loss",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    x_train = np.asarray(train_ds.waveforms, np.float32)
+    y_train = np.asarray(train_ds.labels, np.int32)
+    bs = min(batch_size, len(x_train))
+    return val_ds, x_train, y_train, bs, len(x_train) // bs
+
+
 def train(
     dataset: AudioDataset,
     config: TrainConfig = TrainConfig(),
@@ -632,22 +650,11 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    train_ds = dataset.split("train")
-    val_ds = dataset.split("val")
-    if len(train_ds) == 0:
-        raise ValueError(f"dataset {dataset.name!r}: no examples in split 'train'")
-    if len(val_ds) == 0:
-        warnings.warn(
-            f"dataset {dataset.name!r} has no 'val' examples; selecting on the training loss",
-            UserWarning,
-            stacklevel=2,
-        )
+    val_ds, x_train, y_train, bs, steps_per_epoch = _training_arrays(
+        dataset, config.batch_size, stacklevel=3
+    )
     model = config.make_model(dataset.num_classes)
-    x_train = np.asarray(train_ds.waveforms, np.float32)
-    y_train = np.asarray(train_ds.labels, np.int32)
     n, input_len = x_train.shape
-    bs = min(config.batch_size, n)
-    steps_per_epoch = n // bs
     fingerprint = dataset.fingerprint()
     root = jax.random.key(config.seed)
     k_shuffle = jax.random.fold_in(root, _TAG_SHUFFLE)
