@@ -181,6 +181,7 @@ def sample_counts(
     mode: str = "independent",
     prng_impl: str | None = None,
     compute_dtype: str | None = None,
+    input_block: int | None = None,
 ) -> jax.Array:
     """``smoothing.sample_counts`` split over the devices of ``mesh``; identical counts.
 
@@ -198,8 +199,12 @@ def sample_counts(
 
     Args:
       apply_fn, variables, x, key, num_samples, sigma, num_classes, noise,
-        chunk_size, checkpoints, indices, mode, prng_impl, compute_dtype: as in
-        ``smoothing.sample_counts``.
+        chunk_size, checkpoints, indices, mode, prng_impl, compute_dtype,
+        input_block: as in ``smoothing.sample_counts``. Bit-identical counts
+        need the same forward-pass shape on every device as on one: the CPU
+        default ``input_block`` guarantees it; on accelerators pass
+        ``input_block`` explicitly (their default grows with the inputs per
+        device).
       split: "inputs" (default) or "draws".
       mesh: a 1-D mesh from ``device_mesh`` (default: all devices).
 
@@ -225,6 +230,7 @@ def sample_counts(
         mode=mode,
         prng_impl=prng_impl,
         compute_dtype=compute_dtype,
+        input_block=input_block,
     )
     b = x.shape[0]
     per_device = 0

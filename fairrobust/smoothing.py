@@ -22,11 +22,15 @@ Clopper-Pearson lower bound ``pA_lower`` at level alpha, and return radius
 Sampling design (speed is the point of this module):
   * noise is generated inside jit from an explicit key; the draw ``j`` of input ``i``
     uses the key ``fold_in(fold_in(key, i), j)`` where ``i`` is the input's *global*
-    index (``indices``), so counts do not depend on ``chunk_size`` or on which other
-    inputs share the batch;
-  * draws are processed ``chunk_size`` at a time in a ``lax.scan``: each step runs
-    ONE forward pass of shape ``[b * chunk_size, T]``, so memory is bounded
-    whatever ``num_samples`` is;
+    index (``indices``), so the *noise* does not depend on ``chunk_size`` or on
+    which other inputs share the batch;
+  * inputs are processed ``input_block`` at a time and draws ``chunk_size`` at a
+    time in a ``lax.scan``: each step runs ONE forward pass of the fixed shape
+    ``[input_block * chunk_size, T]``, so memory is bounded whatever
+    ``num_samples`` or the number of inputs is, the batch stays small enough for
+    the CPU caches (``FORWARD_ROWS``), and the float rounding of the logits does
+    not depend on how many inputs a call (or a device shard) holds: counts are
+    bit-identical across batch compositions and device counts;
   * counts for nested N (``checkpoints``, e.g. ``DEFAULT_CHECKPOINTS``) are the
     running counts at the prefix boundaries of one sample stream, so a whole N
     sweep costs one largest-N pass;
@@ -61,6 +65,7 @@ from jax import lax
 __all__ = [
     "COMPUTE_DTYPES",
     "DEFAULT_CHECKPOINTS",
+    "FORWARD_ROWS",
     "MODES",
     "PRNG_IMPLS",
     "CertifyResult",
@@ -70,6 +75,7 @@ __all__ = [
     "certified_accuracy",
     "certify",
     "clopper_pearson_lower",
+    "default_input_block",
     "predict_pvalues",
     "register_noise",
     "sample_counts",
@@ -93,6 +99,11 @@ PRNG_IMPLS: tuple[str, ...] = ("threefry2x32", "rbg", "unsafe_rbg")
 
 COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """Forward-pass dtypes accepted as ``compute_dtype`` (see ``sample_counts``)."""
+
+FORWARD_ROWS: dict[str, int] = {"cpu": 32, "gpu": 8192, "tpu": 8192}
+"""Target rows of one forward pass per platform (``default_input_block``). On the
+2-core CPU of ``benchmarks/README.md`` 32-64 rows ran fastest (noise and activations
+stay in cache); large batches were up to 1.5x slower. GPUs want thousands of rows."""
 
 # fold_in tag deriving the seed of a re-keyed generator (prng_impl) from the caller's key.
 _REKEY_TAG = 0x5EED
@@ -247,6 +258,7 @@ def _rekey(key: jax.Array, impl: str) -> jax.Array:
         "mode",
         "prng_impl",
         "compute_dtype",
+        "input_block",
     ),
 )
 def _counts_kernel(
@@ -263,6 +275,7 @@ def _counts_kernel(
     chunk_size: int,
     checkpoints: tuple[int, ...],
     mode: str,
+    input_block: int,
     prng_impl: str | None = None,
     compute_dtype: str | None = None,
     draw_start: jax.Array | int = 0,
@@ -272,10 +285,13 @@ def _counts_kernel(
     Processes draws ``draw_start + [0, num_samples)`` (rounded up to whole chunks);
     a draw counts towards checkpoint ``N_k`` iff its global index is ``< N_k``, so
     the counts of disjoint draw ranges add up (``fairrobust.parallel`` splits draws
-    over devices this way).
+    over devices this way). Inputs are processed ``input_block`` at a time (the
+    last block padded with copies of the first input), so every forward pass has
+    the shape ``[input_block * chunk_size, T]`` whatever ``b`` is.
     """
     b, t = x.shape
     n_chunks = -(-num_samples // chunk_size)
+    n_groups = -(-b // input_block)
     if prng_impl is not None:
         key = _rekey(key, prng_impl)
     if compute_dtype is not None:
@@ -287,53 +303,117 @@ def _counts_kernel(
     ckpt = jnp.asarray(checkpoints, jnp.int32)  # [K]
     sigma = jnp.asarray(sigma, x.dtype)
     offsets = jnp.arange(chunk_size, dtype=jnp.int32)  # [chunk]
+    n_ckpt = len(checkpoints)
 
+    pad = n_groups * input_block - b
+    if pad:
+        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, t))])
+        indices = jnp.concatenate([indices, jnp.broadcast_to(indices[:1], (pad,))])
+    xg = x.reshape(n_groups, input_block, t)
+    ig = indices.reshape(n_groups, input_block)
     block_keys = prng_impl in ("rbg", "unsafe_rbg")
-    if mode == "independent":
-        # Per-input stream keyed by the global index: independent of batch composition.
-        input_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)  # [b]
-    else:
-        bank_key = key
 
     def one_draw(k: jax.Array, j: jax.Array) -> jax.Array:
         # Per-draw key: noise of draw j never depends on chunk_size.
         return noise(jax.random.fold_in(k, j), (t,), x.dtype)
 
-    def step(counts: jax.Array, c: jax.Array) -> tuple[jax.Array, None]:
-        draw = draw_start + c * chunk_size + offsets  # [chunk] global draw indices
-        if block_keys:
-            # XLA's RngBitGenerator ignores all but the first key of a vmapped batch, so
-            # per-draw keys would not give per-draw streams: draw the step's block from
-            # one key per (first global input index, global chunk index) instead.
-            gchunk = draw_start // chunk_size + c
-            if mode == "independent":
-                k_step = jax.random.fold_in(jax.random.fold_in(key, indices[0]), gchunk)
-                eps = noise(k_step, (b, chunk_size, t), x.dtype)
-            else:
-                eps = noise(jax.random.fold_in(key, gchunk), (1, chunk_size, t), x.dtype)
-        elif mode == "independent":
-            eps = jax.vmap(lambda k: jax.vmap(lambda j: one_draw(k, j))(draw))(input_keys)
-        else:
-            eps = jax.vmap(lambda j: one_draw(bank_key, j))(draw)[None]  # [1, chunk, T]
-        noisy = (x[:, None, :] + sigma * eps).reshape(b * chunk_size, t)
+    def draws_of(c: jax.Array) -> jax.Array:
+        return draw_start + c * chunk_size + offsets  # [chunk] global draw indices
+
+    def count(x1: jax.Array, eps: jax.Array, draw: jax.Array) -> jax.Array:
+        """Counts [K, ib, C] of one forward pass over x1 [ib, T] + sigma * eps."""
+        noisy = (x1[:, None, :] + sigma * eps).reshape(input_block * chunk_size, t)
         if compute_dtype is not None:  # noise and sum stay float32; only the forward casts
             noisy = noisy.astype(cdt)
-        logits = apply_fn(variables, noisy)
-        if logits.shape != (b * chunk_size, num_classes):
+        # The barrier keeps XLA from fusing the noise into the forward pass differently
+        # in different programs (one device vs a shard, one input block vs several),
+        # which would change float rounding and flip nearly tied argmaxes.
+        logits = apply_fn(variables, lax.optimization_barrier(noisy))
+        if logits.shape != (input_block * chunk_size, num_classes):
             raise ValueError(
                 f"apply_fn returned logits of shape {logits.shape}, expected "
-                f"{(b * chunk_size, num_classes)} (batch * chunk_size, num_classes)"
+                f"{(input_block * chunk_size, num_classes)} (input_block * chunk_size, "
+                "num_classes)"
             )
         onehot = jax.nn.one_hot(jnp.argmax(logits, axis=-1), num_classes, dtype=jnp.int32)
-        onehot = onehot.reshape(b, chunk_size, num_classes)
+        onehot = onehot.reshape(input_block, chunk_size, num_classes)
         # Draw j counts towards checkpoint k iff j < N_k; this also drops the padding
         # draws of a last partial chunk (j >= num_samples >= every N_k).
         take = (draw[None, :] < ckpt[:, None]).astype(jnp.int32)  # [K, chunk]
-        return counts + jnp.einsum("kj,bjc->kbc", take, onehot), None
+        return jnp.einsum("kj,bjc->kbc", take, onehot)
 
-    init = jnp.zeros((len(checkpoints), b, num_classes), jnp.int32)
-    counts, _ = lax.scan(step, init, jnp.arange(n_chunks, dtype=jnp.int32))
-    return counts
+    chunks = jnp.arange(n_chunks, dtype=jnp.int32)
+    init = jnp.zeros((n_ckpt, input_block, num_classes), jnp.int32)
+
+    if mode == "independent":
+
+        def group_counts(args: tuple[jax.Array, jax.Array]) -> jax.Array:
+            x1, i1 = args
+            # Per-input stream keyed by the global index: independent of batch composition.
+            input_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(i1)  # [ib]
+
+            def step(counts: jax.Array, c: jax.Array) -> tuple[jax.Array, None]:
+                draw = draws_of(c)
+                if block_keys:
+                    # XLA's RngBitGenerator ignores all but the first key of a vmapped
+                    # batch, so per-draw keys would not give per-draw streams: draw the
+                    # step's block from one key per (first global input index of the
+                    # block, global chunk index) instead.
+                    gchunk = draw_start // chunk_size + c
+                    k_step = jax.random.fold_in(jax.random.fold_in(key, i1[0]), gchunk)
+                    eps = noise(k_step, (input_block, chunk_size, t), x.dtype)
+                else:
+                    eps = jax.vmap(lambda k: jax.vmap(lambda j: one_draw(k, j))(draw))(input_keys)
+                return counts + count(x1, eps, draw), None
+
+            return lax.scan(step, init, chunks)[0]
+
+        out = lax.map(group_counts, (xg, ig))  # [G, K, ib, C]
+    else:
+        # One scan over (chunk, block) pairs, block fastest: the bank chunk [chunk, T]
+        # is drawn when a chunk starts (block 0) and carried to the chunk's other
+        # blocks. A single flat loop keeps the forward pass inside the same loop
+        # body for any number of blocks (a nested loop of one trip would be inlined
+        # by XLA and fused differently, changing float rounding between one device
+        # and a shard).
+        def draw_bank(c: jax.Array) -> jax.Array:
+            if block_keys:
+                gchunk = draw_start // chunk_size + c
+                return noise(jax.random.fold_in(key, gchunk), (chunk_size, t), x.dtype)
+            return jax.vmap(lambda j: one_draw(key, j))(draws_of(c))  # [chunk, T]
+
+        def bank_step(
+            carry: tuple[jax.Array, jax.Array], s: jax.Array
+        ) -> tuple[tuple[jax.Array, jax.Array], None]:
+            counts, eps = carry
+            c, g = s // n_groups, s % n_groups
+            eps = lax.cond(g == 0, draw_bank, lambda _: eps, c)
+            x1 = lax.dynamic_index_in_dim(xg, g, keepdims=False)
+            add = count(x1, eps[None], draws_of(c))  # [K, ib, C]
+            return (counts.at[g].add(add), eps), None
+
+        init_g = jnp.zeros((n_groups, n_ckpt, input_block, num_classes), jnp.int32)
+        eps0 = jnp.zeros((chunk_size, t), x.dtype)
+        steps = jnp.arange(n_chunks * n_groups, dtype=jnp.int32)
+        out = lax.scan(bank_step, (init_g, eps0), steps)[0][0]
+    counts = jnp.moveaxis(out, 1, 0).reshape(n_ckpt, n_groups * input_block, num_classes)
+    return counts[:, :b]
+
+
+def default_input_block(chunk_size: int, num_inputs: int, platform: str | None = None) -> int:
+    """Inputs per forward pass that ``sample_counts`` uses when ``input_block`` is None.
+
+    On CPU: ``max(1, FORWARD_ROWS["cpu"] // chunk_size)``, independent of the number
+    of inputs, so the forward-pass shape (and with it the float rounding of the
+    logits) is the same for any batch and any device count. Elsewhere:
+    ``min(num_inputs, max(1, FORWARD_ROWS[platform] // chunk_size))`` (accelerators
+    want large batches; pass ``input_block`` explicitly for shapes that do not
+    depend on ``num_inputs``).
+    """
+    platform = platform or jax.default_backend()
+    rows = FORWARD_ROWS.get(platform, FORWARD_ROWS["gpu"])
+    block = max(1, rows // chunk_size)
+    return block if platform == "cpu" else max(1, min(num_inputs, block))
 
 
 def sample_counts(
@@ -352,19 +432,28 @@ def sample_counts(
     mode: str = "independent",
     prng_impl: str | None = None,
     compute_dtype: str | None = None,
+    input_block: int | None = None,
 ) -> jax.Array:
     """Class counts of the base classifier under additive noise, for many inputs at once.
 
     ``counts[i, c] = #{ j < N : argmax apply_fn(variables, x_i + sigma * eps_ij) = c }``
     with ``eps_ij`` i.i.d. unit-std noise (Cohen et al. 2019, the ``SampleUnderNoise``
-    step of PREDICT and CERTIFY). Draws are processed ``chunk_size`` per input at a time
-    inside a ``lax.scan``; each step is one forward pass of shape
-    ``[b * chunk_size, T]``, so memory is ``O(b * chunk_size * T)`` whatever
-    ``num_samples`` is. Chunks of 10-20 draws were fastest on CPU.
+    step of PREDICT and CERTIFY). Inputs are processed ``input_block`` and draws
+    ``chunk_size`` at a time inside a ``lax.scan``; each step is one forward pass of
+    shape ``[input_block * chunk_size, T]``, so memory is
+    ``O(input_block * chunk_size * T)`` whatever ``num_samples`` and ``b`` are. On
+    CPU, 32-64 rows per forward pass ran fastest (``FORWARD_ROWS``).
 
     Noise for draw ``j`` of input ``i`` comes from ``fold_in(fold_in(key, indices[i]), j)``
-    (mode "independent"), so counts are identical for any ``chunk_size`` and any batch
-    composition as long as each input keeps its global index. In mode "shared_bank"
+    (mode "independent"), so the noise is identical for any ``chunk_size`` and any
+    batch composition as long as each input keeps its global index. Counts are
+    bit-identical for any batch composition and any device split
+    (``fairrobust.parallel``) at a fixed forward shape ``input_block * chunk_size``
+    (the CPU default); changing that shape can change the float rounding of the
+    logits and flip draws whose top-two logits are tied to within rounding (the
+    contrived near-tie M5 of ``tests/test_parallel.py`` flipped 19 of 960 draws when
+    ``input_block`` went from 4 to 1; trained models rarely have such ties). In mode
+    "shared_bank"
     draw ``j`` uses ``fold_in(key, j)`` for every input of the call: each input still
     sees ``num_samples`` i.i.d. draws (same marginal count distribution, so the same
     statistical guarantees per input), noise is generated once per step instead of
@@ -386,6 +475,10 @@ def sample_counts(
       noise: "gaussian" (default), "laplace", "uniform", a name registered with
         ``register_noise``, or a ``NoiseFn`` callable (unit std; scaled by sigma).
       chunk_size: draws per input per scan step, >= 1.
+      input_block: inputs per forward pass, >= 1 (default
+        ``default_input_block(chunk_size, b)``: ``32 // chunk_size`` on CPU, up to
+        ``8192 // chunk_size`` on accelerators). The last block is padded with
+        copies of the first input (its results are dropped).
       checkpoints: nested sample sizes, each in [1, num_samples] (e.g.
         ``DEFAULT_CHECKPOINTS`` with ``num_samples=10_000``); the counts at
         checkpoint ``N_k`` are those of the first ``N_k`` draws of the same stream.
@@ -440,6 +533,7 @@ def sample_counts(
         mode=mode,
         prng_impl=prng_impl,
         compute_dtype=compute_dtype,
+        input_block=input_block,
     )
     x, sigma, indices = args
     counts = _counts_kernel(apply_fn, variables, x, key, sigma, indices, **kw)
@@ -459,6 +553,7 @@ def _prepare_counts(
     mode: str,
     prng_impl: str | None,
     compute_dtype: str | None,
+    input_block: int | None = None,
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], dict[str, Any], bool]:
     """Validates ``sample_counts`` arguments: ``((x, sigma, indices), static kwargs, squeeze)``."""
     num_samples = _check_int("num_samples", num_samples, 1)
@@ -495,6 +590,10 @@ def _prepare_counts(
         indices = jnp.asarray(indices)
         if indices.shape != (b,) or not jnp.issubdtype(indices.dtype, jnp.integer):
             raise ValueError(f"indices must be integers of shape ({b},), got {indices.shape}")
+    if input_block is None:
+        input_block = default_input_block(chunk_size, b)
+    else:
+        input_block = _check_int("input_block", input_block, 1)
     # One dtype for every sigma (Python float, NumPy or JAX scalar): no retrace.
     sigma = jnp.asarray(sigma, dtype=x.dtype)
     kw = dict(
@@ -506,6 +605,7 @@ def _prepare_counts(
         mode=mode,
         prng_impl=prng_impl,
         compute_dtype=compute_dtype,
+        input_block=input_block,
     )
     return (x, sigma, indices.astype(jnp.int32)), kw, squeeze
 
