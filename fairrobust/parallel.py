@@ -248,7 +248,9 @@ def sample_counts(
 
 
 @functools.lru_cache(maxsize=64)
-def _sweep_program(mesh: Mesh, apply_fn: Callable, num_steps: int, norm: str, random_start: bool):
+def _sweep_program(
+    mesh: Mesh, apply_fn: Callable, num_steps: int, norm: str, random_start: bool, block_rows: int
+):
     """Jitted shard_map running one ``attacks._sweep_correct`` batch per device."""
 
     def body(variables, xb, yb, eps, keys, rel_step):
@@ -257,6 +259,7 @@ def _sweep_program(mesh: Mesh, apply_fn: Callable, num_steps: int, norm: str, ra
             return attacks._sweep_correct(
                 apply_fn, variables, x1, y1, eps, k1, rel_step,
                 num_steps=num_steps, norm=norm, random_start=random_start,
+                block_rows=block_rows,
             )  # fmt: skip
 
         return jax.lax.map(lambda a: one(*a), (xb, yb, keys))
@@ -280,18 +283,20 @@ def robust_correct(
     rel_step: float = 0.2,
     random_start: bool = False,
     batch_size: int = 64,
+    block_rows: int | None = None,
     mesh: Mesh | None = None,
 ) -> np.ndarray:
     """``attacks.robust_correct`` with its batches spread over the devices; identical result.
 
     The examples are cut into batches of ``batch_size`` exactly as
     ``attacks.robust_correct`` cuts them (the last padded with the first rows, batch
-    ``j`` attacked with ``fold_in(key, j)``, all epsilons in one vmapped call); ``D``
+    ``j`` attacked with ``fold_in(key, j)``, all epsilons in one call with the same
+    ``block_rows``); ``D``
     batches run at once, batch ``j`` on device ``j mod D``.
 
     Args:
       apply_fn, variables, x, y, epsilons, key, num_steps, norm, rel_step,
-        random_start, batch_size: as in ``attacks.robust_correct``.
+        random_start, batch_size, block_rows: as in ``attacks.robust_correct``.
       mesh: a 1-D mesh (default: all devices).
 
     Returns:
@@ -315,6 +320,12 @@ def robust_correct(
     if n == 0:
         return out
     bs = min(int(batch_size), n)
+    if block_rows is None:
+        rows = attacks.default_block_rows(eps.shape[0] * bs)
+    elif int(block_rows) < 1:
+        raise ValueError(f"block_rows: expected >= 1, got {block_rows}")
+    else:
+        rows = int(block_rows)
     n_batches = -(-n // bs)
     if n_batches * bs > n:  # the padding rule of attacks.robust_correct
         need = n_batches * bs - n
@@ -323,7 +334,7 @@ def robust_correct(
     xb = x.reshape(n_batches, bs, x.shape[1])
     yb = y.reshape(n_batches, bs)
     keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_batches))
-    prog = _sweep_program(m, apply_fn, int(num_steps), norm, bool(random_start))
+    prog = _sweep_program(m, apply_fn, int(num_steps), norm, bool(random_start), rows)
     rel = jnp.asarray(rel_step, jnp.float32)
     for start in range(0, n_batches, d):
         group = slice(start, min(start + d, n_batches))
