@@ -43,6 +43,7 @@ from jax.sharding import PartitionSpec as P
 from fairrobust import _io, attacks, models, parallel, train
 
 __all__ = [
+    "MEMBER_STRATEGIES",
     "Hyper",
     "group_configs",
     "init_states",
@@ -188,15 +189,31 @@ def _member_step(model: models.M5, adversarial: bool, at_steps: int):
     return step
 
 
+MEMBER_STRATEGIES = ("auto", "vmap", "map")
+
+
+def _resolve_strategy(members: str) -> str:
+    if members not in MEMBER_STRATEGIES:
+        raise ValueError(f"members: expected one of {MEMBER_STRATEGIES}, got {members!r}")
+    if members == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return members
+
+
 @functools.lru_cache(maxsize=32)
-def _grid_program(model: models.M5, adversarial: bool, at_steps: int, mesh: Mesh | None):
+def _grid_program(
+    model: models.M5, adversarial: bool, at_steps: int, mesh: Mesh | None, members: str = "vmap"
+):
     member = _member_step(model, adversarial, at_steps)  # pyright: ignore[reportArgumentType]
 
     def grid_step(state, hp, x_all, y_all, idx, keys):
         # idx [K, b]: member k's batch rows of the shared training set.
-        return jax.vmap(lambda s, h, i, k: member(s, h, x_all[i], y_all[i], k))(
-            state, hp, idx, keys
-        )
+        def one(s, h, i, k):
+            return member(s, h, x_all[i], y_all[i], k)
+
+        if members == "vmap":
+            return jax.vmap(one)(state, hp, idx, keys)
+        return jax.lax.map(lambda a: one(*a), (state, hp, idx, keys))
 
     if mesh is None:
         return jax.jit(grid_step, donate_argnums=0)
@@ -211,7 +228,11 @@ def _grid_program(model: models.M5, adversarial: bool, at_steps: int, mesh: Mesh
 
 
 def make_grid_step(
-    model: models.M5, configs: Sequence[train.TrainConfig], *, mesh: Mesh | None = None
+    model: models.M5,
+    configs: Sequence[train.TrainConfig],
+    *,
+    mesh: Mesh | None = None,
+    members: str = "auto",
 ):
     """The jitted step of a group: ``step(state, hp, x_all, y_all, idx, keys)``.
 
@@ -224,6 +245,14 @@ def make_grid_step(
       mesh: optional 1-D mesh (``parallel.device_mesh``): the member axis is split
         over its devices (K must then be a multiple of the device count; the
         ``state`` argument is donated).
+      members: how the members of one device share the step: ``"vmap"`` (one
+        batched computation: K times larger matmuls, what accelerators want),
+        ``"map"`` (``lax.map``: the members' steps one after another inside one
+        jitted program, each at its own batch size) or ``"auto"`` (``"map"`` on
+        CPU, ``"vmap"`` elsewhere). On the 2-core CPU of ``benchmarks/README.md``
+        one member's step already keeps both cores busy and a K-times larger
+        working set falls out of cache, so vmapping was slower than sequential
+        steps there (see ``benchmarks/bench_train.py``).
 
     Returns:
       ``step(state [K], hp: Hyper [K], x_all [n, T], y_all [n], idx int [K, b],
@@ -231,7 +260,8 @@ def make_grid_step(
     """
     _check_group(configs)
     c = configs[0]
-    return _grid_program(model, c.at_eps > 0, int(c.at_steps), mesh)  # pyright: ignore[reportArgumentType]
+    strategy = _resolve_strategy(members)
+    return _grid_program(model, c.at_eps > 0, int(c.at_steps), mesh, strategy)  # pyright: ignore[reportArgumentType]
 
 
 def train_grid(
@@ -240,6 +270,7 @@ def train_grid(
     *,
     mesh: Mesh | None = None,
     progress: bool = True,
+    members: str = "auto",
 ) -> list[train.TrainResult]:
     """Trains every config of a grid, members of equal structure together.
 
@@ -256,6 +287,7 @@ def train_grid(
         devices (members are padded with copies of the first to a multiple of the
         device count; the copies are dropped).
       progress: show a progress bar (also silenced by ``FAIRROBUST_NO_PROGRESS``).
+      members: ``"auto"``, ``"vmap"`` or ``"map"``, see :func:`make_grid_step`.
 
     Returns:
       ``train.TrainResult`` per config, in the order of ``configs`` (``out_dir`` None;
@@ -266,15 +298,17 @@ def train_grid(
     """
     if not configs:
         raise ValueError("configs: expected at least one TrainConfig, got none")
+    strategy = _resolve_strategy(members)
     results: list[train.TrainResult | None] = [None] * len(configs)
-    for members in group_configs(configs):
-        group = [configs[i] for i in members]
-        for i, res in zip(members, _train_group(dataset, group, mesh, progress), strict=True):
+    for member_ids in group_configs(configs):
+        group = [configs[i] for i in member_ids]
+        trained = _train_group(dataset, group, mesh, progress, strategy)
+        for i, res in zip(member_ids, trained, strict=True):
             results[i] = res
     return results  # type: ignore[return-value]
 
 
-def _train_group(dataset, configs, mesh, show_progress):
+def _train_group(dataset, configs, mesh, show_progress, strategy="vmap"):
     _check_group(configs)
     k_real = len(configs)
     d = 1 if mesh is None else mesh.devices.size
@@ -301,7 +335,7 @@ def _train_group(dataset, configs, mesh, show_progress):
 
     state = init_states(model, padded, input_len, steps_per_epoch)
     hp = Hyper.from_configs(padded)
-    step_fn = make_grid_step(model, padded, mesh=mesh)
+    step_fn = make_grid_step(model, padded, mesh=mesh, members=strategy)
     x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
     if mesh is not None:
         state, hp = parallel.shard_leading((state, hp), mesh)

@@ -54,8 +54,9 @@ def _close(a, b, atol):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=1e-4)
 
 
+@pytest.mark.parametrize("members", ["vmap", "map"])
 @pytest.mark.parametrize("arch", ["m5-tricks"])
-def test_grid_step_equals_member_steps(ds, arch):
+def test_grid_step_equals_member_steps(ds, arch, members):
     # Adam's first step is lr * g / (|g| + 1e-8): for a convolution bias followed by
     # BatchNorm, g is pure rounding noise (BatchNorm removes it), so its update and the
     # eval-mode running means differ at float32 rounding amplified to ~lr. Parameters
@@ -68,7 +69,7 @@ def test_grid_step_equals_member_steps(ds, arch):
     tr = ds.split("train")
     x_all, y_all = jnp.asarray(tr.waveforms), jnp.asarray(tr.labels)
     state = grid.init_states(model, configs, T, steps_per_epoch=3)
-    step = grid.make_grid_step(model, configs)
+    step = grid.make_grid_step(model, configs, members=members)
     idx = jnp.asarray([[0, 3, 6, 9, 2, 5], [1, 4, 7, 10, 11, 8]])
     keys = jnp.stack([jax.random.key(5), jax.random.key(6)])
     ref = []
@@ -121,5 +122,7 @@ def test_grouping_and_errors(ds):
         grid.make_grid_step(model, [a, b])
     with pytest.raises(ValueError, match="at least one"):
         grid.train_grid(ds, [])
+    with pytest.raises(ValueError, match="members: expected one of"):
+        grid.make_grid_step(model, [a, c], members="pmap")
     with pytest.raises(ValueError, match="TrainConfig"):
         grid.init_states(model, [a, "x"], T, 3)
