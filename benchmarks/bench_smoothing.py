@@ -12,7 +12,8 @@ rate and the normal-generation rate, giving the combined ceiling
     ceiling = 1 / (FLOPs_M5 / matmul_rate + T / rng_rate)   forwards / s
 
 (16,000 normals per forward; the shared-bank mode needs T / b per forward); the
-sampling modes (shared bank, rbg / unsafe_rbg generators, bfloat16 forward);
+sampling modes (shared bank, alone and with the linear-stem shortcut, rbg / unsafe_rbg
+generators, bfloat16 forward);
 the split over host devices (a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` on CPU, all devices on
 accelerators); and, in a subprocess, the peak RSS of N = 10^6 draws on one clip.
@@ -50,7 +51,7 @@ from _common import (
     write_results,
 )
 
-from fairrobust import parallel, smoothing
+from fairrobust import models, parallel, smoothing
 
 T = 16000
 C = 10
@@ -270,6 +271,18 @@ def main() -> None:
                 "shared_bank + bf16",
                 {"mode": "shared_bank", "compute_dtype": "bfloat16"},
                 ceiling(b_mode, rate=mm_bf16["flops_per_s"]) if mm_bf16 else ceiling(b_mode),
+            ),
+            (
+                "shared_bank + linear stem",
+                # The model of m5(w) (same config, so the stem matches apply_fn).
+                {
+                    "mode": "shared_bank",
+                    "linear_stem": models.linear_stem_fn(models.make_model("m5", C, width=w)),
+                },
+                # The shared-bank formula counts the full M5 FLOPs per forward, an upper
+                # bound here: conv1 runs once per input and per bank draw, not per pair,
+                # so frac_ceiling can exceed 1 for this row.
+                ceiling(b_mode),
             ),
         ]
         for name, kw, ceil in modes:

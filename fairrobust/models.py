@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -45,12 +45,17 @@ import numpy as np
 from jax import lax
 
 __all__ = [
+    "CONV_IMPLS",
     "M5",
     "MODEL_NAMES",
     "NORMALIZE_OPTIONS",
+    "LinearStem",
     "count_params",
     "features_fn",
     "init_variables",
+    "linear_stem_combine",
+    "linear_stem_fn",
+    "linear_stem_stats",
     "logits_fn",
     "make_model",
     "min_input_len",
@@ -58,6 +63,8 @@ __all__ = [
 
 #: Model names accepted by :func:`make_model`.
 MODEL_NAMES = ("m5", "m5-tricks")
+#: Convolution formulations accepted by :class:`M5` (``conv_impl``).
+CONV_IMPLS = ("lax", "matmul")
 #: Input normalisations accepted by :class:`M5`.
 NORMALIZE_OPTIONS = ("standardize", "none")
 
@@ -73,13 +80,29 @@ _POOL = 4
 _DIMS = ("NWC", "WIO", "NWC")
 
 
-def _conv_forward(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+def _frames(x: jax.Array, k: int, stride: int, length: int) -> jax.Array:
+    """im2col: frame l = x[l*stride : l*stride + k] flattened (tap, channel), [b, L, k*I].
+
+    Built from ``k // stride`` shifted row views of x reshaped by ``stride`` (no gather).
+    """
+    b, _, c_in = x.shape
+    n = k // stride
+    rows = length + n - 1
+    x_rows = x[:, : rows * stride].reshape(b, rows, stride * c_in)
+    return jnp.concatenate([x_rows[:, j : j + length] for j in range(n)], axis=-1)
+
+
+def _conv_forward(x: jax.Array, kernel: jax.Array, stride: int, impl: str = "lax") -> jax.Array:
     """VALID 1-D convolution, x [b, T, I], kernel [K, I, O] -> [b, L, O]."""
+    k, c_in, c_out = kernel.shape
+    if impl == "matmul" and k % stride == 0:
+        length = (x.shape[1] - k) // stride + 1
+        return _frames(x, k, stride, length) @ kernel.reshape(k * c_in, c_out)
     return lax.conv_general_dilated(x, kernel, (stride,), "VALID", dimension_numbers=_DIMS)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv1d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv1d(x: jax.Array, kernel: jax.Array, stride: int, impl: str = "lax") -> jax.Array:
     """VALID 1-D convolution with a matmul backward pass (fast input gradients on CPU).
 
     Same values as ``lax.conv_general_dilated(x, kernel, (stride,), "VALID")``
@@ -89,18 +112,22 @@ def conv1d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
       x: input, shape (batch, time, in_channels).
       kernel: shape (K, in_channels, out_channels).
       stride: convolution stride (static).
+      impl: forward formulation (static): ``"lax"`` (``lax.conv``, fastest for one
+        model) or ``"matmul"`` (im2col frames @ kernel; under ``jax.vmap`` over
+        stacked kernels this is a batched matmul instead of XLA:CPU's slow grouped
+        convolution, see ``fairrobust.grid``). Equal up to float rounding.
 
     Returns:
       Shape (batch, (time - K) // stride + 1, out_channels).
     """
-    return _conv_forward(x, kernel, stride)
+    return _conv_forward(x, kernel, stride, impl)
 
 
-def _conv1d_fwd(x, kernel, stride):
-    return _conv_forward(x, kernel, stride), (x, kernel)
+def _conv1d_fwd(x, kernel, stride, impl):
+    return _conv_forward(x, kernel, stride, impl), (x, kernel)
 
 
-def _conv1d_bwd(stride, res, dy):
+def _conv1d_bwd(stride, impl, res, dy):
     x, kernel = res
     k, c_in, c_out = kernel.shape
     if k % stride:  # no reshape-based frame layout: fall back to XLA's transpose rules
@@ -117,8 +144,7 @@ def _conv1d_bwd(stride, res, dy):
     dx = dx_rows.reshape(b, rows * stride, c_in)  # pyright: ignore[reportAttributeAccessIssue]
     dx = jnp.pad(dx, ((0, 0), (0, t - rows * stride), (0, 0)))
     # Kernel gradient: frames^T @ dy, frames built from n shifted row views.
-    x_rows = x[:, : rows * stride].reshape(b, rows, stride * c_in)
-    frames = jnp.concatenate([x_rows[:, j : j + length] for j in range(n)], axis=-1)
+    frames = _frames(x, k, stride, length)
     dkernel = jnp.einsum("blf,blo->fo", frames, dy).reshape(k, c_in, c_out)
     return dx, dkernel
 
@@ -168,6 +194,7 @@ class Conv1D(nn.Module):
     features: int
     kernel_size: int
     stride: int = 1
+    impl: str = "lax"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -177,7 +204,7 @@ class Conv1D(nn.Module):
             (self.kernel_size, x.shape[-1], self.features),
         )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return conv1d(x, kernel, self.stride) + bias.reshape(1, 1, -1)  # pyright: ignore[reportOperatorIssue]
+        return conv1d(x, kernel, self.stride, self.impl) + bias.reshape(1, 1, -1)  # pyright: ignore[reportOperatorIssue]
 
 
 def _stage_lengths(input_len: int) -> list[int]:
@@ -212,12 +239,16 @@ class M5(nn.Module):
       tricks: M5-Tricks when True: no BatchNorm, SiLU instead of ReLU.
       normalize: ``"standardize"`` (per-example zero mean, unit variance over
         time, inside the model) or ``"none"``.
+      conv_impl: forward formulation of the convolutions, ``"lax"`` (default) or
+        ``"matmul"`` (see :func:`conv1d`); same parameters, logits equal up to
+        float rounding. ``fairrobust.grid`` uses ``"matmul"`` on CPU.
     """
 
     num_classes: int
     width: int = 32
     tricks: bool = False
     normalize: str = "standardize"
+    conv_impl: str = "lax"
 
     def _check(self) -> None:
         if self.normalize not in NORMALIZE_OPTIONS:
@@ -228,6 +259,8 @@ class M5(nn.Module):
             raise ValueError(f"num_classes: expected >= 1, got {self.num_classes}")
         if int(self.width) < 1:
             raise ValueError(f"width: expected >= 1, got {self.width}")
+        if self.conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl: expected one of {CONV_IMPLS}, got {self.conv_impl!r}")
 
     @nn.compact
     def __call__(
@@ -263,7 +296,7 @@ class M5(nn.Module):
         w = self.width
         stages = ((w, 80, 16), (w, 3, 1), (2 * w, 3, 1), (2 * w, 3, 1))
         for i, (features, kernel, stride) in enumerate(stages, start=1):
-            h = Conv1D(features, kernel, stride, name=f"conv{i}")(h)  # pyright: ignore[reportArgumentType]
+            h = Conv1D(features, kernel, stride, self.conv_impl, name=f"conv{i}")(h)  # pyright: ignore[reportArgumentType]
             if not self.tricks:
                 h = nn.BatchNorm(
                     use_running_average=not train,
@@ -349,3 +382,165 @@ def features_fn(model: M5) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Ar
 def count_params(params: Any) -> int:
     """Total number of scalars in a parameter pytree."""
     return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+# ----------------------------------------------------------------------------- linear stem
+
+# conv1 of M5's stage table (kernel 80, stride 16): the only stage before any nonlinearity.
+_STEM_STRIDE = 16
+
+
+def linear_stem_stats(
+    x: jax.Array, eps: jax.Array, sigma: jax.Array | float, var_eps: float = _VAR_EPS
+) -> tuple[jax.Array, jax.Array]:
+    """Mean and inverse std of every ``z_ij = x_i + sigma * eps_j``, without forming z.
+
+    ``m_ij = mean(x_i) + sigma mean(eps_j)`` and ``rstd_ij = rsqrt(v_ij + var_eps)``
+    with ``v_ij = var(x_i) + 2 sigma cov(x_i, eps_j) + sigma^2 var(eps_j)``,
+    ``cov(x_i, eps_j) = mean((x_i - mean x_i) * eps_j)`` (one ``[b, T] @ [T, n]``
+    matmul at full float32 precision).
+
+    Args:
+      x: inputs, shape (b, T).
+      eps: unit-std noise draws, shape (n, T).
+      sigma: noise scale (scalar).
+      var_eps: variance floor of the standardisation.
+
+    Returns:
+      ``(m, rstd)``, each of shape (b, n).
+    """
+    t = x.shape[-1]
+    x_mean = x.mean(axis=1)
+    xc = x - x_mean[:, None]
+    x_var = jnp.square(xc).mean(axis=1)
+    e_mean = eps.mean(axis=1)
+    e_var = jnp.square(eps - e_mean[:, None]).mean(axis=1)
+    cov = jnp.matmul(xc, eps.T, precision=lax.Precision.HIGHEST) / t
+    v = x_var[:, None] + 2 * sigma * cov + sigma * sigma * e_var[None, :]
+    m = x_mean[:, None] + sigma * e_mean[None, :]
+    return m, lax.rsqrt(jnp.maximum(v, 0.0) + var_eps)
+
+
+def linear_stem_combine(
+    sx: jax.Array,
+    seps: jax.Array,
+    m: jax.Array | None,
+    rstd: jax.Array | None,
+    ksum: jax.Array | None,
+    sigma: jax.Array | float,
+) -> jax.Array:
+    """conv1 (before its bias) of every standardised ``x_i + sigma * eps_j``, from S x and S eps.
+
+    ``h1[i * n + j] = (sx[i] + sigma * seps[j] - m[i, j] * ksum) * rstd[i, j]``; with ``m``
+    and ``rstd`` None (``normalize="none"``) ``sx[i] + sigma * seps[j]``.
+
+    Args:
+      sx: ``S x``, shape (b, L1, w).
+      seps: ``S eps``, shape (n, L1, w).
+      m, rstd: per-pair mean and inverse std (``linear_stem_stats``), shape (b, n), or None.
+      ksum: ``ksum[o] = sum(kernel[:, :, o])``, shape (w,); unused when ``m`` is None.
+      sigma: noise scale (scalar).
+
+    Returns:
+      Shape (b * n, L1, w), input-major.
+    """
+    h = sx[:, None] + sigma * seps[None]
+    if m is not None:
+        if ksum is None:
+            raise ValueError("linear_stem_combine: ksum is needed with m")
+        h = h - m[:, :, None, None] * ksum[None, None, None, :]
+    if rstd is not None:
+        h = h * rstd[:, :, None, None]
+    return h.reshape(-1, *h.shape[2:])
+
+
+class LinearStem(NamedTuple):
+    """M5 split after the linear part of its first convolution (``linear_stem_fn``).
+
+    With ``std(z) = (z - mean z) * rsqrt(var z + var_eps)`` and ``S`` = conv1 without
+    bias, ``conv1(std(x_i + s eps_j)) = combine(S x_i, S eps_j, stats(x_i, eps_j)) +
+    bias`` (``linear_stem_combine``, ``linear_stem_stats``): ``S x`` once per input and
+    ``S eps`` once per draw replace the 80-tap convolution of every (input, draw) pair.
+    Hashable (a static ``jax.jit`` argument); equal models give the same object.
+
+    Attributes:
+      stem: ``stem(variables, x [b, T]) -> S x [b, L1, w]``: conv1 without bias on the
+        raw (unstandardised) input.
+      head: ``head(variables, h1 [b, L1, w]) -> logits [b, C]``: conv1 bias, BN1 (eval),
+        activation, pool, the conv2..conv4 blocks, mean over time and dense.
+      ksum: ``ksum(variables) -> [w]``, the sum of conv1's kernel over taps and input
+        channel.
+      standardize: whether the model standardises its input (``normalize``).
+      var_eps: variance floor of that standardisation.
+    """
+
+    stem: Callable[[Any, jax.Array], jax.Array]
+    head: Callable[[Any, jax.Array], jax.Array]
+    ksum: Callable[[Any], jax.Array]
+    standardize: bool
+    var_eps: float = _VAR_EPS
+
+    def h1(
+        self,
+        variables: Any,
+        x: jax.Array,
+        sx: jax.Array,
+        eps: jax.Array,
+        seps: jax.Array,
+        sigma: jax.Array | float,
+    ) -> jax.Array:
+        """``[b * n, L1, w]`` head input of every (input, draw) pair, bias not added.
+
+        ``x`` [b, T] and ``eps`` [n, T] feed the statistics, ``sx = stem(x)`` and
+        ``seps = stem(eps)`` the convolution.
+        """
+        if not self.standardize:
+            return linear_stem_combine(sx, seps, None, None, None, sigma)
+        m, rstd = linear_stem_stats(x, eps, sigma, self.var_eps)
+        return linear_stem_combine(sx, seps, m, rstd, self.ksum(variables), sigma)
+
+
+def _bn_eval(h: jax.Array, params: Any, stats: Any) -> jax.Array:
+    """``nn.BatchNorm(use_running_average=True)`` on [b, L, C], flax's operation order."""
+    y = h - stats["mean"].reshape(1, 1, -1)
+    mul = lax.rsqrt(stats["var"] + _BN_EPS) * params["scale"]
+    return y * mul.reshape(1, 1, -1) + params["bias"].reshape(1, 1, -1)
+
+
+@functools.cache
+def linear_stem_fn(model: M5) -> LinearStem:
+    """``LinearStem`` of an M5 / M5-Tricks (eval mode), memoised per (equal) model.
+
+    ``head(variables, h1(variables, x, stem(variables, x), eps, stem(variables, eps),
+    s))`` equals ``logits_fn(model)`` on every ``x_i + s * eps_j`` up to float rounding
+    (``tests/test_sampling_modes.py``).
+    """
+    model._check()
+    impl = getattr(model, "conv_impl", "lax")
+    extra: tuple[str, ...] = () if impl == "lax" else (impl,)
+    act = nn.silu if model.tricks else nn.relu
+
+    def stem(variables: Any, x: jax.Array) -> jax.Array:
+        kernel = variables["params"]["conv1"]["kernel"]
+        return conv1d(x[:, :, None], kernel, _STEM_STRIDE, *extra)
+
+    def ksum(variables: Any) -> jax.Array:
+        return variables["params"]["conv1"]["kernel"].sum(axis=(0, 1))
+
+    def head(variables: Any, h1: jax.Array) -> jax.Array:
+        params = variables["params"]
+        stats = variables.get("batch_stats", {})
+        h: jax.Array = h1 + params["conv1"]["bias"].reshape(1, 1, -1)
+        for i in range(1, 5):
+            if i > 1:
+                conv = params[f"conv{i}"]
+                h = conv1d(h, conv["kernel"], 1, *extra) + conv["bias"].reshape(1, 1, -1)  # pyright: ignore[reportAssignmentType]
+            if not model.tricks:
+                h = _bn_eval(h, params[f"bn{i}"], stats[f"bn{i}"])
+            h = _max_pool(act(h))
+        dense = params["dense"]
+        return h.mean(axis=1) @ dense["kernel"] + dense["bias"].reshape(1, -1)
+
+    for fn, name in ((stem, "stem"), (ksum, "ksum"), (head, "head")):
+        fn.__qualname__ = f"linear_stem_fn({model!r}).{name}"
+    return LinearStem(stem, head, ksum, model.normalize == "standardize")

@@ -182,6 +182,7 @@ def sample_counts(
     prng_impl: str | None = None,
     compute_dtype: str | None = None,
     input_block: int | None = None,
+    linear_stem: Any = None,
 ) -> jax.Array:
     """``smoothing.sample_counts`` split over the devices of ``mesh``; identical counts.
 
@@ -200,7 +201,7 @@ def sample_counts(
     Args:
       apply_fn, variables, x, key, num_samples, sigma, num_classes, noise,
         chunk_size, checkpoints, indices, mode, prng_impl, compute_dtype,
-        input_block: as in ``smoothing.sample_counts``. Bit-identical counts
+        input_block, linear_stem: as in ``smoothing.sample_counts``. Bit-identical counts
         need the same forward-pass shape on every device as on one: the CPU
         default ``input_block`` guarantees it; on accelerators pass
         ``input_block`` explicitly (their default grows with the inputs per
@@ -231,6 +232,7 @@ def sample_counts(
         prng_impl=prng_impl,
         compute_dtype=compute_dtype,
         input_block=input_block,
+        linear_stem=linear_stem,
     )
     b = x.shape[0]
     per_device = 0

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
+from fairrobust import models
 from fairrobust import smoothing as S
 
 T = 32
@@ -110,3 +111,152 @@ def test_bad_mode_options_raise(setup, opts, match):
     with pytest.raises(ValueError, match=match):
         S.sample_counts(linear_apply, variables, xs, jax.random.key(0), num_samples=10,
                         sigma=SIGMA, num_classes=2, **opts)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- linear stem
+
+TM = 6848  # models.min_input_len(): the shortest input M5 takes
+
+
+def _randomised(variables, seed):
+    """Every parameter and BatchNorm statistic perturbed, so the head's formulas are tested."""
+    rng = np.random.default_rng(seed)
+
+    def one(path, a):
+        z = rng.standard_normal(a.shape).astype(np.float32)
+        return jnp.asarray(np.exp(0.3 * z) if path[-1].key == "var" else np.asarray(a) + 0.1 * z)
+
+    return jax.tree_util.tree_map_with_path(one, variables)
+
+
+def _stem_models():
+    cases = [
+        (name, w, norm)
+        for name in ("m5", "m5-tricks")
+        for w in (8, 32)
+        for norm in ("standardize", "none")
+    ]
+    out = [models.make_model(n, 5, width=w, normalize=z) for n, w, z in cases]
+    if "conv_impl" in models.M5.__dataclass_fields__:  # the stem follows the model's conv
+        out.append(models.M5(5, width=8, conv_impl="matmul"))
+    return out
+
+
+@pytest.mark.parametrize(
+    "model",
+    _stem_models(),
+    ids=lambda m: f"{m.tricks}-{m.width}-{m.normalize}-{getattr(m, 'conv_impl', 'lax')}",
+)
+def test_linear_stem_reproduces_logits(model):
+    v = _randomised(models.init_variables(model, jax.random.key(0), TM), 5)
+    ls = models.linear_stem_fn(model)
+    assert ls is models.linear_stem_fn(model.clone())  # memoised: equal models, one object
+    x = jax.random.uniform(jax.random.key(1), (3, TM), minval=-0.5, maxval=0.5) + 0.05
+    eps = jax.random.normal(jax.random.key(2), (4, TM))
+    sigma = 0.25
+    ref = jax.jit(models.logits_fn(model))(v, (x[:, None] + sigma * eps[None]).reshape(12, TM))
+
+    @jax.jit
+    def via_stem(v, x, eps):
+        return ls.head(v, ls.h1(v, x, ls.stem(v, x), eps, ls.stem(v, eps), sigma))
+
+    np.testing.assert_allclose(via_stem(v, x, eps), ref, rtol=1e-4, atol=1e-4)
+    # The pieces by hand: S is conv1 without bias, h1 = (Sx + s Seps - m ksum) * rstd.
+    k1 = v["params"]["conv1"]["kernel"]
+    sx = ls.stem(v, x)
+    np.testing.assert_allclose(sx, models.conv1d(x[:, :, None], k1, 16), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ls.ksum(v), k1.sum(axis=(0, 1)), rtol=1e-6)
+    z = np.asarray(x[:, None] + sigma * eps[None], np.float64)  # [3, 4, T]
+    m, rstd = models.linear_stem_stats(x, eps, sigma)
+    np.testing.assert_allclose(m, z.mean(-1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rstd, 1 / np.sqrt(z.var(-1) + 1e-8), rtol=1e-4)
+    assert ls.standardize == (model.normalize == "standardize")
+
+
+def test_linear_stem_combine_shapes_and_order():
+    sx = jnp.arange(2 * 3 * 2, dtype=jnp.float32).reshape(2, 3, 2)
+    seps = -jnp.ones((4, 3, 2))
+    m = jnp.arange(8, dtype=jnp.float32).reshape(2, 4)
+    rstd = jnp.full((2, 4), 2.0)
+    ksum = jnp.asarray([1.0, 0.0])
+    h = models.linear_stem_combine(sx, seps, m, rstd, ksum, 0.5)
+    assert h.shape == (8, 3, 2)
+    i, j = 1, 2  # row i * n + j
+    np.testing.assert_allclose(h[i * 4 + j], (sx[i] - 0.5 - m[i, j] * ksum[None, :]) * 2.0)
+    np.testing.assert_allclose(models.linear_stem_combine(sx, seps, None, None, None, 0.5)[5],
+                               sx[1] - 0.5)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stem_setup():
+    """Width-8 M5, 2 classes, dense bias set so that input 0 is near p = 1/2 under noise."""
+    model = models.make_model("m5", 2, width=8)
+    v = _randomised(models.init_variables(model, jax.random.key(0), TM), 7)
+    f = models.logits_fn(model)
+    x = jax.random.uniform(jax.random.key(1), (4, TM), minval=-0.5, maxval=0.5)
+    x = x * jnp.asarray([1.0, 0.8, 0.6, 1.2])[:, None]
+    pilot = x[:, None] + SIGMA_M5 * jax.random.normal(jax.random.key(3), (1, 64, TM))
+    logits = jax.jit(f)(v, pilot.reshape(-1, TM))
+    diff = np.asarray(logits[:, 1] - logits[:, 0])
+    v["params"]["dense"]["bias"] = jnp.asarray([0.0, -float(np.median(diff))])
+    return model, v, f, x
+
+
+SIGMA_M5 = 0.25
+
+
+def test_linear_stem_counts_match_shared_bank_draw_by_draw(stem_setup):
+    # Same key, same bank: per-draw classes (from a checkpoint at every draw) agree
+    # except where the float rounding of the two formulations flips a near tie.
+    model, v, f, x = stem_setup
+    n = 320
+    kw = dict(num_samples=n, sigma=SIGMA_M5, num_classes=2, mode="shared_bank",
+              checkpoints=tuple(range(1, n + 1)))  # fmt: skip
+    ref = np.asarray(S.sample_counts(f, v, x, jax.random.key(0), **kw))
+    out = np.asarray(
+        S.sample_counts(f, v, x, jax.random.key(0), linear_stem=models.linear_stem_fn(model), **kw)
+    )
+    per_ref = np.diff(ref[..., 1], axis=0, prepend=0)  # [n, b] class of every draw
+    per_out = np.diff(out[..., 1], axis=0, prepend=0)
+    assert 0.05 < per_ref.mean() < 0.95, per_ref.mean(0)  # both classes occur
+    assert np.mean(per_ref != per_out) <= 0.01, np.sum(per_ref != per_out)
+    assert np.all(out.sum(-1) == np.arange(1, n + 1)[:, None])
+    # Batch composition and input_block do not change the stem path's counts: the
+    # bank is shared by the inputs of a call, S x is computed per input block.
+    part = S.sample_counts(f, v, x[2:], jax.random.key(0), linear_stem=models.linear_stem_fn(model),
+                           **kw)  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(part), out[:, 2:])
+
+
+def test_linear_stem_counts_statistically_match_independent(stem_setup):
+    # Two-sample z bound of 4.5 standard errors per input (as above), against the
+    # default mode with another key; p_true has no closed form for M5.
+    model, v, f, x = stem_setup
+    n = 8000
+    kw = dict(num_samples=n, sigma=SIGMA_M5, num_classes=2, chunk_size=16)
+    a = np.asarray(S.sample_counts(f, v, x, jax.random.key(1), **kw))
+    b = np.asarray(S.sample_counts(f, v, x, jax.random.key(2), mode="shared_bank",
+                                   linear_stem=models.linear_stem_fn(model), **kw))  # fmt: skip
+    assert np.all(b.sum(-1) == n)
+    assert 0.05 < b[0, 1] / n < 0.95, b
+    pooled = (a[:, 1] + b[:, 1]) / (2 * n)
+    se = np.sqrt(2 * pooled * (1 - pooled) / n)
+    assert np.all(np.abs(a[:, 1] - b[:, 1]) / n <= 4.5 * se + 1e-12), (a[:, 1], b[:, 1])
+
+
+@pytest.mark.parametrize(
+    "opts, match",
+    [
+        ({}, "shared_bank"),
+        ({"mode": "independent"}, "shared_bank"),
+        ({"mode": "shared_bank", "compute_dtype": "bfloat16"}, "compute_dtype"),
+    ],
+)
+def test_linear_stem_bad_options_raise(stem_setup, opts, match):
+    model, v, f, x = stem_setup
+    with pytest.raises(ValueError, match=f"linear_stem.*{match}"):
+        S.sample_counts(f, v, x, jax.random.key(0), num_samples=10, sigma=0.1, num_classes=2,
+                        linear_stem=models.linear_stem_fn(model), **opts)  # fmt: skip
+    with pytest.raises(ValueError, match="linear_stem"):
+        S.sample_counts(f, v, x, jax.random.key(0), num_samples=10, sigma=0.1, num_classes=2,
+                        mode="shared_bank", linear_stem=[1])  # fmt: skip
