@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from fairrobust.models import count_params as count_params
     from fairrobust.models import features_fn as features_fn
     from fairrobust.models import init_variables as init_variables
+    from fairrobust.models import linear_stem_fn as linear_stem_fn
     from fairrobust.models import logits_fn as logits_fn
     from fairrobust.models import make_model as make_model
     from fairrobust.rejection import NeuralRejection as NeuralRejection
@@ -117,6 +118,7 @@ _EXPORTS: dict[str, str] = {
     "M5": "models",
     "make_model": "models",
     "init_variables": "models",
+    "linear_stem_fn": "models",
     "logits_fn": "models",
     "features_fn": "models",
     "count_params": "models",
