@@ -8,6 +8,7 @@ GPU image): workloads are synthetic waveforms.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -43,7 +44,15 @@ _LOAD_AT_START = os.getloadavg()[0]  # 1-minute load average when the script sta
 
 
 def block(tree: Any) -> Any:
-    """``block_until_ready`` on every array leaf; returns the tree."""
+    """``block_until_ready`` on every array leaf; returns the tree.
+
+    Dataclass results (e.g. ``metrics.BootstrapResult``, not a pytree) are blocked
+    field by field, so their computation is inside the timed region.
+    """
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        for f in dataclasses.fields(tree):
+            block(getattr(tree, f.name))
+        return tree
     return jax.tree_util.tree_map(
         lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, tree
     )

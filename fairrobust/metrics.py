@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -96,6 +97,7 @@ __all__ = [
 ]
 
 _HI = jax.lax.Precision.HIGHEST  # masks are 0/1: keep float32 exact on GPUs (no TF32)
+_EXACT = 1 << 24  # integer counts below this are exact in float32
 _DIFF_METHODS = ("between_groups", "to_overall")
 _REJECT_IF = ("above", "below")
 _AVERAGES = ("mean", "worst", None)
@@ -108,9 +110,30 @@ def _is_tracer(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]
 
 
-def _float_dtype(x: jax.Array) -> Any:
+def _float_dtype(x: Any) -> Any:
     """x's dtype if floating, else float32 (bool / int values become float32)."""
     return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+
+
+# Hot paths hand their inputs to one jitted kernel as they are (NumPy arrays are
+# transferred by the jit call itself) and cast inside it: an eager jnp.asarray /
+# astype costs 10-200 us each on CPU, more than the reductions. Checks use shapes
+# only, or NumPy on host copies of small / cached arrays.
+
+
+def _array(x: Any) -> Any:
+    """``x`` as a jax / NumPy array without a device op (other inputs via NumPy)."""
+    if isinstance(x, (jax.Array, np.ndarray)):  # jax.Array includes tracers
+        return x
+    a = np.asarray(x)
+    return jnp.asarray(x) if a.dtype == object else a  # object: jnp's own error
+
+
+def _host(x: Any) -> np.ndarray:
+    """A NumPy copy of a concrete input in the dtype jax would give it (x64 rules)."""
+    a = np.asarray(x)
+    dt = jax.dtypes.canonicalize_dtype(a.dtype)
+    return a if a.dtype == dt else a.astype(dt)
 
 
 def _as_values(values: Any, name: str = "values", min_ndim: int = 1) -> jax.Array:
@@ -121,28 +144,43 @@ def _as_values(values: Any, name: str = "values", min_ndim: int = 1) -> jax.Arra
     return v
 
 
-def _as_masks(masks: Any, n: int, fn: str) -> jax.Array:
-    """Masks ``[g, n]`` as an array, shape-checked against the examples axis."""
-    m = jnp.asarray(masks)
+def _values(values: Any, name: str = "values", min_ndim: int = 1) -> Any:
+    """Lean :func:`_as_values`: same check, no cast (the kernels cast with _float_dtype)."""
+    v = _array(values)
+    if v.ndim < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim} dims, got shape {v.shape}")
+    return v
+
+
+def _as_masks(masks: Any, n: int, fn: str) -> Any:
+    """Masks ``[g, n]`` as an array (no device op), shape-checked against the examples axis."""
+    m = _array(masks)
     if m.ndim != 2 or m.shape[1] != n:
         raise ValueError(f"{fn}: masks: expected shape (g, n={n}), got {m.shape}")
     return m
 
 
-def _warn_empty(masks: jax.Array, fn: str, names: Sequence[str] | None = None) -> None:
-    """RuntimeWarning naming empty groups, when the masks are concrete."""
-    if _is_tracer(masks):
+def _warn_empty(masks: Any, fn: str, names: Sequence[str] | None = None) -> None:
+    """RuntimeWarning naming empty groups, when the masks (or a tuple of masks, stacked
+    along groups) are concrete."""
+    parts = masks if isinstance(masks, tuple) else (masks,)
+    if any(_is_tracer(p) for p in parts):
         return
-    sizes = (np.asarray(masks) != 0).sum(axis=-1)  # numpy: stays concrete inside a trace
-    empty = np.flatnonzero(sizes == 0)
-    if empty.size:
-        which = [f"{int(i)} ({names[int(i)]!r})" if names else str(int(i)) for i in empty]
-        warnings.warn(
-            f"{fn}: group index {', '.join(which)} has no examples; its rate is NaN "
-            "and it is excluded from parity numbers",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    # numpy on host: a jax array caches its host copy, so this is one transfer per array
+    nonzero = [
+        a.any(axis=-1) if a.dtype == np.bool_ else (a != 0).any(axis=-1)
+        for a in map(np.asarray, parts)
+    ]
+    if all(nz.all() for nz in nonzero):
+        return
+    empty = np.flatnonzero(~np.concatenate(nonzero))
+    which = [f"{int(i)} ({names[int(i)]!r})" if names else str(int(i)) for i in empty]
+    warnings.warn(
+        f"{fn}: group index {', '.join(which)} has no examples; its rate is NaN "
+        "and it is excluded from parity numbers",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _as_weights(weights: Any, shape: tuple[int, ...], dtype: Any) -> jax.Array:
@@ -158,6 +196,21 @@ def _as_weights(weights: Any, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         ) from None
 
 
+def _weights(weights: Any, shape: tuple[int, ...]) -> Any:
+    """Lean :func:`_as_weights`: None stays None (all ones, never materialised); an
+    array is only checked to broadcast to ``shape`` (kernels cast and broadcast it)."""
+    if weights is None:
+        return None
+    w = _array(weights)
+    try:
+        ok = np.broadcast_shapes(w.shape, shape) == tuple(shape)  # broadcast_to's rule
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"weights: expected a shape broadcastable to {shape}, got {w.shape}")
+    return w
+
+
 def _as_valid(valid: Any, g: int) -> jax.Array:
     if valid is None:
         return jnp.ones((g,), bool)
@@ -167,22 +220,41 @@ def _as_valid(valid: Any, g: int) -> jax.Array:
     return v.astype(bool)
 
 
-def _as_grid(x: Any, name: str, length: int | None = None) -> jax.Array:
-    """1-D, finite, strictly increasing grid (checked when concrete)."""
-    g = jnp.asarray(x)
-    if not jnp.issubdtype(g.dtype, jnp.floating):
-        g = g.astype(jnp.float32)
+def _grid(x: Any, name: str, length: int | None = None) -> Any:
+    """1-D, finite, strictly increasing grid (checked when concrete), without a device op.
+
+    Host input comes back as NumPy in jax's dtype (float32 if not floating); a jax
+    array or tracer comes back as given: kernels cast it with :func:`_grid_float`.
+    """
+    if isinstance(x, jax.Array):
+        g = x
+    else:
+        g = _host(_array(x))
+        if not jnp.issubdtype(g.dtype, jnp.floating):
+            g = g.astype(jnp.float32)
     if g.ndim != 1 or g.shape[0] < 2:
         raise ValueError(f"{name}: expected a 1-D grid of at least 2 points, got shape {g.shape}")
     if length is not None and g.shape[0] != length:
         raise ValueError(f"{name}: expected {length} points to match the values, got {g.shape[0]}")
     if not _is_tracer(g):
-        a = np.asarray(g)
-        if not np.all(np.isfinite(a)):
+        a = np.asarray(g)  # a jax array's host copy is cached: one transfer per array
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            a = a.astype(jnp.float32)
+        if not np.isfinite(a).all():
             raise ValueError(f"{name}: expected finite values, got {a}")
-        if not np.all(np.diff(a) > 0):
+        if not (a[1:] > a[:-1]).all():  # finite: the same as diff > 0
             raise ValueError(f"{name}: expected a strictly increasing grid, got {a}")
     return g
+
+
+def _grid_float(x: jax.Array) -> jax.Array:
+    """Inside a kernel: a grid from :func:`_grid` in the dtype :func:`_as_grid` gives it."""
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+def _as_grid(x: Any, name: str, length: int | None = None) -> jax.Array:
+    """1-D, finite, strictly increasing grid (checked when concrete), as a float jax array."""
+    return _grid_float(jnp.asarray(_grid(x, name, length)))
 
 
 def _choice(value: Any, name: str, options: Sequence[Any]) -> None:
@@ -193,17 +265,73 @@ def _choice(value: Any, name: str, options: Sequence[Any]) -> None:
 # ------------------------------------------------------------------ group reductions
 
 
+def _counts(values: jax.Array, masks: jax.Array) -> jax.Array:
+    """``sum_i m_gi v_i`` of bool values ``[..., n]`` and bool masks ``[g, n]``, float32.
+
+    Exact integer counts (``n < 2**24``) either way: on CPU an int8 x int8 -> int32
+    dot (2-3x faster than the float32 einsum), elsewhere the float32 einsum at
+    ``_HI`` precision (no TF32 rounding on GPUs).
+    """
+
+    def int8(v, m):
+        c = jnp.einsum(
+            "...n,gn->...g",
+            v.astype(jnp.int8),
+            m.astype(jnp.int8),
+            preferred_element_type=jnp.int32,
+        )
+        return c.astype(jnp.float32)
+
+    def f32(v, m):
+        v, m = v.astype(jnp.float32), m.astype(jnp.float32)
+        return jnp.einsum("...n,gn->...g", v, m, precision=_HI)
+
+    return jax.lax.platform_dependent(values, masks, cpu=int8, default=f32)
+
+
+def _stacked(masks: Any) -> jax.Array:
+    """Inside a kernel: masks ``[g, n]``, or a tuple of them concatenated along groups."""
+    return jnp.concatenate(masks, axis=0) if isinstance(masks, (tuple, list)) else masks
+
+
 @jax.jit
-def _group_sums(values: jax.Array, masks: jax.Array, weights: jax.Array):
-    """(sum_i m_gi w_i v_i, sum_i m_gi w_i) for values / weights ``[..., n]``."""
-    m = masks.astype(values.dtype)
-    num = jnp.einsum("...n,gn->...g", values * weights, m, precision=_HI)
-    den = jnp.einsum("...n,gn->...g", weights, m, precision=_HI)
+def _group_sums(values: jax.Array, masks: Any, weights: jax.Array | None):
+    """(sum_i m_gi w_i v_i, sum_i m_gi w_i), each ``[..., g]``.
+
+    ``values [..., n]`` of any dtype (computed in :func:`_float_dtype`), masks
+    ``[g, n]`` (or a tuple, stacked), weights broadcastable to the values or None
+    (all 1, never materialised for 0/1 masks).
+    """
+    masks = _stacked(masks)
+    dt = _float_dtype(values)
+    if weights is None and masks.dtype == jnp.bool_ and values.shape[-1] < _EXACT:
+        # 0/1 masks: the sizes are exact integer counts (what the einsum of ones gave),
+        # taken as one more row of the counting dot (a reduction of bool masks is slower).
+        lead, n = values.shape[:-1], values.shape[-1]
+        ones = jnp.ones((1, n), jnp.bool_)
+        if values.dtype == jnp.bool_:
+            c = _counts(jnp.concatenate([values.reshape((math.prod(lead), n)), ones]), masks)
+            num, size = c[:-1].reshape((*lead, masks.shape[0])), c[-1]
+        else:
+            m = masks.astype(dt)
+            num = jnp.einsum("...n,gn->...g", values.astype(dt), m, precision=_HI)
+            size = _counts(ones, masks)[0].astype(dt)
+        # Materialised at num's shape: XLA turns a division by a broadcast into a
+        # multiplication by its reciprocal (1 ulp off); num / den stays a division.
+        return num, jax.lax.optimization_barrier(jnp.broadcast_to(size, num.shape))
+    v = values.astype(dt)
+    if weights is None:
+        w = jnp.ones(v.shape, dt)
+    else:
+        w = jnp.broadcast_to(weights.astype(dt), v.shape)
+    m = masks.astype(dt)
+    num = jnp.einsum("...n,gn->...g", v * w, m, precision=_HI)
+    den = jnp.einsum("...n,gn->...g", w, m, precision=_HI)
     return num, den
 
 
 @jax.jit
-def _group_means(values: jax.Array, masks: jax.Array, weights: jax.Array) -> jax.Array:
+def _group_means(values: jax.Array, masks: Any, weights: jax.Array | None) -> jax.Array:
     num, den = _group_sums(values, masks, weights)
     return num / den  # 0 / 0 = NaN for an empty group
 
@@ -225,18 +353,18 @@ def group_rates(values: Any, masks: Any, *, weights: Any = None) -> jax.Array:
     Raises:
       ValueError: ``masks`` is not ``[g, n]`` with ``n = values.shape[-1]``.
     """
-    v = _as_values(values)
+    v = _values(values)
     m = _as_masks(masks, v.shape[-1], "group_rates")
     _warn_empty(m, "group_rates")
-    return _group_means(v, m, _as_weights(weights, v.shape, v.dtype))
+    return _group_means(v, m, _weights(weights, v.shape))
 
 
 def by_group(values: Any, masks: Any, *, weights: Any = None) -> jax.Array:
     """fairlearn's ``MetricFrame.by_group`` for a per-example value: :func:`group_rates`."""
-    v = _as_values(values)
+    v = _values(values)
     m = _as_masks(masks, v.shape[-1], "by_group")
     _warn_empty(m, "by_group")
-    return _group_means(v, m, _as_weights(weights, v.shape, v.dtype))
+    return _group_means(v, m, _weights(weights, v.shape))
 
 
 def _masked_extreme(x: jax.Array, valid: jax.Array, kind: str) -> jax.Array:
@@ -257,17 +385,22 @@ def _aggregate_groups(values, masks, weights, valid, kind):
         return _max_gap(r, valid)
     if kind == "ratio:between_groups":
         return _masked_extreme(r, valid, "min") / _masked_extreme(r, valid, "max")
-    o = (jnp.sum(values * weights, axis=-1) / jnp.sum(weights, axis=-1))[..., None]
+    v = values.astype(_float_dtype(values))
+    w = jnp.ones(v.shape, v.dtype) if weights is None else jnp.broadcast_to(weights, v.shape)
+    # Materialised (as the caller used to): XLA would otherwise reduce the broadcast and
+    # turn the division by it into a multiplication by a reciprocal (1 ulp off).
+    w = jax.lax.optimization_barrier(w.astype(v.dtype))
+    o = (jnp.sum(v * w, axis=-1) / jnp.sum(w, axis=-1))[..., None]
     if kind == "difference:to_overall":
         return _masked_extreme(jnp.abs(r - o), valid, "max")
     return _masked_extreme(jnp.minimum(r, o) / jnp.maximum(r, o), valid, "min")
 
 
 def _group_aggregate(values, masks, weights, valid, kind, fn):
-    v = _as_values(values)
+    v = _values(values)
     m = _as_masks(masks, v.shape[-1], fn)
     _warn_empty(m, fn)
-    w = _as_weights(weights, v.shape, v.dtype)
+    w = _weights(weights, v.shape)
     return _aggregate_groups(v, m, w, _as_valid(valid, m.shape[0]), kind)
 
 
@@ -492,16 +625,16 @@ def accuracy_curves(correct: Any, masks: Any, *, weights: Any = None) -> jax.Arr
     Returns:
       float ``[..., e, g]``; NaN for empty groups (with a ``RuntimeWarning``).
     """
-    v = _as_values(correct, "correct")
+    v = _values(correct, "correct")
     m = _as_masks(masks, v.shape[-1], "accuracy_curves")
     _warn_empty(m, "accuracy_curves")
-    return _group_means(v, m, _as_weights(weights, v.shape, v.dtype))
+    return _group_means(v, m, _weights(weights, v.shape))
 
 
 @functools.partial(jax.jit, static_argnames=("normalize",))
 def _auc_acc(correct, epsilons, masks, weights, normalize):
     acc = _group_means(correct, masks, weights)  # [..., e, g]
-    eps = epsilons.astype(acc.dtype)
+    eps = _grid_float(epsilons).astype(acc.dtype)
     auc = _trapezoid_last(jnp.swapaxes(acc, -1, -2), eps)
     return auc / (eps[-1] - eps[0]) if normalize else auc
 
@@ -535,11 +668,11 @@ def auc_acc(
       ValueError: bad shapes, or a grid that is not 1-D, finite, strictly
         increasing with ``e`` points.
     """
-    v = _as_values(correct, "correct", min_ndim=2)
-    eps = _as_grid(epsilons, "epsilons", v.shape[-2])
+    v = _values(correct, "correct", min_ndim=2)
+    eps = _grid(epsilons, "epsilons", v.shape[-2])
     m = _as_masks(masks, v.shape[-1], "auc_acc")
     _warn_empty(m, "auc_acc")
-    return _auc_acc(v, eps, m, _as_weights(weights, v.shape, v.dtype), bool(normalize))
+    return _auc_acc(v, eps, m, _weights(weights, v.shape), bool(normalize))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -583,12 +716,13 @@ class AttributeSummary:
 
 
 def _stack_groups(groups: Mapping[str, Any], n: int, fn: str):
-    """Concatenate the masks of several Groups: one reduction for all attributes."""
+    """The masks of several Groups, as a tuple the kernels concatenate: one reduction
+    for all attributes. Returns ``(masks, spans)``, ``spans`` = (key, Groups, start, stop)."""
     if not groups:
         raise ValueError(f"{fn}: groups: expected at least one Groups")
     masks, spans, start = [], [], 0
     for key, gr in groups.items():
-        m = jnp.asarray(gr.masks)
+        m = _array(gr.masks)
         if m.ndim != 2 or m.shape[1] != n:
             raise ValueError(
                 f"{fn}: groups[{key!r}].masks: expected shape (g, n={n}), got {m.shape}"
@@ -597,26 +731,44 @@ def _stack_groups(groups: Mapping[str, Any], n: int, fn: str):
         spans.append((key, gr, start, start + m.shape[0]))
         start += m.shape[0]
     names = [f"{gr.attribute}={nm}" for _, gr, _, _ in spans for nm in gr.names]
-    allm = jnp.concatenate(masks, axis=0)
-    _warn_empty(allm, fn, names)
-    return allm, spans
+    masks = tuple(masks)
+    _warn_empty(masks, fn, names)
+    return masks, spans
 
 
-def _summaries(values: jax.Array, spans) -> dict[str, AttributeSummary]:
+def _split_parity(values: jax.Array, masks: tuple, valids: tuple) -> list:
+    """Inside a kernel: ``values [..., g]`` of stacked masks -> per attribute (values, parity)."""
+    out, start = [], 0
+    for m, valid in zip(masks, valids, strict=True):
+        vals = values[..., start : start + m.shape[0]]
+        out.append((vals, _max_gap(vals, valid)))
+        start += m.shape[0]
+    return out
+
+
+def _summaries(pieces: list, spans, valids: tuple) -> dict[str, AttributeSummary]:
     out = {}
-    for key, gr, a, b in spans:
-        vals = values[..., a:b]
-        valid = np.asarray(gr.valid)
+    for (key, gr, _, _), (vals, parity), valid in zip(spans, pieces, valids, strict=True):
         out[key] = AttributeSummary(
             attribute=gr.attribute,
             names=tuple(gr.names),
             values=vals,
-            parity=_max_gap(vals, jnp.asarray(valid)),
+            parity=parity,
             valid=valid,
             sizes=np.asarray(gr.sizes),
             small=tuple(gr.small),
         )
     return out
+
+
+def _valids(spans) -> tuple:
+    return tuple(np.asarray(gr.valid) for _, gr, _, _ in spans)
+
+
+@functools.partial(jax.jit, static_argnames=("normalize",))
+def _auc_acc_split(correct, epsilons, masks, weights, valids, normalize):
+    auc = _auc_acc(correct, epsilons, masks, weights, normalize)
+    return _split_parity(auc, masks, valids)
 
 
 def auc_acc_by_attribute(
@@ -643,11 +795,13 @@ def auc_acc_by_attribute(
       ``parity`` = Defense Parity ``[...]`` (groups under the minimum size listed
       in ``small`` and excluded from parity).
     """
-    v = _as_values(correct, "correct", min_ndim=2)
-    eps = _as_grid(epsilons, "epsilons", v.shape[-2])
-    allm, spans = _stack_groups(groups, v.shape[-1], "auc_acc_by_attribute")
-    auc = _auc_acc(v, eps, allm, _as_weights(weights, v.shape, v.dtype), bool(normalize))
-    return _summaries(auc, spans)
+    v = _values(correct, "correct", min_ndim=2)
+    eps = _grid(epsilons, "epsilons", v.shape[-2])
+    masks, spans = _stack_groups(groups, v.shape[-1], "auc_acc_by_attribute")
+    valids = _valids(spans)
+    w = _weights(weights, v.shape)
+    pieces = _auc_acc_split(v, eps, masks, w, valids, bool(normalize))
+    return _summaries(pieces, spans, valids)
 
 
 # --------------------------------------------------------------------------- fairness
@@ -1046,35 +1200,42 @@ def alpha_grid(alpha_min: float = 0.001, alpha_max: float = 1.0, step: float = 0
 
 @functools.partial(jax.jit, static_argnames=("reject_if",))
 def _rejection(stat, thresholds, masks, weights, reject_if):
-    """Cumulative-histogram false-rejection rates; stat / weights ``[B, n]`` -> ``[B, a, g]``."""
+    """Cumulative-histogram false-rejection rates; stat / weights ``[B, n]`` -> ``[B, a, g]``.
+
+    ``stat`` and ``thresholds`` float of one dtype; ``weights`` of that dtype, or
+    None (all 1).
+    """
     a = thresholds.shape[0]
-    m = masks.astype(weights.dtype).T  # [n, g]
     # above: example i is rejected at t_k iff t_k < s_i iff k < #(t < s_i) (side="left").
     # below: rejected iff s_i < t_k iff k >= #(t <= s_i) (side="right").
     side = "left" if reject_if == "above" else "right"
+    m = masks.astype(stat.dtype if weights is None else weights.dtype).T  # [n, g]
 
-    def one(s, w):
+    def one(s, w=None):
         bucket = jnp.searchsorted(thresholds, s, side=side)  # [n] in 0..a
-        hist = jax.ops.segment_sum(m * w[:, None], bucket, num_segments=a + 1)  # [a+1, g]
+        mw = m if w is None else m * w[:, None]
+        hist = jax.ops.segment_sum(mw, bucket, num_segments=a + 1)  # [a+1, g]
         cum = jnp.cumsum(hist, axis=0)
         total = cum[-1]
         rejected = total[None, :] - cum[:a] if reject_if == "above" else cum[:a]
         return rejected / total[None, :]
 
-    return jax.vmap(one)(stat, weights)
+    return jax.vmap(one)(stat) if weights is None else jax.vmap(one)(stat, weights)
 
 
+@functools.partial(jax.jit, static_argnames=("reject_if",))
 def _rejection_batched(stat, thresholds, masks, weights, reject_if):
-    lead = stat.shape[:-1]
-    n = stat.shape[-1]
-    flat = _rejection(
-        stat.reshape((-1, n)),
-        thresholds.astype(stat.dtype),
-        masks,
-        weights.reshape((-1, n)),
-        reject_if,
-    )
-    return flat.reshape((*lead, thresholds.shape[0], masks.shape[0]))
+    """Curves ``[..., a, g]`` of ``stat [..., n]`` (any dtype, cast here), a grid from
+    :func:`_grid`, masks (or a tuple, stacked) and weights broadcastable to ``stat`` or None."""
+    s = stat.astype(_float_dtype(stat))
+    t = _grid_float(thresholds).astype(s.dtype)
+    masks = _stacked(masks)
+    lead, n = s.shape[:-1], s.shape[-1]
+    w = None
+    if weights is not None:
+        w = jnp.broadcast_to(weights.astype(s.dtype), s.shape).reshape((-1, n))
+    flat = _rejection(s.reshape((-1, n)), t, masks, w, reject_if)
+    return flat.reshape((*lead, t.shape[0], masks.shape[0]))
 
 
 def rejection_curves(
@@ -1116,18 +1277,33 @@ def rejection_curves(
         that is not 1-D, finite and strictly increasing.
     """
     _choice(reject_if, "reject_if", _REJECT_IF)
-    s = _as_values(stat, "stat")
-    t = _as_grid(thresholds, "thresholds")
+    s = _values(stat, "stat")
+    t = _grid(thresholds, "thresholds")
     m = _as_masks(masks, s.shape[-1], "rejection_curves")
     _warn_empty(m, "rejection_curves")
-    return _rejection_batched(s, t, m, _as_weights(weights, s.shape, s.dtype), reject_if)
+    return _rejection_batched(s, t, m, _weights(weights, s.shape), reject_if)
 
 
 @functools.partial(jax.jit, static_argnames=("reject_if", "normalize"))
 def _auc_fpr(stat, thresholds, masks, weights, reject_if, normalize):
-    t = thresholds.astype(stat.dtype)
-    curves = _rejection_batched(stat, t, masks, weights, reject_if)  # [..., a, g]
+    s = stat.astype(_float_dtype(stat))
+    t = _grid_float(thresholds).astype(s.dtype)
+    curves = _rejection_batched(s, t, masks, weights, reject_if)  # [..., a, g]
     auc = _trapezoid_last(jnp.swapaxes(curves, -1, -2), t)
+    return auc / (t[-1] - t[0]) if normalize else auc
+
+
+@functools.partial(jax.jit, static_argnames=("reject_if", "normalize"))
+def _auc_fpr_split(stat, thresholds, masks, weights, valids, reject_if, normalize):
+    auc = _auc_fpr(stat, thresholds, masks, weights, reject_if, normalize)
+    return _split_parity(auc, masks, valids)
+
+
+@functools.partial(jax.jit, static_argnames=("normalize",))
+def _auc_of_curves(curves, thresholds, normalize):
+    c = curves.astype(_float_dtype(curves))
+    t = _grid_float(thresholds).astype(c.dtype)
+    auc = _trapezoid_last(jnp.swapaxes(c, -1, -2), t)
     return auc / (t[-1] - t[0]) if normalize else auc
 
 
@@ -1170,17 +1346,14 @@ def auc_fpr(
     """
     _choice(reject_if, "reject_if", _REJECT_IF)
     if masks is None:
-        c = _as_values(stat, "curves", min_ndim=2)
-        t = _as_grid(thresholds, "thresholds", c.shape[-2])
-        t = t.astype(c.dtype)
-        auc = _trapezoid_last(jnp.swapaxes(c, -1, -2), t)
-        return auc / (t[-1] - t[0]) if normalize else auc
-    s = _as_values(stat, "stat")
-    t = _as_grid(thresholds, "thresholds")
+        c = _values(stat, "curves", min_ndim=2)
+        t = _grid(thresholds, "thresholds", c.shape[-2])
+        return _auc_of_curves(c, t, bool(normalize))
+    s = _values(stat, "stat")
+    t = _grid(thresholds, "thresholds")
     m = _as_masks(masks, s.shape[-1], "auc_fpr")
     _warn_empty(m, "auc_fpr")
-    w = _as_weights(weights, s.shape, s.dtype)
-    return _auc_fpr(s, t, m, w, reject_if, bool(normalize))
+    return _auc_fpr(s, t, m, _weights(weights, s.shape), reject_if, bool(normalize))
 
 
 def auc_fpr_by_attribute(
@@ -1201,11 +1374,13 @@ def auc_fpr_by_attribute(
       ``parity`` = FPR Parity ``[...]`` (Eq. 4) over valid groups.
     """
     _choice(reject_if, "reject_if", _REJECT_IF)
-    s = _as_values(stat, "stat")
-    t = _as_grid(thresholds, "thresholds")
-    allm, spans = _stack_groups(groups, s.shape[-1], "auc_fpr_by_attribute")
-    w = _as_weights(weights, s.shape, s.dtype)
-    return _summaries(_auc_fpr(s, t, allm, w, reject_if, bool(normalize)), spans)
+    s = _values(stat, "stat")
+    t = _grid(thresholds, "thresholds")
+    masks, spans = _stack_groups(groups, s.shape[-1], "auc_fpr_by_attribute")
+    valids = _valids(spans)
+    w = _weights(weights, s.shape)
+    pieces = _auc_fpr_split(s, t, masks, w, valids, reject_if, bool(normalize))
+    return _summaries(pieces, spans, valids)
 
 
 # -------------------------------------------------------------------------- bootstrap
