@@ -48,7 +48,7 @@ def main() -> None:
 
     # --- FPR vs alpha
     jm = jnp.asarray(masks)
-    lib = time_call(lambda: metrics.rejection_curves(pvals, thresholds, jm), repeats=5)
+    lib = time_call(lambda: metrics.rejection_curves(pvals, thresholds, jm), repeats=20)
 
     def loop_fpr():
         out = np.zeros((4, A, G))
@@ -65,7 +65,7 @@ def main() -> None:
     rows += _pair("FPR vs alpha (1000 thr x 12 groups x 4 N)", lib, ref, agree)
 
     # --- AUC_acc
-    libacc = time_call(lambda: metrics.auc_acc(correct, EPS, jm), repeats=5)
+    libacc = time_call(lambda: metrics.auc_acc(correct, EPS, jm), repeats=50)
 
     def loop_auc():
         out = np.zeros(G)
@@ -74,13 +74,13 @@ def main() -> None:
             out[g] = np.trapezoid(acc, EPS)
         return out
 
-    refacc = time_call(loop_auc, repeats=5)
+    refacc = time_call(loop_auc, repeats=20)
     agree = float(np.max(np.abs(np.asarray(metrics.auc_acc(correct, EPS, jm)) - loop_auc())))
     rows += _pair("AUC_acc (7 eps x 12 groups)", libacc, refacc, agree)
 
     # --- AUC_acc for a whole study grid (40 models, the paper preset) in one call
     correct40 = rng.random((40, len(EPS), N_EX)) < np.linspace(0.9, 0.2, len(EPS))[None, :, None]
-    lib40 = time_call(lambda: metrics.auc_acc(correct40, EPS, jm), repeats=5)
+    lib40 = time_call(lambda: metrics.auc_acc(correct40, EPS, jm), repeats=20)
 
     def loop_auc40():
         out = np.zeros((40, G))

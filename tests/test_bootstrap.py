@@ -217,3 +217,26 @@ def test_bootstrap_errors():
         M.resample_weights(key)
     w = M.resample_weights(jnp.asarray(jax.random.PRNGKey(0)), n=5, num_resamples=3)
     assert w.shape == (3, 5) and np.all(np.asarray(w).sum(1) == 5)
+
+
+@pytest.mark.parametrize("reject_if", ["above", "below"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_auc_fpr_stat_linear_form_equals_histogram_form(reject_if, normalize):
+    # AucFprStat uses AUC_g(w) = sum_i w_i m_gi c_i / sum_i w_i m_gi; the histogram
+    # sweep (_auc_fpr) is the reference, on stats that hit grid points exactly,
+    # fall outside the grid, and with integer bootstrap multiplicities.
+    rng = np.random.default_rng(11)
+    n = 400
+    alphas = np.asarray(M.alpha_grid(0.01, 0.9, 0.01), np.float32)
+    p = rng.random((3, n)).astype(np.float32) * 1.2 - 0.1
+    p[:, :40] = rng.choice(alphas, (3, 40))
+    masks = _masks(rng.integers(0, 3, n), 3)
+    stat = M.AucFprStat(tuple(alphas), reject_if=reject_if, normalize=normalize)
+    t = jnp.asarray(alphas)
+    for w in (None, rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float32)):
+        got = stat(jnp.asarray(p), jnp.asarray(masks), None if w is None else jnp.asarray(w))
+        ref_w = jnp.ones((3, n)) if w is None else jnp.broadcast_to(jnp.asarray(w), (3, n))
+        ref = M._auc_fpr(jnp.asarray(p), t, jnp.asarray(masks), ref_w, reject_if, normalize)
+        np.testing.assert_allclose(
+            np.asarray(got["auc_fpr"]), np.asarray(ref), rtol=2e-5, atol=1e-6
+        )
