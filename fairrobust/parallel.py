@@ -202,10 +202,10 @@ def sample_counts(
       apply_fn, variables, x, key, num_samples, sigma, num_classes, noise,
         chunk_size, checkpoints, indices, mode, prng_impl, compute_dtype,
         input_block, linear_stem: as in ``smoothing.sample_counts``. Bit-identical counts
-        need the same forward-pass shape on every device as on one: the CPU
-        default ``input_block`` guarantees it; on accelerators pass
-        ``input_block`` explicitly (their default grows with the inputs per
-        device).
+        need the same forward-pass shape on every device as on one: the default
+        ``input_block`` is computed from the whole call's inputs, exactly as
+        ``smoothing.sample_counts`` computes it, and every shard is padded to
+        whole blocks.
       split: "inputs" (default) or "draws".
       mesh: a 1-D mesh from ``device_mesh`` (default: all devices).
 

@@ -29,8 +29,8 @@ Sampling design (speed is the point of this module):
     ``[input_block * chunk_size, T]``, so memory is bounded whatever
     ``num_samples`` or the number of inputs is, the batch stays small enough for
     the CPU caches (``FORWARD_ROWS``), and the float rounding of the logits does
-    not depend on how many inputs a call (or a device shard) holds: counts are
-    bit-identical across batch compositions and device counts;
+    not depend on how many inputs a device shard holds: counts are bit-identical
+    across device splits and across batch compositions of the same block shape;
   * counts for nested N (``checkpoints``, e.g. ``DEFAULT_CHECKPOINTS``) are the
     running counts at the prefix boundaries of one sample stream, so a whole N
     sweep costs one largest-N pass;
@@ -463,17 +463,16 @@ def _counts_kernel(
 def default_input_block(chunk_size: int, num_inputs: int, platform: str | None = None) -> int:
     """Inputs per forward pass that ``sample_counts`` uses when ``input_block`` is None.
 
-    On CPU: ``max(1, FORWARD_ROWS["cpu"] // chunk_size)``, independent of the number
-    of inputs, so the forward-pass shape (and with it the float rounding of the
-    logits) is the same for any batch and any device count. Elsewhere:
-    ``min(num_inputs, max(1, FORWARD_ROWS[platform] // chunk_size))`` (accelerators
-    want large batches; pass ``input_block`` explicitly for shapes that do not
-    depend on ``num_inputs``).
+    ``min(num_inputs, max(1, FORWARD_ROWS[platform] // chunk_size))``: forward passes of
+    about ``FORWARD_ROWS`` rows (32 on CPU, where small batches stay in cache; 8192 on
+    accelerators), never padded beyond the inputs of the call. Every call with at
+    least ``FORWARD_ROWS // chunk_size`` inputs (2 at the default chunk of 16 on CPU)
+    therefore has the same forward shape, and ``fairrobust.parallel`` takes this
+    default from the whole call's inputs, so a device split never changes it.
     """
     platform = platform or jax.default_backend()
     rows = FORWARD_ROWS.get(platform, FORWARD_ROWS["gpu"])
-    block = max(1, rows // chunk_size)
-    return block if platform == "cpu" else max(1, min(num_inputs, block))
+    return max(1, min(num_inputs, rows // chunk_size))
 
 
 def sample_counts(
@@ -510,7 +509,8 @@ def sample_counts(
     batch composition as long as each input keeps its global index. Counts are
     bit-identical for any batch composition and any device split
     (``fairrobust.parallel``) at a fixed forward shape ``input_block * chunk_size``
-    (the CPU default); changing that shape can change the float rounding of the
+    (pass ``input_block``, or call with at least ``FORWARD_ROWS // chunk_size``
+    inputs); changing that shape can change the float rounding of the
     logits and flip draws whose top-two logits are tied to within rounding (the
     contrived near-tie M5 of ``tests/test_parallel.py`` flipped 19 of 960 draws when
     ``input_block`` went from 4 to 1; trained models rarely have such ties). In mode
@@ -537,9 +537,9 @@ def sample_counts(
         ``register_noise``, or a ``NoiseFn`` callable (unit std; scaled by sigma).
       chunk_size: draws per input per scan step, >= 1.
       input_block: inputs per forward pass, >= 1 (default
-        ``default_input_block(chunk_size, b)``: ``32 // chunk_size`` on CPU, up to
-        ``8192 // chunk_size`` on accelerators). The last block is padded with
-        copies of the first input (its results are dropped).
+        ``default_input_block(chunk_size, b)``: ``min(b, 32 // chunk_size)`` on CPU,
+        ``min(b, 8192 // chunk_size)`` on accelerators). The last block is padded
+        with copies of the first input (its results are dropped).
       checkpoints: nested sample sizes, each in [1, num_samples] (e.g.
         ``DEFAULT_CHECKPOINTS`` with ``num_samples=10_000``); the counts at
         checkpoint ``N_k`` are those of the first ``N_k`` draws of the same stream.
