@@ -135,8 +135,9 @@ def main() -> None:
             x = jnp.asarray(waveforms(b))
             one = time_call(run_counts(apply_fn, v, x, n, chunk), repeats=2)
             mesh = parallel.device_mesh()
-            par = time_call(
-                lambda: parallel.sample_counts(
+
+            def split_counts():
+                return parallel.sample_counts(
                     apply_fn,
                     v,
                     x,
@@ -146,25 +147,13 @@ def main() -> None:
                     num_classes=C,
                     chunk_size=chunk,
                     mesh=mesh,
-                ),
-                repeats=2,
-            )
+                )
+
+            par = time_call(split_counts, repeats=2)
             same = bool(
                 np.array_equal(
                     np.asarray(run_counts(apply_fn, v, x, n, chunk)()),
-                    np.asarray(
-                        parallel.sample_counts(
-                            apply_fn,
-                            v,
-                            x,
-                            jax.random.key(0),
-                            num_samples=n,
-                            sigma=SIGMA,
-                            num_classes=C,
-                            chunk_size=chunk,
-                            mesh=mesh,
-                        )
-                    ),
+                    np.asarray(split_counts()),
                 )
             )
             for name, t in (("1 device", one), (f"{len(jax.devices())} devices", par)):

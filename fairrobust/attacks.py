@@ -320,6 +320,37 @@ def _sweep_correct(
     return jnp.where((epsilons == 0).reshape(-1, 1), clean.reshape(1, -1), adv)
 
 
+def _prepare_sweep(
+    x: Any,
+    y: Any,
+    epsilons: Any,
+    num_steps: int,
+    norm: str,
+    batch_size: int,
+    block_rows: int | None,
+) -> tuple[np.ndarray, np.ndarray, jax.Array, int, int]:
+    """Validated ``robust_correct`` arguments: ``(x, y, eps [e], batch, block_rows)``.
+
+    Shared by ``parallel.robust_correct`` so both cut batches and blocks alike.
+    """
+    _check_norm(norm)
+    _check_eps(epsilons)
+    if int(num_steps) < 0:
+        raise ValueError(f"num_steps: expected >= 0, got {num_steps}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    if block_rows is not None and int(block_rows) < 1:
+        raise ValueError(f"block_rows: expected >= 1, got {block_rows}")
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y)
+    eps = jnp.asarray(np.asarray(epsilons, np.float32).reshape(-1))
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x, y: expected shapes (n, time) and (n,), got {x.shape} and {y.shape}")
+    bs = max(1, min(int(batch_size), x.shape[0]))
+    rows = default_block_rows(eps.shape[0] * bs) if block_rows is None else int(block_rows)
+    return x, y, eps, bs, rows
+
+
 def robust_correct(
     apply_fn: ApplyFn,
     variables: Any,
@@ -366,28 +397,11 @@ def robust_correct(
     Returns:
       Boolean array, shape (e, n).
     """
-    _check_norm(norm)
-    _check_eps(epsilons)
-    if int(num_steps) < 0:
-        raise ValueError(f"num_steps: expected >= 0, got {num_steps}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y)
-    eps = jnp.asarray(np.asarray(epsilons, np.float32).reshape(-1))
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"x, y: expected shapes (n, time) and (n,), got {x.shape} and {y.shape}")
+    x, y, eps, bs, rows = _prepare_sweep(x, y, epsilons, num_steps, norm, batch_size, block_rows)
     n = x.shape[0]
     out = np.zeros((eps.shape[0], n), dtype=bool)
     if n == 0:
         return out
-    bs = min(int(batch_size), n)
-    if block_rows is None:
-        rows = default_block_rows(eps.shape[0] * bs)
-    else:
-        if int(block_rows) < 1:
-            raise ValueError(f"block_rows: expected >= 1, got {block_rows}")
-        rows = int(block_rows)
     starts = range(0, n, bs)
     with progress(len(starts), desc=f"PGD-{norm} x{eps.shape[0]} eps") as bar:
         for j, start in enumerate(starts):

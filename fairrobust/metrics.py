@@ -137,11 +137,9 @@ def _host(x: Any) -> np.ndarray:
 
 
 def _as_values(values: Any, name: str = "values", min_ndim: int = 1) -> jax.Array:
-    v = jnp.asarray(values)
-    v = v.astype(_float_dtype(v))
-    if v.ndim < min_ndim:
-        raise ValueError(f"{name}: expected at least {min_ndim} dims, got shape {v.shape}")
-    return v
+    """:func:`_values` as a floating jax array (for callers outside the lean kernels)."""
+    v = jnp.asarray(_values(values, name, min_ndim))
+    return v.astype(_float_dtype(v))
 
 
 def _values(values: Any, name: str = "values", min_ndim: int = 1) -> Any:
@@ -185,15 +183,10 @@ def _warn_empty(masks: Any, fn: str, names: Sequence[str] | None = None) -> None
 
 def _as_weights(weights: Any, shape: tuple[int, ...], dtype: Any) -> jax.Array:
     """Per-example multiplicities broadcast explicitly to ``shape`` (rank promotion is strict)."""
-    if weights is None:
+    w = _weights(weights, shape)
+    if w is None:
         return jnp.ones(shape, dtype)
-    w = jnp.asarray(weights, dtype)
-    try:
-        return jnp.broadcast_to(w, shape)
-    except ValueError:
-        raise ValueError(
-            f"weights: expected a shape broadcastable to {shape}, got {w.shape}"
-        ) from None
+    return jnp.broadcast_to(jnp.asarray(w, dtype), shape)
 
 
 def _weights(weights: Any, shape: tuple[int, ...]) -> Any:

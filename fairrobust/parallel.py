@@ -315,30 +315,15 @@ def robust_correct(
     Returns:
       Boolean array ``(e, n)``: ``correct[i, k] = [f(PGD_{eps_i}(x_k)) == y_k]``.
     """
-    attacks._check_norm(norm)
-    attacks._check_eps(epsilons)
-    if int(num_steps) < 0:
-        raise ValueError(f"num_steps: expected >= 0, got {num_steps}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    x, y, eps, bs, rows = attacks._prepare_sweep(
+        x, y, epsilons, num_steps, norm, batch_size, block_rows
+    )
     m = _mesh(mesh)
     d = m.devices.size
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y)
-    eps = jnp.asarray(np.asarray(epsilons, np.float32).reshape(-1))
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"x, y: expected shapes (n, time) and (n,), got {x.shape} and {y.shape}")
     n = x.shape[0]
     out = np.zeros((eps.shape[0], n), dtype=bool)
     if n == 0:
         return out
-    bs = min(int(batch_size), n)
-    if block_rows is None:
-        rows = attacks.default_block_rows(eps.shape[0] * bs)
-    elif int(block_rows) < 1:
-        raise ValueError(f"block_rows: expected >= 1, got {block_rows}")
-    else:
-        rows = int(block_rows)
     n_batches = -(-n // bs)
     if n_batches * bs > n:  # the padding rule of attacks.robust_correct
         need = n_batches * bs - n
