@@ -18,11 +18,22 @@ splitting one axis of independent work over a 1-D device mesh with
 Arrays whose split axis does not divide by the device count are padded (with copies
 of the first rows) and the padding is dropped from the result.
 
-Host-side CPU devices: XLA:CPU runs much of a computation on one core, so splitting
-work over host devices raises throughput on multi-core machines. The flag must be
-set before JAX initialises (before ``import jax`` in a fresh process)::
+Host-side CPU devices: the flag below splits one CPU into several JAX devices. It
+must be set before JAX initialises (before ``import jax`` in a fresh process)::
 
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python my_script.py
+
+On the 2-core machine of ``benchmarks/README.md`` this no longer speeds sampling up
+(one device already keeps both cores busy), and **XLA:CPU computes wrong values when
+programs containing ``lax.conv`` run concurrently on several host devices** (jaxlib
+0.6.2 to 0.10.2 for a 128-channel convolution, on 0.6.2 and 0.7.2 also for its
+im2col-matmul form; 0.4.38 and 0.5.3 were correct; plain-JAX reproduction in
+``benchmarks/repro_host_devices.py``). ``sample_counts``,
+``robust_correct`` and ``grid.make_grid_step`` therefore warn (``RuntimeWarning``,
+:data:`HOST_DEVICES_WARNING`) when :func:`host_conv_hazard` finds ``lax.conv`` in the
+program and the mesh has several CPU devices; a model without ``lax.conv``
+(``models.M5(conv_impl="matmul")``) matched one device in the same checks
+(``tests/test_parallel.py``). The check covers CPU meshes only (the issue is in XLA:CPU).
 
 Multi-host (several machines, each with local devices): call
 ``jax.distributed.initialize()`` (coordinator address, process count and id from
@@ -58,8 +69,11 @@ from fairrobust import attacks, metrics, smoothing
 
 __all__ = [
     "AXIS",
+    "HOST_DEVICES_WARNING",
+    "HOST_DOT_BAD_VERSIONS",
     "SPLITS",
     "device_mesh",
+    "host_conv_hazard",
     "pad_leading",
     "rejection_curves",
     "replicate",
@@ -134,13 +148,93 @@ def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
 
 # ----------------------------------------------------------------------------- smoothing
 
+#: Warned (``RuntimeWarning``) when a program with a convolution is split over several
+#: host CPU devices; see :func:`host_conv_hazard`.
 HOST_DEVICES_WARNING = (
-    "parallel.sample_counts over several host CPU devices: known issue — with a width-128 "
-    "M5 at N = 2,000 (16 one-second clips, 2 host devices) about 0.8% of draws were counted "
-    "for a wrong class, varying from run to run, while one device matched a plain "
-    "per-draw reference exactly (see benchmarks/README.md, 'Known issue'). Check against "
-    "smoothing.sample_counts before relying on host-device splits."
+    "{where}: XLA:CPU known issue — programs containing lax.conv that run concurrently "
+    "on several host CPU devices returned wrong values for some rows of a 128-channel "
+    "convolution (jaxlib 0.6.2 to 0.10.2; on 0.6/0.7 also its matmul form), so results "
+    "can differ from one device; this program has such an op and the mesh has "
+    "{devices} CPU devices. Use one device (on CPU one device already keeps every core "
+    "busy) or, on jaxlib >= 0.8, a model without lax.conv, e.g. "
+    "models.M5(conv_impl='matmul'), which matched one device in the same checks. "
+    "Plain-JAX reproduction: benchmarks/repro_host_devices.py; details: "
+    "benchmarks/README.md, 'Known issue'."
 )
+
+
+def _subjaxprs(param: Any) -> list[Any]:
+    """The jaxprs held by one equation parameter (closed or open, alone or in a list)."""
+    items = param if isinstance(param, (tuple, list)) else (param,)
+    out = []
+    for item in items:
+        if hasattr(item, "eqns"):
+            out.append(item)
+        elif hasattr(item, "jaxpr") and hasattr(item.jaxpr, "eqns"):
+            out.append(item.jaxpr)
+    return out
+
+
+def _has_primitive(jaxpr: Any, name: str) -> bool:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == name:
+            return True
+        for param in eqn.params.values():
+            if any(_has_primitive(sub, name) for sub in _subjaxprs(param)):
+                return True
+    return False
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+    import jaxlib.version
+
+    return tuple(int(p) for p in jaxlib.version.__version__.split(".")[:2] if p.isdigit())
+
+
+#: jaxlib (major, minor) versions whose host-device runs also went wrong for a program
+#: whose only contractions are matmuls (``dot_general``), not just for ``lax.conv``.
+HOST_DOT_BAD_VERSIONS = ((0, 6), (0, 7))
+
+
+def host_conv_hazard(mesh: Mesh | None, apply_fn: Callable, variables: Any, x: Any) -> bool:
+    """Whether ``apply_fn(variables, x)`` on ``mesh`` meets the host-device XLA:CPU issue.
+
+    True iff the mesh has more than one CPU device and the traced program of
+    ``apply_fn`` (on abstract values of ``variables`` and ``x``, nothing computed)
+    contains ``lax.conv_general_dilated`` at any depth (custom VJP, scan, ...), or,
+    with jaxlib 0.6 / 0.7, a ``dot_general``. Such programs running concurrently on
+    several host CPU devices returned wrong values for some rows
+    (``benchmarks/repro_host_devices.py``: the conv program on jaxlib 0.6.2-0.10.2,
+    its im2col-matmul form on 0.6.2 and 0.7.2; both correct on 0.4.38 and 0.5.3).
+    ``sample_counts``, ``robust_correct`` and ``grid.make_grid_step`` warn with
+    :data:`HOST_DEVICES_WARNING` when this is True.
+
+    Args:
+      mesh: the mesh (None: all devices).
+      apply_fn: ``(variables, x) -> logits``.
+      variables: the model's variables (only shapes and dtypes are used).
+      x: an example input batch (array or ``jax.ShapeDtypeStruct``).
+    """
+    m = _mesh(mesh)
+    if m.devices.size < 2 or m.devices.flat[0].platform != "cpu":
+        return False
+    spec = jax.tree_util.tree_map(_abstract, (variables, x))
+    jaxpr = jax.make_jaxpr(apply_fn)(*spec).jaxpr
+    if _has_primitive(jaxpr, "conv_general_dilated"):
+        return True
+    return _jaxlib_version() in HOST_DOT_BAD_VERSIONS and _has_primitive(jaxpr, "dot_general")
+
+
+def _abstract(a: Any) -> jax.ShapeDtypeStruct:
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        return jax.ShapeDtypeStruct(a.shape, a.dtype)
+    return jax.ShapeDtypeStruct(np.shape(a), np.result_type(a))
+
+
+def _warn_host_conv(where: str, mesh: Mesh, apply_fn: Callable, variables: Any, x: Any) -> None:
+    if host_conv_hazard(mesh, apply_fn, variables, x):
+        msg = HOST_DEVICES_WARNING.format(where=where, devices=mesh.devices.size)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
 @functools.lru_cache(maxsize=64)
@@ -228,8 +322,6 @@ def sample_counts(
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     m = _mesh(mesh)
     d = m.devices.size
-    if d > 1 and m.devices.flat[0].platform == "cpu":
-        warnings.warn(HOST_DEVICES_WARNING, RuntimeWarning, stacklevel=2)
     (x, sigma_arr, idx), kw, squeeze = smoothing._prepare_counts(
         x,
         sigma,
@@ -246,6 +338,7 @@ def sample_counts(
         linear_stem=linear_stem,
     )
     b = x.shape[0]
+    _warn_host_conv("parallel.sample_counts", m, apply_fn, variables, x[:1])
     per_device = 0
     if split == "inputs":
         (x, idx), _ = pad_leading((x, idx), d)
@@ -324,6 +417,7 @@ def robust_correct(
     out = np.zeros((eps.shape[0], n), dtype=bool)
     if n == 0:
         return out
+    _warn_host_conv("parallel.robust_correct", m, apply_fn, variables, x[:1])
     n_batches = -(-n // bs)
     if n_batches * bs > n:  # the padding rule of attacks.robust_correct
         need = n_batches * bs - n

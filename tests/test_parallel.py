@@ -52,8 +52,15 @@ SCRIPT = textwrap.dedent(
     # input_block and the flat shared-bank loop); on the development machine
     # input_block=1 instead of the default changed 19 of 960 draws (10 clips), and before the
     # fixed forward shape (one device: 4 x 8 rows, each shard: 1 x 8) this check failed.
+    # conv_impl="matmul": lax.conv programs running concurrently on host devices can
+    # compute wrong rows (XLA:CPU issue, benchmarks/repro_host_devices.py), and the
+    # library warns about them (checked below).
+    import warnings
     from fairrobust import models
-    m5 = models.make_model("m5", 10, width=128)
+    # jaxlib 0.6 / 0.7 also got matmul programs wrong on host devices (and warns then)
+    dot_bad = parallel._jaxlib_version() in parallel.HOST_DOT_BAD_VERSIONS
+    flt = "ignore" if dot_bad else "error"
+    m5 = models.M5(num_classes=10, width=128, conv_impl="matmul")
     vm = models.init_variables(m5, jax.random.key(0), 6848)
     k = vm["params"]["dense"]["kernel"]
     k = k.at[:, 1].set(k[:, 0] + 1e-6 * jax.random.normal(jax.random.key(9), k[:, 0].shape))
@@ -66,10 +73,33 @@ SCRIPT = textwrap.dedent(
         ref = np.asarray(S.sample_counts(fm, vm, xm, jax.random.key(0), mode=mode, **kwm))
         assert (ref[-1, :, 1] > 0).any() and (ref[-1, :, 0] > 0).any(), ref[-1]  # near ties
         for split in ("inputs", "draws"):
-            out = parallel.sample_counts(
-                fm, vm, xm, jax.random.key(0), split=split, mode=mode, **kwm
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter(flt, RuntimeWarning)  # no conv: no warning
+                out = parallel.sample_counts(
+                    fm, vm, xm, jax.random.key(0), split=split, mode=mode, **kwm
+                )
             assert np.array_equal(np.asarray(out), ref), ("m5", split, mode)
+
+    # The host-device warning: only for programs with lax.conv on a multi-CPU mesh.
+    m5lax = models.make_model("m5", 10, width=4)
+    flax_ = models.logits_fn(m5lax)
+    vl = models.init_variables(m5lax, jax.random.key(0), 6848)
+    assert parallel.host_conv_hazard(None, flax_, vl, xm[:1])
+    assert not parallel.host_conv_hazard(parallel.device_mesh(jax.devices()[:1]), flax_, vl, xm[:1])
+    assert parallel.host_conv_hazard(None, fm, vm, xm[:1]) == dot_bad
+    assert parallel.host_conv_hazard(None, lin, v, x[:1]) == dot_bad
+    kwl = dict(num_samples=8, sigma=0.25, num_classes=10, chunk_size=8)
+    for call in (
+        lambda: parallel.sample_counts(flax_, vl, xm, jax.random.key(0), **kwl),
+        lambda: parallel.robust_correct(
+            flax_, vl, np.asarray(xm), np.arange(4), [0.0, 0.01], jax.random.key(0), num_steps=1
+        ),
+    ):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            call()
+        msgs = [str(r.message) for r in rec]
+        assert any("XLA:CPU known issue" in m for m in msgs), msgs
 
     # attack sweep: 5 batches of 3 over 4 devices, random start, last batch padded
     xa = np.asarray(jax.random.uniform(jax.random.key(4), (14, T), minval=-0.5, maxval=0.5))
@@ -103,7 +133,11 @@ SCRIPT = textwrap.dedent(
     ref, mref = grid.make_grid_step(model, configs)(s0, hp, xg, yg, idx, keys)
     mesh = parallel.device_mesh()
     s1 = parallel.shard_leading(grid.init_states(model, configs, 6848, 1), mesh)
-    out, mout = grid.make_grid_step(model, configs, mesh=mesh)(s1, hp, xg, yg, idx, keys)
+    with warnings.catch_warnings(record=True) as rec:  # lax.conv model on host devices
+        warnings.simplefilter("always")
+        step = grid.make_grid_step(model, configs, mesh=mesh)
+    assert any("grid.make_grid_step: XLA:CPU" in str(r.message) for r in rec)
+    out, mout = step(s1, hp, xg, yg, idx, keys)
     np.testing.assert_allclose(np.asarray(mout["loss"]), np.asarray(mref["loss"]), rtol=1e-6)
     for a, b in zip(jax.tree_util.tree_leaves(out.params), jax.tree_util.tree_leaves(ref.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
@@ -153,3 +187,46 @@ def test_errors():
     with pytest.raises(ValueError, match="mesh"):
         parallel.sample_counts(lambda v, x: x, None, jnp.zeros((1, 4)), jax.random.key(0),
                                num_samples=2, sigma=0.1, num_classes=2, mesh="cpu")  # fmt: skip
+
+
+SCRIPT_M5 = textwrap.dedent(
+    """
+    import warnings
+    import jax, numpy as np
+    from fairrobust import models, parallel, smoothing as S
+    assert len(jax.devices()) == 2, jax.devices()
+    model = models.M5(num_classes=10, width=128, conv_impl="matmul")
+    v = models.init_variables(model, jax.random.key(0), 16000)
+    f = models.logits_fn(model)
+    # 16 decaying chirps plus noise (benchmarks/_common.waveforms): with conv_impl="lax"
+    # instead, 2 host devices counted 1-79 of the 2,000 draws of the first input of each
+    # 2-input block differently from one device (XLA:CPU, jaxlib 0.10.2, dev machine).
+    rng = np.random.default_rng(0)
+    t = np.arange(16000, dtype=np.float32) / 16000.0
+    f0 = rng.uniform(100, 800, (16, 1)).astype(np.float32)
+    wave = 0.5 * np.sin(2 * np.pi * f0 * t * (1 + t)) * np.exp(-2 * t)
+    x = np.clip(wave + 0.05 * rng.standard_normal(wave.shape), -1, 1).astype(np.float32)
+    kw = dict(num_samples=2000, sigma=0.1, num_classes=10, chunk_size=16)
+    one = np.asarray(S.sample_counts(f, v, x, jax.random.key(0), **kw))
+    with warnings.catch_warnings():
+        bad = parallel._jaxlib_version() in parallel.HOST_DOT_BAD_VERSIONS
+        warnings.simplefilter("ignore" if bad else "error", RuntimeWarning)
+        par = np.asarray(parallel.sample_counts(f, v, x, jax.random.key(0), **kw))
+    assert np.array_equal(one, par), np.abs(one - par).sum(-1) // 2
+    print("M5-OK")
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_host_devices_full_size_matmul_m5():
+    """Width-128 M5 on 1 s clips: the size at which lax.conv went wrong on host devices."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT_M5], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert "M5-OK" in out.stdout, out.stderr[-4000:]
