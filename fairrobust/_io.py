@@ -142,12 +142,17 @@ def cache_dir() -> Path:
 
 @contextlib.contextmanager
 def progress(
-    iterable_or_total: Any = None, *, desc: str = "", total: int | None = None, leave: bool = False
+    iterable_or_total: Any = None,
+    *,
+    desc: str = "",
+    total: int | None = None,
+    leave: bool = False,
+    enabled: bool = True,
 ) -> Iterator[Any]:
-    """A tqdm progress bar, silenced when ``FAIRROBUST_NO_PROGRESS`` is set (tests)."""
+    """A tqdm progress bar; silent if ``enabled`` is False or ``FAIRROBUST_NO_PROGRESS`` is set."""
     from tqdm.auto import tqdm
 
-    disable = bool(os.environ.get("FAIRROBUST_NO_PROGRESS"))
+    disable = not enabled or bool(os.environ.get("FAIRROBUST_NO_PROGRESS"))
     if isinstance(iterable_or_total, int):
         total, iterable_or_total = iterable_or_total, None
     bar = tqdm(

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from fairrobust._io import progress
+from fairrobust._io import progress as _progress
 
 __all__ = ["ATTACK_ROWS", "NORMS", "default_block_rows", "fgsm", "pgd", "robust_correct"]
 
@@ -365,6 +365,7 @@ def robust_correct(
     random_start: bool = False,
     batch_size: int = 64,
     block_rows: int | None = None,
+    progress: bool = True,
 ) -> np.ndarray:
     """Per-example correctness under PGD for a sweep of budgets.
 
@@ -393,6 +394,8 @@ def robust_correct(
       block_rows: (epsilon, example) rows per PGD batch (default
         ``default_block_rows``: 32 on CPU, where small batches stay in cache; all
         rows on accelerators).
+      progress: show a progress bar over the batches (also silenced by
+        ``FAIRROBUST_NO_PROGRESS``).
 
     Returns:
       Boolean array, shape (e, n).
@@ -403,7 +406,8 @@ def robust_correct(
     if n == 0:
         return out
     starts = range(0, n, bs)
-    with progress(len(starts), desc=f"PGD-{norm} x{eps.shape[0]} eps") as bar:
+    desc = f"PGD-{norm} x{eps.shape[0]} eps"
+    with _progress(len(starts), desc=desc, enabled=progress) as bar:
         for j, start in enumerate(starts):
             xb, yb = x[start : start + bs], y[start : start + bs]
             m = xb.shape[0]

@@ -140,3 +140,22 @@ def test_bad_arguments(setup):
         attacks.fgsm(f, v, x, y, 0.1, norm="inf")
     with pytest.raises(ValueError, match="num_steps"):
         attacks.pgd(f, v, x, y, 0.1, jax.random.key(0), num_steps=-1)
+
+
+def test_robust_correct_progress_flag(monkeypatch, capsys):
+    """progress=False silences the sweep's bar even without FAIRROBUST_NO_PROGRESS."""
+    monkeypatch.delenv("FAIRROBUST_NO_PROGRESS", raising=False)
+
+    def lin(v, x):
+        return x @ v
+
+    v = jnp.stack([jnp.ones(8), -jnp.ones(8)], axis=1)
+    x = np.linspace(-0.5, 0.5, 24, dtype=np.float32).reshape(3, 8)
+    y = np.asarray([0, 1, 0])
+    kw = dict(num_steps=2, batch_size=2)
+    eps, key = [0.0, 0.1], jax.random.key(0)
+    quiet = attacks.robust_correct(lin, v, x, y, eps, key, progress=False, **kw)
+    assert "PGD-linf" not in capsys.readouterr().err
+    loud = attacks.robust_correct(lin, v, x, y, eps, key, **kw)
+    assert "PGD-linf" in capsys.readouterr().err
+    np.testing.assert_array_equal(quiet, loud)

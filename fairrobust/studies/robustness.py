@@ -1150,6 +1150,7 @@ def _attack_member(
     spec: MemberSpec,
     config: RobustnessConfig,
     sample_rate: int,
+    progress: bool = True,
 ) -> tuple[np.ndarray, Any]:
     """Correctness ``[1 + e, n]`` of one member under the epsilon sweep (clean first)."""
     from fairrobust.attacks import robust_correct
@@ -1170,6 +1171,7 @@ def _attack_member(
         rel_step=config.attack_rel_step,
         random_start=False,
         batch_size=config.attack_batch_size,
+        progress=progress,
     )
     return np.asarray(correct, dtype=bool), pre
 
@@ -1285,7 +1287,14 @@ def run_study(
             for spec in todo:
                 bar.set_postfix_str(f"attacking {spec.member_id}")
                 correct, pre = _attack_member(
-                    apply_fn, variables, x_test, y_test, spec, config, dataset.sample_rate
+                    apply_fn,
+                    variables,
+                    x_test,
+                    y_test,
+                    spec,
+                    config,
+                    dataset.sample_rate,
+                    progress=progress,
                 )
                 meta = _member_meta(spec, correct, pre, config, config_hash, dataset, fingerprint)
                 meta["training"] = train_info
