@@ -877,6 +877,10 @@ def certify(
     chunk_size: int = 16,
     indices: jax.Array | None = None,
     mode: str = "independent",
+    prng_impl: str | None = None,
+    compute_dtype: str | None = None,
+    input_block: int | None = None,
+    linear_stem: Any = None,
 ) -> CertifyResult:
     """CERTIFY of Cohen et al. (2019) for a batch of inputs.
 
@@ -893,8 +897,9 @@ def certify(
     unless ``n >= 10``.
 
     Args:
-      apply_fn, variables, x, key, num_classes, noise, chunk_size, indices, mode: as in
-        ``sample_counts``.
+      apply_fn, variables, x, key, num_classes, noise, chunk_size, indices, mode,
+        prng_impl, compute_dtype, input_block, linear_stem: as in ``sample_counts``
+        (both streams use the same sampling options).
       n0: selection draws, >= 1 (Cohen et al. use 100; the audio paper 500).
       n: estimation draws, >= 1 (e.g. 10^4 or 10^5).
       alpha: failure probability in (0, 1) (e.g. 0.001).
@@ -925,6 +930,10 @@ def certify(
             chunk_size=chunk_size,
             indices=indices,
             mode=mode,
+            prng_impl=prng_impl,
+            compute_dtype=compute_dtype,
+            input_block=input_block,
+            linear_stem=linear_stem,
         )
 
     counts0 = run(jax.random.fold_in(key, 0), n0)  # selection stream

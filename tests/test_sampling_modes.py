@@ -228,6 +228,26 @@ def test_linear_stem_counts_match_shared_bank_draw_by_draw(stem_setup):
     np.testing.assert_array_equal(np.asarray(part), out[:, 2:])
 
 
+def test_certify_passes_sampling_options(stem_setup):
+    # certify's two streams are sample_counts with the same options (here the shared
+    # bank with the linear stem): selection key fold_in(key, 0), estimation fold_in(key, 1).
+    model, v, f, x = stem_setup
+    ls = models.linear_stem_fn(model)
+    opts = dict(mode="shared_bank", linear_stem=ls, input_block=2, chunk_size=8)
+    res = S.certify(f, v, x, jax.random.key(5), n0=16, n=96, alpha=0.01, sigma=SIGMA_M5,
+                    num_classes=2, **opts)  # fmt: skip
+    kw = dict(sigma=SIGMA_M5, num_classes=2, **opts)
+    c0 = np.asarray(S.sample_counts(f, v, x, jax.random.fold_in(jax.random.key(5), 0),
+                                    num_samples=16, **kw))  # fmt: skip
+    c1 = np.asarray(S.sample_counts(f, v, x, jax.random.fold_in(jax.random.key(5), 1),
+                                    num_samples=96, **kw))  # fmt: skip
+    np.testing.assert_array_equal(res.counts_selection, c0)
+    np.testing.assert_array_equal(res.counts, c1)
+    with pytest.raises(ValueError, match="linear_stem"):
+        S.certify(f, v, x, jax.random.key(5), n0=4, n=8, alpha=0.01, sigma=SIGMA_M5,
+                  num_classes=2, linear_stem=ls)  # independent mode: refused  # fmt: skip
+
+
 def test_linear_stem_counts_statistically_match_independent(stem_setup):
     # Two-sample z bound of 4.5 standard errors per input (as above), against the
     # default mode with another key; p_true has no closed form for M5.
