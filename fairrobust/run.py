@@ -686,7 +686,7 @@ def _load_model(dataset: Any, train_config: Mapping[str, Any], folder: Path, pro
     from fairrobust.train import TrainConfig
 
     tc = train_config if isinstance(train_config, TrainConfig) else TrainConfig(**train_config)
-    trained = rj._train_model(
+    trained = rj.train_model(
         dataset, tc, folder, fingerprint=dataset.fingerprint(), resume=True, show=progress
     )
     return models.logits_fn(trained.model), trained.variables
@@ -889,13 +889,13 @@ def run_soundness(
         plan.append((member, role, sur))
     rs_tcfg = rs_dir = eval_idx = None
     if do_smooth:
-        rs_tcfg = rj._train_configs(rcfg)[1]
+        rs_tcfg = rj.train_configs(rcfg)[1]
         rs_dir = (
             Path(run_dir)
             / "models"
             / f"rejection-rs-{_io.stable_hash({'data': fp, 'train': rs_tcfg})}"
         )
-        eval_idx = rj._select_eval(dataset, rcfg)
+        eval_idx = rj.select_eval(dataset, rcfg)
         eval_idx = eval_idx[_subset(len(eval_idx), cfg.smoothing_examples, rcfg.seed, 0x5E0)]
     test_index = None if rob_res is None else np.asarray(rob_res.test_index)
     sel = (
@@ -969,7 +969,7 @@ def run_soundness(
             x = np.asarray(dataset.waveforms[idx], np.float32)
             y = np.asarray(dataset.labels[idx], np.int32)
             attrs = {k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}
-            groups = rb._resolve_groups(attrs, rob_cfg)
+            groups = rb.resolve_groups(attrs, rob_cfg)
             speakers = np.asarray(dataset.speakers)[idx]
             for member, role, sur in plan:
                 spec = member.spec
@@ -1048,7 +1048,7 @@ def run_soundness(
             }
             s_attrs = {k: np.asarray(v)[eval_idx] for k, v in dataset.attributes.items()}
             parity += _parity_rows(
-                correct, eps, rb._resolve_groups(s_attrs, rob_cfg),
+                correct, eps, rb.resolve_groups(s_attrs, rob_cfg),
                 np.asarray(dataset.speakers)[eval_idx], rob_cfg, jax.random.fold_in(skey, 7), base,
             )  # fmt: skip
             n = max(int(eval_idx.size), 1)  # type: ignore[union-attr]

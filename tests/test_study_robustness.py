@@ -403,7 +403,7 @@ class _FakeModules:
         self.trained.append(spec.train_id)
         return None, {"train_id": spec.train_id}, {"best_epoch": 1}
 
-    def attack(self, apply_fn, variables, x, y, spec, config, sample_rate):
+    def attack(self, apply_fn, variables, x, y, spec, config, sample_rate, progress=True):
         self.attacked.append(spec.member_id)
         seed = int(spec.eval_hash[:8], 16)
         rng = np.random.default_rng(seed)

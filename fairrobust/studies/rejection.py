@@ -118,7 +118,10 @@ __all__ = [
     "method_labels",
     "preset",
     "run_study",
+    "select_eval",
     "threshold_grid",
+    "train_configs",
+    "train_model",
     "write_csv",
     "write_figures",
 ]
@@ -1203,7 +1206,7 @@ def _batched(
 # ----------------------------------------------------------------------------- the study
 
 
-def _train_configs(config: RejectionConfig) -> tuple[Any, Any]:
+def train_configs(config: RejectionConfig) -> tuple[Any, Any]:
     """(clean NR base config, noisy RS base config) as ``fairrobust.train.TrainConfig``."""
     from fairrobust.train import TrainConfig
 
@@ -1226,7 +1229,7 @@ def _train_configs(config: RejectionConfig) -> tuple[Any, Any]:
     return nr, rs
 
 
-def _select_eval(dataset: Any, config: RejectionConfig) -> np.ndarray:
+def select_eval(dataset: Any, config: RejectionConfig) -> np.ndarray:
     """Dataset indices of the evaluated examples (the split, seeded cap), sorted."""
     idx = np.flatnonzero(np.asarray(dataset.splits) == config.split)
     if idx.size == 0:
@@ -1269,7 +1272,7 @@ class _Trained:
     variables: Any
 
 
-def _train_model(
+def train_model(
     dataset: Any, tcfg: Any, out: Path, *, fingerprint: str, resume: bool, show: bool
 ) -> _Trained:
     """Train (or resume) a base model in ``out``; a finished run is loaded, not rebuilt.
@@ -1355,7 +1358,7 @@ def run_study(
     files: dict[str, Path] = {}
     t_start = time.perf_counter()
 
-    eval_idx = _select_eval(dataset, config)
+    eval_idx = select_eval(dataset, config)
     grps, train_sizes = _build_groups(dataset, eval_idx, config)
     x_eval = np.asarray(dataset.waveforms[eval_idx], dtype=np.float32)
     y_eval = np.asarray(dataset.labels[eval_idx])
@@ -1364,11 +1367,11 @@ def run_study(
     base_key = jax.random.key(config.seed)
 
     # 1. base models ------------------------------------------------------------
-    nr_tcfg, rs_tcfg = _train_configs(config)
+    nr_tcfg, rs_tcfg = train_configs(config)
     nr_hash = _io.stable_hash({"data": data_fp, "train": nr_tcfg})
     rs_hash = _io.stable_hash({"data": data_fp, "train": rs_tcfg})
     t0 = time.perf_counter()
-    nr_model = _train_model(
+    nr_model = train_model(
         dataset,
         nr_tcfg,
         out / "models" / f"rejection-nr-{nr_hash}",
@@ -1376,7 +1379,7 @@ def run_study(
         resume=resume,
         show=progress,
     )
-    rs_model = _train_model(
+    rs_model = train_model(
         dataset,
         rs_tcfg,
         out / "models" / f"rejection-rs-{rs_hash}",

@@ -99,6 +99,7 @@ __all__ = [
     "plan_members",
     "preset",
     "random_guess_test",
+    "resolve_groups",
     "run_study",
     "write_figures",
 ]
@@ -1089,7 +1090,7 @@ def _test_index(dataset, config: RobustnessConfig) -> np.ndarray:
     return idx
 
 
-def _resolve_groups(attributes: Mapping[str, np.ndarray], config: RobustnessConfig):
+def resolve_groups(attributes: Mapping[str, np.ndarray], config: RobustnessConfig):
     """Attribute names and intersections of the config, checked against the data."""
     from fairrobust.groups import all_groups
 
@@ -1239,7 +1240,7 @@ def run_study(
     fingerprint = dataset.fingerprint()
     test_index = _test_index(dataset, config)
     test = dataset.select(test_index)
-    groups = _resolve_groups(test.attributes, config)
+    groups = resolve_groups(test.attributes, config)
     plan = plan_members(config, fingerprint, sample_rate=dataset.sample_rate, test_index=test_index)
     config_hash = config.hash()
     config_path = results_dir / f"{prefix}_config.json"
