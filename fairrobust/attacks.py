@@ -320,6 +320,31 @@ def _sweep_correct(
     return jnp.where((epsilons == 0).reshape(-1, 1), clean.reshape(1, -1), adv)
 
 
+@functools.partial(jax.jit, static_argnames=("apply_fn",))
+def _clean_correct(apply_fn: ApplyFn, variables: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+    """``argmax f(x) == y`` for one batch (the eps = 0 rows of a sweep)."""
+    return jnp.argmax(apply_fn(variables, x), axis=-1) == y
+
+
+def _padded_batches(x: np.ndarray, y: np.ndarray, bs: int) -> tuple[np.ndarray, np.ndarray]:
+    """``x [n, T], y [n]`` -> ``[B, bs, T], [B, bs]``, the last batch padded with the first rows."""
+    n = x.shape[0]
+    n_batches = -(-n // bs)
+    need = n_batches * bs - n
+    if need:
+        x = np.concatenate([x, np.resize(x, (need, x.shape[1]))])
+        y = np.concatenate([y, np.resize(y, need)])
+    return x.reshape(n_batches, bs, x.shape[1]), y.reshape(n_batches, bs)
+
+
+def _clean_rows(apply_fn: ApplyFn, variables: Any, x: np.ndarray, y: np.ndarray, bs: int):
+    """Clean correctness ``[n]`` in batches of ``bs`` (one compiled shape)."""
+    xb, yb = _padded_batches(x, y, bs)
+    out = [np.asarray(_clean_correct(apply_fn, variables, jnp.asarray(a), jnp.asarray(b)))
+           for a, b in zip(xb, yb, strict=True)]  # fmt: skip
+    return np.concatenate(out)[: x.shape[0]]
+
+
 def _prepare_sweep(
     x: Any,
     y: Any,
@@ -374,10 +399,10 @@ def robust_correct(
     computation: the ``len(epsilons) * batch_size`` (epsilon, example) pairs are
     rows of one attack with per-row budgets, processed ``block_rows`` rows at a
     time; batches are looped on the host (the last one padded to ``batch_size``
-    so nothing recompiles). ``eps = 0`` gives exactly the clean predictions.
-    Batch ``j`` uses ``fold_in(key, j)``, and row ``(i, n)`` equals
-    ``pgd(x_n, eps_i, fold_in(key, j))`` up to the float rounding of the batch
-    shape.
+    so nothing recompiles). ``eps = 0`` rows are exactly the clean predictions
+    (one forward pass; no attack is run for them). Batch ``j`` uses
+    ``fold_in(key, j)``, and row ``(i, n)`` equals ``pgd(x_n, eps_i, fold_in(key, j))``
+    up to the float rounding of the batch shape.
 
     Args:
       apply_fn: ``apply_fn(variables, x) -> logits`` (static, see :func:`pgd`).
@@ -405,8 +430,14 @@ def robust_correct(
     out = np.zeros((eps.shape[0], n), dtype=bool)
     if n == 0:
         return out
-    starts = range(0, n, bs)
-    desc = f"PGD-{norm} x{eps.shape[0]} eps"
+    # eps = 0 rows are the clean predictions: no attack is run for them.
+    zero = np.asarray(eps) == 0
+    if zero.any():
+        out[zero] = _clean_rows(apply_fn, variables, x, y, bs)[None]
+    attacked = np.flatnonzero(~zero)
+    eps_a = eps[attacked]
+    starts = range(0, n, bs) if attacked.size else range(0)
+    desc = f"PGD-{norm} x{attacked.size} eps"
     with _progress(len(starts), desc=desc, enabled=progress) as bar:
         for j, start in enumerate(starts):
             xb, yb = x[start : start + bs], y[start : start + bs]
@@ -419,7 +450,7 @@ def robust_correct(
                 variables,
                 jnp.asarray(xb),
                 jnp.asarray(yb),
-                eps,
+                eps_a,
                 jax.random.fold_in(key, j),
                 jnp.asarray(rel_step, jnp.float32),
                 num_steps=int(num_steps),
@@ -427,6 +458,6 @@ def robust_correct(
                 random_start=bool(random_start),
                 block_rows=rows,
             )
-            out[:, start : start + m] = np.asarray(correct)[:, :m]
+            out[attacked, start : start + m] = np.asarray(correct)[:, :m]
             bar.update(1)
     return out

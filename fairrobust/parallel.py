@@ -418,13 +418,15 @@ def robust_correct(
     if n == 0:
         return out
     _warn_host_conv("parallel.robust_correct", m, apply_fn, variables, x[:1])
-    n_batches = -(-n // bs)
-    if n_batches * bs > n:  # the padding rule of attacks.robust_correct
-        need = n_batches * bs - n
-        x = np.concatenate([x, x[:need]])
-        y = np.concatenate([y, y[:need]])
-    xb = x.reshape(n_batches, bs, x.shape[1])
-    yb = y.reshape(n_batches, bs)
+    zero = np.asarray(eps) == 0  # clean rows, no attack (as attacks.robust_correct)
+    if zero.any():
+        out[zero] = attacks._clean_rows(apply_fn, variables, x, y, bs)[None]
+    attacked = np.flatnonzero(~zero)
+    if attacked.size == 0:
+        return out
+    eps_a = eps[attacked]
+    xb, yb = attacks._padded_batches(x, y, bs)
+    n_batches = xb.shape[0]
     keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_batches))
     prog = _sweep_program(m, apply_fn, int(num_steps), norm, bool(random_start), rows)
     rel = jnp.asarray(rel_step, jnp.float32)
@@ -433,11 +435,11 @@ def robust_correct(
         (gx, gy, gk), k = pad_leading(
             (jnp.asarray(xb[group]), jnp.asarray(yb[group]), keys[group]), d
         )
-        correct = np.asarray(prog(variables, gx, gy, eps, gk, rel))[:k]  # [k, e, bs]
-        flat = np.moveaxis(correct, 1, 0).reshape(eps.shape[0], k * bs)
+        correct = np.asarray(prog(variables, gx, gy, eps_a, gk, rel))[:k]  # [k, e', bs]
+        flat = np.moveaxis(correct, 1, 0).reshape(attacked.size, k * bs)
         lo = start * bs
         hi = min(lo + k * bs, n)
-        out[:, lo:hi] = flat[:, : hi - lo]
+        out[attacked, lo:hi] = flat[:, : hi - lo]
     return out
 
 

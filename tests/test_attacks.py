@@ -159,3 +159,17 @@ def test_robust_correct_progress_flag(monkeypatch, capsys):
     loud = attacks.robust_correct(lin, v, x, y, eps, key, **kw)
     assert "PGD-linf" in capsys.readouterr().err
     np.testing.assert_array_equal(quiet, loud)
+
+
+def test_robust_correct_skips_attack_for_zero_eps(setup):
+    f, v, x, y = setup
+    kw = dict(num_steps=3, batch_size=2)
+    clean = np.asarray(jnp.argmax(jax.jit(f)(v, x), -1) == y)
+    before = attacks._sweep_correct._cache_size()
+    only_zero = attacks.robust_correct(f, v, x, y, [0.0, 0.0], jax.random.key(0), **kw)
+    assert attacks._sweep_correct._cache_size() == before  # no attack compiled or run
+    np.testing.assert_array_equal(only_zero, np.stack([clean, clean]))
+    mixed = attacks.robust_correct(f, v, x, y, [0.0, 0.3, 0.0], jax.random.key(0), **kw)
+    alone = attacks.robust_correct(f, v, x, y, [0.3], jax.random.key(0), **kw)
+    np.testing.assert_array_equal(mixed[[0, 2]], np.stack([clean, clean]))
+    np.testing.assert_array_equal(mixed[1], alone[0])  # same attack rows, same blocks
