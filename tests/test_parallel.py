@@ -146,15 +146,19 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_four_host_devices_match_one_device():
+def _run_on_host_devices(script: str, devices: int, timeout: int) -> subprocess.CompletedProcess:
+    """Runs ``script`` in a fresh Python with ``devices`` host CPU devices."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    ).strip()
+    flag = f" --xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + flag).strip()
     env["JAX_PLATFORMS"] = "cpu"
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    return subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def test_four_host_devices_match_one_device():
+    out = _run_on_host_devices(SCRIPT, 4, 600)
     assert "PARALLEL-OK" in out.stdout, out.stderr[-4000:]
 
 
@@ -221,12 +225,5 @@ SCRIPT_M5 = textwrap.dedent(
 @pytest.mark.slow
 def test_two_host_devices_full_size_matmul_m5():
     """Width-128 M5 on 1 s clips: the size at which lax.conv went wrong on host devices."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-    ).strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT_M5], env=env, capture_output=True, text=True, timeout=900
-    )
+    out = _run_on_host_devices(SCRIPT_M5, 2, 900)
     assert "M5-OK" in out.stdout, out.stderr[-4000:]
