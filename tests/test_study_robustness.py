@@ -591,7 +591,8 @@ def test_run_study_end_to_end_with_preprocess_and_figures(tmp_path):
         max_test_examples=0,
     )
     res = rb.run_study(ds, cfg, tmp_path, progress=False)
-    assert len(res.members) == 16 and res.figures
+    grid = (cfg.models, cfg.at_eps, cfg.noise_std, cfg.preprocess)
+    assert len(res.members) == np.prod([len(a) for a in grid]) == 4 and res.figures
     again = rb.run_study(ds, cfg, tmp_path / "second", progress=False)
     assert _results_bytes(tmp_path / "second") == _results_bytes(tmp_path)
     assert [r["auc_acc"] for r in again.tables["models"]] == [
