@@ -267,7 +267,8 @@ def make_grid_step(
         variables = jax.eval_shape(
             lambda: models.init_variables(model, jax.random.key(0), x.shape[1])
         )
-        if parallel.host_conv_hazard(mesh, models.logits_fn(model), variables, x):
+        apply_fn = models.logits_fn(model)  # pyright: ignore[reportArgumentType]
+        if parallel.host_conv_hazard(mesh, apply_fn, variables, x):
             msg = parallel.HOST_DEVICES_WARNING.format(
                 where="grid.make_grid_step", devices=mesh.devices.size
             )
