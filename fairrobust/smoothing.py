@@ -512,7 +512,8 @@ def sample_counts(
     (pass ``input_block``, or call with at least ``FORWARD_ROWS // chunk_size``
     inputs); changing that shape can change the float rounding of the
     logits and flip draws whose top-two logits are tied to within rounding (the
-    contrived near-tie M5 of ``tests/test_parallel.py`` flipped 19 of 960 draws when
+    contrived near-tie M5 of ``tests/test_parallel.py``, then with lax convolutions,
+    flipped 19 of 960 draws when
     ``input_block`` went from 4 to 1; trained models rarely have such ties). In mode
     "shared_bank"
     draw ``j`` uses ``fold_in(key, j)`` for every input of the call: each input still
