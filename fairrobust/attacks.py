@@ -284,7 +284,8 @@ def _sweep_correct(
     The ``e * b`` (epsilon, example) pairs become rows of one attack with a per-row
     budget, run ``block_rows`` rows at a time in a ``lax.map`` (default: all rows,
     i.e. one batch). Row ``(i, n)`` starts from the random point of example ``n``
-    scaled by ``eps_i``, exactly as ``pgd(x, eps_i, key)`` would.
+    scaled by ``eps_i``, exactly as ``pgd(x, eps_i, key)`` would. Callers pass only
+    epsilons > 0 and answer eps = 0 rows with the clean forward pass (``_clean_rows``).
     """
     one = jnp.asarray(1.0, x.dtype)
     n_eps, b = epsilons.shape[0], x.shape[0]
@@ -313,11 +314,7 @@ def _sweep_correct(
         return a.reshape(n_blocks, block, *a.shape[1:])
 
     adv = lax.map(attack, (blocks(xr), blocks(yr), blocks(er), blocks(ur)))
-    adv = adv.reshape(-1)[:rows].reshape(n_eps, b)
-    # eps = 0 leaves x unchanged; use the clean forward there so the result is
-    # exactly the clean prediction, whatever the batched numerics.
-    clean = jnp.argmax(apply_fn(variables, x), axis=-1) == y
-    return jnp.where((epsilons == 0).reshape(-1, 1), clean.reshape(1, -1), adv)
+    return adv.reshape(-1)[:rows].reshape(n_eps, b)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn",))
@@ -436,20 +433,15 @@ def robust_correct(
         out[zero] = _clean_rows(apply_fn, variables, x, y, bs)[None]
     attacked = np.flatnonzero(~zero)
     eps_a = eps[attacked]
-    starts = range(0, n, bs) if attacked.size else range(0)
+    xb, yb = _padded_batches(x, y, bs) if attacked.size else (x[:0], y[:0])
     desc = f"PGD-{norm} x{attacked.size} eps"
-    with _progress(len(starts), desc=desc, enabled=progress) as bar:
-        for j, start in enumerate(starts):
-            xb, yb = x[start : start + bs], y[start : start + bs]
-            m = xb.shape[0]
-            if m < bs:  # pad with the first rows; the padded results are dropped
-                xb = np.concatenate([xb, x[: bs - m]])
-                yb = np.concatenate([yb, y[: bs - m]])
+    with _progress(len(xb), desc=desc, enabled=progress) as bar:
+        for j in range(len(xb)):
             correct = _sweep_correct(
                 apply_fn,
                 variables,
-                jnp.asarray(xb),
-                jnp.asarray(yb),
+                jnp.asarray(xb[j]),
+                jnp.asarray(yb[j]),
                 eps_a,
                 jax.random.fold_in(key, j),
                 jnp.asarray(rel_step, jnp.float32),
@@ -458,6 +450,8 @@ def robust_correct(
                 random_start=bool(random_start),
                 block_rows=rows,
             )
+            start = j * bs
+            m = min(bs, n - start)
             out[attacked, start : start + m] = np.asarray(correct)[:, :m]
             bar.update(1)
     return out

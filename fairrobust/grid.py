@@ -30,7 +30,6 @@ import contextlib
 import functools
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -262,17 +261,12 @@ def make_grid_step(
     _check_group(configs)
     c = configs[0]
     strategy = _resolve_strategy(members)
-    if mesh is not None and getattr(model, "conv_impl", "lax") == "lax":
-        x = jax.ShapeDtypeStruct((1, models.min_input_len()), jnp.float32)
-        variables = jax.eval_shape(
-            lambda: models.init_variables(model, jax.random.key(0), x.shape[1])
-        )
+    if mesh is not None:
+        t = models.min_input_len()
+        variables = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), t))
         apply_fn = models.logits_fn(model)  # pyright: ignore[reportArgumentType]
-        if parallel.host_conv_hazard(mesh, apply_fn, variables, x):
-            msg = parallel.HOST_DEVICES_WARNING.format(
-                where="grid.make_grid_step", devices=mesh.devices.size
-            )
-            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        x = jax.ShapeDtypeStruct((1, t), jnp.float32)
+        parallel._warn_host_conv("grid.make_grid_step", mesh, apply_fn, variables, x)
     return _grid_program(model, c.at_eps > 0, int(c.at_steps), mesh, strategy)  # pyright: ignore[reportArgumentType]
 
 
