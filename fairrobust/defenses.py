@@ -44,6 +44,7 @@ import numpy as np
 from jax import lax
 
 __all__ = [
+    "parse_preprocess",
     "PREPROCESSES",
     "DefenseSpec",
     "Preprocess",
@@ -772,3 +773,42 @@ def _compose(
     defended_apply_fn.__doc__ = f"{apply_fn!r} behind {preprocess.describe()}."
     defended_apply_fn.preprocess = preprocess  # type: ignore[attr-defined]
     return defended_apply_fn
+
+
+def parse_preprocess(spec: str, sample_rate: int | None = None) -> Preprocess:
+    """Parse ``"name"`` / ``"name:key=value,..."`` into a :class:`Preprocess`.
+
+    Values are read as int, then float, else kept as text. ``gradient=exact|bpda``
+    selects the attack gradient. For ``lowpass`` the dataset's ``sample_rate``
+    is filled in when not given (a placeholder of 16 kHz when validating a
+    config without a dataset).
+
+    Raises:
+      ValueError: malformed spec, unknown defense or parameter (from
+        :func:`make_preprocess`).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"preprocess: expected 'name' or 'name:key=value,...', got {spec!r}")
+    name, _, rest = spec.strip().partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"preprocess {spec!r}: expected key=value, got {item!r}")
+        params[key.strip()] = _parse_scalar(value.strip())
+    gradient = params.pop("gradient", None)
+    if name.strip() == "lowpass" and "sample_rate" not in params:
+        params["sample_rate"] = float(sample_rate or 16000)
+    try:
+        return make_preprocess(name.strip(), gradient=gradient, **params)
+    except ValueError as exc:
+        raise ValueError(f"preprocess {spec!r}: {exc}") from exc
+
+
+def _parse_scalar(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text

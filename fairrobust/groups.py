@@ -31,11 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "ALL_PAIRS",
     "SEPARATOR",
     "UNKNOWN",
     "Groups",
     "all_groups",
     "group_masks",
+    "parse_intersections",
     "training_group_sizes",
 ]
 
@@ -43,6 +45,8 @@ __all__ = [
 UNKNOWN = "unknown"
 #: Joins attribute names and values of an intersection: ``"gender x dialect"``.
 SEPARATOR = " x "
+#: Intersection spec meaning every pair of the analysed attributes.
+ALL_PAIRS = "all-pairs"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -263,3 +267,61 @@ def training_group_sizes(train_attributes: Mapping[str, np.ndarray], groups: Gro
         ],
         dtype=np.int64,
     )
+
+
+def parse_intersections(
+    specs: str | Iterable[str | Sequence[str]] | None,
+    attributes: Sequence[str] | None = None,
+) -> tuple[tuple[str, ...], ...]:
+    """The one parser of intersection specs: ``"a x b"``, ``"a,b"``, ``"a+b"``, ``"all-pairs"``.
+
+    A string may hold several specs separated by ``;``; a sequence may mix
+    strings and tuples of attribute names. ``"all-pairs"`` expands to every pair
+    of ``attributes`` (in their order); without ``attributes`` it is kept as the
+    one-element marker ``("all-pairs",)`` to be expanded once the attributes are
+    known. Duplicates are dropped, order is kept.
+
+    Args:
+      specs: ``None``, one string, or a sequence of strings / name tuples.
+      attributes: the analysed attribute names (expands ``all-pairs``).
+
+    Returns:
+      A tuple of attribute-name tuples, each of length >= 2 (or the marker).
+
+    Raises:
+      ValueError: a spec with fewer than two attribute names, or a repeated name.
+    """
+    if specs is None:
+        return ()
+    items: list[str | Sequence[str]] = [specs] if isinstance(specs, str) else list(specs)
+    out: list[tuple[str, ...]] = []
+    for item in items:
+        if not isinstance(item, str):
+            names = tuple(str(a).strip() for a in item)
+            if names == (ALL_PAIRS,):
+                item = ALL_PAIRS
+            else:
+                out.append(_checked_spec(names, item))
+                continue
+        for spec in (s.strip() for s in item.split(";")):
+            if not spec:
+                continue
+            if spec == ALL_PAIRS:
+                if attributes is None:
+                    out.append((ALL_PAIRS,))
+                else:
+                    names_ = list(attributes)
+                    out += [(a, b) for i, a in enumerate(names_) for b in names_[i + 1 :]]
+                continue
+            parts = spec.replace("+", ",").replace(SEPARATOR, ",").split(",")
+            out.append(_checked_spec(tuple(p.strip() for p in parts if p.strip()), spec))
+    return tuple(dict.fromkeys(out))
+
+
+def _checked_spec(names: tuple[str, ...], spec: object) -> tuple[str, ...]:
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(
+            f"intersections: expected 'a x b', 'a,b' or 'all-pairs' (two or more different "
+            f"attributes), got {spec!r}"
+        )
+    return names

@@ -1,0 +1,523 @@
+"""The soundness study: is the robustness study's attack strong enough to trust its parity?
+
+It takes the two studies' *results* (never their configs): the robustness
+study's members (model folders, test clips, attack settings) and the rejection
+study's randomized-smoothing base model (folder, sigma, evaluated clips), and runs
+:func:`fairrobust.evaluation.run_soundness_checks` on the members named by
+:attr:`SoundnessConfig.models` plus the EOT attack on the smoothed classifier
+(:func:`fairrobust.evaluation.smoothed_robust_correct`). For every attack tried and
+every attribute it reports Defense Parity with bootstrap intervals, so a reader
+can see whether the study's parity holds under the strongest attack tried.
+
+Files (``results/``, atomic): ``soundness.json`` (settings, input hash, verdicts,
+numbers, per-model reports) and ``soundness_parity.{csv,json}``; the report
+renders ``soundness.md`` from ``soundness.json``. A rerun with the same inputs
+(models, data, clips, attack and check settings, seed) reuses ``soundness.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fairrobust import _io
+from fairrobust.defenses import parse_preprocess, with_preprocess
+from fairrobust.evaluation import (
+    SmoothingAttackConfig,
+    run_soundness_checks,
+    smoothed_robust_correct,
+)
+from fairrobust.metrics import AucAccStat, bootstrap_ci
+from fairrobust.studies._store import library_version, seeded_subset, train_or_load, write_table
+from fairrobust.studies.config import SOUNDNESS_ALIASES, RobustnessConfig, SoundnessConfig
+from fairrobust.studies.rejection import RejectionResults
+from fairrobust.studies.robustness import MemberResult, RobustnessResults, resolve_groups
+from fairrobust.studies.summary import select_baseline, select_most_robust
+
+__all__ = [
+    "PARITY_COLUMNS",
+    "SOUNDNESS_FILES",
+    "parity_rows",
+    "pick_surrogate",
+    "remove_soundness",
+    "resolve_targets",
+    "run_soundness",
+    "soundness_steps",
+]
+
+#: Columns of ``results/soundness_parity.{csv,json}``.
+PARITY_COLUMNS = (
+    "model",
+    "role",
+    "attack",
+    "attribute",
+    "defense_parity",
+    "ci_low",
+    "ci_high",
+    "n_valid_groups",
+    "worst_group",
+    "worst_auc_acc",
+    "worst_auc_acc_ci_low",
+    "worst_auc_acc_ci_high",
+)
+#: Every file of the soundness study under ``results/``.
+SOUNDNESS_FILES = (
+    "soundness.json",
+    "soundness.md",
+    "soundness_parity.csv",
+    "soundness_parity.json",
+)
+#: Salts of the seeded clip subsets (smoothing check, base-model checks).
+_SALT_SMOOTH, _SALT_BASE = 0x5E0, 0x5E1
+
+
+def soundness_steps(cfg: SoundnessConfig, attack_steps: int, preset: str) -> tuple[int, ...]:
+    """PGD step counts of the convergence check (see :attr:`SoundnessConfig.steps`)."""
+    if cfg.steps:
+        base = set(cfg.steps)
+    elif preset == "paper":
+        base = {1, 10, 50}
+    else:
+        base = {1, max(1, attack_steps // 2)}
+    out = sorted(base | {int(attack_steps)})
+    return tuple(out) if len(out) >= 2 else (out[0], out[0] + 1)
+
+
+def resolve_targets(cfg: SoundnessConfig, rob_res: RobustnessResults) -> list[tuple[Any, str]]:
+    """``[(MemberResult, role)]`` of the members named by ``cfg.models``, deduplicated."""
+    rows = rob_res.tables["models"]
+    by_id = {m.spec.member_id: m for m in rob_res.members}
+    out: dict[str, str] = {}
+    for name in cfg.models:
+        if name == "all":
+            for r in rows:
+                out.setdefault(r["member_id"], "")
+            continue
+        if name in ("baseline", "most_robust"):
+            row = select_baseline(rows) if name == "baseline" else select_most_robust(rows)
+            if row is not None:
+                role = "clean baseline" if name == "baseline" else "most robust"
+                prev = out.get(row["member_id"])
+                out[row["member_id"]] = role if not prev else f"{prev}, {role}"
+            continue
+        if name not in by_id:
+            raise ValueError(
+                f"SoundnessConfig.models: unknown member {name!r}; expected one of "
+                f"{list(SOUNDNESS_ALIASES)} or a member id {sorted(by_id)}"
+            )
+        out.setdefault(name, "")
+    return [(by_id[mid], role) for mid, role in out.items()]
+
+
+def pick_surrogate(target: MemberResult, members: Sequence[MemberResult]) -> MemberResult | None:
+    """Another trained grid member of the same architecture (clean-trained preferred)."""
+    others: dict[str, MemberResult] = {}
+    for m in members:
+        s = m.spec
+        if s.model == target.spec.model and s.train_id != target.spec.train_id:
+            others.setdefault(s.train_id, m)
+    if not others:
+        return None
+    clean = [m for m in others.values() if m.spec.at_eps == 0 and m.spec.noise_std == 0]
+    return (clean or list(others.values()))[0]
+
+
+def _finite(v: Any) -> float | None:
+    f = float(v)
+    return f if np.isfinite(f) else None
+
+
+def parity_rows(
+    correct: Mapping[str, np.ndarray],
+    eps: np.ndarray,
+    groups: Mapping[str, Any],
+    speakers: np.ndarray,
+    rob_cfg: RobustnessConfig,
+    key: jax.Array,
+    base: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Defense Parity (and the worst group's AUC_acc) per attack and attribute, with CIs.
+
+    ``correct``: attack name -> per-example correctness ``[e, n]``. Per attribute, every
+    attack's AUC_acc / Defense Parity and their bootstrap intervals are one vmapped
+    computation (``metrics.bootstrap_ci`` with ``AucAccStat``; stratified by group,
+    clustered by speaker; the robustness study's resamples and level).
+    """
+    names = list(correct)
+    stack = np.stack([np.asarray(correct[a], np.float32) for a in names])  # [A, e, n]
+    rows: list[dict[str, Any]] = []
+    for i_attr, (attr, grp) in enumerate(groups.items()):
+        if grp.num_groups == 0:
+            continue
+        valid = tuple(bool(v) for v in np.asarray(grp.valid))
+        stat = AucAccStat(tuple(float(e) for e in eps), valid)
+        if rob_cfg.bootstrap > 0:
+            res = bootstrap_ci(
+                stat, stack, grp.masks, key=jax.random.fold_in(key, i_attr),
+                num_resamples=rob_cfg.bootstrap, level=rob_cfg.ci_level, speakers=speakers,
+                batch_size=min(rob_cfg.bootstrap, 50),
+            )  # fmt: skip
+            est, lo, hi = (
+                {k: np.asarray(v, np.float64) for k, v in d.items()}
+                for d in (res.estimate, res.lower, res.upper)
+            )
+        else:
+            est = {
+                k: np.asarray(v, np.float64)
+                for k, v in stat(jnp.asarray(stack), jnp.asarray(grp.masks), None).items()
+            }
+            lo = hi = {k: np.full_like(v, np.nan) for k, v in est.items()}
+        vidx = np.flatnonzero(np.asarray(grp.valid))
+        for a, name in enumerate(names):
+            auc = est["auc_acc"][a]
+            ok = vidx[np.isfinite(auc[vidx])]
+            w = int(ok[np.argmin(auc[ok])]) if ok.size >= 2 else None
+            rows.append(
+                {
+                    **base,
+                    "attack": name,
+                    "attribute": attr,
+                    "defense_parity": _finite(est["defense_parity"][a]),
+                    "ci_low": _finite(lo["defense_parity"][a]),
+                    "ci_high": _finite(hi["defense_parity"][a]),
+                    "n_valid_groups": int(ok.size),
+                    "worst_group": None if w is None else grp.names[w],
+                    "worst_auc_acc": None if w is None else _finite(auc[w]),
+                    "worst_auc_acc_ci_low": None if w is None else _finite(lo["auc_acc"][a, w]),
+                    "worst_auc_acc_ci_high": None if w is None else _finite(hi["auc_acc"][a, w]),
+                }
+            )
+    return rows
+
+
+def _check_rows(model: str, role: str, checks: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": model,
+            "role": role,
+            "check": c.name,
+            "verdict": c.verdict,
+            "summary": c.summary(),
+            "reasons": list(c.all_reasons),
+        }
+        for c in checks
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What the checks run on, and the settings / inputs record that keys the cache."""
+
+    targets: list[tuple[MemberResult, str, MemberResult | None]]
+    steps: tuple[int, ...]
+    eps: np.ndarray
+    test_idx: np.ndarray | None  # dataset indices of the base-model checks
+    smooth_idx: np.ndarray | None  # dataset indices of the smoothing check
+    settings: dict[str, Any]
+    inputs_hash: str
+
+
+def _plan(
+    dataset: Any,
+    cfg: SoundnessConfig,
+    rob_res: RobustnessResults,
+    rej_res: RejectionResults | None,
+) -> _Plan:
+    rob_cfg = rob_res.config
+    attack_steps = int(rob_cfg.attack_steps)
+    steps = soundness_steps(cfg, attack_steps, rob_cfg.preset)
+    targets = [
+        (m, role, pick_surrogate(m, rob_res.members) if cfg.transfer else None)
+        for m, role in resolve_targets(cfg, rob_res)
+    ]
+    test_index = np.asarray(rob_res.test_index)
+    sel = seeded_subset(np.arange(len(test_index)), cfg.max_examples, rob_cfg.seed, _SALT_BASE)
+    smooth_idx = None
+    if cfg.smoothing and rej_res is not None:
+        ev = np.asarray(rej_res.eval_index)
+        pos = seeded_subset(
+            np.arange(len(ev)), cfg.smoothing_examples, rej_res.config.seed, _SALT_SMOOTH
+        )
+        smooth_idx = ev[pos]
+    settings = {
+        "models": list(cfg.models),
+        "steps": list(steps),
+        "restarts": cfg.restarts,
+        "restart_steps": attack_steps if cfg.restarts else None,
+        "transfer": cfg.transfer,
+        "norm": "linf",
+        "epsilons": [float(e) for e in rob_cfg.attack_eps],
+        "rel_step": float(rob_cfg.attack_rel_step),
+        "random_start": False,
+        "tolerance": cfg.tolerance,
+        "chance_margin": cfg.chance_margin,
+        "n_examples": int(sel.size),
+        "bootstrap": int(rob_cfg.bootstrap),
+        "ci_level": float(rob_cfg.ci_level),
+        "seed": int(rob_cfg.seed),
+        "min_group_size": int(rob_cfg.min_group_size),
+        "smoothing": None
+        if smooth_idx is None or rej_res is None
+        else {
+            "sigma": float(rej_res.config.sigma),
+            "noise": rej_res.config.noise,
+            "num_noise": cfg.num_noise,
+            "num_samples": cfg.num_samples,
+            "objective": "mean_softmax",
+            "num_steps": attack_steps,
+            "n_examples": int(smooth_idx.size),
+            "seed": int(rej_res.config.seed),
+        },
+    }
+    inputs = {
+        "format": 1,
+        "settings": settings,
+        "batch_size": cfg.batch_size,
+        "data_fingerprint": dataset.fingerprint(),
+        "attributes": [list(rob_cfg.attributes), list(rob_cfg.intersections)],
+        "targets": [
+            [m.spec.eval_hash, role, None if s is None else s.spec.train_id]
+            for m, role, s in targets
+        ],
+        "test_index": _io.stable_hash(test_index[sel].tolist()),
+        "smoothing": None
+        if smooth_idx is None or rej_res is None
+        else [str(rej_res.model_dirs["rs"].name), _io.stable_hash(smooth_idx.tolist())],
+    }
+    return _Plan(
+        targets=targets,
+        steps=steps,
+        eps=np.asarray(rob_cfg.attack_eps, np.float32),
+        test_idx=test_index[sel] if targets else None,
+        smooth_idx=smooth_idx,
+        settings=settings,
+        inputs_hash=_io.stable_hash(inputs),
+    )
+
+
+def _member_model(dataset: Any, member: MemberResult, run_dir: Path, progress: bool):
+    trained = train_or_load(
+        dataset,
+        member.spec.train_spec["train_config"],
+        run_dir / "models" / member.spec.train_id,
+        resume=True,
+        progress=progress,
+    )
+    return trained.apply_fn, trained.variables
+
+
+def _check_members(
+    dataset: Any,
+    run_dir: Path,
+    cfg: SoundnessConfig,
+    plan: _Plan,
+    rob_cfg: RobustnessConfig,
+    key: jax.Array,
+    *,
+    progress: bool,
+    log: Callable[[str], Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Checks of the robustness-study members: (check rows, parity rows, model records)."""
+    checks: list[dict[str, Any]] = []
+    parity: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    if not plan.targets or plan.test_idx is None:
+        return checks, parity, records
+    idx = plan.test_idx
+    x = np.asarray(dataset.waveforms[idx], np.float32)
+    y = np.asarray(dataset.labels[idx], np.int32)
+    groups = resolve_groups({k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}, rob_cfg)
+    speakers = np.asarray(dataset.speakers)[idx]
+    attack_steps = int(rob_cfg.attack_steps)
+    for member, role, sur in plan.targets:
+        spec = member.spec
+        log(
+            f"  soundness: {spec.member_id} ({role or 'requested'}): PGD steps "
+            f"{list(plan.steps)}, {cfg.restarts} restarts, transfer from "
+            f"{'-' if sur is None else sur.spec.member_id}"
+        )
+        apply_fn, variables = _member_model(dataset, member, run_dir, progress)
+        fn = with_preprocess(apply_fn, parse_preprocess(spec.preprocess, dataset.sample_rate))
+        surrogate = None if sur is None else _member_model(dataset, sur, run_dir, progress)
+        mkey = jax.random.fold_in(key, int(spec.eval_hash[:7], 16))
+        rep = run_soundness_checks(
+            fn, variables, x, y, plan.eps, mkey, num_classes=dataset.num_classes,
+            steps=plan.steps, restarts=cfg.restarts or None, restart_steps=attack_steps,
+            surrogate=surrogate, rel_step=float(rob_cfg.attack_rel_step),
+            tolerance=cfg.tolerance, chance_margin=cfg.chance_margin,
+            batch_size=cfg.batch_size, progress=progress,
+        )  # fmt: skip
+        base = {"model": spec.member_id, "role": role}
+        checks += _check_rows(spec.member_id, role, rep.checks)
+        parity += parity_rows(
+            rep.correct, plan.eps, groups, speakers, rob_cfg, jax.random.fold_in(mkey, 7), base
+        )
+        records.append(
+            {
+                **base,
+                "surrogate": None if sur is None else sur.spec.member_id,
+                "study_attack": f"PGD-{attack_steps}",
+                "attacks": list(rep.correct),
+                "verdict": rep.verdict,
+                "report": rep.to_dict(),
+            }
+        )
+    return checks, parity, records
+
+
+def _check_smoothed(
+    dataset: Any,
+    cfg: SoundnessConfig,
+    plan: _Plan,
+    rob_cfg: RobustnessConfig,
+    rej_res: RejectionResults,
+    key: jax.Array,
+    *,
+    progress: bool,
+    log: Callable[[str], Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """EOT vs plain PGD on the rejection study's smoothed classifier."""
+    idx = np.asarray(plan.smooth_idx)
+    rcfg = rej_res.config
+    log(
+        f"  soundness: EOT attack on the RS base model (sigma {rcfg.sigma:g}, "
+        f"M {cfg.num_noise}, N {cfg.num_samples}) on {idx.size} clips"
+    )
+    trained = train_or_load(
+        dataset, rej_res.train_configs["rs"], rej_res.model_dirs["rs"], resume=True,
+        progress=progress,
+    )  # fmt: skip
+    xs = np.asarray(dataset.waveforms[idx], np.float32)
+    ys = np.asarray(dataset.labels[idx], np.int32)
+    skey = jax.random.fold_in(key, 0x5A)
+    sc = SmoothingAttackConfig(
+        sigma=float(rcfg.sigma), num_noise=cfg.num_noise, num_samples=cfg.num_samples,
+        noise=rcfg.noise, chunk_size=min(int(rcfg.chunk_size), cfg.num_samples),
+    )  # fmt: skip
+    check = smoothed_robust_correct(
+        trained.apply_fn, trained.variables, xs, ys, plan.eps, skey,
+        num_classes=dataset.num_classes, smoothing_config=sc,
+        num_steps=int(rob_cfg.attack_steps), rel_step=float(rob_cfg.attack_rel_step),
+        tolerance=cfg.tolerance, batch_size=cfg.batch_size, progress=progress,
+    )  # fmt: skip
+    name = "RS base (rejection study)"
+    base = {"model": name, "role": "smoothed classifier"}
+    correct = {
+        "smoothed: plain PGD on base": check.plain_correct,
+        "smoothed: EOT": check.eot_correct,
+        "smoothed: strongest": check.strongest_correct,
+    }
+    groups = resolve_groups({k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}, rob_cfg)
+    parity = parity_rows(
+        correct, plan.eps, groups, np.asarray(dataset.speakers)[idx], rob_cfg,
+        jax.random.fold_in(skey, 7), base,
+    )  # fmt: skip
+    n = max(int(idx.size), 1)
+    record = {
+        **base,
+        "verdict": check.verdict,
+        "attacks": list(correct),
+        "accuracy": {k: (np.asarray(v).sum(-1) / n).tolist() for k, v in correct.items()},
+        "check": check.to_dict(),
+    }
+    return _check_rows(name, base["role"], [check]), parity, record
+
+
+def run_soundness(
+    dataset: Any,
+    run_dir: str | Path,
+    cfg: SoundnessConfig,
+    robustness: RobustnessResults | None,
+    rejection: RejectionResults | None = None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any] | None:
+    """Run the soundness checks of a run and write ``results/soundness*.{json,csv}``.
+
+    For each robustness-study member of ``cfg.models``:
+    :func:`fairrobust.evaluation.run_soundness_checks` on the study's test clips and
+    attack budgets (PGD L-inf, the study's step size, clean start): convergence over
+    :func:`soundness_steps`, FGSM, the budget curve, ``cfg.restarts`` random restarts
+    of the study's attack and a transfer attack from :func:`pick_surrogate`. With
+    ``rejection`` and ``cfg.smoothing``: the EOT attack on the rejection study's RS
+    base model. For every attack and attribute, Defense Parity with bootstrap
+    intervals (:func:`parity_rows`).
+
+    Args:
+      dataset: the ``AudioDataset`` both studies ran on.
+      run_dir: the run folder (models are read from ``models/``).
+      cfg: the :class:`SoundnessConfig`.
+      robustness: the robustness study's results (its members, clips and attack
+        settings). Without it there is no attack to check: returns None.
+      rejection: the rejection study's results (RS base model folder, sigma,
+        evaluated clips), or None.
+      progress: show progress bars.
+      log: where step messages go.
+
+    Returns:
+      The ``soundness.json`` record, or None when there is nothing to check.
+    """
+    if robustness is None:
+        return None
+    run_dir = Path(run_dir)
+    results = run_dir / "results"
+    plan = _plan(dataset, cfg, robustness, rejection)
+    if not plan.targets and plan.smooth_idx is None:
+        return None
+    json_path = results / "soundness.json"
+    if json_path.is_file():
+        try:
+            old = _io.read_json(json_path)
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old.get("inputs_hash") == plan.inputs_hash:
+            log("soundness checks: up to date (inputs unchanged), reused results/soundness.json")
+            _write_parity(results, old)
+            return old
+    rob_cfg = robustness.config
+    key = jax.random.fold_in(jax.random.key(int(rob_cfg.seed)), 0x50D)
+    checks, parity, models = _check_members(
+        dataset, run_dir, cfg, plan, rob_cfg, key, progress=progress, log=log
+    )
+    smooth_record = None
+    if plan.smooth_idx is not None and rejection is not None:
+        s_checks, s_parity, smooth_record = _check_smoothed(
+            dataset, cfg, plan, rob_cfg, rejection, key, progress=progress, log=log
+        )
+        checks += s_checks
+        parity += s_parity
+    record = {
+        "study": "soundness",
+        "inputs_hash": plan.inputs_hash,
+        "verdict": "warn" if any(c["verdict"] == "warn" for c in checks) else "pass",
+        "dataset": dataset.name,
+        "data_fingerprint": dataset.fingerprint(),
+        "library_version": library_version(),
+        "settings": plan.settings,
+        "checks": checks,
+        "parity": parity,
+        "models": models,
+        "smoothing": smooth_record,
+    }
+    _io.atomic_write_json(json_path, record)
+    record = _io.read_json(json_path)  # views from the file, exactly as a rerun sees it
+    _write_parity(results, record)
+    return record
+
+
+def _write_parity(results: Path, record: Mapping[str, Any]) -> None:
+    """``soundness_parity.{csv,json}`` from the ``soundness.json`` record."""
+    write_table(results / "soundness_parity", record.get("parity", []), PARITY_COLUMNS)
+
+
+def remove_soundness(run_dir: str | Path) -> None:
+    """Delete the soundness files of an earlier run in ``run_dir`` (checks skipped now)."""
+    for name in SOUNDNESS_FILES:
+        (Path(run_dir) / "results" / name).unlink(missing_ok=True)
