@@ -159,6 +159,8 @@ def run(
     resume: str | os.PathLike[str] | None = None,
     runs_dir: str | os.PathLike[str] = "runs",
     studies: Sequence[str] = STUDIES,
+    overrides: Mapping[str, Any] | None = None,
+    reuse: bool = True,
     progress: bool = True,
     load_options: Mapping[str, Any] | None = None,
     log: Callable[[str], Any] = print,
@@ -174,6 +176,10 @@ def run(
         :func:`fairrobust.studies.config.load_configs`.
       out, resume, runs_dir: see :func:`resolve_run_dir`.
       studies: which studies to run (both by default).
+      overrides: fields set in both study configs after the file (see
+        :func:`~fairrobust.studies.config.load_configs`).
+      reuse: reuse finished models and results in the folder whose settings match
+        (False recomputes everything).
       progress: show progress bars.
       load_options: extra loader options (``sample_rate``, ``duration``).
       log: where step messages go (``print``; a no-op to silence).
@@ -210,6 +216,7 @@ def run(
         attributes=attributes,
         intersections=intersections,
         dataset_attributes=sorted(ds.attributes),
+        overrides=overrides,
         soundness=soundness if isinstance(soundness, bool) else True,
     )
     if isinstance(soundness, SoundnessConfig):
@@ -241,7 +248,7 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     _io.atomic_write_json(run_dir / "config.json", config_record)
     _remove_stale(run_dir, studies)
-    rob_res, rej_res = _run_studies(ds, configs, run_dir, studies, timings, progress, log)
+    rob_res, rej_res = _run_studies(ds, configs, run_dir, studies, timings, reuse, progress, log)
     if configs.soundness.enabled:
         log(
             "soundness checks: convergence, budget curve, restarts, transfer, EOT on smoothing "
@@ -249,8 +256,9 @@ def run(
         )
         t0 = time.perf_counter()
         record = run_soundness(
-            ds, run_dir, configs.soundness, rob_res, rej_res, progress=progress, log=log
-        )
+            ds, run_dir, configs.soundness, rob_res, rej_res, reuse=reuse, progress=progress,
+            log=log,
+        )  # fmt: skip
         if record is None:
             log("soundness checks: skipped (they check the robustness study's attack)")
             remove_soundness(run_dir)
@@ -293,6 +301,7 @@ def _run_studies(
     run_dir: Path,
     studies: Sequence[str],
     timings: dict[str, float],
+    reuse: bool,
     progress: bool,
     log: Callable[[str], Any],
 ) -> tuple[rb.RobustnessResults | None, rj.RejectionResults | None]:
@@ -305,16 +314,16 @@ def _run_studies(
             f"eps {list(rob_cfg.attack_eps)}"
         )
         t0 = time.perf_counter()
-        rob_res = rb.run_study(ds, rob_cfg, run_dir, resume=True, progress=progress)
+        rob_res = rb.run_study(ds, rob_cfg, run_dir, resume=reuse, progress=progress)
         timings["robustness"] = time.perf_counter() - t0
     if "rejection" in studies:
         step = 1 + ("robustness" in studies)
         log(
             f"[{step}/{len(studies) + 1}] rejection study: RS (sigma {rej_cfg.sigma}, "
-            f"N {list(rej_cfg.num_samples)}) vs NR on {rej_cfg.max_test or 'all'} clips"
+            f"N {list(rej_cfg.num_samples)}) vs NR on {rej_cfg.max_examples or 'all'} clips"
         )
         t0 = time.perf_counter()
-        rej_res = rj.run_study(ds, rej_cfg, run_dir, resume=True, progress=progress)
+        rej_res = rj.run_study(ds, rej_cfg, run_dir, resume=reuse, progress=progress)
         timings["rejection"] = time.perf_counter() - t0
     return rob_res, rej_res
 

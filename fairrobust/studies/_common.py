@@ -11,8 +11,6 @@ Public functions:
   * :func:`expand_grid` -- cartesian product of named axes, in a fixed order.
   * :func:`member_id` -- ``<readable-label>-<hash of spec>``.
   * :func:`save_member` / :func:`load_member` -- atomic write / validated read.
-  * :func:`apply_overrides` / :func:`load_toml_overrides` -- config fields from a
-    mapping or a TOML file, validated against the dataclass's annotations.
   * :func:`write_table` -- a list of dicts to ``.csv`` and ``.json`` atomically.
   * :func:`check_config_change` -- compare with the config a previous run saved.
   * :func:`write_provenance` / :func:`verify_provenance` -- the provenance sidecar
@@ -31,18 +29,13 @@ across reruns like the tables it describes.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import itertools
 import logging
-import math
 import os
 import re
-import tomllib
-import types
-import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,13 +52,11 @@ from fairrobust._io import (
 )
 
 __all__ = [
-    "apply_overrides",
     "check_config_change",
     "expand_grid",
     "format_value",
     "library_version",
     "load_member",
-    "load_toml_overrides",
     "logger",
     "member_id",
     "save_member",
@@ -203,107 +194,6 @@ def load_member(
     with np.load(npz_path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     return meta, arrays
-
-
-# ----------------------------------------------------------------------------- configs
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a TOML / JSON / CLI value to the annotated type, or raise ``ValueError``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(errors[0] if errors else f"{where}: unexpected value {value!r}")
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, Iterable):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        items = list(value)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items))
-        if len(items) != len(args):
-            raise ValueError(f"{where}: expected {len(args)} items, got {len(items)}")
-        return tuple(
-            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args, strict=True))
-        )
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"{where}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(float(value)):
-            raise ValueError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-def apply_overrides(config: C, overrides: Mapping[str, Any], *, source: str = "overrides") -> C:
-    """A copy of the frozen dataclass ``config`` with ``overrides`` applied and type-checked.
-
-    Keys may use ``-`` or ``_``. Lists become tuples; integers are accepted for
-    float fields.
-
-    Raises:
-      ValueError: unknown field (the message lists the valid ones) or a value
-        of the wrong type; the message names ``source`` and the field.
-    """
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        raise ValueError(f"config: expected a dataclass instance, got {type(config).__name__}")
-    hints = typing.get_type_hints(type(config))
-    fields = {f.name for f in dataclasses.fields(config)}
-    changes = {}
-    for key, value in overrides.items():
-        name = str(key).replace("-", "_")
-        if name not in fields:
-            raise ValueError(
-                f"{source}: unknown field {key!r}; valid fields: {', '.join(sorted(fields))}"
-            )
-        changes[name] = _coerce(value, hints[name], f"{source}: field {name!r}")
-    return dataclasses.replace(config, **changes)  # pyright: ignore[reportArgumentType]
-
-
-def load_toml_overrides(path: str | os.PathLike[str], config: C, *, table: str | None = None) -> C:
-    """Apply the fields of a TOML file to ``config`` (see :func:`apply_overrides`).
-
-    When ``table`` is given and the file has a ``[table]`` section, only that
-    section is read; otherwise the top-level keys are the fields.
-
-    Raises:
-      FileNotFoundError: no such file.
-      ValueError: invalid TOML, unknown field or wrong type (message names the file).
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from exc
-    if table is not None and isinstance(data.get(table), dict):
-        data = data[table]
-    return apply_overrides(config, data, source=str(path))
 
 
 def check_config_change(path: str | os.PathLike[str], config_hash: str) -> str | None:

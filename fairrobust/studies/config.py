@@ -735,6 +735,7 @@ def load_configs(
     attributes: Sequence[str] | str | None = None,
     intersections: Sequence[str] | str | None = None,
     dataset_attributes: Sequence[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     soundness: bool = True,
 ) -> RunConfigs:
     """The configs of a run: each study's preset, then the file's tables, then run-wide settings.
@@ -752,6 +753,8 @@ def load_configs(
       intersections: specs for :func:`fairrobust.groups.parse_intersections`.
       dataset_attributes: the dataset's attribute names, used to expand
         ``all-pairs`` when ``attributes`` is not given.
+      overrides: fields set in both study configs (e.g. ``max_examples``,
+        ``min_group_size``, ``bootstrap_resamples``), after the file.
       soundness: False disables the soundness checks.
 
     Raises:
@@ -766,6 +769,9 @@ def load_configs(
         rob = apply_overrides(rob, tables["robustness"], source=str(config_file))
         rej = apply_overrides(rej, tables["rejection"], source=str(config_file))
         sound = apply_overrides(sound, tables["soundness"], source=f"{config_file} [soundness]")
+    if overrides:
+        rob = apply_overrides(rob, overrides, source="command line")
+        rej = apply_overrides(rej, overrides, source="command line")
     rob_changes: dict[str, Any] = {}
     rej_changes: dict[str, Any] = {}
     if seed is not None:

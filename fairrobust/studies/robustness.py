@@ -48,13 +48,11 @@ always recomputed from the member files and are byte-identical across reruns.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +62,14 @@ import numpy as np
 import scipy.stats
 
 from fairrobust import _io
+from fairrobust.defenses import parse_preprocess
+from fairrobust.groups import ALL_PAIRS
 from fairrobust.studies._common import (
-    apply_overrides,
     check_config_change,
     expand_grid,
     format_value,
     library_version,
     load_member,
-    load_toml_overrides,
     logger,
     member_id,
     save_member,
@@ -79,279 +77,28 @@ from fairrobust.studies._common import (
     write_provenance,
     write_table,
 )
+from fairrobust.studies.config import RobustnessConfig
 
 __all__ = [
     "BINARY_INTERVENTIONS",
     "LEVEL_INTERVENTIONS",
-    "PRESETS",
     "MemberResult",
     "MemberSpec",
-    "RobustnessConfig",
     "RobustnessResults",
-    "add_cli_arguments",
     "aggregate",
-    "cli_main",
     "correlation_rows",
-    "format_models_table",
     "intervention_codes",
-    "load_config",
-    "parse_preprocess",
     "plan_members",
-    "preset",
     "random_guess_test",
     "resolve_groups",
     "run_study",
     "write_figures",
 ]
 
-MODELS = ("m5", "m5-tricks")
-ALL_PAIRS = "all-pairs"
 #: Binary intervention codes (paper Figures 2 and 4), in column order.
 BINARY_INTERVENTIONS = ("AT", "Tricks", "Noise", "Preprocess")
 #: Intervention levels (paper Figures 3 and 5), in column order.
 LEVEL_INTERVENTIONS = ("AT budget", "Noise std")
-
-
-def parse_preprocess(spec: str, sample_rate: int | None = None):
-    """Parse ``"name"`` / ``"name:key=value,..."`` into a :class:`fairrobust.defenses.Preprocess`.
-
-    Values are read as int, then float, else kept as text. ``gradient=exact|bpda``
-    selects the attack gradient. For ``lowpass`` the dataset's ``sample_rate``
-    is filled in when not given (a placeholder of 16 kHz when validating a
-    config without a dataset).
-
-    Raises:
-      ValueError: malformed spec, unknown defense or parameter (from
-        :func:`fairrobust.defenses.make_preprocess`).
-    """
-    from fairrobust.defenses import make_preprocess
-
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"preprocess: expected 'name' or 'name:key=value,...', got {spec!r}")
-    name, _, rest = spec.strip().partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"preprocess {spec!r}: expected key=value, got {item!r}")
-        params[key.strip()] = _parse_scalar(value.strip())
-    gradient = params.pop("gradient", None)
-    if name.strip() == "lowpass" and "sample_rate" not in params:
-        params["sample_rate"] = float(sample_rate or 16000)
-    try:
-        return make_preprocess(name.strip(), gradient=gradient, **params)
-    except ValueError as exc:
-        raise ValueError(f"preprocess {spec!r}: {exc}") from exc
-
-
-def _parse_scalar(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-# ============================================================================ config
-
-
-@dataclasses.dataclass(frozen=True)
-class RobustnessConfig:
-    """Settings of the robustness study; defaults are the paper's (``preset("paper")``).
-
-    Grid (every combination is one trained model; ``preprocess`` multiplies the
-    evaluations of each model, not the training):
-
-    Attributes:
-      preset: name of the preset this config started from (documentation only).
-      models: architectures, each ``"m5"`` or ``"m5-tricks"``.
-      at_eps: PGD adversarial-training L-inf budgets; 0 = no adversarial training.
-      noise_std: Gaussian noise-augmentation std during training; 0 = none.
-      preprocess: test-time preprocessing defenses ``g`` in front of every model,
-        as ``"name"`` or ``"name:key=value,key=value"`` (``"none"``,
-        ``"quantize:bits=8"``, ``"lowpass:cutoff_hz=4000"``,
-        ``"spectral_denoise"``; add ``gradient=exact|bpda`` to choose the attack
-        gradient; ``lowpass`` gets the dataset's sample rate). Attacked end to
-        end; BPDA where the defense is not differentiable (stated in results).
-      attack_eps: L-inf attack budgets (> 0); epsilon 0 (clean) is always added.
-      attack_steps: PGD steps per attack (paper: 100).
-      attack_rel_step: PGD step size as a fraction of epsilon (paper: 1/5).
-      attack_batch_size: examples per attack batch (memory only, not results).
-      epochs: training epochs; the checkpoint with the best validation loss is
-        kept. The paper trained 1000 epochs with best-validation selection; 100
-        is the paper preset here (M5 converges well before on these datasets).
-      width: M5 channel width.
-      batch_size: training batch size.
-      lr: Adam learning rate.
-      at_steps: PGD steps when crafting adversarial training examples (paper: 10).
-      at_lam: weight of the adversarial loss in the joint loss (paper: 0.5).
-      attributes: attributes to analyse; empty = every attribute of the dataset.
-      intersections: intersections to analyse, each ``"a x b"`` (or ``"a+b"``),
-        or the single entry ``"all-pairs"``; default none (the paper analyses
-        attributes one at a time, and intersections of these small datasets are
-        mostly under any sensible minimum size).
-      min_group_size: groups with fewer test examples are reported but ignored
-        in Defense Parity.
-      random_guess_level: models whose clean accuracy is not significantly above
-        chance at this level (binomial test) are excluded from correlations.
-      max_test_examples: cap on evaluated test examples (seeded random subset);
-        0 = the whole test split.
-      bootstrap: bootstrap resamples for confidence intervals on group AUC_acc
-        and Defense Parity; 0 = none.
-      ci_level: confidence level of the intervals.
-      seed: seed of training, test subsetting, attacks and bootstrap.
-    """
-
-    preset: str = "paper"
-    models: tuple[str, ...] = MODELS
-    at_eps: tuple[float, ...] = (0.0, 0.001, 0.005, 0.01, 0.1)
-    noise_std: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1)
-    preprocess: tuple[str, ...] = ("none",)
-    attack_eps: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 0.2, 0.3)
-    attack_steps: int = 100
-    attack_rel_step: float = 0.2
-    attack_batch_size: int = 64
-    epochs: int = 100
-    width: int = 32
-    batch_size: int = 32
-    lr: float = 1e-3
-    at_steps: int = 10
-    at_lam: float = 0.5
-    attributes: tuple[str, ...] = ()
-    intersections: tuple[str, ...] = ()
-    min_group_size: int = 10
-    random_guess_level: float = 0.05
-    max_test_examples: int = 0
-    bootstrap: int = 1000
-    ci_level: float = 0.95
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of every field."""
-        return _io.to_jsonable(self)
-
-    def hash(self) -> str:
-        """Stable 16-hex hash of every field."""
-        return _io.stable_hash(self.to_dict())
-
-    @property
-    def num_models(self) -> int:
-        """Trained models in the grid."""
-        return len(self.models) * len(self.at_eps) * len(self.noise_std)
-
-
-def _validate(c: RobustnessConfig) -> None:
-    """Check every field; ``ValueError`` names the field and what was expected."""
-
-    def need(ok: bool, field: str, expected: str) -> None:
-        if not ok:
-            raise ValueError(
-                f"RobustnessConfig.{field}: expected {expected}, got {getattr(c, field)!r}"
-            )
-
-    need(
-        len(c.models) > 0 and all(m in MODELS for m in c.models),
-        "models",
-        f"a non-empty list of {list(MODELS)}",
-    )
-    need(
-        len(c.at_eps) > 0 and all(e >= 0 for e in c.at_eps),
-        "at_eps",
-        "a non-empty list of budgets >= 0",
-    )
-    need(
-        len(c.noise_std) > 0 and all(s >= 0 for s in c.noise_std),
-        "noise_std",
-        "a non-empty list of stds >= 0",
-    )
-    need(len(c.preprocess) > 0, "preprocess", "a non-empty list of defense specs")
-    for spec in c.preprocess:
-        parse_preprocess(spec)  # raises with the spec in the message
-    need(
-        len(c.attack_eps) > 0
-        and all(e > 0 for e in c.attack_eps)
-        and list(c.attack_eps) == sorted(set(c.attack_eps)),
-        "attack_eps",
-        "a non-empty increasing list of budgets > 0",
-    )
-    need(c.attack_steps >= 1, "attack_steps", "an integer >= 1")
-    need(0 < c.attack_rel_step <= 1, "attack_rel_step", "a number in (0, 1]")
-    need(c.attack_batch_size >= 1, "attack_batch_size", "an integer >= 1")
-    need(c.epochs >= 1, "epochs", "an integer >= 1")
-    need(c.width >= 1, "width", "an integer >= 1")
-    need(c.batch_size >= 1, "batch_size", "an integer >= 1")
-    need(c.lr > 0, "lr", "a number > 0")
-    need(c.at_steps >= 1, "at_steps", "an integer >= 1")
-    need(0 <= c.at_lam <= 1, "at_lam", "a number in [0, 1]")
-    need(c.min_group_size >= 1, "min_group_size", "an integer >= 1")
-    need(0 < c.random_guess_level < 1, "random_guess_level", "a number in (0, 1)")
-    need(c.max_test_examples >= 0, "max_test_examples", "an integer >= 0 (0 = all)")
-    need(c.bootstrap >= 0, "bootstrap", "an integer >= 0 (0 = no intervals)")
-    need(0 < c.ci_level < 1, "ci_level", "a number in (0, 1)")
-    need(
-        ALL_PAIRS not in c.intersections or len(c.intersections) == 1,
-        "intersections",
-        f"either [{ALL_PAIRS!r}] alone or a list of 'a x b' specs",
-    )
-
-
-#: The two presets. ``paper`` is the AISec'23 grid (40 models, 100-step PGD at
-#: six budgets); ``quick`` is 8 small models trained for a few epochs and
-#: attacked at three budgets on at most 300 test clips, a few minutes on a
-#: 2-core CPU on the bundled data.
-PRESETS: Mapping[str, RobustnessConfig] = {
-    "paper": RobustnessConfig(preset="paper"),
-    "quick": RobustnessConfig(
-        preset="quick",
-        at_eps=(0.0, 0.01),
-        noise_std=(0.0, 0.05),
-        attack_eps=(0.001, 0.01, 0.1),
-        attack_steps=10,
-        epochs=6,
-        width=16,
-        batch_size=32,
-        at_steps=3,
-        max_test_examples=300,
-        bootstrap=200,
-    ),
-}
-
-
-def preset(name: str) -> RobustnessConfig:
-    """The named preset (``"quick"`` or ``"paper"``)."""
-    if name not in PRESETS:
-        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
-    return PRESETS[name]
-
-
-def load_config(
-    preset_name: str = "quick",
-    config_file: str | os.PathLike[str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> RobustnessConfig:
-    """Preset, then the TOML file's fields, then ``overrides`` (later wins).
-
-    The TOML file holds :class:`RobustnessConfig` fields at top level or in a
-    ``[robustness]`` table, e.g.::
-
-        at_eps = [0.0, 0.01]
-        preprocess = ["none", "quantize:bits=8"]
-        epochs = 20
-
-    Raises:
-      ValueError: unknown preset or field, wrong type, invalid value.
-      FileNotFoundError: ``config_file`` does not exist.
-    """
-    config = preset(preset_name)
-    if config_file is not None:
-        config = load_toml_overrides(config_file, config, table="robustness")
-    if overrides:
-        config = apply_overrides(config, overrides, source="command line")
-    return config
 
 
 # ============================================================================ grid
@@ -1495,150 +1242,3 @@ def _finish(
         figures=figures,
         seconds=time.perf_counter() - t0,
     )
-
-
-# ============================================================================ CLI
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        msg = f"expected comma-separated numbers, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
-def _str_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def _semicolon_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(";") if v.strip()]
-
-
-#: CLI flag -> (RobustnessConfig field, parser, help).
-_FLAGS: Mapping[str, tuple[str, Callable[[str], Any], str]] = {
-    "--models": ("models", _str_list, "architectures, comma-separated (m5,m5-tricks)"),
-    "--at-eps": ("at_eps", _float_list, "AT budgets, comma-separated (0 = no AT)"),
-    "--noise-std": ("noise_std", _float_list, "noise-augmentation stds, comma-separated"),
-    "--preprocess": (
-        "preprocess",
-        _semicolon_list,
-        "preprocessing defenses, ';'-separated, e.g. 'none;quantize:bits=8'",
-    ),
-    "--attack-eps": ("attack_eps", _float_list, "attack L-inf budgets, comma-separated"),
-    "--attack-steps": ("attack_steps", int, "PGD steps of the evaluation attack"),
-    "--epochs": ("epochs", int, "training epochs (best validation checkpoint kept)"),
-    "--width": ("width", int, "M5 channel width"),
-    "--attributes": ("attributes", _str_list, "attributes to analyse (default: all)"),
-    "--intersections": (
-        "intersections",
-        _semicolon_list,
-        "';'-separated intersections ('gender x dialect') or 'all-pairs'",
-    ),
-    "--min-group-size": ("min_group_size", int, "minimum test examples for a group to count"),
-    "--max-test-examples": ("max_test_examples", int, "cap on evaluated test clips (0 = all)"),
-    "--bootstrap": ("bootstrap", int, "bootstrap resamples for intervals (0 = none)"),
-    "--seed": ("seed", int, "seed of training, subsetting, attacks and bootstrap"),
-}
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser, *, data_args: bool = True) -> None:
-    """Add the flags of ``fairrobust study robustness`` to ``parser``.
-
-    ``--dataset``, ``--data-dir`` (only with ``data_args``; skip them when the
-    caller adds its own data flags), ``--preset``, ``--config`` (TOML),
-    ``--out``, ``--no-resume`` and one flag per grid setting (``--at-eps``,
-    ``--noise-std``, ``--preprocess``, ...) overriding the preset and the TOML
-    file.
-    """
-    if data_args:
-        g = parser.add_argument_group("data")
-        g.add_argument(
-            "--dataset",
-            default="bundled",
-            help="dataset loader name (default: bundled, no download needed)",
-        )
-        g.add_argument(
-            "--data-dir", type=Path, default=None, help="dataset root (not needed for bundled)"
-        )
-    s = parser.add_argument_group("robustness study")
-    s.add_argument(
-        "--preset",
-        default="quick",
-        choices=sorted(PRESETS),
-        help="quick: 8 small models for a CPU; paper: the AISec'23 40-model grid",
-    )
-    s.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        dest="study_config",
-        help="TOML file overriding preset fields (top level or [robustness])",
-    )
-    s.add_argument("--out", type=Path, required=True, help="output folder")
-    s.add_argument(
-        "--no-resume",
-        action="store_true",
-        help="recompute every member instead of reusing finished ones",
-    )
-    for flag, (field, conv, help_text) in _FLAGS.items():
-        s.add_argument(flag, type=conv, default=None, dest=f"rb_{field}", help=help_text)
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """Run ``fairrobust study robustness`` from parsed ``args``; prints the model table.
-
-    Returns 0 on success. ``ValueError`` / ``FileNotFoundError`` propagate to the
-    CLI's error handler.
-    """
-    from fairrobust.data import load_dataset
-
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    overrides = {
-        field: getattr(args, f"rb_{field}")
-        for field, _, _ in _FLAGS.values()
-        if getattr(args, f"rb_{field}", None) is not None
-    }
-    config = load_config(args.preset, getattr(args, "study_config", None), overrides)
-    dataset_name = getattr(args, "dataset", "bundled")
-    data_dir = getattr(args, "data_dir", None)
-    if dataset_name != "bundled" and data_dir is None:
-        raise ValueError(f"--data-dir is required for --dataset {dataset_name}")
-    opts = {
-        k: getattr(args, k)
-        for k in ("sample_rate", "duration")
-        if getattr(args, k, None) is not None
-    }
-    dataset = load_dataset(dataset_name, data_dir, **opts)
-    print(
-        f"robustness study on {dataset.name}: {config.num_models} models x "
-        f"{len(config.preprocess)} preprocess, attack eps {list(config.attack_eps)}, "
-        f"{config.attack_steps} PGD steps"
-    )
-    results = run_study(dataset, config, args.out, resume=not args.no_resume, progress=True)
-    print(format_models_table(results.tables["models"]))
-    print(f"excluded as random guessing: {list(results.excluded) or 'none'}")
-    print(
-        f"results: {results.files['summary'].parent}  figures: {Path(args.out) / 'figures'}  "
-        f"({results.seconds:.0f} s)"
-    )
-    return 0
-
-
-def format_models_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The per-model table (paper Tables 1-2) as aligned text, by clean accuracy."""
-    header = (
-        f"{'model':<10} {'AT':>7} {'noise':>6} {'preprocess':<18} {'clean':>6} "
-        f"{'AUC_acc':>9}  excluded"
-    )
-    lines = [header, "-" * len(header)]
-    for r in sorted(rows, key=lambda r: r["clean_accuracy"]):
-        lines.append(
-            f"{r['model']:<10} {format_value(r['at_eps']):>7} "
-            f"{format_value(r['noise_std']):>6} {r['preprocess'][:18]:<18} "
-            f"{r['clean_accuracy']:>6.3f} {r['auc_acc']:>9.5f}  "
-            f"{'yes' if r['excluded'] else ''}"
-        )
-    return "\n".join(lines)

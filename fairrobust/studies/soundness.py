@@ -436,6 +436,7 @@ def run_soundness(
     robustness: RobustnessResults | None,
     rejection: RejectionResults | None = None,
     *,
+    reuse: bool = True,
     progress: bool = True,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any] | None:
@@ -458,6 +459,7 @@ def run_soundness(
         settings). Without it there is no attack to check: returns None.
       rejection: the rejection study's results (RS base model folder, sigma,
         evaluated clips), or None.
+      reuse: reuse ``soundness.json`` when its inputs are unchanged.
       progress: show progress bars.
       log: where step messages go.
 
@@ -472,7 +474,7 @@ def run_soundness(
     if not plan.targets and plan.smooth_idx is None:
         return None
     json_path = results / "soundness.json"
-    if json_path.is_file():
+    if reuse and json_path.is_file():
         try:
             old = _io.read_json(json_path)
         except (OSError, ValueError):

@@ -1,0 +1,75 @@
+"""The ``fairrobust`` command: ``run``, ``study robustness|rejection``, ``train``, ``certify``.
+
+Every subcommand is a thin layer over the library (flax ``main.py`` style):
+parse and validate flags, call the library, print a short table. Flags shared by
+several subcommands are defined once in :mod:`fairrobust.cli._flags`. This
+package is the only place with ``argparse`` and with imports inside functions
+(so that ``fairrobust --help`` does not import JAX).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fairrobust.cli import certify, run, study, train
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fairrobust`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="fairrobust",
+        description="For whom do ML security defenses defend? Parity of adversarial training, "
+        "noise augmentation, randomized smoothing and neural rejection across groups.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "run",
+        help="the main job: both studies on a dataset (default: bundled) and a report",
+        description="Train the model grid, run the robustness and rejection studies and "
+        "write a run folder with results/*.csv|json, figures/*.png, report.md and a "
+        "self-contained report.html. With no arguments: quick preset on the bundled data.",
+    )
+    run.add_arguments(p)
+    p.set_defaults(func=run.main)
+
+    p = sub.add_parser("train", help="train one M5 / M5-Tricks model")
+    train.add_arguments(p)
+    p.set_defaults(func=train.main)
+
+    studies = sub.add_parser("study", help="run one of the paper's two studies")
+    study_sub = studies.add_subparsers(dest="study", required=True)
+    p = study_sub.add_parser(
+        "robustness",
+        help="robustness-training equality: AUC_acc and Defense Parity over a model grid",
+    )
+    study.add_robustness_arguments(p)
+    p.set_defaults(func=study.robustness_main)
+    p = study_sub.add_parser(
+        "rejection",
+        help="rejection equality: AUC_FPR and FPR Parity, randomized smoothing vs neural rejection",
+    )
+    study.add_rejection_arguments(p)
+    p.set_defaults(func=study.rejection_main)
+
+    p = sub.add_parser(
+        "certify", help="Cohen et al. CERTIFY every clip of a split; per-example CSV"
+    )
+    certify.add_arguments(p)
+    p.set_defaults(func=certify.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fairrobust`` console script; errors exit 2 with one line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"fairrobust: error: {exc}", file=sys.stderr)
+        return 2
