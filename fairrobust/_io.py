@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 __all__ = [
     "atomic_write_bytes",
@@ -150,8 +151,6 @@ def progress(
     enabled: bool = True,
 ) -> Iterator[Any]:
     """A tqdm progress bar; silent if ``enabled`` is False or ``FAIRROBUST_NO_PROGRESS`` is set."""
-    from tqdm.auto import tqdm
-
     disable = not enabled or bool(os.environ.get("FAIRROBUST_NO_PROGRESS"))
     if isinstance(iterable_or_total, int):
         total, iterable_or_total = iterable_or_total, None

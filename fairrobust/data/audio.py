@@ -13,6 +13,7 @@ import os
 import struct
 from pathlib import Path
 
+import librosa
 import numpy as np
 import soundfile as sf
 import soxr
@@ -182,8 +183,6 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     elif suffix == ".mp3":
         _check_mp3_complete(path)
         if "MP3" not in sf.available_formats():  # old libsndfile (< 1.1): use audioread
-            import librosa
-
             try:
                 y, sr = librosa.load(path, sr=None, mono=False)
             except Exception as exc:

@@ -36,7 +36,7 @@ from fairrobust.data.wuw import (
 __all__ = ["BUNDLED_MARGIN", "BUNDLED_PATH", "BUNDLED_SHA256", "load_bundled", "verify_bundled"]
 
 BUNDLED_PATH = Path(__file__).parent / "bundled" / "wuw_isolated.npz"
-#: SHA-256 of ``BUNDLED_PATH``; printed by ``python -m fairrobust.data.make_bundled``.
+#: SHA-256 of ``BUNDLED_PATH``; printed by ``python -m fairrobust.cli.make_bundled``.
 BUNDLED_SHA256 = "d7f628cf8c508de59a6cfe1695c7284e197479ae18669cc08afef0d1c9665a99"
 #: Seconds of audio stored before and after each keyword; ``load_bundled(margin=...)`` <= this.
 BUNDLED_MARGIN = 0.25
@@ -61,7 +61,7 @@ def verify_bundled(path: Path = BUNDLED_PATH, expected: str | None = None) -> No
         raise ValueError(
             f"{path}: checksum mismatch: expected SHA-256 {expected}, got {got} "
             "(corrupt asset; reinstall fairrobust or rebuild it with "
-            "`python -m fairrobust.data.make_bundled`)"
+            "`python -m fairrobust.cli.make_bundled`)"
         )
 
 

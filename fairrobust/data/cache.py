@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fairrobust._io import atomic_write_bytes, cache_dir, progress, stable_hash, to_jsonable
+from fairrobust.data.audio import preprocess
 from fairrobust.data.dataset import SPLITS, UNKNOWN, AudioDataset, LoadReport
 
 __all__ = ["CACHE_VERSION", "ON_ERROR", "Clip", "Plan", "ReportBuilder", "execute", "fingerprint"]
@@ -249,8 +250,6 @@ def execute(plan: Plan) -> AudioDataset:
         try:
             samples, sr = plan.decode(clip)
             channels = 1 if samples.ndim == 1 else samples.shape[1]
-            from fairrobust.data.audio import preprocess
-
             y = preprocess(samples, sr, plan.sample_rate, length, clip.rel)
             return y, None, sr, channels
         except (ValueError, FileNotFoundError) as exc:

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m fairrobust.data.make_bundled --wuw-root ../shared/data/wuw-corpus-ii
+    python -m fairrobust.cli.make_bundled --wuw-root ../shared/data/wuw-corpus-ii
 
 It verifies every file's MD5, cuts each isolated-keyword recording (utterances
 001-005) to the keyword +- ``BUNDLED_MARGIN`` s (clipped to the file), stores
@@ -12,7 +12,6 @@ to record in ``fairrobust/data/bundled.py``. The output is byte-reproducible.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -28,7 +27,7 @@ from fairrobust.data.bundled import BUNDLED_MARGIN, BUNDLED_PATH, sha256_file
 from fairrobust.data.tables import read_json_strict
 from fairrobust.data.wuw import UTTERANCES, WUW_ATTRIBUTES, keyword_bounds, parse_entries
 
-__all__ = ["build_bundled", "main"]
+__all__ = ["build_bundled"]
 
 
 def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -106,18 +105,3 @@ def build_bundled(wuw_root: Path, out: Path = BUNDLED_PATH, margin: float = BUND
     if lic.is_file():
         shutil.copyfile(lic, out.parent / "LICENSE.md")
     return sha256_file(out)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Rebuild the bundled WUW Corpus II asset.")
-    parser.add_argument("--wuw-root", type=Path, required=True, help="WUW Corpus II root")
-    parser.add_argument("--out", type=Path, default=BUNDLED_PATH)
-    args = parser.parse_args(argv)
-    digest = build_bundled(args.wuw_root, args.out)
-    size = args.out.stat().st_size
-    print(f"wrote {args.out} ({size / 1e6:.2f} MB)")
-    print(f"SHA-256 {digest}  (record it as BUNDLED_SHA256 in fairrobust/data/bundled.py)")
-
-
-if __name__ == "__main__":
-    main()
