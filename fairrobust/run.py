@@ -370,6 +370,7 @@ def run(
     from fairrobust import report
     from fairrobust.studies import rejection as rj
     from fairrobust.studies import robustness as rb
+    from fairrobust.studies.summary import write_summary
 
     bad = sorted(set(studies) - {"robustness", "rejection"})
     if bad or not studies:
@@ -471,8 +472,8 @@ def run(
 
     log(f"[{len(studies) + 1}/{len(studies) + 1}] report")
     t0 = time.perf_counter()
+    run_summary = write_summary(run_dir)
     md_path, html_path = report.write_report(run_dir, rob_res, rej_res, config_record)
-    data = report.load_run(run_dir)
     timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     _io.atomic_write_json(
@@ -483,8 +484,8 @@ def run(
         run_dir=run_dir,
         robustness=rob_res,
         rejection=rej_res,
-        summary=report.summary_rows(data),
-        findings=report.findings(data),
+        summary=run_summary.rows,
+        findings=run_summary.findings,
         report_md=md_path,
         report_html=html_path,
         timings=timings,
@@ -640,7 +641,7 @@ def soundness_steps(cfg: SoundnessConfig, attack_steps: int, preset: str) -> tup
 
 def _resolve_targets(cfg: SoundnessConfig, rob_res: Any) -> list[tuple[Any, str]]:
     """``[(MemberResult, role)]`` of the members named by ``cfg.models``, deduplicated."""
-    from fairrobust import report
+    from fairrobust.studies.summary import select_baseline, select_most_robust
 
     rows = rob_res.tables["models"]
     by_id = {m.spec.member_id: m for m in rob_res.members}
@@ -651,7 +652,7 @@ def _resolve_targets(cfg: SoundnessConfig, rob_res: Any) -> list[tuple[Any, str]
                 out.setdefault(r["member_id"], "")
             continue
         if name in ("baseline", "most_robust"):
-            row = report._baseline(rows) if name == "baseline" else report._most_robust(rows)
+            row = select_baseline(rows) if name == "baseline" else select_most_robust(rows)
             if row is not None:
                 role = "clean baseline" if name == "baseline" else "most robust"
                 prev = out.get(row["member_id"])

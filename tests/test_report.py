@@ -1,4 +1,5 @@
-"""Tests of the report: number formatting, findings wording on hand-built results, rendering."""
+"""Tests of the report and of the run summary it renders: number formatting, findings wording
+on hand-built results, the soundness section, rendering."""
 
 from __future__ import annotations
 
@@ -8,22 +9,24 @@ from pathlib import Path
 import pytest
 
 from fairrobust import report
+from fairrobust.report.html import markdown_to_html
+from fairrobust.studies import intervals, results, summary
 
 
 def test_fmt_and_fmt_ci():
-    assert report.fmt(None) == "n/a" and report.fmt(float("nan")) == "n/a"
-    assert report.fmt(0.0) == "0" and report.fmt(0.123456) == "0.1235"
-    assert report.fmt_ci(0.5, 0.4, 0.6) == "0.5 [0.4, 0.6]"
-    assert report.fmt_ci(0.5, None, 0.6) == "0.5 (no CI)"
-    assert report.fmt_ci(None, 0.1, 0.2) == "n/a"
+    assert intervals.fmt(None) == "n/a" and intervals.fmt(float("nan")) == "n/a"
+    assert intervals.fmt(0.0) == "0" and intervals.fmt(0.123456) == "0.1235"
+    assert intervals.fmt_ci(0.5, 0.4, 0.6) == "0.5 [0.4, 0.6]"
+    assert intervals.fmt_ci(0.5, None, 0.6) == "0.5 (no CI)"
+    assert intervals.fmt_ci(None, 0.1, 0.2) == "n/a"
 
 
 def test_compare_uses_interval_overlap():
-    assert report._compare((0.1, 0.05, 0.15), (0.3, 0.2, 0.4)) == "lower"
-    assert report._compare((0.3, 0.2, 0.4), (0.1, 0.05, 0.15)) == "higher"
-    assert report._compare((0.1, 0.05, 0.25), (0.3, 0.2, 0.4)) == "not distinguishable"
-    assert report._compare((0.1, None, None), (0.3, 0.2, 0.4)) == "lower (no CI)"
-    assert report._compare((None, None, None), (0.3, 0.2, 0.4)) == "undefined"
+    assert intervals.compare_intervals((0.1, 0.05, 0.15), (0.3, 0.2, 0.4)) == "lower"
+    assert intervals.compare_intervals((0.3, 0.2, 0.4), (0.1, 0.05, 0.15)) == "higher"
+    assert intervals.compare_intervals((0.1, 0.05, 0.25), (0.3, 0.2, 0.4)) == "not distinguishable"
+    assert intervals.compare_intervals((0.1, None, None), (0.3, 0.2, 0.4)) == "lower (no CI)"
+    assert intervals.compare_intervals((None, None, None), (0.3, 0.2, 0.4)) == "undefined"
 
 
 # ----------------------------------------------------------------------------- hand-built run
@@ -180,7 +183,7 @@ def _rej(parity):
 
 
 def _data(tmp_path, rob=None, rej=None):
-    return report.RunData(run_dir=tmp_path, config={"dataset": "hand"}, rob=rob, rej=rej)
+    return results.RunData(run_dir=tmp_path, config={"dataset": "hand"}, rob=rob, rej=rej)
 
 
 def test_rs_vs_nr_all_attributes_lower(tmp_path):
@@ -198,7 +201,7 @@ def test_rs_vs_nr_all_attributes_lower(tmp_path):
             },
         }
     )
-    fs = report.findings(_data(tmp_path, rej=rej))
+    fs = summary.findings(_data(tmp_path, rej=rej))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
     assert text.startswith("RS at N = 1000 has lower FPR Parity than NR for all attributes")
     assert "gender: 0.01 [0, 0.02] vs 0.1 [0.05, 0.15]" in text
@@ -221,7 +224,7 @@ def test_rs_vs_nr_overlap_is_not_distinguishable(tmp_path):
             },
         }
     )
-    fs = report.findings(_data(tmp_path, rej=rej))
+    fs = summary.findings(_data(tmp_path, rej=rej))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
     assert "For gender RS at N = 1000 and NR have FPR Parity that is not distinguishable" in text
     assert "lower FPR Parity than NR for dialect" in text
@@ -240,7 +243,7 @@ def test_rs_vs_nr_without_intervals_says_no_ci(tmp_path):
             }
         }
     )
-    fs = report.findings(_data(tmp_path, rej=rej))
+    fs = summary.findings(_data(tmp_path, rej=rej))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
     assert "lower (no CI) FPR Parity" in text and "(no CI)" in text
 
@@ -251,7 +254,7 @@ def test_adversarial_training_findings(tmp_path):
         dp_base=(0.002, 0.0, 0.01),
         dp_robust=(0.01, 0.0, 0.03),
     )
-    fs = report.findings(_data(tmp_path, rob=rob))
+    fs = summary.findings(_data(tmp_path, rob=rob))
     text = next(f["text"] for f in fs if f["topic"] == "robustness: gender")
     assert "raised AUC_acc for every gender group (every rise with disjoint intervals)" in text
     assert (
@@ -270,7 +273,7 @@ def test_adversarial_training_partial_rise(tmp_path):
         dp_base=(0.002, 0.0, 0.004),
         dp_robust=(0.04, 0.03, 0.05),
     )
-    fs = report.findings(_data(tmp_path, rob=rob))
+    fs = summary.findings(_data(tmp_path, rob=rob))
     text = next(f["text"] for f in fs if f["topic"] == "robustness: gender")
     assert "raised AUC_acc for 1 of 2 gender groups" in text
     assert "not distinguishable" in text and "(higher than the baseline)" in text
@@ -291,7 +294,7 @@ def test_summary_rows_pick_baseline_and_most_robust(tmp_path):
             }
         }
     )
-    (row,) = report.summary_rows(_data(tmp_path, rob=rob, rej=rej))
+    (row,) = summary.summary_rows(_data(tmp_path, rob=rob, rej=rej))
     assert row["baseline_member"] == "base" and row["robust_member"] == "at"
     assert row["worst_group_auc_acc"] == "f" and row["worst_auc_acc"] == 0.05
     assert (row["dp_robust"], row["dp_robust_ci_low"], row["dp_robust_ci_high"]) == (0.01, 0, 0.03)
@@ -301,13 +304,13 @@ def test_summary_rows_pick_baseline_and_most_robust(tmp_path):
 def _write_hand_run(run_dir: Path, rob, rej) -> Path:
     res = run_dir / "results"
     res.mkdir(parents=True)
-    for t in report.ROB_TABLES:
+    for t in results.ROB_TABLES:
         (res / f"robustness_hand_{t}.json").write_text(json.dumps(rob[t]))
     (res / "robustness_hand_summary.json").write_text(json.dumps(rob["summary"]))
     (res / "rejection_summary.json").write_text(json.dumps(rej["summary"]))
     (res / "rejection_config.json").write_text(json.dumps(rej["config"]))
     (res / "rejection_groups.json").write_text(json.dumps(rej["groups"]))
-    for t in report.REJ_TABLES:
+    for t in results.REJ_TABLES:
         (res / f"rejection_{t}.json").write_text(json.dumps(rej[t]))
     (run_dir / "config.json").write_text(json.dumps({"dataset": "hand", "preset": "quick"}))
     return run_dir
@@ -333,6 +336,7 @@ def hand_run(tmp_path):
 
 
 def test_write_report_from_dir_on_hand_run(hand_run):
+    summary.write_summary(hand_run)
     md_path, html_path = report.write_report_from_dir(hand_run)
     md = md_path.read_text()
     assert "## Findings" in md and "RS at N = 1000 has lower FPR Parity than NR" in md
@@ -358,8 +362,8 @@ def test_markdown_to_html_subset(tmp_path):
         "# T\n\npara with `code` and **bold** <x>\n\n- a\n- b\n\n"
         "| h1 | h2 |\n| --- | --- |\n| 1 | 2 |\n"
     )
-    out = report.markdown_to_html(md, tmp_path)
+    out = markdown_to_html(md, tmp_path)
     assert "<h1>T</h1>" in out and "<code>code</code>" in out and "<strong>bold</strong>" in out
     assert "&lt;x&gt;" in out and "<li>a</li>" in out and "<td>2</td>" in out
     with pytest.raises(FileNotFoundError, match="missing"):
-        report.markdown_to_html("![x](nope.png)\n", tmp_path)
+        markdown_to_html("![x](nope.png)\n", tmp_path)
