@@ -350,6 +350,63 @@ def test_write_report_from_dir_on_hand_run(hand_run):
     assert report.write_report_from_dir(hand_run)[0].read_text() == md
 
 
+def test_write_summary_files_and_provenance(hand_run):
+    out = summary.write_summary(hand_run)
+    res = hand_run / "results"
+    names = {p.name for p in out.files}
+    assert names == {"run_summary.csv", "run_summary.json", "run_findings.json",
+                     "run_provenance.json"}  # fmt: skip
+    assert json.loads((res / "run_summary.json").read_text()) == out.rows
+    assert json.loads((res / "run_findings.json").read_text()) == out.findings
+    data = results.load_run(hand_run)
+    assert out.rows == summary.summary_rows(data) and out.findings == summary.findings(data)
+    prov = json.loads((res / "run_provenance.json").read_text())
+    assert prov["study"] == "run" and prov["config"] == {"dataset": "hand", "preset": "quick"}
+    assert sorted(prov["files"]) == ["run_findings.json", "run_summary.csv", "run_summary.json"]
+    # rewriting gives the same bytes
+    before = {p.name: p.read_bytes() for p in res.iterdir()}
+    summary.write_summary(hand_run)
+    assert {p.name: p.read_bytes() for p in res.iterdir()} == before
+
+
+def test_report_writes_only_report_files(hand_run):
+    res = hand_run / "results"
+    before = {p.name: p.read_bytes() for p in res.iterdir()}
+    md_path, _ = report.write_report_from_dir(hand_run)
+    assert {p.name: p.read_bytes() for p in res.iterdir()} == before  # no run_summary written
+    assert {p.name for p in hand_run.iterdir()} == {
+        "config.json", "results", "figures", "report.md", "report.html"
+    }  # fmt: skip
+    assert all(p.name.startswith("report_") for p in (hand_run / "figures").iterdir())
+    # Without run_summary / run_findings the report computes them in memory: same content.
+    md = md_path.read_text()
+    summary.write_summary(hand_run)
+    assert (
+        report.write_report_from_dir(hand_run)[0]
+        .read_text()
+        .replace(
+            "- `results/run_findings.json`\n- `results/run_provenance.json`\n"
+            "- `results/run_summary.csv`\n- `results/run_summary.json`\n",
+            "",
+        )
+        == md
+    )
+
+
+def test_report_renders_the_summary_files(hand_run):
+    summary.write_summary(hand_run)
+    res = hand_run / "results"
+    found = json.loads((res / "run_findings.json").read_text())
+    found[0]["text"] = "A finding read from run_findings.json."
+    (res / "run_findings.json").write_text(json.dumps(found))
+    rows = json.loads((res / "run_summary.json").read_text())
+    rows[0]["worst_group_nr"] = "group-from-run-summary"
+    (res / "run_summary.json").write_text(json.dumps(rows))
+    md = report.write_report_from_dir(hand_run)[0].read_text()
+    assert "A finding read from run_findings.json." in md
+    assert "| group-from-run-summary |" in md
+
+
 def test_write_report_errors(tmp_path, hand_run):
     with pytest.raises(FileNotFoundError, match="run folder"):
         report.write_report_from_dir(tmp_path / "empty")
@@ -367,3 +424,141 @@ def test_markdown_to_html_subset(tmp_path):
     assert "&lt;x&gt;" in out and "<li>a</li>" in out and "<td>2</td>" in out
     with pytest.raises(FileNotFoundError, match="missing"):
         markdown_to_html("![x](nope.png)\n", tmp_path)
+
+
+# ----------------------------------------------------------------------------- soundness section
+# The properties the tests of the removed ``SoundnessReport.to_markdown`` asserted
+# (tests/test_soundness.py), asserted here of the one renderer ``fairrobust run`` uses.
+
+
+def _check(check, verdict, reasons=(), model="base", role="clean baseline"):
+    return {
+        "model": model,
+        "role": role,
+        "check": check,
+        "verdict": verdict,
+        "summary": f"numbers of {check}",
+        "reasons": list(reasons),
+    }
+
+
+def _parity_row(model, attack, dp, lo, hi):
+    return {
+        "model": model,
+        "role": "",
+        "attack": attack,
+        "attribute": "gender",
+        "defense_parity": dp,
+        "ci_low": lo,
+        "ci_high": hi,
+        "worst_group": "f",
+        "worst_auc_acc": 0.1,
+        "worst_auc_acc_ci_low": 0.05,
+        "worst_auc_acc_ci_high": 0.15,
+    }
+
+
+def _passing_record():
+    """Every check passes (no reasons); parity for the base model and the smoothed classifier."""
+    rs = "RS base (rejection study)"
+    return {
+        "verdict": "pass",
+        "settings": {"epsilons": [0.01, 0.1], "steps": [1, 2], "restarts": 1, "n_examples": 8},
+        "checks": [
+            _check("attack convergence", "pass"),
+            _check("budget curve", "pass"),
+            _check("random restarts", "pass"),
+            _check("transfer attack", "pass"),
+            _check("adaptive attack on smoothing", "pass", model=rs, role="smoothed classifier"),
+        ],
+        "parity": [
+            _parity_row("base", "PGD-2", 0.01, 0.0, 0.02),
+            _parity_row("base", results.STRONGEST, 0.015, 0.005, 0.03),
+            _parity_row(rs, "smoothed: plain PGD on base", 0.02, 0.01, 0.03),
+            _parity_row(rs, "smoothed: EOT", 0.025, 0.01, 0.04),
+        ],
+        "models": [
+            {
+                "model": "base",
+                "role": "clean baseline",
+                "surrogate": "other",
+                "study_attack": "PGD-2",
+                "attacks": ["PGD-2", "FGSM", results.STRONGEST],
+                "report": {
+                    "epsilons": [0.01, 0.1],
+                    "accuracy": {
+                        "PGD-2": [0.5, 0.25],
+                        "FGSM": [0.625, 0.375],
+                        results.STRONGEST: [0.5, 0.125],
+                    },
+                },
+            }
+        ],
+        "smoothing": {
+            "model": rs,
+            "attacks": ["smoothed: plain PGD on base", "smoothed: EOT"],
+            "accuracy": {"smoothed: plain PGD on base": [0.75, 0.5], "smoothed: EOT": [0.75, 0.25]},
+        },
+    }
+
+
+def test_render_soundness_all_checks_pass():
+    rec = _passing_record()
+    md = report.render_soundness(rec)
+    assert md.startswith("## Soundness of the attack evaluation\n") and md.endswith("|\n")
+    assert "Overall: **pass** (0 of 5 checks warn)." in md
+    for check in ("attack convergence", "budget curve", "random restarts", "transfer attack"):
+        assert f"| `base` | clean baseline | {check} | pass | numbers of {check} |" in md
+    assert "| adaptive attack on smoothing | pass |" in md
+    # Defense Parity of each attack with its interval, study attack vs strongest.
+    assert "Defense Parity" in md
+    assert "| `base` | gender | PGD-2: 0.01 [0, 0.02] | 0.015 [0.005, 0.03] | " in md
+    assert "not distinguishable |" in md
+    # Robust accuracy by attack, one column per epsilon, one row per attack in order.
+    assert "| attack | eps=0.01 | eps=0.1 |" in md
+    rows = [
+        "| PGD-2 | 0.5 | 0.25 |",
+        "| FGSM | 0.625 | 0.375 |",
+        "| strongest (base model) | 0.5 | 0.125 |",
+    ]
+    assert all(r in md for r in rows)
+    assert [md.index(r) for r in rows] == sorted(md.index(r) for r in rows)
+    # The smoothed classifier: accuracy and Defense Parity per attack, EOT included.
+    assert "| smoothed: EOT | 0.75 | 0.25 | 0.025 [0.01, 0.04] |" in md
+    assert "| smoothed: plain PGD on base | 0.75 | 0.5 | 0.02 [0.01, 0.03] |" in md
+    assert "Warnings:" not in md  # no check has a reason
+    # Deterministic: the same record renders the same text.
+    assert report.render_soundness(json.loads(json.dumps(rec))) == md
+
+
+def test_render_soundness_warnings_without_parity_or_smoothing():
+    """Like a report without restarts, transfer, smoothing or group masks: no parity rows."""
+    rec = {
+        "verdict": "warn",
+        "settings": {"epsilons": [0.01, 0.1], "steps": [1, 2], "restarts": 0},
+        "checks": [
+            _check("attack convergence", "pass"),
+            _check("budget curve", "warn", ["plateau_above_chance: acc 0.5 at eps=0.1"]),
+        ],
+        "parity": [],
+        "models": [
+            {
+                "model": "base",
+                "study_attack": "PGD-2",
+                "attacks": ["PGD-2", results.STRONGEST],
+                "report": {
+                    "epsilons": [0.01, 0.1],
+                    "accuracy": {"PGD-2": [0.75, 0.5], results.STRONGEST: [0.75, 0.5]},
+                },
+            }
+        ],
+    }
+    md = report.render_soundness(rec)
+    assert "Overall: **warn** (1 of 2 checks warn)." in md
+    assert "| `base` | clean baseline | budget curve | warn |" in md
+    assert "| `base` | clean baseline | attack convergence | pass |" in md
+    assert "Warnings:" in md and "- `base`, budget curve: plateau_above_chance" in md
+    assert "restarts none" in md
+    assert "| PGD-2 | 0.75 | 0.5 |" in md and "| strongest (base model) | 0.75 | 0.5 |" in md
+    assert "### Adaptive attack on randomized smoothing" not in md
+    assert "smoothed" not in md
