@@ -262,12 +262,16 @@ def run(
         if record is None:
             log("soundness checks: skipped (they check the robustness study's attack)")
             remove_soundness(run_dir)
+        else:  # the report section as a results view, rendered from soundness.json
+            _io.atomic_write_text(
+                run_dir / "results" / "soundness.md", report.render_soundness(record)
+            )
         timings["soundness"] = time.perf_counter() - t0
     else:
         remove_soundness(run_dir)
     log(f"[{len(studies) + 1}/{len(studies) + 1}] report")
     t0 = time.perf_counter()
-    summary, findings = write_summary(run_dir, config_record)
+    summary = write_summary(run_dir)
     md_path, html_path = report.write_report(run_dir)
     timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
@@ -279,8 +283,8 @@ def run(
         run_dir=run_dir,
         robustness=rob_res,
         rejection=rej_res,
-        summary=summary,
-        findings=findings,
+        summary=summary.rows,
+        findings=summary.findings,
         report_md=md_path,
         report_html=html_path,
         timings=timings,

@@ -120,11 +120,14 @@ def test_report_tables_are_covered_by_a_sidecar(tmp_path, tmp_path_factory):
     import shutil
 
     from fairrobust import report
+    from fairrobust.studies.summary import write_summary
 
     results = tmp_path / "results"
     for study in ("robustness", "rejection"):
         shutil.copytree(reference_run(tmp_path_factory, study) / "results", results,
                         dirs_exist_ok=True)  # fmt: skip
     assert _covered_by_a_sidecar(results) == []  # the studies' own files are covered
+    write_summary(tmp_path)  # run_summary.{csv,json}, run_findings.json + run_provenance.json
+    assert (results / "run_summary.csv").is_file()
     report.write_report(tmp_path)
     assert _covered_by_a_sidecar(results) == []

@@ -1,4 +1,5 @@
-"""Tests of the report: number formatting, findings wording on hand-built results, rendering."""
+"""Tests of the report and of the run summary it renders: number formatting, findings wording
+on hand-built results, the soundness section, rendering."""
 
 from __future__ import annotations
 
@@ -8,22 +9,24 @@ from pathlib import Path
 import pytest
 
 from fairrobust import report
+from fairrobust.report.html import markdown_to_html
+from fairrobust.studies import intervals, results, summary
 
 
 def test_fmt_and_fmt_ci():
-    assert report.fmt(None) == "n/a" and report.fmt(float("nan")) == "n/a"
-    assert report.fmt(0.0) == "0" and report.fmt(0.123456) == "0.1235"
-    assert report.fmt_ci(0.5, 0.4, 0.6) == "0.5 [0.4, 0.6]"
-    assert report.fmt_ci(0.5, None, 0.6) == "0.5 (no CI)"
-    assert report.fmt_ci(None, 0.1, 0.2) == "n/a"
+    assert intervals.fmt(None) == "n/a" and intervals.fmt(float("nan")) == "n/a"
+    assert intervals.fmt(0.0) == "0" and intervals.fmt(0.123456) == "0.1235"
+    assert intervals.fmt_ci(0.5, 0.4, 0.6) == "0.5 [0.4, 0.6]"
+    assert intervals.fmt_ci(0.5, None, 0.6) == "0.5 (no CI)"
+    assert intervals.fmt_ci(None, 0.1, 0.2) == "n/a"
 
 
 def test_compare_uses_interval_overlap():
-    assert report._compare((0.1, 0.05, 0.15), (0.3, 0.2, 0.4)) == "lower"
-    assert report._compare((0.3, 0.2, 0.4), (0.1, 0.05, 0.15)) == "higher"
-    assert report._compare((0.1, 0.05, 0.25), (0.3, 0.2, 0.4)) == "not distinguishable"
-    assert report._compare((0.1, None, None), (0.3, 0.2, 0.4)) == "lower (no CI)"
-    assert report._compare((None, None, None), (0.3, 0.2, 0.4)) == "undefined"
+    assert intervals.compare_intervals((0.1, 0.05, 0.15), (0.3, 0.2, 0.4)) == "lower"
+    assert intervals.compare_intervals((0.3, 0.2, 0.4), (0.1, 0.05, 0.15)) == "higher"
+    assert intervals.compare_intervals((0.1, 0.05, 0.25), (0.3, 0.2, 0.4)) == "not distinguishable"
+    assert intervals.compare_intervals((0.1, None, None), (0.3, 0.2, 0.4)) == "lower (no CI)"
+    assert intervals.compare_intervals((None, None, None), (0.3, 0.2, 0.4)) == "undefined"
 
 
 # ----------------------------------------------------------------------------- hand-built run
@@ -180,7 +183,7 @@ def _rej(parity):
 
 
 def _data(tmp_path, rob=None, rej=None):
-    return report.RunData(run_dir=tmp_path, config={"dataset": "hand"}, rob=rob, rej=rej)
+    return results.RunData(run_dir=tmp_path, config={"dataset": "hand"}, rob=rob, rej=rej)
 
 
 def test_rs_vs_nr_all_attributes_lower(tmp_path):
@@ -198,7 +201,7 @@ def test_rs_vs_nr_all_attributes_lower(tmp_path):
             },
         }
     )
-    fs = report.findings(_data(tmp_path, rej=rej))
+    fs = summary.findings(_data(tmp_path, rej=rej))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
     assert text.startswith("RS at N = 1000 has lower FPR Parity than NR for all attributes")
     assert "gender: 0.01 [0, 0.02] vs 0.1 [0.05, 0.15]" in text
@@ -221,7 +224,7 @@ def test_rs_vs_nr_overlap_is_not_distinguishable(tmp_path):
             },
         }
     )
-    fs = report.findings(_data(tmp_path, rej=rej))
+    fs = summary.findings(_data(tmp_path, rej=rej))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
     assert "For gender RS at N = 1000 and NR have FPR Parity that is not distinguishable" in text
     assert "lower FPR Parity than NR for dialect" in text
@@ -240,7 +243,7 @@ def test_rs_vs_nr_without_intervals_says_no_ci(tmp_path):
             }
         }
     )
-    fs = report.findings(_data(tmp_path, rej=rej))
+    fs = summary.findings(_data(tmp_path, rej=rej))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
     assert "lower (no CI) FPR Parity" in text and "(no CI)" in text
 
@@ -251,7 +254,7 @@ def test_adversarial_training_findings(tmp_path):
         dp_base=(0.002, 0.0, 0.01),
         dp_robust=(0.01, 0.0, 0.03),
     )
-    fs = report.findings(_data(tmp_path, rob=rob))
+    fs = summary.findings(_data(tmp_path, rob=rob))
     text = next(f["text"] for f in fs if f["topic"] == "robustness: gender")
     assert "raised AUC_acc for every gender group (every rise with disjoint intervals)" in text
     assert (
@@ -270,7 +273,7 @@ def test_adversarial_training_partial_rise(tmp_path):
         dp_base=(0.002, 0.0, 0.004),
         dp_robust=(0.04, 0.03, 0.05),
     )
-    fs = report.findings(_data(tmp_path, rob=rob))
+    fs = summary.findings(_data(tmp_path, rob=rob))
     text = next(f["text"] for f in fs if f["topic"] == "robustness: gender")
     assert "raised AUC_acc for 1 of 2 gender groups" in text
     assert "not distinguishable" in text and "(higher than the baseline)" in text
@@ -291,7 +294,7 @@ def test_summary_rows_pick_baseline_and_most_robust(tmp_path):
             }
         }
     )
-    (row,) = report.summary_rows(_data(tmp_path, rob=rob, rej=rej))
+    (row,) = summary.summary_rows(_data(tmp_path, rob=rob, rej=rej))
     assert row["baseline_member"] == "base" and row["robust_member"] == "at"
     assert row["worst_group_auc_acc"] == "f" and row["worst_auc_acc"] == 0.05
     assert (row["dp_robust"], row["dp_robust_ci_low"], row["dp_robust_ci_high"]) == (0.01, 0, 0.03)
@@ -301,13 +304,13 @@ def test_summary_rows_pick_baseline_and_most_robust(tmp_path):
 def _write_hand_run(run_dir: Path, rob, rej) -> Path:
     res = run_dir / "results"
     res.mkdir(parents=True)
-    for t in report.ROB_TABLES:
+    for t in results.ROB_TABLES:
         (res / f"robustness_hand_{t}.json").write_text(json.dumps(rob[t]))
     (res / "robustness_hand_summary.json").write_text(json.dumps(rob["summary"]))
     (res / "rejection_summary.json").write_text(json.dumps(rej["summary"]))
     (res / "rejection_config.json").write_text(json.dumps(rej["config"]))
     (res / "rejection_groups.json").write_text(json.dumps(rej["groups"]))
-    for t in report.REJ_TABLES:
+    for t in results.REJ_TABLES:
         (res / f"rejection_{t}.json").write_text(json.dumps(rej[t]))
     (run_dir / "config.json").write_text(json.dumps({"dataset": "hand", "preset": "quick"}))
     return run_dir
@@ -333,6 +336,7 @@ def hand_run(tmp_path):
 
 
 def test_write_report_from_dir_on_hand_run(hand_run):
+    summary.write_summary(hand_run)
     md_path, html_path = report.write_report_from_dir(hand_run)
     md = md_path.read_text()
     assert "## Findings" in md and "RS at N = 1000 has lower FPR Parity than NR" in md
@@ -344,6 +348,63 @@ def test_write_report_from_dir_on_hand_run(hand_run):
     assert "<img" in html_path.read_text()
     # deterministic: regenerating gives the same markdown
     assert report.write_report_from_dir(hand_run)[0].read_text() == md
+
+
+def test_write_summary_files_and_provenance(hand_run):
+    out = summary.write_summary(hand_run)
+    res = hand_run / "results"
+    names = {p.name for p in out.files}
+    assert names == {"run_summary.csv", "run_summary.json", "run_findings.json",
+                     "run_provenance.json"}  # fmt: skip
+    assert json.loads((res / "run_summary.json").read_text()) == out.rows
+    assert json.loads((res / "run_findings.json").read_text()) == out.findings
+    data = results.load_run(hand_run)
+    assert out.rows == summary.summary_rows(data) and out.findings == summary.findings(data)
+    prov = json.loads((res / "run_provenance.json").read_text())
+    assert prov["study"] == "run" and prov["config"] == {"dataset": "hand", "preset": "quick"}
+    assert sorted(prov["files"]) == ["run_findings.json", "run_summary.csv", "run_summary.json"]
+    # rewriting gives the same bytes
+    before = {p.name: p.read_bytes() for p in res.iterdir()}
+    summary.write_summary(hand_run)
+    assert {p.name: p.read_bytes() for p in res.iterdir()} == before
+
+
+def test_report_writes_only_report_files(hand_run):
+    res = hand_run / "results"
+    before = {p.name: p.read_bytes() for p in res.iterdir()}
+    md_path, _ = report.write_report_from_dir(hand_run)
+    assert {p.name: p.read_bytes() for p in res.iterdir()} == before  # no run_summary written
+    assert {p.name for p in hand_run.iterdir()} == {
+        "config.json", "results", "figures", "report.md", "report.html"
+    }  # fmt: skip
+    assert all(p.name.startswith("report_") for p in (hand_run / "figures").iterdir())
+    # Without run_summary / run_findings the report computes them in memory: same content.
+    md = md_path.read_text()
+    summary.write_summary(hand_run)
+    assert (
+        report.write_report_from_dir(hand_run)[0]
+        .read_text()
+        .replace(
+            "- `results/run_findings.json`\n- `results/run_provenance.json`\n"
+            "- `results/run_summary.csv`\n- `results/run_summary.json`\n",
+            "",
+        )
+        == md
+    )
+
+
+def test_report_renders_the_summary_files(hand_run):
+    summary.write_summary(hand_run)
+    res = hand_run / "results"
+    found = json.loads((res / "run_findings.json").read_text())
+    found[0]["text"] = "A finding read from run_findings.json."
+    (res / "run_findings.json").write_text(json.dumps(found))
+    rows = json.loads((res / "run_summary.json").read_text())
+    rows[0]["worst_group_nr"] = "group-from-run-summary"
+    (res / "run_summary.json").write_text(json.dumps(rows))
+    md = report.write_report_from_dir(hand_run)[0].read_text()
+    assert "A finding read from run_findings.json." in md
+    assert "| group-from-run-summary |" in md
 
 
 def test_write_report_errors(tmp_path, hand_run):
@@ -358,8 +419,146 @@ def test_markdown_to_html_subset(tmp_path):
         "# T\n\npara with `code` and **bold** <x>\n\n- a\n- b\n\n"
         "| h1 | h2 |\n| --- | --- |\n| 1 | 2 |\n"
     )
-    out = report.markdown_to_html(md, tmp_path)
+    out = markdown_to_html(md, tmp_path)
     assert "<h1>T</h1>" in out and "<code>code</code>" in out and "<strong>bold</strong>" in out
     assert "&lt;x&gt;" in out and "<li>a</li>" in out and "<td>2</td>" in out
     with pytest.raises(FileNotFoundError, match="missing"):
-        report.markdown_to_html("![x](nope.png)\n", tmp_path)
+        markdown_to_html("![x](nope.png)\n", tmp_path)
+
+
+# ----------------------------------------------------------------------------- soundness section
+# The properties the tests of the removed ``SoundnessReport.to_markdown`` asserted
+# (tests/test_soundness.py), asserted here of the one renderer ``fairrobust run`` uses.
+
+
+def _check(check, verdict, reasons=(), model="base", role="clean baseline"):
+    return {
+        "model": model,
+        "role": role,
+        "check": check,
+        "verdict": verdict,
+        "summary": f"numbers of {check}",
+        "reasons": list(reasons),
+    }
+
+
+def _parity_row(model, attack, dp, lo, hi):
+    return {
+        "model": model,
+        "role": "",
+        "attack": attack,
+        "attribute": "gender",
+        "defense_parity": dp,
+        "ci_low": lo,
+        "ci_high": hi,
+        "worst_group": "f",
+        "worst_auc_acc": 0.1,
+        "worst_auc_acc_ci_low": 0.05,
+        "worst_auc_acc_ci_high": 0.15,
+    }
+
+
+def _passing_record():
+    """Every check passes (no reasons); parity for the base model and the smoothed classifier."""
+    rs = "RS base (rejection study)"
+    return {
+        "verdict": "pass",
+        "settings": {"epsilons": [0.01, 0.1], "steps": [1, 2], "restarts": 1, "n_examples": 8},
+        "checks": [
+            _check("attack convergence", "pass"),
+            _check("budget curve", "pass"),
+            _check("random restarts", "pass"),
+            _check("transfer attack", "pass"),
+            _check("adaptive attack on smoothing", "pass", model=rs, role="smoothed classifier"),
+        ],
+        "parity": [
+            _parity_row("base", "PGD-2", 0.01, 0.0, 0.02),
+            _parity_row("base", results.STRONGEST, 0.015, 0.005, 0.03),
+            _parity_row(rs, "smoothed: plain PGD on base", 0.02, 0.01, 0.03),
+            _parity_row(rs, "smoothed: EOT", 0.025, 0.01, 0.04),
+        ],
+        "models": [
+            {
+                "model": "base",
+                "role": "clean baseline",
+                "surrogate": "other",
+                "study_attack": "PGD-2",
+                "attacks": ["PGD-2", "FGSM", results.STRONGEST],
+                "report": {
+                    "epsilons": [0.01, 0.1],
+                    "accuracy": {
+                        "PGD-2": [0.5, 0.25],
+                        "FGSM": [0.625, 0.375],
+                        results.STRONGEST: [0.5, 0.125],
+                    },
+                },
+            }
+        ],
+        "smoothing": {
+            "model": rs,
+            "attacks": ["smoothed: plain PGD on base", "smoothed: EOT"],
+            "accuracy": {"smoothed: plain PGD on base": [0.75, 0.5], "smoothed: EOT": [0.75, 0.25]},
+        },
+    }
+
+
+def test_render_soundness_all_checks_pass():
+    rec = _passing_record()
+    md = report.render_soundness(rec)
+    assert md.startswith("## Soundness of the attack evaluation\n") and md.endswith("|\n")
+    assert "Overall: **pass** (0 of 5 checks warn)." in md
+    for check in ("attack convergence", "budget curve", "random restarts", "transfer attack"):
+        assert f"| `base` | clean baseline | {check} | pass | numbers of {check} |" in md
+    assert "| adaptive attack on smoothing | pass |" in md
+    # Defense Parity of each attack with its interval, study attack vs strongest.
+    assert "Defense Parity" in md
+    assert "| `base` | gender | PGD-2: 0.01 [0, 0.02] | 0.015 [0.005, 0.03] | " in md
+    assert "not distinguishable |" in md
+    # Robust accuracy by attack, one column per epsilon, one row per attack in order.
+    assert "| attack | eps=0.01 | eps=0.1 |" in md
+    rows = [
+        "| PGD-2 | 0.5 | 0.25 |",
+        "| FGSM | 0.625 | 0.375 |",
+        "| strongest (base model) | 0.5 | 0.125 |",
+    ]
+    assert all(r in md for r in rows)
+    assert [md.index(r) for r in rows] == sorted(md.index(r) for r in rows)
+    # The smoothed classifier: accuracy and Defense Parity per attack, EOT included.
+    assert "| smoothed: EOT | 0.75 | 0.25 | 0.025 [0.01, 0.04] |" in md
+    assert "| smoothed: plain PGD on base | 0.75 | 0.5 | 0.02 [0.01, 0.03] |" in md
+    assert "Warnings:" not in md  # no check has a reason
+    # Deterministic: the same record renders the same text.
+    assert report.render_soundness(json.loads(json.dumps(rec))) == md
+
+
+def test_render_soundness_warnings_without_parity_or_smoothing():
+    """Like a report without restarts, transfer, smoothing or group masks: no parity rows."""
+    rec = {
+        "verdict": "warn",
+        "settings": {"epsilons": [0.01, 0.1], "steps": [1, 2], "restarts": 0},
+        "checks": [
+            _check("attack convergence", "pass"),
+            _check("budget curve", "warn", ["plateau_above_chance: acc 0.5 at eps=0.1"]),
+        ],
+        "parity": [],
+        "models": [
+            {
+                "model": "base",
+                "study_attack": "PGD-2",
+                "attacks": ["PGD-2", results.STRONGEST],
+                "report": {
+                    "epsilons": [0.01, 0.1],
+                    "accuracy": {"PGD-2": [0.75, 0.5], results.STRONGEST: [0.75, 0.5]},
+                },
+            }
+        ],
+    }
+    md = report.render_soundness(rec)
+    assert "Overall: **warn** (1 of 2 checks warn)." in md
+    assert "| `base` | clean baseline | budget curve | warn |" in md
+    assert "| `base` | clean baseline | attack convergence | pass |" in md
+    assert "Warnings:" in md and "- `base`, budget curve: plateau_above_chance" in md
+    assert "restarts none" in md
+    assert "| PGD-2 | 0.75 | 0.5 |" in md and "| strongest (base model) | 0.75 | 0.5 |" in md
+    assert "### Adaptive attack on randomized smoothing" not in md
+    assert "smoothed" not in md

@@ -18,6 +18,8 @@ import pytest
 from test_report import _rej, _rob, _write_hand_run
 
 from fairrobust import report
+from fairrobust.report.markdown import render_markdown
+from fairrobust.studies.results import load_run
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def test_html_images_are_embedded_pngs_and_nothing_external(hand_run_dir):
     text = html_path.read_text()
     parser = _Collect()
     parser.feed(text)
-    n_md_images = report.render_markdown(report.load_run(hand_run_dir)).count("![")
+    n_md_images = render_markdown(load_run(hand_run_dir)).count("![")
     assert len(parser.imgs) == n_md_images >= 2
     for src in parser.imgs:
         prefix = "data:image/png;base64,"

@@ -15,6 +15,8 @@ import pytest
 
 from fairrobust import report
 from fairrobust import run as run_mod
+from fairrobust.studies import results, summary
+from fairrobust.studies.findings import soundness_findings
 
 # ----------------------------------------------------------------------------- settings
 
@@ -139,7 +141,7 @@ def _record():
     parity = []
     for model, attack, dp, lo, hi in (
         ("base", "PGD-10", 0.01, 0.005, 0.02),
-        ("base", report.STRONGEST, 0.05, 0.03, 0.08),
+        ("base", results.STRONGEST, 0.05, 0.03, 0.08),
         ("RS base (rejection study)", "smoothed: EOT", 0.02, 0.01, 0.03),
     ):
         parity.append(
@@ -206,11 +208,11 @@ def _record():
                 "role": "clean baseline",
                 "surrogate": "other",
                 "study_attack": "PGD-10",
-                "attacks": ["PGD-10", report.STRONGEST],
+                "attacks": ["PGD-10", results.STRONGEST],
                 "verdict": "warn",
                 "report": {
                     "epsilons": [0.01, 0.1],
-                    "accuracy": {"PGD-10": [0.5, 0.0], report.STRONGEST: [0.4, 0.0]},
+                    "accuracy": {"PGD-10": [0.5, 0.0], results.STRONGEST: [0.4, 0.0]},
                 },
             }
         ],
@@ -240,7 +242,7 @@ def test_render_soundness_section():
 
 
 def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
-    data = report.RunData(
+    data = results.RunData(
         run_dir=tmp_path,
         config={},
         rob={
@@ -262,13 +264,13 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
         rej=None,
         soundness=_record(),
     )
-    (row,) = report.summary_rows(data)
+    (row,) = summary.summary_rows(data)
     assert row["dp_baseline_strongest"] == 0.05
     assert (row["dp_baseline_strongest_ci_low"], row["dp_baseline_strongest_ci_high"]) == (
         0.03,
         0.08,
     )
-    texts = [f["text"] for f in report._soundness_findings(data.soundness)]
+    texts = [f["text"] for f in soundness_findings(data.soundness)]
     assert "warn in 1 of 2 checks" in texts[0]
     assert "differs from the study's attack" in texts[1] and "(higher)" in texts[1]
     table = run_mod.format_summary_table([row])

@@ -4,6 +4,12 @@
   augmentation / preprocessing defenses: AUC_acc, Defense Parity, correlations.
 * :mod:`fairrobust.studies.rejection` -- neural rejection vs randomized
   smoothing: AUC_FPR, FPR Parity.
+* :mod:`fairrobust.studies.summary` -- after the studies: the clean baseline and
+  most robust model, one summary row per attribute and the findings, written to
+  ``results/run_summary.*`` and ``run_findings.json`` by ``write_summary``
+  (:mod:`~fairrobust.studies.findings` words them; :mod:`~fairrobust.studies.results`
+  reads a run folder back; :mod:`~fairrobust.studies.intervals` compares and
+  formats estimates with their bootstrap intervals).
 
 Submodules are imported on first access (``fairrobust.studies.robustness``), so
 importing the package does not pull in training and attack code.
@@ -15,9 +21,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fairrobust.studies import rejection, robustness
+    from fairrobust.studies import findings, intervals, rejection, results, robustness, summary
 
-__all__ = ["rejection", "robustness"]
+__all__ = ["findings", "intervals", "rejection", "results", "robustness", "summary"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,258 @@
+"""``report.md``: the whole report as markdown, from the results files of a run folder.
+
+Statistical honesty rules the report follows:
+
+* every group rate and parity number in a table is printed with its bootstrap
+  interval ``value [low, high]`` (level and resamples stated in the section);
+  a number without one says ``(no CI)``;
+* groups under a study's minimum size are listed with their size and marked
+  "under minimum size", never dropped;
+* each section states the settings its numbers depend on (N, alpha grid,
+  epsilon grid, PGD steps, seeds, bootstrap resamples / level);
+* the findings (``results/run_findings.json``, written by
+  :func:`fairrobust.studies.summary.write_summary`) only state comparisons the
+  numbers support: two estimates whose intervals overlap are called "not
+  distinguishable".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fairrobust.report.blocks import ImageLinks, md_table
+from fairrobust.report.rejection import rejection_section
+from fairrobust.report.robustness import robustness_section, robustness_settings
+from fairrobust.report.soundness import render_soundness
+from fairrobust.studies.findings import describe_member
+from fairrobust.studies.intervals import fmt, fmt_ci
+from fairrobust.studies.results import RunData, largest_rs_n, rejection_config
+from fairrobust.studies.summary import (
+    findings,
+    select_baseline,
+    select_most_robust,
+    summary_rows,
+)
+
+__all__ = ["render_markdown"]
+
+
+def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) -> str:
+    """The report as markdown (figure links relative to the run folder).
+
+    The summary table and the findings are read from ``results/run_summary.json``
+    and ``results/run_findings.json`` (``data.run_summary`` / ``data.run_findings``);
+    a folder without them (the studies' results only) gets them computed in
+    memory with :func:`fairrobust.studies.summary.summary_rows` / ``findings``.
+
+    Args:
+      data: from :func:`fairrobust.studies.results.load_run`.
+      figures: extra report figures (name -> path), from
+        :func:`fairrobust.report.figures.write_report_figures`.
+
+    Returns:
+      The markdown, ending with a newline.
+    """
+    figures = dict(figures or {})
+    img = ImageLinks(data.run_dir)
+    srows = data.run_summary if data.run_summary is not None else summary_rows(data)
+    found = data.run_findings if data.run_findings is not None else findings(data)
+    models = (data.rob or {}).get("models", [])
+    base, best = select_baseline(models), select_most_robust(models)
+    parts = _header(data)
+    parts += _summary_section(data, srows, base, best)
+    parts += ["## Findings", ""]
+    if found:
+        parts.append(" ".join(f["text"] for f in found))
+    else:
+        parts.append("No findings: the run has no comparable numbers.")
+    parts.append("")
+    parts += _groups_section(data)
+    if data.rob is not None:
+        parts += robustness_section(data, base, best, img, figures)
+    if data.rej is not None:
+        parts += rejection_section(data, img, figures)
+    parts += _soundness_section(data)
+    parts += _files_section(data.run_dir, img)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _header(data: RunData) -> list[str]:
+    """Title, run folder and provenance, reading guide."""
+    cfg = data.config
+    rob_summary = (data.rob or {}).get("summary", {})
+    ds = (
+        cfg.get("dataset")
+        or rob_summary.get("dataset")
+        or ((data.rej or {}).get("summary", {}).get("dataset", "?"))
+    )
+    return [
+        f"# For whom do the defenses defend? fairrobust report: {ds}",
+        "",
+        f"Run folder `{data.run_dir.name}`; preset `{cfg.get('preset', '?')}`; data fingerprint "
+        f"`{cfg.get('data_fingerprint', rob_summary.get('data_fingerprint', '?'))}`; "
+        f"fairrobust {cfg.get('library_version', '?')}. Every number below is in `results/` "
+        "(CSV and JSON); regenerate this report with "
+        "`python -c \"from fairrobust.report import write_report_from_dir as w; w('RUN_DIR')\"`.",
+        "",
+        "Reading guide: AUC_acc(s) integrates the accuracy of group s under PGD over the attack "
+        "budgets (higher = better protected); Defense Parity is the largest AUC_acc gap between "
+        "groups (lower = more equal). AUC_FPR(s) integrates the false-rejection rate of clean "
+        "clips of group s over the rejection threshold (lower = fewer false rejections); FPR "
+        "Parity is the largest AUC_FPR gap (lower = more equal). Brackets are bootstrap "
+        "confidence intervals; two numbers whose intervals overlap are not distinguishable.",
+        "",
+    ]
+
+
+def _summary_table(srows: list[dict[str, Any]], n_max: int | None) -> str:
+    return md_table(
+        [
+            "attribute",
+            "worst-served group (AUC_acc, most robust model)",
+            "Defense Parity: baseline",
+            "Defense Parity: most robust",
+            "most rejected (NR)",
+            "FPR Parity: NR",
+            f"FPR Parity: RS N = {n_max}",
+        ],
+        [
+            [
+                r["attribute"],
+                "n/a"
+                if r["worst_group_auc_acc"] is None
+                else f"{r['worst_group_auc_acc']}: "
+                + fmt_ci(r["worst_auc_acc"], r["worst_auc_acc_ci_low"], r["worst_auc_acc_ci_high"]),
+                fmt_ci(r["dp_baseline"], r["dp_baseline_ci_low"], r["dp_baseline_ci_high"]),
+                fmt_ci(r["dp_robust"], r["dp_robust_ci_low"], r["dp_robust_ci_high"]),
+                r["worst_group_nr"] or "n/a",
+                fmt_ci(r["fpr_parity_nr"], r["fpr_parity_nr_ci_low"], r["fpr_parity_nr_ci_high"]),
+                fmt_ci(r["fpr_parity_rs"], r["fpr_parity_rs_ci_low"], r["fpr_parity_rs_ci_high"]),
+            ]
+            for r in srows
+        ],
+    )
+
+
+def _strongest_table(strongest: list[dict[str, Any]]) -> str:
+    def cell(r: Mapping[str, Any], tag: str) -> str:
+        key = f"dp_{tag}_strongest"
+        return fmt_ci(r[key], r[f"{key}_ci_low"], r[f"{key}_ci_high"])
+
+    return md_table(
+        ["attribute", "baseline: strongest attack", "most robust: strongest attack"],
+        [[r["attribute"], cell(r, "baseline"), cell(r, "robust")] for r in strongest],
+    )
+
+
+def _summary_section(
+    data: RunData,
+    srows: list[dict[str, Any]],
+    base: Mapping[str, Any] | None,
+    best: Mapping[str, Any] | None,
+) -> list[str]:
+    """Baseline and most robust model, the per-attribute summary table, the interval level."""
+    level = next((r["ci_level"] for r in srows if r.get("ci_level")), None)
+    parts = ["## Summary", ""]
+    if data.rob is not None:
+        parts += [
+            f"Clean baseline: {describe_member(base)}. Most robust non-excluded model: "
+            f"{describe_member(best)}.",
+            "",
+        ]
+    parts += [_summary_table(srows, largest_rs_n(data)), ""]
+    strongest = [r for r in srows if "dp_robust_strongest" in r]
+    if strongest:
+        parts += [
+            "Defense Parity under the strongest attack tried (soundness checks, same clips; "
+            "see the soundness section):",
+            "",
+            _strongest_table(strongest),
+            "",
+        ]
+    if level:
+        parts += [
+            f"Intervals: {fmt(100 * level)}% bootstrap. "
+            + (robustness_settings(data, short=True) if data.rob else ""),
+            "",
+        ]
+    return parts
+
+
+def _groups_section(data: RunData) -> list[str]:
+    """Every group of every analysed attribute with its size in each study."""
+    parts = [
+        "## Groups",
+        "",
+        "Every group of every analysed attribute, with its size in each study. Groups under a "
+        "study's minimum size are listed and marked; they are left out of that study's "
+        "parity numbers, never dropped from the tables.",
+        "",
+    ]
+    rob_groups = {(g["attribute"], g["group"]): g for g in (data.rob or {}).get("groups", [])}
+    rej_sizes = {
+        (r["attribute"], r["group"]): r
+        for r in (data.rej or {}).get("auc_fpr_long", [])
+        if r["method"] == "NR" and r["attribute"] != "all"
+    }
+    rob_min = (data.rob or {}).get("summary", {}).get("config", {}).get("min_group_size")
+    rej_min = rejection_config(data).get("min_group_size") if data.rej else None
+    grows = []
+    for key in dict.fromkeys(list(rob_groups) + list(rej_sizes)):
+        g, r = rob_groups.get(key), rej_sizes.get(key)
+        grows.append(
+            [
+                key[0],
+                key[1],
+                "-" if g is None else g["n_test"],
+                "-" if g is None else ("ok" if g["valid"] else f"under minimum size {rob_min}"),
+                "-" if r is None else r["n"],
+                "-" if r is None or r.get("n_train") is None else r["n_train"],
+                "-" if r is None else ("ok" if r["valid"] else f"under minimum size {rej_min}"),
+            ]
+        )
+    headers = [
+        "attribute",
+        "group",
+        "n (robustness test)",
+        "robustness",
+        "n (rejection eval)",
+        "n (train)",
+        "rejection",
+    ]
+    return [*parts, md_table(headers, grows), ""]
+
+
+def _soundness_section(data: RunData) -> list[str]:
+    """The soundness checks (``soundness.json``, else ``soundness.md``), or a "not run" note."""
+    if data.soundness:
+        return [render_soundness(data.soundness).rstrip(), ""]
+    if data.soundness_md:
+        sm = data.soundness_md.strip().splitlines()
+        if sm and sm[0].startswith("## "):
+            sm = sm[1:]
+        return ["## Soundness of the attack evaluation", "", *sm, ""]
+    return [
+        "## Soundness of the attack evaluation",
+        "",
+        "Not run in this run folder (no `results/soundness.md`). Defense Parity is only "
+        "as good as the attack behind it; see `fairrobust.soundness`.",
+        "",
+    ]
+
+
+def _files_section(run_dir: Path, img: ImageLinks) -> list[str]:
+    """Figures not shown above, then the list of results files."""
+    parts: list[str] = []
+    other = sorted(p for p in (run_dir / "figures").glob("*.png") if p.name not in img.used)
+    if other:
+        parts += ["## Other figures", ""]
+        for p in other:
+            parts += [img(p, p.stem), ""]
+    parts += ["## Files", "", "Result tables (CSV and JSON with the same rows):", ""]
+    for p in sorted((run_dir / "results").glob("*")):
+        if p.suffix in (".csv", ".json", ".npz", ".md") and not p.name.startswith("."):
+            parts.append(f"- `results/{p.name}`")
+    parts.append("")
+    return parts

@@ -1,0 +1,275 @@
+"""The rejection section of the report: RS vs NR, AUC_FPR and FPR Parity, certified accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fairrobust.report.blocks import ImageLinks, md_table, settings_line
+from fairrobust.studies.intervals import estimate, fmt, fmt_ci
+from fairrobust.studies.results import (
+    RunData,
+    rejection_attributes,
+    rejection_config,
+    rejection_slug,
+)
+
+__all__ = ["certify_settings", "rejection_section", "rejection_settings"]
+
+_PARITY = ("fpr_parity", "ci_low", "ci_high")
+
+
+def rejection_settings(data: RunData, short: bool = False) -> str:
+    """The settings line of the rejection study (sampling and bootstrap only when ``short``)."""
+    c = rejection_config(data)
+    s = data.rej["summary"] if data.rej else {}
+    items = {
+        "N": c.get("num_samples"),
+        "alpha grid": f"[{c.get('alpha_min')}, {c.get('alpha_max')}] step {c.get('alpha_step')}",
+        "sigma": c.get("sigma"),
+        "noise": c.get("noise"),
+        "clips": s.get("num_eval"),
+        "seed": c.get("seed"),
+        "bootstrap": f"{c.get('bootstrap_resamples')} resamples, "
+        f"{fmt(100 * (c.get('ci_level') or 0))}% intervals",
+    }
+    if not short:
+        items = {
+            "model": c.get("model"),
+            "width": c.get("width"),
+            "epochs": c.get("epochs"),
+            **items,
+            "NR SVM train subsample": c.get("nr_max_train") or "all",
+            "min group size": c.get("min_group_size"),
+        }
+    return settings_line(items)
+
+
+def certify_settings(data: RunData) -> str:
+    """The settings line of CERTIFY (sigma, n0, n, alpha, radii, seed)."""
+    c = rejection_config(data)
+    return settings_line(
+        {
+            "sigma": c.get("sigma"),
+            "n0": c.get("certify_n0"),
+            "n": c.get("certify_n"),
+            "alpha": c.get("certify_alpha"),
+            "radii": c.get("radii"),
+            "seed": c.get("seed"),
+        }
+    )
+
+
+def rejection_section(data: RunData, img: ImageLinks, figures: Mapping[str, Path]) -> list[str]:
+    """Markdown lines of the section "Rejection: randomized smoothing (RS) vs neural rejection".
+
+    Args:
+      data: a run with the rejection study.
+      img: figure links of the report.
+      figures: report figures (``write_report_figures``).
+    """
+    assert data.rej is not None
+    rej = data.rej
+    fig_dir = data.run_dir / "figures"
+    out = [
+        "## Rejection: randomized smoothing (RS) vs neural rejection (NR)",
+        "",
+        rejection_settings(data),
+        "",
+        "RS abstains when the two-sided binomial p-value of the top-two noise counts exceeds "
+        "alpha; NR rejects when the top SVM score is below t; both thresholds sweep the same "
+        "grid. On clean data every rejection is a false rejection.",
+        "",
+    ]
+    s = rej["summary"]
+    out += [
+        f"Accuracy on the evaluated clips: NR base M5 {fmt(s.get('nr_base_accuracy'))}, NR "
+        f"(SVM) {fmt(s.get('nr_accuracy'))}, RS base M5 {fmt(s.get('rs_base_accuracy'))}.",
+        "",
+    ]
+    methods = list(dict.fromkeys(r["label"] for r in rej["fpr_parity"]))
+    out += ["### FPR Parity per attribute and method", ""]
+    par = {(r["attribute"], r["label"]): r for r in rej["fpr_parity"]}
+    attrs = rejection_attributes(data)
+    out.append(
+        md_table(
+            ["attribute", *methods],
+            [[a, *[fmt_ci(*estimate(par.get((a, m)), *_PARITY)) for m in methods]] for a in attrs],
+        )
+    )
+    out.append("")
+    if "fpr_parity" in figures:
+        out += [img(figures["fpr_parity"], "FPR Parity per method with intervals"), ""]
+    out += [
+        img(fig_dir / "rejection_fpr_parity_vs_n.png", "FPR Parity vs N"),
+        "",
+        "*RS band and NR shaded span: bootstrap intervals of FPR Parity (numbers in the "
+        "table above).*",
+        "",
+    ]
+    out += [img(fig_dir / "rejection_fpr_curves_all.png", "false rejection, all clips"), ""]
+    for a in attrs:
+        out += _attribute_block(data, a, methods, par, img, figures)
+    out += _size_correlation_block(rej["correlation"])
+    out += _certified_block(data, attrs, img)
+    return out
+
+
+def _attribute_block(
+    data: RunData,
+    a: str,
+    methods: list[str],
+    par: Mapping[tuple[str, str], Mapping[str, Any]],
+    img: ImageLinks,
+    figures: Mapping[str, Path],
+) -> list[str]:
+    """One attribute: AUC_FPR per group and method, FPR Parity, figures, accuracy per group."""
+    assert data.rej is not None
+    fig_dir = data.run_dir / "figures"
+    out = [f"### {a}", "", rejection_settings(data, short=True), ""]
+    rows = [r for r in data.rej["auc_fpr_long"] if r["attribute"] == a]
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    idx = {(r["label"], r["group"]): r for r in rows}
+    head = []
+    for g in groups:
+        r0 = idx.get((methods[0], g)) if methods else None
+        n = "?" if r0 is None else r0["n"]
+        small = r0 is not None and not r0["valid"]
+        head.append(f"{g} (n={n}{', under min size' if small else ''})")
+    out += ["AUC_FPR per group (lower = fewer false rejections):", ""]
+    out.append(
+        md_table(
+            ["method", *head, "FPR Parity"],
+            [
+                [
+                    m,
+                    *[
+                        fmt_ci(*estimate(idx.get((m, g)), "auc_fpr", "ci_low", "ci_high"))
+                        for g in groups
+                    ],
+                    fmt_ci(*estimate(par.get((a, m)), *_PARITY)),
+                ]
+                for m in methods
+            ],
+        )
+    )
+    out.append("")
+    if f"auc_fpr_{a}" in figures:
+        out += [img(figures[f"auc_fpr_{a}"], f"AUC_FPR per {a} group with intervals"), ""]
+    out += [
+        img(fig_dir / f"rejection_fpr_curves_{rejection_slug(a)}.png", f"FPR vs alpha by {a}"),
+        "",
+        "*Shaded bands: bootstrap intervals of each group's false-rejection rate at every "
+        "threshold (`rejection_fpr_curves.csv`: `ci_low`, `ci_high`); their integral "
+        "(AUC_FPR) carries intervals in the table above.*",
+        "",
+    ]
+    acc = [r for r in data.rej["accuracy"] if r["attribute"] == a]
+    if acc:
+        out += [
+            "Accuracy per group with bootstrap intervals (RS rows count an abstention as "
+            "an error; abstention rate and its interval in parentheses):",
+            "",
+            _accuracy_table(acc, groups),
+            "",
+        ]
+    return out
+
+
+def _accuracy_cell(r: Mapping[str, Any] | None) -> str:
+    """``accuracy [lo, hi]``, with `` (abstain rate [lo, hi])`` for RS rows; ``n/a`` without one."""
+    if r is None:
+        return "n/a"
+    text = fmt_ci(*estimate(r, "accuracy", "accuracy_ci_low", "accuracy_ci_high"))
+    if r.get("abstain_rate") is None:
+        return text
+    rate = fmt_ci(*estimate(r, "abstain_rate", "abstain_rate_ci_low", "abstain_rate_ci_high"))
+    return f"{text} ({rate})"
+
+
+def _accuracy_table(acc: list[dict[str, Any]], groups: list[str]) -> str:
+    models = list(dict.fromkeys(r["model"] for r in acc))
+    by = {(r["model"], r["group"]): r for r in acc}
+    return md_table(
+        ["model", *groups],
+        [[m, *[_accuracy_cell(by.get((m, g))) for g in groups]] for m in models],
+    )
+
+
+def _size_correlation_block(corr: list[dict[str, Any]]) -> list[str]:
+    """Pearson r between a group's number of training clips and its AUC_FPR."""
+    return [
+        "### Training-set size vs AUC_FPR",
+        "",
+        "Pearson r between a group's number of training clips and its AUC_FPR (valid groups; "
+        "`all` pools the groups of every attribute); `RS mean` is the mean +- std of r over N.",
+        "",
+        md_table(
+            ["attribute", "method", "N", "r", "r std", "p", "groups"],
+            [
+                [
+                    r["attribute"],
+                    r["method"],
+                    r["num_samples"] or "-",
+                    fmt(r["r"]),
+                    fmt(r["r_std"]) if r.get("r_std") is not None else "-",
+                    fmt(r["p_value"]) if r.get("p_value") is not None else "-",
+                    r["n_groups"],
+                ]
+                for r in corr
+            ],
+        ),
+        "",
+    ]
+
+
+def _certified_block(data: RunData, attrs: list[str], img: ImageLinks) -> list[str]:
+    """Certified accuracy vs radius per group (empty without CERTIFY results)."""
+    assert data.rej is not None
+    cert = data.rej.get("certified_accuracy") or []
+    if not cert:
+        return []
+    out = [
+        "### Certified accuracy vs radius per group (Cohen et al. CERTIFY)",
+        "",
+        certify_settings(data),
+        "",
+        "Certified accuracy: fraction of clips certified correct at L2 radius >= r "
+        "(abstentions count as errors), with bootstrap intervals (stratified by group, "
+        "clustered by speaker).",
+        "",
+    ]
+    radii = sorted({r["radius"] for r in cert})
+    keys = list(dict.fromkeys((r["attribute"], r["group"], r["n"], r["valid"]) for r in cert))
+    ci = {(r["attribute"], r["group"], r["radius"]): r for r in cert}
+    out.append(
+        md_table(
+            ["attribute", "group", "n", *[f"r={fmt(x)}" for x in radii]],
+            [
+                [
+                    a,
+                    g + ("" if v else " (under min size)"),
+                    n,
+                    *[
+                        fmt_ci(
+                            *estimate(ci.get((a, g, x)), "certified_accuracy", "ci_low", "ci_high")
+                        )
+                        for x in radii
+                    ],
+                ]
+                for a, g, n, v in keys
+            ],
+        )
+    )
+    out.append("")
+    fig_dir = data.run_dir / "figures"
+    for a in attrs:
+        out += [
+            img(
+                fig_dir / f"rejection_certified_accuracy_{rejection_slug(a)}.png",
+                f"certified accuracy by {a}",
+            ),
+            "",
+        ]
+    return out

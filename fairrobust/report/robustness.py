@@ -1,0 +1,237 @@
+"""The robustness section of the report: AUC_acc and Defense Parity per model and group."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fairrobust.report.blocks import ImageLinks, md_table, settings_line
+from fairrobust.studies.intervals import estimate, fmt, fmt_ci
+from fairrobust.studies.results import RunData, robustness_attributes, robustness_slug
+
+__all__ = ["robustness_section", "robustness_settings"]
+
+_AUC = ("auc_acc", "auc_acc_ci_low", "auc_acc_ci_high")
+_CLEAN = ("clean_accuracy", "clean_accuracy_ci_low", "clean_accuracy_ci_high")
+_DP = ("defense_parity", "defense_parity_ci_low", "defense_parity_ci_high")
+
+
+def robustness_settings(data: RunData, short: bool = False) -> str:
+    """The settings line of the robustness study (attack and bootstrap only when ``short``)."""
+    assert data.rob is not None
+    c = data.rob["summary"]["config"]
+    s = data.rob["summary"]
+    items = {
+        "PGD L-inf eps": c["attack_eps"],
+        "steps": c["attack_steps"],
+        "step size": f"{fmt(c['attack_rel_step'])} x eps",
+        "test clips": s.get("n_test"),
+        "seed": c["seed"],
+        "bootstrap": f"{c['bootstrap']} resamples, {fmt(100 * c['ci_level'])}% percentile "
+        "intervals (stratified by group, clustered by speaker)",
+    }
+    if not short:
+        items = {
+            "models": c["models"],
+            "AT budgets": c["at_eps"],
+            "noise stds": c["noise_std"],
+            "preprocess": c["preprocess"],
+            "epochs": c["epochs"],
+            "width": c["width"],
+            **items,
+            "min group size": c["min_group_size"],
+            "random-guess test level": c["random_guess_level"],
+        }
+    return settings_line(items)
+
+
+def robustness_section(
+    data: RunData,
+    base: Mapping[str, Any] | None,
+    best: Mapping[str, Any] | None,
+    img: ImageLinks,
+    figures: Mapping[str, Path],
+) -> list[str]:
+    """Markdown lines of the section "Robustness training: AUC_acc and Defense Parity".
+
+    Args:
+      data: a run with the robustness study.
+      base, best: the clean baseline and the most robust model (their accuracy
+        curves are shown).
+      img: figure links of the report.
+      figures: report figures (``write_report_figures``).
+    """
+    assert data.rob is not None
+    rob = data.rob
+    figs = {k: Path(v) for k, v in rob["summary"].get("figures", {}).items()}
+    out = [
+        "## Robustness training: AUC_acc and Defense Parity",
+        "",
+        robustness_settings(data),
+        "",
+        f"AUC_acc: {rob['summary'].get('auc_acc', '')}. Defense Parity: "
+        f"{rob['summary'].get('defense_parity', '')}. "
+        f"{rob['summary'].get('random_guess_test', '')}.",
+        "",
+    ]
+    out += ["### Per-model table", "", _model_table(rob["models"])]
+    out += [
+        "",
+        "Overall (all test clips) numbers are point estimates; group numbers below carry "
+        "intervals.",
+        "",
+    ]
+    if "defense_parity" in figures:
+        out += [img(figures["defense_parity"], "Defense Parity per model with intervals"), ""]
+    for attr in robustness_attributes(data):
+        out += _attribute_block(data, attr, base, best, img, figures, figs)
+    out += _correlations_block(rob, img, figs)
+    return out
+
+
+def _model_table(models: list[dict[str, Any]]) -> str:
+    """One row per model, by clean accuracy: settings, AUC_acc, accuracy per epsilon, exclusion."""
+    eps_cols = [k for k in (models[0] if models else {}) if k.startswith("acc@")]
+    return md_table(
+        [
+            "model",
+            "architecture",
+            "AT eps",
+            "noise std",
+            "preprocess",
+            "clean acc",
+            "AUC_acc",
+            *eps_cols,
+            "excluded (random guessing p)",
+        ],
+        [
+            [
+                f"`{r['member_id']}`",
+                r["model"],
+                fmt(r["at_eps"]),
+                fmt(r["noise_std"]),
+                r["preprocess"],
+                fmt(r["clean_accuracy"]),
+                fmt(r["auc_acc"]),
+                *[fmt(r[k]) for k in eps_cols],
+                ("yes" if r["excluded"] else "no") + f" ({fmt(r['random_guess_p'])})",
+            ]
+            for r in sorted(models, key=lambda r: r["clean_accuracy"])
+        ],
+    )
+
+
+def _member_name(m: Mapping[str, Any]) -> str:
+    return f"`{m['member_id']}`" + (" (excluded)" if m["excluded"] else "")
+
+
+def _attribute_block(
+    data: RunData,
+    attr: str,
+    base: Mapping[str, Any] | None,
+    best: Mapping[str, Any] | None,
+    img: ImageLinks,
+    figures: Mapping[str, Path],
+    figs: Mapping[str, Path],
+) -> list[str]:
+    """One attribute: clean accuracy and AUC_acc per group and model, Defense Parity, figures."""
+    assert data.rob is not None
+    rob = data.rob
+    out = [f"### {attr}", "", robustness_settings(data, short=True), ""]
+    members = rob["models"]
+    gm = [g for g in rob["group_metrics"] if g["attribute"] == attr]
+    groups = list(dict.fromkeys(g["group"] for g in gm))
+    if not groups:
+        return [*out, "No groups (all values unknown).", ""]
+    idx = {(g["member_id"], g["group"]): g for g in gm}
+    sizes = {g["group"]: (g["n"], g["valid"]) for g in gm}
+    head = [f"{g} (n={sizes[g][0]}{'' if sizes[g][1] else ', under min size'})" for g in groups]
+    out += ["Clean accuracy per group:", ""]
+    out.append(
+        md_table(
+            ["model", *head],
+            [
+                [
+                    _member_name(m),
+                    *[fmt_ci(*estimate(idx.get((m["member_id"], g)), *_CLEAN)) for g in groups],
+                ]
+                for m in members
+            ],
+        )
+    )
+    out += ["", "AUC_acc per group and Defense Parity per model:", ""]
+    dps = {r["member_id"]: r for r in rob["defense_parity"] if r["attribute"] == attr}
+    out.append(
+        md_table(
+            ["model", *head, "Defense Parity", "worst group", "note"],
+            [
+                [
+                    _member_name(m),
+                    *[fmt_ci(*estimate(idx.get((m["member_id"], g)), *_AUC)) for g in groups],
+                    fmt_ci(*estimate(dps.get(m["member_id"]), *_DP)),
+                    (dps.get(m["member_id"]) or {}).get("worst_group") or "-",
+                    (dps.get(m["member_id"]) or {}).get("note") or "",
+                ]
+                for m in members
+            ],
+        )
+    )
+    out.append("")
+    slug = robustness_slug(attr)
+    if f"auc_acc_{attr}" in figures:
+        out += [img(figures[f"auc_acc_{attr}"], f"AUC_acc per {attr} group with intervals"), ""]
+    if f"auc_{slug}" in figs:
+        out += [img(figs[f"auc_{slug}"], f"AUC_acc per {attr} group, every model"), ""]
+    for m in (base, best):
+        if m is None:
+            continue
+        key = f"curves_{slug}_{robustness_slug(m['member_id'])}"
+        if key in figs:
+            out += [
+                img(figs[key], f"accuracy vs epsilon by {attr}, {m['member_id']}"),
+                "",
+                "*Shaded bands (and error bars on the clean points) are bootstrap "
+                "intervals of each group's accuracy (`group_curves` table: `ci_low`, "
+                "`ci_high`); their integral (AUC_acc) carries intervals in the table "
+                "above.*",
+                "",
+            ]
+    return out
+
+
+def _correlations_block(
+    rob: Mapping[str, Any], img: ImageLinks, figs: Mapping[str, Path]
+) -> list[str]:
+    """Pearson r of each intervention with Defense Parity, and the correlation figures."""
+    c = rob["summary"]["config"]
+    out = [
+        "### Correlations of interventions with Defense Parity and group AUC_acc",
+        "",
+        f"Pearson r across the non-excluded models (paper Figures 2-5); p two-sided; "
+        f"min group size {c['min_group_size']}.",
+        "",
+    ]
+    corr = [r for r in rob["correlations"] if r["outcome"] == "defense_parity"]
+    out.append(
+        md_table(
+            ["attribute", "intervention", "kind", "r", "p", "models", "note"],
+            [
+                [
+                    r["attribute"],
+                    r["intervention"],
+                    r["kind"],
+                    fmt(r["r"]),
+                    fmt(r["p"]),
+                    r["n_models"],
+                    r.get("note") or "",
+                ]
+                for r in corr
+            ],
+        )
+    )
+    out.append("")
+    for key in ("corr_binary_dp", "corr_levels_dp", "corr_binary_groups", "corr_levels_groups"):
+        if key in figs:
+            out += [img(figs[key], key.replace("_", " ")), ""]
+    return out

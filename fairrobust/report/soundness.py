@@ -1,0 +1,200 @@
+"""The soundness section of the report, rendered from ``results/soundness.json``.
+
+This is the one renderer of the attack-soundness checks: ``fairrobust run``
+writes its output to ``results/soundness.md`` and the report embeds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fairrobust.report.blocks import md_table, settings_line
+from fairrobust.studies.intervals import compare_intervals, estimate, fmt, fmt_estimate
+from fairrobust.studies.results import STRONGEST, soundness_parity
+
+__all__ = ["render_soundness", "soundness_settings"]
+
+_DP = ("defense_parity", "ci_low", "ci_high")
+
+
+def soundness_settings(rec: Mapping[str, Any]) -> str:
+    """The settings line of the soundness checks (attack, restarts, transfer, EOT, bootstrap)."""
+    st = rec.get("settings", {})
+    items = {
+        "PGD L-inf eps": st.get("epsilons"),
+        "step size": f"{fmt(st.get('rel_step'))} x eps, clean start",
+        "convergence steps": st.get("steps"),
+        "restarts": f"{st.get('restarts')} x {st.get('restart_steps')} steps"
+        if st.get("restarts")
+        else "none",
+        "transfer": "from another trained grid member of the same architecture"
+        if st.get("transfer")
+        else "off",
+        "clips": st.get("n_examples"),
+        "tolerance": st.get("tolerance"),
+        "seed": st.get("seed"),
+        "bootstrap": f"{st.get('bootstrap')} resamples, {fmt(100 * (st.get('ci_level') or 0))}% "
+        "intervals (stratified by group, clustered by speaker)",
+    }
+    sm = st.get("smoothing")
+    if sm:
+        items["EOT on smoothing"] = (
+            f"sigma {fmt(sm['sigma'])} ({sm['noise']}), M {sm['num_noise']} draws per step, "
+            f"{sm['num_steps']} steps, smoothed prediction by majority vote over N "
+            f"{sm['num_samples']} draws, {sm['n_examples']} clips"
+        )
+    return settings_line(items)
+
+
+def render_soundness(rec: Mapping[str, Any]) -> str:
+    """The "Soundness of the attack evaluation" section from a ``soundness.json`` record.
+
+    One pass / warn row per check and model with its numbers, Defense Parity under
+    the study's attack next to the strongest attack tried (with intervals and the
+    interval-overlap verdict), robust accuracy by attack, the smoothing check
+    (EOT vs plain PGD on the base model) and every warning.
+
+    Args:
+      rec: the ``results/soundness.json`` record (``verdict``, ``settings``,
+        ``checks``, ``parity``, ``models``, ``smoothing``).
+
+    Returns:
+      Markdown that starts with ``## Soundness of the attack evaluation`` and
+      ends with a newline.
+    """
+    checks = rec.get("checks", [])
+    warned = sum(c["verdict"] == "warn" for c in checks)
+    out = [
+        "## Soundness of the attack evaluation",
+        "",
+        "A Defense Parity number is only as good as the attack behind it. These checks "
+        "(`fairrobust.soundness`; Carlini et al. 2019, Athalye et al. 2018) re-attack the "
+        "clean baseline and the most robust model with more steps, FGSM, random restarts and a "
+        "transfer attack, and attack the randomized-smoothing classifier adaptively (EOT).",
+        "",
+        soundness_settings(rec),
+        "",
+        f"Overall: **{rec.get('verdict', 'n/a')}** ({warned} of {len(checks)} checks warn).",
+        "",
+        md_table(
+            ["model", "role", "check", "verdict", "numbers"],
+            [
+                [f"`{c['model']}`", c.get("role") or "-", c["check"], c["verdict"], c["summary"]]
+                for c in checks
+            ],
+        ),
+        "",
+    ]
+    attrs = list(dict.fromkeys(r["attribute"] for r in rec.get("parity", [])))
+    if rec.get("models", []):
+        out += _strongest_block(rec, attrs)
+    if rec.get("smoothing"):
+        out += _smoothing_block(rec, attrs)
+    reasons = [f"`{c['model']}`, {c['check']}: {r}" for c in checks for r in c.get("reasons", [])]
+    if reasons:
+        out += ["Warnings:", "", *[f"- {r}" for r in reasons], ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _strongest_row(
+    m: Mapping[str, Any], a: str, par: Mapping[tuple[str, str, str], Mapping[str, Any]]
+) -> list[str] | None:
+    """Defense Parity of one model and attribute: study attack vs strongest (None: neither)."""
+    study = m.get("study_attack", "")
+    p0 = par.get((m["model"], study, a))
+    p1 = par.get((m["model"], STRONGEST, a))
+    if p0 is None and p1 is None:
+        return None
+    t0, t1 = estimate(p0, *_DP), estimate(p1, *_DP)
+    worst = (
+        "n/a"
+        if p1 is None or p1.get("worst_group") is None
+        else f"{p1['worst_group']}: "
+        + fmt_estimate(
+            estimate(p1, "worst_auc_acc", "worst_auc_acc_ci_low", "worst_auc_acc_ci_high")
+        )
+    )
+    return [
+        f"`{m['model']}`",
+        a,
+        f"{study}: {fmt_estimate(t0)}",
+        fmt_estimate(t1),
+        compare_intervals(t1, t0),
+        worst,
+    ]
+
+
+def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
+    """Defense Parity under the study's attack vs the strongest one; accuracy by attack."""
+    par = soundness_parity(rec)
+    models = rec.get("models", [])
+    out = [
+        "### Defense Parity under the strongest attack tried",
+        "",
+        "Per model and attribute: Defense Parity under the study's attack (PGD with the "
+        "study's steps) and under the strongest attack tried (per clip, the worst case over "
+        "every PGD step count, FGSM, the restarts and the transfer attack), on the same "
+        "clips, with bootstrap intervals.",
+        "",
+    ]
+    rows = [r for m in models for a in attrs if (r := _strongest_row(m, a, par)) is not None]
+    out += [
+        md_table(
+            [
+                "model",
+                "attribute",
+                "Defense Parity: study attack",
+                "Defense Parity: strongest attack",
+                "strongest vs study",
+                "worst group (AUC_acc, strongest)",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    for m in models:
+        acc = m.get("report", {}).get("accuracy", {})
+        eps = m.get("report", {}).get("epsilons", [])
+        if not acc:
+            continue
+        out += [
+            f"Robust accuracy by attack, `{m['model']}` "
+            f"({rec.get('settings', {}).get('n_examples')} clips; transfer from "
+            f"`{m.get('surrogate') or '-'}`):",
+            "",
+            md_table(
+                ["attack", *[f"eps={fmt(e)}" for e in eps]],
+                [[name, *[fmt(v) for v in acc[name]]] for name in m.get("attacks", acc)],
+            ),
+            "",
+        ]
+    return out
+
+
+def _smoothing_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
+    """The smoothed classifier under the non-adaptive attack and under EOT."""
+    par = soundness_parity(rec)
+    sm = rec["smoothing"]
+    names = list(sm.get("attacks") or sm.get("accuracy", {}))
+    eps = rec.get("settings", {}).get("epsilons", [])
+    return [
+        "### Adaptive attack on randomized smoothing",
+        "",
+        "The smoothed classifier of the rejection study's RS base model under PGD on the "
+        "base model (the non-adaptive attack) and under EOT (PGD on the expected prediction "
+        "over the smoothing noise). An abstention counts as an error.",
+        "",
+        md_table(
+            ["attack", *[f"acc eps={fmt(e)}" for e in eps], *[f"DP {a}" for a in attrs]],
+            [
+                [
+                    name,
+                    *[fmt(v) for v in sm["accuracy"][name]],
+                    *[fmt_estimate(estimate(par.get((sm["model"], name, a)), *_DP)) for a in attrs],
+                ]
+                for name in names
+            ],
+        ),
+        "",
+    ]

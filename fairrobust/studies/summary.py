@@ -1,0 +1,257 @@
+"""The run summary: baseline and most robust model, one row per attribute, and the findings.
+
+After both studies (and the soundness checks) have written their results,
+``fairrobust run`` calls :func:`write_summary`, which reads the run folder back
+(:func:`fairrobust.studies.results.load_run`) and writes::
+
+    results/run_summary.csv, run_summary.json   (summary_rows: one row per attribute)
+    results/run_findings.json                   (findings: sentences with their numbers)
+    results/run_provenance.json                 (SHA-256 of the three files above)
+
+The report (:mod:`fairrobust.report`) renders these files; it computes nothing
+of its own.
+
+Example::
+
+    from fairrobust.studies.summary import write_summary
+    summary = write_summary("runs/20240101-120000")
+    summary.rows[0]["fpr_parity_nr"], summary.findings[0]["text"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fairrobust import _io
+from fairrobust.studies._common import write_provenance, write_table
+from fairrobust.studies.findings import (
+    rejection_findings,
+    robustness_findings,
+    soundness_findings,
+)
+from fairrobust.studies.intervals import as_number, estimate
+from fairrobust.studies.results import (
+    FINDINGS_FILE,
+    RUN_PREFIX,
+    STRONGEST,
+    SUMMARY_STEM,
+    RunData,
+    defense_parity_row,
+    fpr_parity_row,
+    group_metric_rows,
+    largest_rs_n,
+    load_run,
+    rejection_attributes,
+    robustness_attributes,
+    soundness_parity,
+)
+
+__all__ = [
+    "RunSummary",
+    "findings",
+    "select_baseline",
+    "select_most_robust",
+    "summary_rows",
+    "write_summary",
+]
+
+
+# ----------------------------------------------------------------------------- selections
+
+
+def select_baseline(models: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The clean baseline among the robustness study's models.
+
+    The clean baseline has no adversarial training, no noise augmentation and no
+    preprocessing defense; among several, a plain M5 comes first.
+
+    Args:
+      models: rows of the ``models`` table (``model``, ``at_eps``, ``noise_std``,
+        ``preprocess``).
+
+    Returns:
+      The baseline row; the first row when no model is clean; None without rows.
+    """
+    plain = [
+        r
+        for r in models
+        if not r.get("at_eps") and not r.get("noise_std") and r.get("preprocess") == "none"
+    ]
+    plain.sort(key=lambda r: r.get("model") != "m5")
+    return plain[0] if plain else (models[0] if models else None)
+
+
+def select_most_robust(models: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The most robust model: the non-excluded row with the largest overall AUC_acc.
+
+    Args:
+      models: rows of the ``models`` table (``auc_acc``, ``excluded``).
+
+    Returns:
+      That row (the first on ties; a missing AUC_acc counts as -1); None when
+      every model is excluded (indistinguishable from random guessing).
+    """
+    ok = [(i, r) for i, r in enumerate(models) if not r.get("excluded")]
+    if not ok:
+        return None
+    return max(ok, key=lambda t: (as_number(t[1].get("auc_acc")) or -1.0, -t[0]))[1]
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def _ci_level(data: RunData) -> Any:
+    if data.rob:
+        return data.rob["summary"]["config"].get("ci_level")
+    if data.rej:
+        return (data.rej.get("config") or {}).get("config", {}).get("ci_level")
+    return None
+
+
+def summary_rows(data: RunData) -> list[dict[str, Any]]:
+    """One row per attribute: worst-served group, Defense Parity, FPR Parity (with CIs).
+
+    Columns: attribute; ``worst_group_auc_acc`` (lowest AUC_acc of the most robust
+    non-excluded model among groups of valid size) with ``worst_auc_acc`` and its
+    interval; ``dp_baseline`` / ``dp_robust`` (Defense Parity of the clean baseline
+    and of the most robust model, with ``_ci_low`` / ``_ci_high``) and their
+    ``member_id``\\ s; ``worst_group_nr`` / ``worst_group_rs`` (highest AUC_FPR);
+    ``fpr_parity_nr`` / ``fpr_parity_rs`` (RS at the largest N ``rs_n``) with
+    intervals; ``ci_level``; with the soundness checks, ``dp_baseline_strongest`` /
+    ``dp_robust_strongest`` (Defense Parity under the strongest attack tried, with
+    ``_ci_low`` / ``_ci_high``; None when that model was not checked).
+
+    Args:
+      data: from :func:`fairrobust.studies.results.load_run`.
+
+    Returns:
+      The rows, attributes of the robustness study first.
+    """
+    rows = []
+    models = (data.rob or {}).get("models", [])
+    base, best = select_baseline(models), select_most_robust(models)
+    n_max = largest_rs_n(data)
+    level = _ci_level(data)
+    for attr in list(dict.fromkeys(robustness_attributes(data) + rejection_attributes(data))):
+        row: dict[str, Any] = {"attribute": attr, "ci_level": level}
+        dpb, dpr = defense_parity_row(data, base, attr), defense_parity_row(data, best, attr)
+        row["baseline_member"] = None if base is None else base["member_id"]
+        row["robust_member"] = None if best is None else best["member_id"]
+        for tag, r in (("baseline", dpb), ("robust", dpr)):
+            v, lo, hi = estimate(
+                r, "defense_parity", "defense_parity_ci_low", "defense_parity_ci_high"
+            )
+            row[f"dp_{tag}"], row[f"dp_{tag}_ci_low"], row[f"dp_{tag}_ci_high"] = v, lo, hi
+        valid = [g for g in group_metric_rows(data, best, attr) if g["valid"]]
+        worst = min(valid, key=lambda g: g["auc_acc"]) if valid else None
+        if data.soundness is not None:
+            spar = soundness_parity(data.soundness)
+            for tag, m in (("baseline", base), ("robust", best)):
+                r = None if m is None else spar.get((m["member_id"], STRONGEST, attr))
+                v, lo, hi = estimate(r, "defense_parity", "ci_low", "ci_high")
+                row[f"dp_{tag}_strongest"], row[f"dp_{tag}_strongest_ci_low"] = v, lo
+                row[f"dp_{tag}_strongest_ci_high"] = hi
+        row["worst_group_auc_acc"] = None if worst is None else worst["group"]
+        row["worst_auc_acc"], row["worst_auc_acc_ci_low"], row["worst_auc_acc_ci_high"] = estimate(
+            worst, "auc_acc", "auc_acc_ci_low", "auc_acc_ci_high"
+        )
+        pn, pr = fpr_parity_row(data, attr, "NR"), fpr_parity_row(data, attr, "RS", n_max)
+        row["rs_n"] = n_max
+        for tag, r in (("nr", pn), ("rs", pr)):
+            v, lo, hi = estimate(r, "fpr_parity", "ci_low", "ci_high")
+            row[f"fpr_parity_{tag}"], row[f"fpr_parity_{tag}_ci_low"] = v, lo
+            row[f"fpr_parity_{tag}_ci_high"] = hi
+            row[f"worst_group_{tag}"] = None if r is None else r.get("worst_group")
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- findings
+
+
+def findings(data: RunData) -> list[dict[str, Any]]:
+    """Sentences that state only what the numbers show, each with its numbers.
+
+    Comparisons of two estimates use their bootstrap intervals: disjoint
+    intervals -> "lower" / "higher"; overlapping -> "not distinguishable";
+    missing intervals -> the direction is stated with "(no CI)" (see
+    :mod:`fairrobust.studies.findings`).
+
+    Args:
+      data: from :func:`fairrobust.studies.results.load_run`.
+
+    Returns:
+      Records ``{"topic", "text", "numbers"}``, robustness first, then rejection,
+      then the soundness checks.
+    """
+    out: list[dict[str, Any]] = []
+    if data.rob is not None:
+        models = data.rob["models"]
+        out += robustness_findings(data, select_baseline(models), select_most_robust(models))
+    if data.rej is not None:
+        out += rejection_findings(data)
+    if data.soundness is not None:
+        out += soundness_findings(data.soundness)
+    return out
+
+
+# ----------------------------------------------------------------------------- writer
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What :func:`write_summary` computed and wrote.
+
+    Attributes:
+      rows: :func:`summary_rows`.
+      findings: :func:`findings`.
+      files: paths of ``run_summary.csv``, ``run_summary.json``,
+        ``run_findings.json`` and ``run_provenance.json``.
+    """
+
+    rows: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+    files: tuple[Path, ...]
+
+
+def write_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
+    """Compute the summary and findings of a run folder and write them to ``results/``.
+
+    Writes ``results/run_summary.{csv,json}`` (:func:`summary_rows`),
+    ``results/run_findings.json`` (:func:`findings`) and, last, their provenance
+    sidecar ``results/run_provenance.json`` (the run's ``config.json`` and its
+    hash, the data fingerprint and the SHA-256 of the three files). Call it after
+    the studies and the soundness checks have written their results, and before
+    the report is rendered.
+
+    Args:
+      run_dir: the run folder.
+
+    Returns:
+      A :class:`RunSummary`.
+
+    Raises:
+      FileNotFoundError: no study results in ``run_dir/results``.
+    """
+    data = load_run(run_dir)
+    results = data.run_dir / "results"
+    rows, found = summary_rows(data), findings(data)
+    csv_path, json_path = write_table(results / SUMMARY_STEM, rows)
+    findings_path = _io.atomic_write_json(results / FINDINGS_FILE, found)
+    run_config = dict(data.config or {})
+    provenance = write_provenance(
+        results,
+        RUN_PREFIX,
+        study="run",
+        dataset=str(run_config.get("dataset", "unknown")),
+        data_fingerprint=str(run_config.get("data_fingerprint", "unknown")),
+        config=run_config,
+        config_hash=_io.stable_hash(run_config),
+    )
+    return RunSummary(
+        rows=rows, findings=found, files=(csv_path, json_path, findings_path, provenance)
+    )
