@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _fmt_ci(v: Any, low: Any, high: Any) -> str:
-    from fairrobust.report import fmt_ci
+    from fairrobust.studies.intervals import fmt_ci
 
     return fmt_ci(v, low, high)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 from fairrobust.report.soundness import render_soundness as render_soundness
 from fairrobust.report.writer import write_report as write_report
 from fairrobust.report.writer import write_report_from_dir as write_report_from_dir
-from fairrobust.studies.intervals import fmt_ci as fmt_ci
 
-# render_soundness and fmt_ci are used by ``fairrobust run`` (soundness.md, the printed table).
-__all__ = ["fmt_ci", "render_soundness", "write_report", "write_report_from_dir"]
+# render_soundness is used by ``fairrobust run`` for results/soundness.md.
+__all__ = ["render_soundness", "write_report", "write_report_from_dir"]
