@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import json
@@ -11,8 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from fairrobust import run as run_mod
-from fairrobust.studies import robustness as rb
+from fairrobust import job
+from fairrobust.cli import build_parser
+from fairrobust.cli import run as cli_run
+from fairrobust.studies import config as cfg
 
 T = 6848  # M5's shortest input
 
@@ -46,36 +47,35 @@ def _synthetic_dataset():
     )
 
 
-# Tinier still than the hidden "tiny" preset, through the documented --config route.
+# Tinier still than the "tiny" preset, through the documented --config route.
 TOML = """
 [robustness]
 attack_eps = [0.01, 0.1]
-max_test_examples = 0
+max_examples = 0
 
 [rejection]
 num_samples = [10, 50]
 certify_n = 30
-max_test = 24
+max_examples = 24
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser()
-    run_mod.add_run_arguments(p)
-    return p
+def _parse(argv):
+    return build_parser().parse_args(["run", *argv])
 
 
 # ----------------------------------------------------------------------------- configs
 
 
-def test_study_configs_presets_toml_and_shared_flags(tmp_path):
-    rob, rej = run_mod.study_configs("quick")
-    assert rob == rb.preset("quick") and rej.num_samples == (10, 100, 1000)
-    paper_rob, paper_rej = run_mod.study_configs("paper")
+def test_load_configs_presets_toml_and_shared_flags(tmp_path):
+    rob, rej, sound = cfg.load_configs("quick")
+    assert rob == cfg.preset("robustness", "quick") and rej.num_samples == (10, 100, 1000)
+    assert sound == cfg.SOUNDNESS_PRESETS["quick"]
+    paper_rob, paper_rej, _ = cfg.load_configs("paper")
     assert paper_rob.num_models == 40 and paper_rej.num_samples[-1] == 10000
     toml = tmp_path / "run.toml"
     toml.write_text(TOML)
-    rob, rej = run_mod.study_configs(
+    rob, rej, _ = cfg.load_configs(
         "tiny",
         toml,
         seed=3,
@@ -85,54 +85,72 @@ def test_study_configs_presets_toml_and_shared_flags(tmp_path):
     assert rob.attack_eps == (0.01, 0.1) and rob.epochs == 1 and rob.seed == 3
     assert rej.num_samples == (10, 50) and rej.seed == 3
     assert rob.attributes == ("gender", "accent") == rej.attributes
-    assert rob.intersections == ("gender x accent",)
+    assert rob.intersections == (("gender", "accent"),)
     assert rej.intersections == (("gender", "accent"),)
-    _, rej = run_mod.study_configs(
+    _, rej, _ = cfg.load_configs(
         "quick", intersections=["all-pairs"], dataset_attributes=["a", "b", "c"]
     )
     assert rej.intersections == (("a", "b"), ("a", "c"), ("b", "c"))
+    rob, rej, _ = cfg.load_configs("quick", overrides={"max_examples": 7})
+    assert rob.max_examples == 7 == rej.max_examples
 
 
-def test_study_configs_errors(tmp_path):
+def test_load_configs_errors(tmp_path):
     with pytest.raises(ValueError, match="preset"):
-        run_mod.study_configs("huge")
+        cfg.load_configs("huge")
     with pytest.raises(FileNotFoundError, match="not found"):
-        run_mod.study_configs("quick", tmp_path / "missing.toml")
+        cfg.load_configs("quick", tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("epochs = 3\n")
     with pytest.raises(ValueError, match=r"\[robustness\] and \[rejection\]"):
-        run_mod.study_configs("quick", bad)
+        cfg.load_configs("quick", bad)
     bad.write_text("[robustness]\nnot_a_field = 1\n")
     with pytest.raises(ValueError, match="not_a_field"):
-        run_mod.study_configs("quick", bad)
+        cfg.load_configs("quick", bad)
     with pytest.raises(ValueError, match="intersections"):
-        run_mod.study_configs("quick", intersections=["gender"])
+        cfg.load_configs("quick", intersections=["gender"])
+
+
+@pytest.mark.parametrize(
+    ("table", "old", "new"),
+    [
+        ("robustness", "max_test_examples", "max_examples"),
+        ("robustness", "bootstrap", "bootstrap_resamples"),
+        ("rejection", "max_test", "max_examples"),
+    ],
+)
+def test_old_field_names_are_refused_with_the_new_name(tmp_path, table, old, new):
+    path = tmp_path / "old.toml"
+    path.write_text(f"[{table}]\n{old} = 3\n")
+    with pytest.raises(ValueError, match=f"{old}.*renamed to '{new}'") as info:
+        cfg.load_configs("quick", path)
+    assert str(path) in str(info.value)
 
 
 def test_resolve_run_dir_rules(tmp_path):
     now = dt.datetime(2024, 5, 6, 7, 8, 9)
     runs = tmp_path / "runs"
-    fresh, cont = run_mod.resolve_run_dir(runs_dir=runs, now=now)
+    fresh, cont = job.resolve_run_dir(runs_dir=runs, now=now)
     assert fresh == runs / "20240506-070809" and not cont
     fresh.mkdir(parents=True)
-    again, _ = run_mod.resolve_run_dir(runs_dir=runs, now=now)
+    again, _ = job.resolve_run_dir(runs_dir=runs, now=now)
     assert again == runs / "20240506-070809-2"
     with pytest.raises(FileNotFoundError, match="no run folder"):
-        run_mod.resolve_run_dir(resume="latest", runs_dir=runs)
+        job.resolve_run_dir(resume="latest", runs_dir=runs)
     (fresh / "config.json").write_text("{}")
-    assert run_mod.resolve_run_dir(resume="latest", runs_dir=runs) == (fresh, True)
-    assert run_mod.resolve_run_dir(out=fresh) == (fresh, True)
-    assert run_mod.resolve_run_dir(out=tmp_path / "new") == (tmp_path / "new", False)
-    assert run_mod.resolve_run_dir(resume=fresh) == (fresh, True)
+    assert job.resolve_run_dir(resume="latest", runs_dir=runs) == (fresh, True)
+    assert job.resolve_run_dir(out=fresh) == (fresh, True)
+    assert job.resolve_run_dir(out=tmp_path / "new") == (tmp_path / "new", False)
+    assert job.resolve_run_dir(resume=fresh) == (fresh, True)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        run_mod.resolve_run_dir(resume=tmp_path / "nope")
+        job.resolve_run_dir(resume=tmp_path / "nope")
 
 
 def test_cli_flags_parse():
-    args = _parser().parse_args([])
+    args = _parse([])
     assert args.dataset == "bundled" and args.preset == "quick" and args.out is None
-    assert args.resume is None
-    args = _parser().parse_args(
+    assert args.resume is None and not args.no_resume
+    args = _parse(
         [
             "--dataset",
             "fsdd",
@@ -152,18 +170,55 @@ def test_cli_flags_parse():
         ]
     )
     assert args.resume == "latest" and args.intersections == ["a x b"] and args.seed == 2
-    # flags a caller's parser already has are left alone
-    p = argparse.ArgumentParser()
-    p.add_argument("--dataset", default="wuw")
-    run_mod.add_run_arguments(p)
-    assert p.parse_args([]).dataset == "wuw"
+    assert args.attributes == ("a", "b")
 
 
-def test_run_main_rejects_bad_preset_and_missing_data_dir(tmp_path):
-    with pytest.raises(ValueError, match="preset"):
-        run_mod.run_main(_parser().parse_args(["--preset", "huge", "--out", str(tmp_path)]))
+def test_shared_flags_are_one_vocabulary():
+    """Every flag of several subcommands has one name, default and help everywhere."""
+    parser = build_parser()
+    subs = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no API
+    study = subs["study"]._subparsers._group_actions[0].choices  # noqa: SLF001
+    commands = {
+        "run": subs["run"],
+        "robustness": study["robustness"],
+        **{"rejection": study["rejection"], "train": subs["train"], "certify": subs["certify"]},
+    }
+    seen: dict[str, tuple] = {}
+    for name, p in commands.items():
+        for action in p._actions:  # noqa: SLF001
+            for flag in action.option_strings:
+                if flag in ("-h", "--help"):
+                    continue
+                key = (action.default, action.help, action.nargs, action.choices)
+                if flag in ("--seed", "--out", "--max-examples"):  # train/certify differ
+                    key = (action.nargs, action.choices)
+                seen.setdefault(flag, key)
+                assert seen[flag] == key, f"{flag} differs in {name}"
+    for flag in ("--dataset", "--data-dir", "--no-progress"):
+        assert all(flag in p._option_string_actions for p in commands.values())  # noqa: SLF001
+    for name in ("run", "robustness", "rejection"):
+        p = commands[name]
+        for flag in (
+            "--preset",
+            "--config",
+            "--max-examples",
+            "--intersections",
+            "--resume",
+            "--no-resume",
+            "--attributes",
+            "--bootstrap-resamples",
+        ):
+            assert flag in p._option_string_actions, (name, flag)  # noqa: SLF001
+    actions = commands["run"]._option_string_actions  # noqa: SLF001
+    assert tuple(actions["--preset"].choices) == cfg.PRESETS
+
+
+def test_run_main_rejects_bad_preset_and_missing_data_dir(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _parse(["--preset", "huge", "--out", str(tmp_path)])
+    assert "--preset" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--data-dir"):
-        run_mod.run_main(_parser().parse_args(["--dataset", "fsdd", "--out", str(tmp_path)]))
+        cli_run.main(_parse(["--dataset", "fsdd", "--out", str(tmp_path)]))
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -171,10 +226,10 @@ def test_run_main_rejects_bad_preset_and_missing_data_dir(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """One ``run_main`` call on the synthetic dataset with the tiny preset + TOML."""
+    """One ``fairrobust run`` call on the synthetic dataset with the tiny preset + TOML."""
     mp = pytest.MonkeyPatch()
     ds = _synthetic_dataset()
-    mp.setattr(run_mod, "_load", lambda name, data_dir, options: ds)
+    mp.setattr(job, "load_bundled", lambda **_: ds)
     root = tmp_path_factory.mktemp("run")
     toml = root / "run.toml"
     toml.write_text(TOML)
@@ -190,7 +245,7 @@ def tiny_run(tmp_path_factory):
         "--intersections",
         "gender x accent",
     ]
-    code = run_mod.run_main(_parser().parse_args(argv))
+    code = cli_run.main(_parse(argv))
     yield ds, out, argv
     mp.undo()
     assert code == 0
@@ -237,9 +292,9 @@ def test_run_folder_layout(tiny_run):
 
 def test_run_prints_summary_and_report_path(tiny_run, capsys, monkeypatch):
     ds, out, argv = tiny_run
-    monkeypatch.setattr(run_mod, "_load", lambda name, data_dir, options: ds)
+    monkeypatch.setattr(job, "load_bundled", lambda **_: ds)
     before = _results_bytes(out)
-    assert run_mod.run_main(_parser().parse_args(argv)) == 0  # continues: everything reused
+    assert cli_run.main(_parse(argv)) == 0  # continues: everything reused
     text = capsys.readouterr().out
     assert "continuing run folder" in text
     assert "FPR Parity RS (largest N)" in text and "worst-served" in text
@@ -348,12 +403,12 @@ _ABSTAIN = ("abstain_rate", "abstain_rate_ci_low", "abstain_rate_ci_high")
 
 def test_no_soundness_removes_and_skips(tiny_run, tmp_path, monkeypatch, capsys):
     ds, out, argv = tiny_run
-    monkeypatch.setattr(run_mod, "_load", lambda name, data_dir, options: ds)
+    monkeypatch.setattr(job, "load_bundled", lambda **_: ds)
     copy = tmp_path / "r"
     shutil.copytree(out, copy)
     argv2 = list(argv)
     argv2[argv2.index("--out") + 1] = str(copy)
-    assert run_mod.run_main(_parser().parse_args([*argv2, "--no-soundness"])) == 0
+    assert cli_run.main(_parse([*argv2, "--no-soundness"])) == 0
     assert "soundness checks:" not in capsys.readouterr().out
     assert not (copy / "results" / "soundness.json").exists()
     config = json.loads((copy / "config.json").read_text())
@@ -367,8 +422,8 @@ def test_no_soundness_removes_and_skips(tiny_run, tmp_path, monkeypatch, capsys)
 @pytest.mark.slow
 def test_fresh_rerun_same_seed_gives_identical_results(tiny_run, tmp_path, monkeypatch):
     ds, out, argv = tiny_run
-    monkeypatch.setattr(run_mod, "_load", lambda name, data_dir, options: ds)
+    monkeypatch.setattr(job, "load_bundled", lambda **_: ds)
     argv2 = list(argv)
     argv2[argv2.index("--out") + 1] = str(tmp_path / "r2")
-    assert run_mod.run_main(_parser().parse_args(argv2)) == 0
+    assert cli_run.main(_parse(argv2)) == 0
     assert _results_bytes(tmp_path / "r2") == _results_bytes(out)
