@@ -7,14 +7,16 @@ the run fixture; these tests are fast and need no training.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import types
 
 import pytest
 
 from fairrobust import report
-from fairrobust import run as run_mod
+from fairrobust.cli import build_parser
+from fairrobust.cli import run as cli_run
+from fairrobust.studies import config as cfg_mod
+from fairrobust.studies import soundness as sound_study
 from fairrobust.studies import results, summary
 from fairrobust.studies.findings import soundness_findings
 
@@ -22,24 +24,24 @@ from fairrobust.studies.findings import soundness_findings
 
 
 def test_soundness_presets_and_toml_overrides(tmp_path):
-    quick = run_mod.soundness_config("quick")
+    quick = cfg_mod.preset("soundness", "quick")
     assert quick.enabled and quick.models == ("baseline", "most_robust")
     assert quick.restarts == 2 and quick.transfer and quick.smoothing
-    paper = run_mod.soundness_config("paper")
+    paper = cfg_mod.preset("soundness", "paper")
     assert paper.restarts == 5 and paper.max_examples == 0 and paper.num_samples == 100
-    assert not run_mod.soundness_config("quick", enabled=False).enabled
+    assert not cfg_mod.load_configs("quick", soundness=False).soundness.enabled
     toml = tmp_path / "run.toml"
     toml.write_text('[soundness]\nrestarts = 3\nmodels = ["all"]\nsteps = [1, 4]\n')
-    cfg = run_mod.soundness_config("tiny", toml)
+    cfg = cfg_mod.load_configs("tiny", toml).soundness
     assert cfg.restarts == 3 and cfg.models == ("all",) and cfg.steps == (1, 4)
     # The other study tables are still accepted next to [soundness].
-    rob, _ = run_mod.study_configs("tiny", toml)
+    rob, _, _ = cfg_mod.load_configs("tiny", toml)
     assert rob.preset == "tiny"
     toml.write_text("[soundness]\nnot_a_field = 1\n")
     with pytest.raises(ValueError, match="not_a_field"):
-        run_mod.soundness_config("quick", toml)
+        cfg_mod.load_configs("quick", toml)
     with pytest.raises(ValueError, match="preset"):
-        run_mod.soundness_config("huge")
+        cfg_mod.preset("soundness", "huge")
 
 
 @pytest.mark.parametrize(
@@ -56,24 +58,23 @@ def test_soundness_presets_and_toml_overrides(tmp_path):
 )
 def test_soundness_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=f"SoundnessConfig.{field}"):
-        run_mod.SoundnessConfig(**{field: value})
+        cfg_mod.SoundnessConfig(**{field: value})
 
 
 def test_soundness_steps_always_include_the_study_attack():
-    cfg = run_mod.SoundnessConfig()
-    assert run_mod.soundness_steps(cfg, 10, "quick") == (1, 5, 10)
-    assert run_mod.soundness_steps(cfg, 2, "tiny") == (1, 2)
-    assert run_mod.soundness_steps(cfg, 100, "paper") == (1, 10, 50, 100)
-    assert run_mod.soundness_steps(cfg, 1, "quick") == (1, 2)  # two distinct counts needed
+    cfg = cfg_mod.SoundnessConfig()
+    assert sound_study.soundness_steps(cfg, 10, "quick") == (1, 5, 10)
+    assert sound_study.soundness_steps(cfg, 2, "tiny") == (1, 2)
+    assert sound_study.soundness_steps(cfg, 100, "paper") == (1, 10, 50, 100)
+    assert sound_study.soundness_steps(cfg, 1, "quick") == (1, 2)  # two distinct counts needed
     custom = dataclasses.replace(cfg, steps=(1, 20, 200))
-    assert run_mod.soundness_steps(custom, 100, "paper") == (1, 20, 100, 200)
+    assert sound_study.soundness_steps(custom, 100, "paper") == (1, 20, 100, 200)
 
 
 def test_no_soundness_flag_parses():
-    p = argparse.ArgumentParser()
-    run_mod.add_run_arguments(p)
-    assert not p.parse_args([]).no_soundness
-    assert p.parse_args(["--no-soundness"]).no_soundness
+    p = build_parser()
+    assert not p.parse_args(["run"]).no_soundness
+    assert p.parse_args(["run", "--no-soundness"]).no_soundness
 
 
 # ----------------------------------------------------------------------------- targets
@@ -112,26 +113,26 @@ def _rob_res():
 
 def test_targets_resolve_aliases_and_ids():
     res = _rob_res()
-    cfg = run_mod.SoundnessConfig()
-    got = [(m.spec.member_id, role) for m, role in run_mod._resolve_targets(cfg, res)]
+    cfg = cfg_mod.SoundnessConfig()
+    got = [(m.spec.member_id, role) for m, role in sound_study.resolve_targets(cfg, res)]
     # The excluded tricks model is never "most robust".
     assert got == [("m5_at0_noise0", "clean baseline"), ("m5_at0.01_noise0", "most robust")]
     cfg = dataclasses.replace(cfg, models=("tricks_at0_noise0", "baseline"))
-    got = [m.spec.member_id for m, _ in run_mod._resolve_targets(cfg, res)]
+    got = [m.spec.member_id for m, _ in sound_study.resolve_targets(cfg, res)]
     assert got == ["tricks_at0_noise0", "m5_at0_noise0"]
     all_cfg = dataclasses.replace(cfg, models=("all",))
-    assert len(run_mod._resolve_targets(all_cfg, res)) == 4
+    assert len(sound_study.resolve_targets(all_cfg, res)) == 4
     with pytest.raises(ValueError, match="unknown member 'nope'"):
-        run_mod._resolve_targets(dataclasses.replace(cfg, models=("nope",)), res)
+        sound_study.resolve_targets(dataclasses.replace(cfg, models=("nope",)), res)
 
 
 def test_surrogate_is_another_member_of_the_same_architecture():
     res = _rob_res()
     base, robust, tricks, tricks_at = res.members
-    assert run_mod._pick_surrogate(robust, res.members) is base  # clean-trained preferred
-    assert run_mod._pick_surrogate(base, res.members) is robust
-    assert run_mod._pick_surrogate(tricks_at, res.members) is tricks
-    assert run_mod._pick_surrogate(base, [base]) is None
+    assert sound_study.pick_surrogate(robust, res.members) is base  # clean-trained preferred
+    assert sound_study.pick_surrogate(base, res.members) is robust
+    assert sound_study.pick_surrogate(tricks_at, res.members) is tricks
+    assert sound_study.pick_surrogate(base, [base]) is None
 
 
 # ----------------------------------------------------------------------------- report
@@ -273,5 +274,5 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
     texts = [f["text"] for f in soundness_findings(data.soundness)]
     assert "warn in 1 of 2 checks" in texts[0]
     assert "differs from the study's attack" in texts[1] and "(higher)" in texts[1]
-    table = run_mod.format_summary_table([row])
+    table = cli_run.format_summary_table([row])
     assert "DP most robust (strongest attack)" in table
