@@ -16,8 +16,8 @@ from fairrobust import report
 from fairrobust.cli import build_parser
 from fairrobust.cli import run as cli_run
 from fairrobust.studies import config as cfg_mod
-from fairrobust.studies import soundness as sound_study
 from fairrobust.studies import results, summary
+from fairrobust.studies import soundness as sound_study
 from fairrobust.studies.findings import soundness_findings
 
 # ----------------------------------------------------------------------------- settings
