@@ -1231,7 +1231,7 @@ def _robustness_section(data, base, best, img, figures) -> list[str]:
 
 
 def _slug_rob(text: str) -> str:
-    from fairrobust.studies._common import slugify
+    from fairrobust.studies._store import slugify
 
     return slugify(text)
 
@@ -1913,7 +1913,7 @@ def write_report(
       ValueError: a results object / folder that lives outside ``run_dir``.
       FileNotFoundError: no study results in ``run_dir/results``.
     """
-    from fairrobust.studies._common import write_provenance, write_table
+    from fairrobust.studies._store import write_provenance, write_table
 
     run_dir = Path(run_dir)
     for name, res in (("robustness", robustness), ("rejection", rejection)):

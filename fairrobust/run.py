@@ -203,7 +203,7 @@ def study_configs(
       ValueError: unknown preset, bad TOML field, malformed intersection.
       FileNotFoundError: ``config_file`` does not exist.
     """
-    from fairrobust.studies import _common
+    from fairrobust.studies import _store as _common
     from fairrobust.studies import rejection as rj
     from fairrobust.studies import robustness as rb
 
@@ -503,7 +503,7 @@ def _remove_stale(run_dir: Path, studies: Sequence[str]) -> None:
 
 
 def _library_version() -> str:
-    from fairrobust.studies._common import library_version
+    from fairrobust.studies._store import library_version
 
     return library_version()
 
@@ -615,7 +615,7 @@ def soundness_config(
       ValueError: unknown preset, bad field in the ``[soundness]`` table.
       FileNotFoundError: ``config_file`` does not exist.
     """
-    from fairrobust.studies import _common
+    from fairrobust.studies import _store as _common
 
     if preset not in SOUNDNESS_PRESETS:
         raise ValueError(f"preset: expected one of {list(RUN_PRESETS[:2])}, got {preset!r}")
@@ -870,7 +870,7 @@ def run_soundness(
     from fairrobust.defenses import with_preprocess
     from fairrobust.studies import rejection as rj
     from fairrobust.studies import robustness as rb
-    from fairrobust.studies._common import library_version
+    from fairrobust.studies._store import library_version
 
     results = Path(run_dir) / "results"
     rcfg: Any = rej_cfg  # used only when the rejection study ran (do_smooth)
@@ -1081,7 +1081,7 @@ def run_soundness(
 def _write_soundness_views(results: Path, record: Mapping[str, Any]) -> None:
     """``soundness.md`` and ``soundness_parity.{csv,json}`` from the ``soundness.json`` record."""
     from fairrobust import report
-    from fairrobust.studies._common import write_table
+    from fairrobust.studies._store import write_table
 
     write_table(results / "soundness_parity", record.get("parity", []), PARITY_COLUMNS)
     _io.atomic_write_text(results / "soundness.md", report.render_soundness(record))

@@ -11,7 +11,7 @@ import pytest
 import scipy.stats
 
 from fairrobust.groups import all_groups, group_masks
-from fairrobust.studies import _common
+from fairrobust.studies import _store
 from fairrobust.studies import robustness as rb
 
 # ----------------------------------------------------------------------------- helpers
@@ -307,32 +307,32 @@ def test_member_ids_track_what_results_depend_on():
     assert [m.eval_hash for m in same] == [m.eval_hash for m in base.values()]
 
 
-# ----------------------------------------------------------------------------- _common
+# ----------------------------------------------------------------------------- _store
 
 
 def test_expand_grid_order():
-    grid = _common.expand_grid({"a": [1, 2], "b": ["x", "y", "x"]})
+    grid = _store.expand_grid({"a": [1, 2], "b": ["x", "y", "x"]})
     assert grid == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
     with pytest.raises(ValueError, match="grid axis 'b'"):
-        _common.expand_grid({"a": [1], "b": []})
+        _store.expand_grid({"a": [1], "b": []})
 
 
 def test_save_load_member_checks_spec_and_checksum(tmp_path, caplog):
     arrays = {"correct": np.eye(3, dtype=bool)}
-    _common.save_member(tmp_path, "mem", spec_hash="h1", meta={"x": 1}, arrays=arrays)
-    meta, got = _common.load_member(tmp_path, "mem", spec_hash="h1")
+    _store.save_member(tmp_path, "mem", spec_hash="h1", meta={"x": 1}, arrays=arrays)
+    meta, got = _store.load_member(tmp_path, "mem", spec_hash="h1")
     assert meta["x"] == 1 and np.array_equal(got["correct"], arrays["correct"])
-    assert _common.load_member(tmp_path, "absent", spec_hash="h1") is None
+    assert _store.load_member(tmp_path, "absent", spec_hash="h1") is None
     with caplog.at_level(logging.WARNING, logger="fairrobust.studies"):
-        assert _common.load_member(tmp_path, "mem", spec_hash="h2") is None
+        assert _store.load_member(tmp_path, "mem", spec_hash="h2") is None
     assert "not reusing it" in caplog.text
     np.savez(tmp_path / "mem.npz", correct=np.zeros((3, 3), bool))  # tampered arrays
-    assert _common.load_member(tmp_path, "mem", spec_hash="h1") is None
+    assert _store.load_member(tmp_path, "mem", spec_hash="h1") is None
 
 
 def test_write_table_csv_and_json(tmp_path):
     rows = [{"a": 1, "b": 0.1, "c": [1, 2]}, {"a": 2, "b": float("nan"), "d": True}]
-    csv_path, json_path = _common.write_table(tmp_path / "t", rows)
+    csv_path, json_path = _store.write_table(tmp_path / "t", rows)
     assert csv_path.read_text() == "a,b,c,d\n1,0.1,1;2,\n2,,,true\n"
     import json
 
@@ -344,10 +344,10 @@ def test_write_table_csv_and_json(tmp_path):
 
 def test_check_config_change(tmp_path):
     path = tmp_path / "config.json"
-    assert _common.check_config_change(path, "abc") is None
+    assert _store.check_config_change(path, "abc") is None
     path.write_text('{"config_hash": "abc"}')
-    assert _common.check_config_change(path, "abc") is None
-    assert "changed" in _common.check_config_change(path, "def")
+    assert _store.check_config_change(path, "abc") is None
+    assert "changed" in _store.check_config_change(path, "def")
 
 
 # ----------------------------------------------------------------------------- driver

@@ -59,7 +59,7 @@ Result files (``<out>/results/``; every table also as ``.json``, a list of rows)
 * ``rejection_provenance.json`` -- written last: dataset, data fingerprint, config
   and hash, library version, training configs and the SHA-256 of every
   ``rejection_*`` results file of the run
-  (``fairrobust.studies._common.verify_provenance`` checks them).
+  (``fairrobust.studies._store.verify_provenance`` checks them).
 
 Figures (``<out>/figures/``): ``rejection_fpr_curves_<attr>.png``,
 ``rejection_auc_fpr_<attr>.png``, ``rejection_fpr_parity_vs_n.png``,
@@ -290,7 +290,7 @@ def config_from_toml(
     top level or in a ``[rejection]`` table (so one file can also configure the
     robustness study). Unknown keys or wrong types raise ``ValueError`` naming the file.
     """
-    from fairrobust.studies._common import apply_overrides
+    from fairrobust.studies._store import apply_overrides
 
     path = Path(path)
     try:
@@ -1342,7 +1342,7 @@ def run_study(
 
     from fairrobust import models, smoothing
     from fairrobust.rejection import NeuralRejection
-    from fairrobust.studies._common import library_version, write_provenance, write_table
+    from fairrobust.studies._store import library_version, write_provenance, write_table
     from fairrobust.train import extract_features, predict_logits
 
     if config.noise not in smoothing.available_noises():

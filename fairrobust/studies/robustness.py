@@ -64,7 +64,7 @@ import numpy as np
 import scipy.stats
 
 from fairrobust import _io
-from fairrobust.studies._common import (
+from fairrobust.studies._store import (
     apply_overrides,
     check_config_change,
     expand_grid,

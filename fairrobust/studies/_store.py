@@ -429,7 +429,7 @@ def write_provenance(
         "files": {p.name: _sha256(p) for p in _study_files(results_dir, prefix)},
         "note": "SHA-256 of every results file of this run; a file that is missing or "
         "differs was not produced by this run (verify with "
-        "fairrobust.studies._common.verify_provenance)",
+        "fairrobust.studies._store.verify_provenance)",
     }
     if extra:
         record.update(to_jsonable(dict(extra)))
