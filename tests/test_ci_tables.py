@@ -18,6 +18,7 @@ from fairrobust.figures import robustness as rob_figs
 from fairrobust.groups import all_groups
 from fairrobust.studies import rejection as rj
 from fairrobust.studies import robustness as rb
+from fairrobust.studies import robustness_tables as rt
 
 GRID = np.round(np.arange(1, 101) * 0.01, 10)
 
@@ -175,7 +176,7 @@ def test_robustness_group_curves_have_intervals():
     ]
     groups = all_groups(_attrs(n), min_size=2)
     cfg = rb.RobustnessConfig(bootstrap=30, attack_eps=(0.01, 0.1))
-    agg = rb.aggregate(members, correct, (0.01, 0.1), groups, num_classes=3, config=cfg)
+    agg = rt.aggregate(members, correct, (0.01, 0.1), groups, num_classes=3, config=cfg)
     rows = agg["tables"]["group_curves"]
     assert {"ci_low", "ci_high"} <= set(rows[0])
     _within(
@@ -190,7 +191,7 @@ def test_robustness_group_curves_have_intervals():
             assert r["ci_high"] == pytest.approx(m["clean_accuracy_ci_high"])
     mats = agg["matrices"]["gender"]
     assert mats["curves_low"].shape == mats["curves"].shape
-    no_ci = rb.aggregate(
+    no_ci = rt.aggregate(
         members, correct, (0.01, 0.1), groups, num_classes=3,
         config=rb.RobustnessConfig(bootstrap=0, attack_eps=(0.01, 0.1)),
     )  # fmt: skip

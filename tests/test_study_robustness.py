@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import scipy.stats
 from fairrobust.groups import all_groups, group_masks
 from fairrobust.studies import _store
 from fairrobust.studies import robustness as rb
+from fairrobust.studies import robustness_tables as rt
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -65,7 +67,7 @@ CFG = rb.RobustnessConfig(bootstrap=0, min_group_size=2)
 def test_aggregate_hand_values():
     members, correct, eps, attrs = _hand_case()
     groups = all_groups(attrs, ["gender", "age"], min_size=2)
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
     t = agg["tables"]
     # per-model table: clean accuracy and AUC over all examples against numpy.trapezoid
     for i, row in enumerate(t["models"]):
@@ -104,7 +106,7 @@ def test_aggregate_hand_values():
 def test_correlations_match_scipy():
     members, correct, eps, attrs = _hand_case()
     groups = {"gender": group_masks(attrs, "gender", min_size=2)}
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
     dp = np.array([r["defense_parity"] for r in agg["tables"]["defense_parity"]])
     rows = {(r["outcome"], r["group"], r["intervention"]): r for r in agg["tables"]["correlations"]}
     for name, code in [
@@ -128,15 +130,15 @@ def test_correlations_match_scipy():
 def test_random_guess_filter_constructed_accuracies():
     n, c = 200, 5  # chance 0.2
     k = np.array([40, 45, 52, 60, 150, 10])
-    p, excluded = rb.random_guess_test(k, n, c, 0.05)
+    p, excluded = rt.random_guess_test(k, n, c, 0.05)
     ref = [scipy.stats.binomtest(int(ki), n, 0.2, alternative="greater").pvalue for ki in k]
     np.testing.assert_allclose(p, ref)
     # 40/200 = chance, 45/200 slightly above (not significant), 10/200 below chance
     assert excluded.tolist() == [True, True, False, False, False, True]
     with pytest.raises(ValueError, match="num_classes"):
-        rb.random_guess_test(k, n, 1)
+        rt.random_guess_test(k, n, 1)
     with pytest.raises(ValueError, match="n_correct"):
-        rb.random_guess_test(np.array([201]), n, 5)
+        rt.random_guess_test(np.array([201]), n, 5)
 
 
 def test_excluded_models_left_out_of_correlations():
@@ -145,7 +147,7 @@ def test_excluded_models_left_out_of_correlations():
     members = [*members, *_members([("m5", 0.1, 0.1, "none")])]
     members[-1]["member_id"] = "dead"
     groups = {"gender": group_masks(attrs, "gender", min_size=2)}
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
     models = {r["member_id"]: r for r in agg["tables"]["models"]}
     assert models["dead"]["excluded"] is True
     assert not any(models[f"m{i}"]["excluded"] for i in range(4))
@@ -156,7 +158,7 @@ def test_tiny_and_empty_groups():
     members, correct, eps, attrs = _hand_case()
     attrs = {**attrs, "accent": np.array(["unknown"] * 8), "dialect": np.array(["a"] * 7 + ["b"])}
     groups = all_groups(attrs, ["accent", "dialect"], min_size=2)
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
     dp = {(r["member_id"], r["attribute"]): r for r in agg["tables"]["defense_parity"]}
     assert np.isnan(dp[("m0", "accent")]["defense_parity"])
     assert dp[("m0", "accent")]["note"] == "no groups (all unknown)"
@@ -172,7 +174,7 @@ def test_aggregate_bootstrap_intervals_bracket_estimates():
     groups = {"gender": group_masks(attrs, "gender", min_size=2)}
     cfg = dataclasses.replace(CFG, bootstrap=50)
     speakers = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=cfg, speakers=speakers)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=cfg, speakers=speakers)
     for r in agg["tables"]["group_metrics"]:
         assert r["auc_acc_ci_low"] - 1e-6 <= r["auc_acc_ci_high"]
         assert 0.0 <= r["clean_accuracy_ci_low"] <= r["clean_accuracy_ci_high"] <= 1.0
@@ -183,7 +185,7 @@ def test_aggregate_bootstrap_intervals_bracket_estimates():
 def test_aggregate_shape_error():
     members, correct, eps, _ = _hand_case()
     with pytest.raises(ValueError, match="correct: expected shape"):
-        rb.aggregate(members, correct[:, :2], eps, {}, num_classes=10, config=CFG)
+        rt.aggregate(members, correct[:, :2], eps, {}, num_classes=10, config=CFG)
 
 
 def test_intervention_codes():
@@ -194,7 +196,7 @@ def test_intervention_codes():
             ("m5", 0.1, 0.0, "lowpass:cutoff_hz=4000"),
         ]
     )
-    codes = rb.intervention_codes(members)
+    codes = rt.intervention_codes(members)
     assert codes["binary"]["AT"].tolist() == [0, 1, 1]
     assert codes["binary"]["Tricks"].tolist() == [0, 1, 0]
     assert codes["binary"]["Noise"].tolist() == [0, 1, 0]
@@ -399,16 +401,18 @@ class _FakeModules:
         self.trained: list[str] = []
         self.attacked: list[str] = []
 
-    def train(self, dataset, spec, models_dir, *, resume, progress):
-        self.trained.append(spec.train_id)
-        return None, {"train_id": spec.train_id}, {"best_epoch": 1}
+    def train(self, dataset, train_config, folder, *, resume, progress):
+        train_id = Path(folder).name
+        self.trained.append(train_id)
+        return _store.TrainedModel(None, {"train_id": train_id}, None, {"best_epoch": 1})
 
-    def attack(self, apply_fn, variables, x, y, spec, config, sample_rate, progress=True):
+    def attack(self, trained, spec, x, y, config, *, sample_rate, progress=True):
         self.attacked.append(spec.member_id)
         seed = int(spec.eval_hash[:8], 16)
         rng = np.random.default_rng(seed)
         n = x.shape[0]
-        eps = np.asarray([0.0, *config.attack_eps])
+        eps = np.asarray(spec.epsilons)
+        assert spec.epsilons == (0.0, *config.attack_eps)  # the clean pass comes first
         base = 0.95 - 10 * spec.at_eps - 2 * spec.noise_std
         p = base * np.exp(-eps / (0.02 + spec.at_eps))[:, None]
         correct = rng.random((eps.size, n)) < p
@@ -418,8 +422,8 @@ class _FakeModules:
 @pytest.fixture
 def fake(monkeypatch):
     f = _FakeModules()
-    monkeypatch.setattr(rb, "_train_member", f.train)
-    monkeypatch.setattr(rb, "_attack_member", f.attack)
+    monkeypatch.setattr(rb, "train_or_load", f.train)
+    monkeypatch.setattr(rb, "attack_member", f.attack)
     return f
 
 
