@@ -133,14 +133,12 @@ def test_member_npz_without_its_json_marker_is_not_finished(tmp_path):
 
 @pytest.mark.parametrize("keep", [0, 10, 0.5])
 def test_truncated_rejection_cache_is_recomputed(tmp_path, keep):
-    from fairrobust.studies import rejection as rj
-
     path = tmp_path / "counts-k.npz"
-    rj._save_cached(path, "k", counts=np.arange(12).reshape(3, 4), n_done=np.asarray(3))
-    assert rj._load_cached(path, "k") is not None
+    _store.save_cached(path, "k", counts=np.arange(12).reshape(3, 4), n_done=np.asarray(3))
+    assert _store.load_cached(path, "k") is not None
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
-    assert rj._load_cached(path, "k") is None
+    assert _store.load_cached(path, "k") is None
 
 
 @pytest.mark.parametrize("part", ["npz", "npy"])
