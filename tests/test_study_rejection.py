@@ -190,6 +190,56 @@ def test_bootstrap_intervals_contain_estimate():
     assert all(r["ci_low"] is not None for r in rows)
 
 
+def test_analyze_is_the_general_metrics():
+    """AUC_FPR / FPR Parity are metrics.auc_fpr_by_attribute's; intervals AucFprStat's."""
+    import jax
+
+    from fairrobust import metrics
+
+    pvalues, nr_stat, attrs = _hand_data(n=90)
+    groups = _groups(attrs, min_size=20)
+    res = rjt.analyze(
+        pvalues, nr_stat, GRID, groups, num_samples=(10, 100), bootstrap_resamples=40,
+        key=jax.random.key(0),
+    )  # fmt: skip
+    rs = metrics.auc_fpr_by_attribute(pvalues, GRID, groups, reject_if="above")
+    nr = metrics.auc_fpr_by_attribute(nr_stat, GRID, groups, reject_if="below")
+    for name in groups:
+        attr = res.attributes[name]
+        np.testing.assert_array_equal(attr.auc[:2], np.asarray(rs[name].values))
+        np.testing.assert_array_equal(attr.auc[2], np.asarray(nr[name].values))
+        np.testing.assert_array_equal(attr.parity[:2], np.asarray(rs[name].parity))
+        # the intervals hold the point estimate (linear-form replicates, same resamples)
+        assert np.all(attr.auc_ci[..., 0] <= attr.auc + 1e-6)
+        assert np.all(attr.auc_ci[..., 1] >= attr.auc - 1e-6)
+        ok = np.isfinite(attr.parity)
+        assert np.all(attr.parity_ci[ok, 0] <= attr.parity[ok] + 1e-6)
+        assert np.all(attr.parity_ci[ok, 1] >= attr.parity[ok] - 1e-6)
+    # the curves integrate to the same AUC_FPR up to float rounding
+    curves_auc = np.asarray(metrics.auc_fpr(res.attributes["gender"].curves, GRID))
+    np.testing.assert_allclose(res.attributes["gender"].auc, curves_auc, atol=1e-6)
+
+
+def test_attribute_without_groups_gives_nan_parity():
+    import jax
+
+    pvalues, nr_stat, attrs = _hand_data(n=30)
+    attrs["accent"] = np.array(["unknown"] * 30)  # every value unknown: no group
+    groups = _groups(attrs)
+    assert groups["accent"].num_groups == 0
+    res = rjt.analyze(
+        pvalues, nr_stat, GRID, groups, num_samples=(10, 100), bootstrap_resamples=10,
+        key=jax.random.key(0),
+    )  # fmt: skip
+    accent = res.attributes["accent"]
+    assert accent.auc.shape == (3, 0) and np.all(np.isnan(accent.parity))
+    assert np.all(np.isnan(accent.parity_ci))
+    assert np.all(np.isfinite(res.attributes["gender"].parity))
+    assert [r["fpr_parity"] for r in rjt.fpr_parity_table(res) if r["attribute"] == "accent"] == [
+        None
+    ] * 3
+
+
 def test_analyze_rejects_bad_shapes():
     groups = _groups({"g": np.array(["a", "b", "a"])})
     with pytest.raises(ValueError, match="pvalues"):

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -116,6 +117,99 @@ def method_labels(num_samples: Sequence[int]) -> tuple[str, ...]:
     return (*(f"RS N={int(n)}" for n in num_samples), "NR")
 
 
+def _stacked_masks(
+    groups: Mapping[str, Any], n: int
+) -> tuple[np.ndarray, tuple[tuple[int, int], ...], np.ndarray]:
+    """One ``all`` row then every group of every attribute: ``(masks [G, n], spans, valid [G])``.
+
+    ``spans[i]`` is the ``[lo, hi)`` column range of the i-th attribute.
+    """
+    blocks = [np.ones((1, n), dtype=bool)]
+    valid = [np.ones(1, dtype=bool)]
+    for name, grp in groups.items():
+        masks = np.asarray(grp.masks, dtype=bool)
+        if masks.ndim != 2 or masks.shape[1] != n:
+            raise ValueError(f"groups[{name!r}].masks: expected shape (g, {n}), got {masks.shape}")
+        blocks.append(masks)
+        valid.append(np.asarray(grp.valid, dtype=bool))
+    stops = np.cumsum([b.shape[0] for b in blocks])
+    spans = tuple(zip((int(v) for v in stops[:-1]), (int(v) for v in stops[1:]), strict=True))
+    return np.concatenate(blocks, axis=0), spans, np.concatenate(valid)
+
+
+def _attribute_parity(auc: jax.Array, spans: Sequence[tuple[int, int]], valid: jax.Array):
+    """Inside the bootstrap: FPR Parity of every attribute span of ``auc [m, G]`` -> ``[p, m]``.
+
+    ``metrics.fpr_parity`` over the valid groups of each span; NaN for an attribute
+    without groups.
+    """
+    m = auc.shape[0]
+    if not spans:
+        return jnp.zeros((0, m), auc.dtype)
+    return jnp.stack(
+        [
+            metrics.fpr_parity(auc[:, lo:hi], valid[lo:hi]) if hi > lo else jnp.full(m, jnp.nan)
+            for lo, hi in spans
+        ]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _BootstrapStat:
+    """Bootstrap statistic of :func:`analyze`: AUC_FPR, FPR Parity and FPR curves of every method.
+
+    ``values = {"rs": pvalues [k, n], "nr": nr_stat [n]}``; returns ``auc [m, G]``
+    (``metrics.AucFprStat``, the linear O(n) form), ``parity [p, m]`` per attribute
+    span and ``curves [m, a, G]`` (``metrics.rejection_curves``), m = k + 1 methods.
+    Hashable, so the bootstrap compiles once.
+    """
+
+    thresholds: tuple[float, ...]
+    spans: tuple[tuple[int, int], ...]
+    valid: tuple[bool, ...]
+
+    def __call__(self, values: Any, masks: Any, weights: Any) -> dict[str, Any]:
+        t = jnp.asarray(self.thresholds, jnp.float32)
+        rs = metrics.AucFprStat(self.thresholds, reject_if="above")(values["rs"], masks, weights)
+        nr = metrics.AucFprStat(self.thresholds, reject_if="below")(values["nr"], masks, weights)
+        auc = jnp.concatenate([rs["auc_fpr"], nr["auc_fpr"][None]], axis=0)
+        parity = _attribute_parity(auc, self.spans, jnp.asarray(self.valid))
+        rs_c = metrics.rejection_curves(values["rs"], t, masks, weights=weights[None])
+        nr_c = metrics.rejection_curves(values["nr"], t, masks, reject_if="below", weights=weights)
+        curves = jnp.concatenate([rs_c, nr_c[None]], axis=0)
+        return {"auc": auc, "parity": parity, "curves": curves}
+
+
+def _point_auc(
+    pvalues: np.ndarray, nr_stat: np.ndarray, thresholds: np.ndarray, groups: Mapping[str, Any]
+) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """AUC_FPR of everyone ``[m]`` and, per attribute, ``(auc [m, g], parity [m])``.
+
+    ``metrics.auc_fpr`` for the ``all`` group and one ``metrics.auc_fpr_by_attribute``
+    per method for every attribute with groups (``m = k + 1``: RS at each N, then NR).
+    """
+    everyone = np.ones((1, pvalues.shape[1]), dtype=bool)
+    overall = np.concatenate(
+        [
+            np.asarray(metrics.auc_fpr(pvalues, thresholds, everyone, reject_if="above"))[:, 0],
+            np.asarray(metrics.auc_fpr(nr_stat, thresholds, everyone, reject_if="below")),
+        ]
+    ).astype(np.float64)
+    present = {name: grp for name, grp in groups.items() if np.shape(grp.masks)[0]}
+    by_attr: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if present:
+        rs = metrics.auc_fpr_by_attribute(pvalues, thresholds, present, reject_if="above")
+        nr = metrics.auc_fpr_by_attribute(nr_stat, thresholds, present, reject_if="below")
+        for name in present:
+            auc = np.concatenate([np.asarray(rs[name].values), np.asarray(nr[name].values)[None]])
+            parity = np.concatenate([np.asarray(rs[name].parity), [np.asarray(nr[name].parity)]])
+            by_attr[name] = (auc.astype(np.float64), parity.astype(np.float64))
+    m = pvalues.shape[0] + 1
+    for name in groups:
+        by_attr.setdefault(name, (np.zeros((m, 0)), np.full(m, np.nan)))
+    return overall, by_attr
+
+
 def analyze(
     pvalues: np.ndarray,
     nr_stat: np.ndarray,
@@ -132,12 +226,14 @@ def analyze(
     """FPR curves, AUC_FPR and FPR Parity per group for RS at every N and for NR.
 
     RS rejects example i at alpha iff ``pvalues[k, i] > alpha`` (PREDICT abstains);
-    NR rejects iff ``nr_stat[i] < t`` (top SVM score below t). Per attribute, the
-    curves ``[m, a, g]`` are one batched computation over methods x thresholds x
-    groups (``fairrobust.metrics.rejection_curves``, no Python loop over thresholds
-    or groups); ``AUC_FPR = trapezoid(FPR, thresholds)`` (Eq. 3, raw integral, so
-    for RS it approaches ``mean_i clip(p_i - alpha_min, 0, alpha_max - alpha_min)``);
-    FPR Parity is the largest AUC_FPR gap between valid groups (Eq. 4).
+    NR rejects iff ``nr_stat[i] < t`` (top SVM score below t). The curves ``[m, a, G]``
+    of every group of every attribute (plus an ``all`` group) are one batched
+    computation per method (``fairrobust.metrics.rejection_curves``, no Python loop
+    over thresholds or groups); AUC_FPR (Eq. 3, raw trapezoid integral, so for RS
+    it approaches ``mean_i clip(p_i - alpha_min, 0, alpha_max - alpha_min)``) and
+    FPR Parity, the largest AUC_FPR gap between valid groups (Eq. 4), come from
+    ``fairrobust.metrics.auc_fpr_by_attribute``; their bootstrap intervals from
+    ``fairrobust.metrics.AucFprStat``.
 
     Args:
       pvalues: PREDICT p-values in [0, 1], shape ``(k, n)``, row k for ``num_samples[k]``.
@@ -146,9 +242,9 @@ def analyze(
       groups: attribute name -> ``fairrobust.groups.Groups`` over the same n examples.
       num_samples: the k values of N.
       train_sizes: attribute name -> training examples per group ``(g,)`` (optional).
-      bootstrap_resamples: resamples for percentile intervals on AUC_FPR and FPR
-        Parity (``fairrobust.metrics.bootstrap_ci``: stratified by group, clustered
-        by ``speakers`` when given); 0 skips them.
+      bootstrap_resamples: resamples for percentile intervals on AUC_FPR, FPR Parity
+        and the curves (``fairrobust.metrics.bootstrap_ci``: stratified by group,
+        clustered by ``speakers`` when given); 0 skips them.
       ci_level: interval level.
       key: PRNG key of the bootstrap (required when ``bootstrap_resamples > 0``).
       speakers: optional speaker id per example ``(n,)``.
@@ -173,36 +269,18 @@ def analyze(
     if bootstrap_resamples and key is None:
         raise ValueError("key: a PRNG key is required when bootstrap_resamples > 0")
 
-    # Every group of every attribute, plus one "all" row, as one mask matrix, so the
-    # whole study is one rejection sweep per method (and one bootstrap).
-    names = list(groups)
-    blocks = [np.ones((1, n), dtype=bool)]
-    valid_list = [np.ones(1, dtype=bool)]
-    for name in names:
-        masks = np.asarray(groups[name].masks, dtype=bool)
-        if masks.ndim != 2 or masks.shape[1] != n:
-            raise ValueError(f"groups[{name!r}].masks: expected shape (g, {n}), got {masks.shape}")
-        blocks.append(masks)
-        valid_list.append(np.asarray(groups[name].valid, dtype=bool))
-    all_masks = np.concatenate(blocks, axis=0)  # [G, n]
-    stops = np.cumsum([b.shape[0] for b in blocks])
-    spans = tuple(zip((int(v) for v in stops[:-1]), (int(v) for v in stops[1:]), strict=True))
-    all_valid = np.concatenate(valid_list)
-
+    all_masks, spans, all_valid = _stacked_masks(groups, n)
     rs = np.asarray(metrics.rejection_curves(pvalues, thresholds, all_masks, reject_if="above"))
     nr = np.asarray(metrics.rejection_curves(nr_stat, thresholds, all_masks, reject_if="below"))
     curves = np.concatenate([rs, nr[None]], axis=0).astype(np.float64)  # [m, a, G]
-    auc = np.asarray(metrics.trapezoid(curves, thresholds, axis=1), dtype=np.float64)  # [m, G]
-    parity = np.asarray(
-        metrics.fpr_parity(_per_attribute(auc, spans, all_valid)), dtype=np.float64
-    )  # [p, m]
+    overall_auc, by_attr = _point_auc(pvalues, nr_stat, thresholds, groups)
 
     m = k + 1
     auc_ci = np.full((m, all_masks.shape[0], 2), np.nan)
     parity_ci = np.full((len(spans), m, 2), np.nan)
     curves_ci = np.full((*curves.shape, 2), np.nan)  # [m, a, G, 2]
     if bootstrap_resamples:
-        stat_fn = _AucFprBootstrap(
+        stat_fn = _BootstrapStat(
             tuple(float(t) for t in thresholds.astype(np.float32)),
             spans,
             tuple(bool(v) for v in all_valid),
@@ -221,85 +299,34 @@ def analyze(
         curves_ci = np.stack([np.asarray(res.lower["curves"]), np.asarray(res.upper["curves"])], -1)
 
     per_attr: dict[str, AttributeRejection] = {}
-    for i, name in enumerate(names):
-        grp = groups[name]
+    for i, (name, grp) in enumerate(groups.items()):
         lo, hi = spans[i]
-        ts = (
-            None
-            if train_sizes is None or name not in train_sizes
-            else np.asarray(train_sizes[name])
-        )
+        ts = None if train_sizes is None or name not in train_sizes else train_sizes[name]
         per_attr[name] = AttributeRejection(
             attribute=name,
             names=tuple(grp.names),
             sizes=np.asarray(grp.sizes),
             valid=all_valid[lo:hi],
-            train_sizes=ts,
+            train_sizes=None if ts is None else np.asarray(ts),
             curves=curves[:, :, lo:hi],
-            auc=auc[:, lo:hi],
-            parity=parity[i],
+            auc=by_attr[name][0],
+            parity=by_attr[name][1],
             auc_ci=auc_ci[:, lo:hi],
             parity_ci=parity_ci[i],
             curves_ci=curves_ci[:, :, lo:hi],
         )
-    overall_curves, overall_auc = curves[:, :, :1], auc[:, :1]
     return RejectionAnalysis(
         thresholds=thresholds,
         num_samples=tuple(int(v) for v in num_samples),
         methods=method_labels(num_samples),
-        overall_curves=overall_curves[..., 0],
-        overall_auc=overall_auc[..., 0],
+        overall_curves=curves[:, :, 0],
+        overall_auc=overall_auc,
         attributes=per_attr,
         ci_level=float(ci_level) if bootstrap_resamples else None,
         num_resamples=int(bootstrap_resamples),
         num_examples=int(n),
         overall_curves_ci=curves_ci[:, :, 0],
     )
-
-
-def _per_attribute(auc: Any, spans: Sequence[tuple[int, int]], valid: np.ndarray) -> Any:
-    """``[..., G]`` group values -> ``[p, ..., g_max]`` per attribute, NaN for invalid / padding.
-
-    Works on NumPy and (inside jit) on JAX arrays; ``metrics.fpr_parity`` then gives
-    every attribute's parity in one call (NaN groups are skipped).
-    """
-    xp = np if isinstance(auc, np.ndarray) else jnp
-    if not spans:
-        return xp.full((0, *auc.shape[:-1], 2), xp.nan)
-    g_max = max(hi - lo for lo, hi in spans)
-    out = []
-    for lo, hi in spans:
-        ok = np.asarray(valid[lo:hi]).reshape((1,) * (auc.ndim - 1) + (hi - lo,))
-        block = xp.where(xp.asarray(ok), auc[..., lo:hi], xp.nan)
-        pad = [(0, 0)] * (block.ndim - 1) + [(0, g_max - (hi - lo))]
-        out.append(xp.pad(block, pad, constant_values=xp.nan))
-    return xp.stack(out)
-
-
-@dataclasses.dataclass(frozen=True)
-class _AucFprBootstrap:
-    """Bootstrap statistic: AUC_FPR of every group and FPR Parity of every attribute.
-
-    ``values = {"rs": pvalues [k, n], "nr": nr_stat [n]}``; returns ``auc [m, G]``,
-    ``parity [p, m]`` (m = k + 1 methods) and the FPR curves ``curves [m, a, G]``
-    (``metrics.rejection_curves``: a cumulative histogram, no ``[a, G, n]`` tensor).
-    Hashable, so the bootstrap compiles once.
-    """
-
-    thresholds: tuple[float, ...]
-    spans: tuple[tuple[int, int], ...]
-    valid: tuple[bool, ...]
-
-    def __call__(self, values: Any, masks: Any, weights: Any) -> dict[str, Any]:
-        t = jnp.asarray(self.thresholds, jnp.float32)
-        rs = metrics.auc_fpr(values["rs"], t, masks, reject_if="above", weights=weights[None])
-        nr = metrics.auc_fpr(values["nr"], t, masks, reject_if="below", weights=weights)
-        auc = jnp.concatenate([rs, nr[None]], axis=0)
-        parity = metrics.fpr_parity(_per_attribute(auc, self.spans, np.asarray(self.valid)))
-        rs_c = metrics.rejection_curves(values["rs"], t, masks, weights=weights[None])
-        nr_c = metrics.rejection_curves(values["nr"], t, masks, reject_if="below", weights=weights)
-        curves = jnp.concatenate([rs_c, nr_c[None]], axis=0)
-        return {"auc": auc, "parity": parity, "curves": curves}
 
 
 def finite_or_none(x: Any) -> float | None:
