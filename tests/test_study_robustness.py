@@ -352,6 +352,103 @@ def test_check_config_change(tmp_path):
     assert "changed" in _store.check_config_change(path, "def")
 
 
+def test_seeded_subset_is_numpys_choice_sorted():
+    idx = np.arange(5, 205, 2)  # sorted candidates, as a split's indices
+    for cap in (0, None, idx.size, idx.size + 3):
+        np.testing.assert_array_equal(_store.seeded_subset(idx, cap, 3), idx)  # all kept
+    # oracle: numpy's generator used directly, as the three former copies did
+    want = np.sort(np.random.default_rng([3, 0x7E57]).choice(idx, 10, replace=False))
+    np.testing.assert_array_equal(_store.seeded_subset(idx, 10, 3, 0x7E57), want)
+    want = np.sort(np.random.default_rng(3).choice(idx, size=10, replace=False))
+    np.testing.assert_array_equal(_store.seeded_subset(idx, 10, 3), want)
+    want = np.sort(np.random.default_rng([3, 0x5E0]).choice(40, size=7, replace=False))
+    np.testing.assert_array_equal(_store.seeded_subset(np.arange(40), 7, 3, 0x5E0), want)
+    got = _store.seeded_subset(idx, 10, 3, 0x7E57)
+    assert got.size == 10 and np.all(np.diff(got) > 0) and np.isin(got, idx).all()
+    with pytest.raises(ValueError, match="indices"):
+        _store.seeded_subset(np.zeros((2, 2)), 1, 0)
+    with pytest.raises(ValueError, match="cap"):
+        _store.seeded_subset(idx, -1, 0)
+
+
+def test_select_test_uses_the_salted_subset():
+    ds = synthetic_dataset()
+    cfg = dataclasses.replace(rb.preset("quick"), max_test_examples=5, seed=4)
+    test = np.flatnonzero(ds.splits == "test")
+    want = _store.seeded_subset(test, 5, 4, rb.TEST_SUBSET_SALT)
+    np.testing.assert_array_equal(rb.select_test(ds, cfg), want)
+    np.testing.assert_array_equal(
+        rb.select_test(ds, dataclasses.replace(cfg, max_test_examples=0)), test
+    )
+
+
+def test_cached_batches_resumes_then_reuses(tmp_path):
+    calls, fail = [], {"at": 3}
+
+    def fn(rows):
+        calls.append(rows.tolist())
+        if len(calls) == fail["at"]:
+            raise KeyboardInterrupt("killed mid-way")
+        return {"sq": rows**2, "pair": np.stack([rows, -rows], 1)}
+
+    path = tmp_path / "c.npz"
+    run = dict(resume=True, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        _store.cached_batches(path, "k", 10, 3, fn, **run)
+    assert (tmp_path / "c.partial.npz").exists() and not path.exists()
+    calls.clear()
+    fail["at"] = -1
+    out, reused = _store.cached_batches(path, "k", 10, 3, fn, **run)
+    assert not reused and calls == [[6, 7, 8], [9]]  # the first two batches were kept
+    np.testing.assert_array_equal(out["sq"], np.arange(10) ** 2)
+    assert out["pair"].shape == (10, 2) and not (tmp_path / "c.partial.npz").exists()
+    calls.clear()
+    again, reused = _store.cached_batches(path, "k", 10, 3, fn, **run)
+    assert reused and calls == [] and np.array_equal(again["pair"], out["pair"])
+    _, reused = _store.cached_batches(path, "other-key", 10, 3, fn, **run)
+    assert not reused and len(calls) == 4  # inputs changed: recomputed
+    calls.clear()
+    _store.cached_batches(path, "other-key", 10, 3, fn, resume=False, progress=False)
+    assert len(calls) == 4
+
+
+def test_train_or_load_reads_a_finished_run_back(tmp_path, monkeypatch):
+    import jax
+
+    from fairrobust.train import TrainConfig
+
+    ds = synthetic_dataset(n_per_class=12, length=8000)
+    tc = TrainConfig(model="m5", width=4, epochs=1, batch_size=16)
+    first = _store.train_or_load(ds, tc, tmp_path / "m", resume=True, progress=False)
+    assert first.info["best_epoch"] == 1 and first.info["epochs"] == 1
+    assert {"val_loss", "val_acc", "train_acc"} <= set(first.info)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although a finished checkpoint exists")
+
+    monkeypatch.setattr(_store, "train", no_training)
+    again = _store.train_or_load(ds, tc, tmp_path / "m", resume=True, progress=False)
+    assert again.info == first.info and again.apply_fn is first.apply_fn
+    leaves = zip(*map(jax.tree_util.tree_leaves, (first.variables, again.variables)), strict=True)
+    assert all(np.array_equal(a, b) for a, b in leaves)
+    with pytest.raises(AssertionError, match="trained"):  # resume=False always trains
+        _store.train_or_load(ds, tc, tmp_path / "m", resume=False, progress=False)
+    with pytest.raises(AssertionError, match="trained"):  # more epochs: train() resumes
+        _store.train_or_load(
+            ds, dataclasses.replace(tc, epochs=2), tmp_path / "m", resume=True, progress=False
+        )
+
+
+def test_sweep_epsilons_is_the_one_place_of_the_clean_pass():
+    assert rt.sweep_epsilons((0.01, 0.1)) == (0.0, 0.01, 0.1)
+    correct = np.arange(2 * 3 * 4).reshape(2, 3, 4)  # [models, 1 + e, n]
+    np.testing.assert_array_equal(rt.clean_part(correct), correct[:, 0])
+    np.testing.assert_array_equal(rt.attacked_part(correct), correct[:, 1:])
+    spec = rb.plan_members(rb.preset("quick"), "fp")[0]
+    assert spec.epsilons == rt.sweep_epsilons(rb.preset("quick").attack_eps)
+    assert spec.eval_spec["attack"]["epsilons"] == list(spec.epsilons)
+
+
 # ----------------------------------------------------------------------------- driver
 
 
