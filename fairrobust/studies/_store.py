@@ -315,25 +315,30 @@ def train_or_load(
     """
     out = Path(folder)
     last = out / "last.ckpt"
+    ck = None
     if resume and last.is_file():
         try:
             ck = load_checkpoint(last)
         except (ValueError, FileNotFoundError):
             ck = None
-        if (
-            ck is not None
-            and ck.config == train_config
-            and ck.epoch >= train_config.epochs
-            and ck.dataset_fingerprint == dataset.fingerprint()
-        ):
-            info = train_info(ck.history, ck.best_epoch)
-            if ck.best_variables is not None:
-                return TrainedModel(ck.model, ck.best_variables, models.logits_fn(ck.model), info)
+    if (
+        ck is not None
+        and ck.config == train_config
+        and ck.epoch >= train_config.epochs
+        and ck.dataset_fingerprint == dataset.fingerprint()
+    ):
+        info = train_info(ck.history, ck.best_epoch)
+        if ck.best_variables is not None:
+            model, variables = ck.model, ck.best_variables
+        else:
             best = load_checkpoint(out / "best.ckpt")
-            return TrainedModel(best.model, best.variables, models.logits_fn(best.model), info)
-    res = train(dataset, train_config, out_dir=out, resume=resume, progress=progress)
-    info = train_info(res.history, res.best_epoch)
-    return TrainedModel(res.model, res.variables, models.logits_fn(res.model), info)
+            model, variables = best.model, best.variables
+    else:
+        res = train(dataset, train_config, out_dir=out, resume=resume, progress=progress)
+        model, variables = res.model, res.variables
+        info = train_info(res.history, res.best_epoch)
+    apply_fn = models.logits_fn(model)  # pyright: ignore[reportArgumentType]
+    return TrainedModel(model, variables, apply_fn, info)
 
 
 # ----------------------------------------------------------------------------- keyed cache

@@ -19,7 +19,7 @@ curves; and the Pearson correlations of the interventions
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -62,7 +62,7 @@ LEVEL_INTERVENTIONS = ("AT budget", "Noise std")
 # ============================================================================ the epsilon axis
 
 
-def sweep_epsilons(attack_eps: Sequence[float]) -> tuple[float, ...]:
+def sweep_epsilons(attack_eps: Iterable[float]) -> tuple[float, ...]:
     """The evaluated epsilon grid: 0 (the clean pass), then the attack budgets.
 
     The only place where the clean pass joins the sweep: members are attacked at
