@@ -18,7 +18,7 @@ intersections):
   test against 1 / n_classes).
 
 The pipeline is a chain of stages with typed inputs and outputs, so each can
-later run batched or sharded: :func:`load_test_set` -> :func:`plan_members`
+later run batched or sharded: :func:`load_eval_set` -> :func:`plan_members`
 (``list[MemberSpec]``) -> :func:`load_members` (finished ones) ->
 :func:`train_members` (``train_id -> TrainedModel``) -> :func:`evaluate_members`
 (``member_id -> MemberResult``, correctness per member) ->
@@ -101,19 +101,19 @@ from fairrobust.train import TrainConfig
 __all__ = [
     "PRESETS",
     "TEST_SUBSET_SALT",
+    "EvalSet",
     "MemberResult",
     "MemberSpec",
     "RobustnessConfig",
     "RobustnessResults",
-    "TestSet",
     "add_cli_arguments",
     "attack_member",
     "cli_main",
     "evaluate_members",
     "format_models_table",
     "load_config",
+    "load_eval_set",
     "load_members",
-    "load_test_set",
     "parse_preprocess",
     "plan_members",
     "preset",
@@ -576,7 +576,7 @@ class RobustnessResults:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class TestSet:
+class EvalSet:
     """The evaluated test examples of a study run and the data they come from.
 
     Attributes:
@@ -648,15 +648,15 @@ def resolve_groups(
     return all_groups(attributes, names, inter, min_size=config.min_group_size)
 
 
-def load_test_set(dataset: AudioDataset, config: RobustnessConfig) -> TestSet:
-    """The :class:`TestSet` of ``config`` (:func:`select_test`, :func:`resolve_groups`).
+def load_eval_set(dataset: AudioDataset, config: RobustnessConfig) -> EvalSet:
+    """The :class:`EvalSet` of ``config`` (:func:`select_test`, :func:`resolve_groups`).
 
     Raises:
       ValueError: empty test split, unknown attribute, malformed intersection.
     """
     index = select_test(dataset, config)
     test = dataset.select(index)
-    return TestSet(
+    return EvalSet(
         dataset=dataset.name,
         data_fingerprint=dataset.fingerprint(),
         sample_rate=int(dataset.sample_rate),
@@ -785,7 +785,7 @@ def _member_meta(
     spec: MemberSpec,
     correct: np.ndarray,
     pre: Preprocess,
-    test: TestSet,
+    test: EvalSet,
     config_hash: str,
     training: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
@@ -814,7 +814,7 @@ def _member_meta(
 def evaluate_members(
     specs: Sequence[MemberSpec],
     models: Mapping[str, TrainedModel],
-    test: TestSet,
+    test: EvalSet,
     config: RobustnessConfig,
     models_dir: str | os.PathLike[str],
     *,
@@ -876,7 +876,7 @@ def evaluate_members(
     return done
 
 
-def _write_config(path: Path, config: RobustnessConfig, test: TestSet) -> None:
+def _write_config(path: Path, config: RobustnessConfig, test: EvalSet) -> None:
     """``<prefix>_config.json``; warns when it differs from the previous run's."""
     config_hash = config.hash()
     message = check_config_change(path, config_hash)
@@ -906,7 +906,7 @@ def run_study(
 ) -> RobustnessResults:
     """Train, attack and analyse the grid of ``config`` on ``dataset``; write every result.
 
-    The stages: :func:`load_test_set`, :func:`plan_members`, :func:`load_members`
+    The stages: :func:`load_eval_set`, :func:`plan_members`, :func:`load_members`
     (finished members, with ``resume``), :func:`train_members` (checkpoints under
     ``out_dir/models/<train_id>/`` reused or trained, only for members still to
     do), :func:`evaluate_members` (each member attacked at every epsilon and its
@@ -954,7 +954,7 @@ def run_study(
     out = Path(out_dir)
     models_dir = out / "models"
     prefix = f"robustness_{slugify(dataset.name)}"
-    test = load_test_set(dataset, config)
+    test = load_eval_set(dataset, config)
     plan = plan_members(
         config, test.data_fingerprint, sample_rate=test.sample_rate, test_index=test.index
     )
@@ -996,7 +996,7 @@ def run_study(
 
 def _summary(
     config: RobustnessConfig,
-    test: TestSet,
+    test: EvalSet,
     members: Sequence[MemberResult],
     models_rows: Sequence[Mapping[str, Any]],
     root: Path,
@@ -1048,7 +1048,7 @@ def write_results(
     out_dir: str | os.PathLike[str],
     prefix: str,
     config: RobustnessConfig,
-    test: TestSet,
+    test: EvalSet,
     members: Sequence[MemberResult],
     agg: Mapping[str, Any],
     *,
