@@ -16,8 +16,9 @@ from fairrobust import metrics, smoothing
 from fairrobust.figures import rejection as rej_figs
 from fairrobust.figures import robustness as rob_figs
 from fairrobust.groups import all_groups
-from fairrobust.studies import rejection as rj
+from fairrobust.studies import rejection_tables as rjt
 from fairrobust.studies import robustness as rb
+from fairrobust.studies import robustness_tables as rt
 
 GRID = np.round(np.arange(1, 101) * 0.01, 10)
 
@@ -43,7 +44,7 @@ def test_group_rate_intervals_hand_values_and_oracle():
     n = 40
     groups = all_groups(_attrs(n), min_size=1)
     ones = np.ones((2, n))
-    lo, hi = rj.group_rate_intervals(ones, groups, key=jax.random.key(0), num_resamples=30)
+    lo, hi = rjt.group_rate_intervals(ones, groups, key=jax.random.key(0), num_resamples=30)
     g_all = 1 + sum(g.num_groups for g in groups.values())
     assert lo.shape == hi.shape == (2, g_all)
     np.testing.assert_array_equal(lo, 1.0)  # a constant rate has a zero-width interval
@@ -51,7 +52,7 @@ def test_group_rate_intervals_hand_values_and_oracle():
     rng = np.random.default_rng(0)
     vals = (rng.uniform(size=(3, n)) < 0.6).astype(np.float32)
     spk = np.array([f"s{i // 2}" for i in range(n)])
-    lo, hi = rj.group_rate_intervals(
+    lo, hi = rjt.group_rate_intervals(
         vals, groups, key=jax.random.key(1), num_resamples=50, speakers=spk
     )
     # Oracle: the same bootstrap called directly on the concatenated masks.
@@ -79,7 +80,7 @@ def test_fpr_curve_table_has_intervals_around_every_point():
     pvalues = rng.uniform(size=(2, n))
     nr_stat = rng.uniform(size=n)
     groups = all_groups(_attrs(n), min_size=1)
-    res = rj.analyze(
+    res = rjt.analyze(
         pvalues, nr_stat, GRID, groups, num_samples=(10, 100), bootstrap_resamples=40,
         key=jax.random.key(0),
     )  # fmt: skip
@@ -88,13 +89,13 @@ def test_fpr_curve_table_has_intervals_around_every_point():
     assert res.overall_curves_ci is not None
     assert res.overall_curves_ci.shape == (*res.overall_curves.shape, 2)
     _within(a.curves, a.curves_ci[..., 0], a.curves_ci[..., 1])
-    rows = rj.fpr_curve_table(res)
+    rows = rjt.fpr_curve_table(res)
     assert {"ci_low", "ci_high"} <= set(rows[0])
     for r in rows:
         assert r["ci_low"] is not None and r["ci_low"] - 1e-6 <= r["fpr"] <= r["ci_high"] + 1e-6
     # Without bootstrap the columns exist and are empty.
-    plain = rj.analyze(pvalues, nr_stat, GRID, groups, num_samples=(10, 100))
-    rows = rj.fpr_curve_table(plain)
+    plain = rjt.analyze(pvalues, nr_stat, GRID, groups, num_samples=(10, 100))
+    rows = rjt.fpr_curve_table(plain)
     assert all(r["ci_low"] is None and r["ci_high"] is None for r in rows)
 
 
@@ -104,7 +105,7 @@ def test_fpr_curve_intervals_match_auc_intervals_resamples():
     n = 20
     p = np.full((1, n), 0.995)  # every example rejected at every alpha < 0.995
     groups = all_groups({"g": np.array(["a", "b"])[np.arange(n) % 2]}, min_size=1)
-    res = rj.analyze(
+    res = rjt.analyze(
         p, np.full(n, 2.0), GRID, groups, num_samples=(10,), bootstrap_resamples=20,
         key=jax.random.key(3),
     )  # fmt: skip
@@ -120,7 +121,7 @@ def test_certified_accuracy_table_intervals():
     radius = rng.uniform(0, 0.3, n)
     radii = (0.0, 0.1, 0.2)
     groups = all_groups(_attrs(n), min_size=1)
-    rows = rj.certified_accuracy_table(
+    rows = rjt.certified_accuracy_table(
         pred, radius, labels, radii, groups, bootstrap_resamples=40, key=jax.random.key(0),
         speakers=np.array([f"s{i // 5}" for i in range(n)]),
     )  # fmt: skip
@@ -134,10 +135,10 @@ def test_certified_accuracy_table_intervals():
     want = smoothing.certified_accuracy(pred, radius, labels, np.asarray(radii), None)[:, 0]
     got = [r["certified_accuracy"] for r in rows if r["attribute"] == "all"]
     np.testing.assert_allclose(got, want)
-    plain = rj.certified_accuracy_table(pred, radius, labels, radii, groups)
+    plain = rjt.certified_accuracy_table(pred, radius, labels, radii, groups)
     assert all(r["ci_low"] is None for r in plain)
     with pytest.raises(ValueError, match="key"):
-        rj.certified_accuracy_table(pred, radius, labels, radii, groups, bootstrap_resamples=5)
+        rjt.certified_accuracy_table(pred, radius, labels, radii, groups, bootstrap_resamples=5)
 
 
 def test_accuracy_rows_with_intervals():
@@ -145,10 +146,10 @@ def test_accuracy_rows_with_intervals():
     groups = all_groups(_attrs(n), min_size=1)
     correct = np.arange(n) % 3 != 0
     abstain = np.arange(n) % 5 == 0
-    lo, hi = rj.group_rate_intervals(
+    lo, hi = rjt.group_rate_intervals(
         np.stack([correct, abstain]), groups, key=jax.random.key(0), num_resamples=30
     )
-    rows = rj.accuracy_rows(
+    rows = rjt.accuracy_rows(
         "m", correct, groups, abstain=abstain, ci={"accuracy": (lo[0], hi[0]),
                                                    "abstain_rate": (lo[1], hi[1])},
     )  # fmt: skip
@@ -158,7 +159,7 @@ def test_accuracy_rows_with_intervals():
             [r[f"{name}_ci_low"] for r in rows],
             [r[f"{name}_ci_high"] for r in rows],
         )
-    rows = rj.accuracy_rows("m", correct, groups)
+    rows = rjt.accuracy_rows("m", correct, groups)
     assert all(r["accuracy_ci_low"] is None and r["abstain_rate_ci_high"] is None for r in rows)
 
 
@@ -175,7 +176,7 @@ def test_robustness_group_curves_have_intervals():
     ]
     groups = all_groups(_attrs(n), min_size=2)
     cfg = rb.RobustnessConfig(bootstrap=30, attack_eps=(0.01, 0.1))
-    agg = rb.aggregate(members, correct, (0.01, 0.1), groups, num_classes=3, config=cfg)
+    agg = rt.aggregate(members, correct, (0.01, 0.1), groups, num_classes=3, config=cfg)
     rows = agg["tables"]["group_curves"]
     assert {"ci_low", "ci_high"} <= set(rows[0])
     _within(
@@ -190,7 +191,7 @@ def test_robustness_group_curves_have_intervals():
             assert r["ci_high"] == pytest.approx(m["clean_accuracy_ci_high"])
     mats = agg["matrices"]["gender"]
     assert mats["curves_low"].shape == mats["curves"].shape
-    no_ci = rb.aggregate(
+    no_ci = rt.aggregate(
         members, correct, (0.01, 0.1), groups, num_classes=3,
         config=rb.RobustnessConfig(bootstrap=0, attack_eps=(0.01, 0.1)),
     )  # fmt: skip

@@ -23,7 +23,7 @@ from fixtures_studies import (
     run_killed,
 )
 
-from fairrobust.studies import _common
+from fairrobust.studies import _store
 
 # (study, glob of a file that marks progress, seconds to wait after it appears)
 KILL_POINTS = {
@@ -58,7 +58,7 @@ def test_killed_study_resumes_to_identical_results(study, tmp_path, tmp_path_fac
     _truncate_one_member(out)
     run(tmp_path_factory, study, out)
     assert results_bytes(out) == results_bytes(ref)
-    _common.verify_provenance(out / "results", PREFIX[study])
+    _store.verify_provenance(out / "results", PREFIX[study])
 
 
 @pytest.mark.slow
@@ -80,7 +80,7 @@ def test_many_kills_at_random_points(study, tmp_path, tmp_path_factory):
     assert killed >= 2, "the kills never hit a running study; the test checked nothing"
     run(tmp_path_factory, study, out)
     assert results_bytes(out) == results_bytes(ref)
-    _common.verify_provenance(out / "results", PREFIX[study])
+    _store.verify_provenance(out / "results", PREFIX[study])
 
 
 @pytest.mark.slow
@@ -98,7 +98,7 @@ def test_rerun_after_truncating_every_kind_of_file(tmp_path, tmp_path_factory):
     table = out / "results" / "robustness_folder_models.csv"
     table.write_text(table.read_text()[:30])
     with pytest.raises(ValueError, match=r"robustness_folder_models\.csv: changed"):
-        _common.verify_provenance(out / "results", "robustness_folder")
+        _store.verify_provenance(out / "results", "robustness_folder")
     run(tmp_path_factory, "robustness", out)
     assert results_bytes(out) == results_bytes(ref)
 
@@ -108,7 +108,7 @@ def test_rerun_after_truncating_every_kind_of_file(tmp_path, tmp_path_factory):
 
 def _member(tmp_path):
     arrays = {"correct": np.eye(3, dtype=bool)}
-    _common.save_member(tmp_path, "m", spec_hash="abc", meta={"x": 1}, arrays=arrays)
+    _store.save_member(tmp_path, "m", spec_hash="abc", meta={"x": 1}, arrays=arrays)
     return tmp_path / "m.json", tmp_path / "m.npz"
 
 
@@ -121,26 +121,24 @@ def test_truncated_member_is_never_used(tmp_path, caplog, which, keep):
     n = int(len(data) * keep) if isinstance(keep, float) else keep
     target.write_bytes(data[:n])
     with caplog.at_level(logging.WARNING, logger="fairrobust.studies"):
-        assert _common.load_member(tmp_path, "m", spec_hash="abc") is None
+        assert _store.load_member(tmp_path, "m", spec_hash="abc") is None
     assert target.name in caplog.text  # the log names the damaged file
 
 
 def test_member_npz_without_its_json_marker_is_not_finished(tmp_path):
     json_path, _ = _member(tmp_path)
     json_path.unlink()  # killed between writing the arrays and the marker
-    assert _common.load_member(tmp_path, "m", spec_hash="abc") is None
+    assert _store.load_member(tmp_path, "m", spec_hash="abc") is None
 
 
 @pytest.mark.parametrize("keep", [0, 10, 0.5])
 def test_truncated_rejection_cache_is_recomputed(tmp_path, keep):
-    from fairrobust.studies import rejection as rj
-
     path = tmp_path / "counts-k.npz"
-    rj._save_cached(path, "k", counts=np.arange(12).reshape(3, 4), n_done=np.asarray(3))
-    assert rj._load_cached(path, "k") is not None
+    _store.save_cached(path, "k", counts=np.arange(12).reshape(3, 4), n_done=np.asarray(3))
+    assert _store.load_cached(path, "k") is not None
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
-    assert rj._load_cached(path, "k") is None
+    assert _store.load_cached(path, "k") is None
 
 
 @pytest.mark.parametrize("part", ["npz", "npy"])

@@ -15,7 +15,7 @@ from fixtures_studies import PREFIX, data_csv, reference_run
 
 import fairrobust
 from fairrobust.data import load_folder
-from fairrobust.studies import _common
+from fairrobust.studies import _store
 
 FIELDS = ("config_hash", "library_version", "data_fingerprint")
 
@@ -36,11 +36,11 @@ def test_every_results_file_is_covered_by_the_provenance_sidecar(
     out = reference_run(tmp_path_factory, study)
     results = out / "results"
     prefix = PREFIX[study]
-    record = _common.verify_provenance(results, prefix)  # every file listed, hashes match
+    record = _store.verify_provenance(results, prefix)  # every file listed, hashes match
     assert record["study"] == study
     assert record["dataset"] == "folder"
     assert record["data_fingerprint"] == fingerprint
-    assert record["library_version"] == _common.library_version()
+    assert record["library_version"] == _store.library_version()
     assert record["library_version"] == getattr(fairrobust, "__version__", "0+unknown")
     assert record["config"]["seed"] == 0 and record["config_hash"]
     files = sorted(p.name for p in results.glob(f"{prefix}_*") if not p.name.startswith("."))
@@ -82,8 +82,8 @@ def test_robustness_member_files_record_their_provenance(tmp_path_factory, finge
 def test_stale_or_foreign_tables_are_detected(tmp_path):
     """A table rewritten after the sidecar, an extra file, a missing one: each is named."""
     results = tmp_path / "results"
-    _common.write_table(results / "study_x_models", [{"a": 1.0}])
-    _common.write_provenance(
+    _store.write_table(results / "study_x_models", [{"a": 1.0}])
+    _store.write_provenance(
         results,
         "study_x",
         study="x",
@@ -92,18 +92,18 @@ def test_stale_or_foreign_tables_are_detected(tmp_path):
         config={"seed": 0},
         config_hash="h",
     )
-    _common.verify_provenance(results, "study_x")
-    _common.write_table(results / "study_x_models", [{"a": 2.0}])  # a later, unfinished run
+    _store.verify_provenance(results, "study_x")
+    _store.write_table(results / "study_x_models", [{"a": 2.0}])  # a later, unfinished run
     with pytest.raises(ValueError, match=r"study_x_models\.csv: changed"):
-        _common.verify_provenance(results, "study_x")
+        _store.verify_provenance(results, "study_x")
     (results / "study_x_models.csv").unlink()
     (results / "study_x_extra.json").write_text("{}")
     with pytest.raises(ValueError, match=r"study_x_extra\.json: not produced") as info:
-        _common.verify_provenance(results, "study_x")
+        _store.verify_provenance(results, "study_x")
     assert "study_x_models.csv: listed but missing" in str(info.value)
     (results / "study_x_provenance.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"study_x_provenance\.json"):
-        _common.verify_provenance(results, "study_x")
+        _store.verify_provenance(results, "study_x")
 
 
 def _covered_by_a_sidecar(results) -> list[str]:

@@ -13,6 +13,7 @@ import scipy.stats
 
 from fairrobust.groups import all_groups
 from fairrobust.studies import rejection as rj
+from fairrobust.studies import rejection_tables as rjt
 
 STEP = 0.01
 GRID = np.round(np.arange(1, 101) * STEP, 10)  # [0.01, 1.0]
@@ -39,7 +40,7 @@ def _hand_data(n=60, seed=0):
 def test_auc_fpr_matches_closed_form_within_grid_step():
     pvalues, nr_stat, attrs = _hand_data()
     groups = _groups(attrs)
-    res = rj.analyze(pvalues, nr_stat, GRID, groups, num_samples=(10, 100))
+    res = rjt.analyze(pvalues, nr_stat, GRID, groups, num_samples=(10, 100))
     lo, hi = GRID[0], GRID[-1]
     # RS: reject iff p > alpha  =>  integral of 1[p > alpha] = clip(p - lo, 0, hi - lo).
     closed_rs = np.clip(pvalues - lo, 0, hi - lo)
@@ -65,7 +66,7 @@ def test_fpr_curve_hand_example():
     p = np.array([[0.005, 0.505, 0.255, 0.995]])
     s = np.array([0.5, 0.5, 0.5, 0.5])
     groups = _groups({"g": np.array(["a", "a", "b", "b"])})
-    res = rj.analyze(p, s, GRID, groups, num_samples=(10,))
+    res = rjt.analyze(p, s, GRID, groups, num_samples=(10,))
     curves = res.attributes["g"].curves
     a_at = {t: i for i, t in enumerate(np.round(GRID, 2))}
     # alpha = 0.5: group a rejects 0.505 only; group b rejects 0.995 only.
@@ -84,14 +85,14 @@ def test_fpr_parity_hand_example_and_table():
     p = np.array([[0.9, 0.9, 0.4, 0.4, 0.01]])
     s = np.array([0.2, 0.2, 0.9, 0.9, 0.5])
     groups = _groups({"g": np.array(["a", "a", "b", "b", "c"])}, min_size=2)
-    res = rj.analyze(p, s, GRID, groups, num_samples=(100,))
+    res = rjt.analyze(p, s, GRID, groups, num_samples=(100,))
     attr = res.attributes["g"]
     assert list(attr.valid) == [True, True, False]
     np.testing.assert_allclose(attr.auc[0], [0.89, 0.39, 0.0], atol=STEP)
     assert attr.parity[0] == pytest.approx(0.5, abs=STEP)  # c excluded (too small)
     # NR: a has score 0.2 -> AUC ~ 0.8; b 0.9 -> ~0.1.
     assert attr.parity[1] == pytest.approx(0.7, abs=STEP)
-    rows = rj.fpr_parity_table(res)
+    rows = rjt.fpr_parity_table(res)
     assert [(r["label"], r["worst_group"], r["best_group"]) for r in rows] == [
         ("RS N=100", "a", "b"),
         ("NR", "a", "b"),
@@ -102,15 +103,15 @@ def test_fpr_parity_hand_example_and_table():
 def test_parity_is_nan_with_one_valid_group():
     p = np.array([[0.9, 0.4, 0.1]])
     groups = _groups({"g": np.array(["a", "a", "b"])}, min_size=2)
-    res = rj.analyze(p, np.zeros(3), GRID, groups, num_samples=(10,))
+    res = rjt.analyze(p, np.zeros(3), GRID, groups, num_samples=(10,))
     assert np.all(np.isnan(res.attributes["g"].parity))
-    assert rj.fpr_parity_table(res)[0]["fpr_parity"] is None
+    assert rjt.fpr_parity_table(res)[0]["fpr_parity"] is None
 
 
 def test_auc_fpr_table_layout():
     pvalues, nr_stat, attrs = _hand_data()
-    res = rj.analyze(pvalues, nr_stat, GRID, _groups(attrs), num_samples=(10, 100))
-    table = rj.auc_fpr_table(res)
+    res = rjt.analyze(pvalues, nr_stat, GRID, _groups(attrs), num_samples=(10, 100))
+    table = rjt.auc_fpr_table(res)
     assert [r["label"] for r in table] == ["RS N=10", "RS N=100", "NR"]
     assert [r["method"] for r in table] == ["RS", "RS", "NR"]
     assert table[2]["num_samples"] is None
@@ -122,7 +123,7 @@ def test_auc_fpr_table_layout():
         "gender=m",
         "gender=o",
     ]
-    long = rj.auc_fpr_long_table(res)
+    long = rjt.auc_fpr_long_table(res)
     assert len(long) == 3 * (1 + 2 + 3)
     assert long[0]["attribute"] == "all" and long[0]["n"] == 60
     assert {r["auc_fpr"] for r in long if r["label"] == "NR" and r["group"] == "f"} == {
@@ -138,8 +139,10 @@ def test_correlation_matches_scipy():
     pvalues = rng.uniform(size=(3, n))
     nr_stat = rng.uniform(size=n)
     train = {"accent": np.array([5, 40, 12, 30, 22])}
-    res = rj.analyze(pvalues, nr_stat, GRID, groups, num_samples=(10, 100, 1000), train_sizes=train)
-    rows = rj.correlation_table(res)
+    res = rjt.analyze(
+        pvalues, nr_stat, GRID, groups, num_samples=(10, 100, 1000), train_sizes=train
+    )
+    rows = rjt.correlation_table(res)
     auc = res.attributes["accent"].auc
     by = {(r["method"], r["num_samples"]): r for r in rows}
     want_nr = scipy.stats.pearsonr(train["accent"], auc[3])
@@ -155,10 +158,10 @@ def test_correlation_matches_scipy():
 def test_correlation_undefined_with_two_groups_and_pooled_all():
     pvalues, nr_stat, attrs = _hand_data()
     train = {"gender": np.array([10, 20, 30]), "age": np.array([5, 50])}
-    res = rj.analyze(
+    res = rjt.analyze(
         pvalues, nr_stat, GRID, _groups(attrs), num_samples=(10, 100), train_sizes=train
     )
-    rows = rj.correlation_table(res)
+    rows = rjt.correlation_table(res)
     age = [r for r in rows if r["attribute"] == "age"]
     assert all(r["r"] is None for r in age)  # two points: undefined, no warning
     pooled = [r for r in rows if r["attribute"] == "all" and r["method"] == "NR"]
@@ -169,7 +172,7 @@ def test_bootstrap_intervals_contain_estimate():
     pvalues, nr_stat, attrs = _hand_data(n=90)
     import jax
 
-    res = rj.analyze(
+    res = rjt.analyze(
         pvalues,
         nr_stat,
         GRID,
@@ -183,18 +186,68 @@ def test_bootstrap_intervals_contain_estimate():
     assert np.all(attr.auc_ci[..., 0] <= attr.auc + 1e-6)
     assert np.all(attr.auc_ci[..., 1] >= attr.auc - 1e-6)
     assert np.all(np.isfinite(attr.parity_ci))
-    rows = rj.fpr_parity_table(res)
+    rows = rjt.fpr_parity_table(res)
     assert all(r["ci_low"] is not None for r in rows)
+
+
+def test_analyze_is_the_general_metrics():
+    """AUC_FPR / FPR Parity are metrics.auc_fpr_by_attribute's; intervals AucFprStat's."""
+    import jax
+
+    from fairrobust import metrics
+
+    pvalues, nr_stat, attrs = _hand_data(n=90)
+    groups = _groups(attrs, min_size=20)
+    res = rjt.analyze(
+        pvalues, nr_stat, GRID, groups, num_samples=(10, 100), bootstrap_resamples=40,
+        key=jax.random.key(0),
+    )  # fmt: skip
+    rs = metrics.auc_fpr_by_attribute(pvalues, GRID, groups, reject_if="above")
+    nr = metrics.auc_fpr_by_attribute(nr_stat, GRID, groups, reject_if="below")
+    for name in groups:
+        attr = res.attributes[name]
+        np.testing.assert_array_equal(attr.auc[:2], np.asarray(rs[name].values))
+        np.testing.assert_array_equal(attr.auc[2], np.asarray(nr[name].values))
+        np.testing.assert_array_equal(attr.parity[:2], np.asarray(rs[name].parity))
+        # the intervals hold the point estimate (linear-form replicates, same resamples)
+        assert np.all(attr.auc_ci[..., 0] <= attr.auc + 1e-6)
+        assert np.all(attr.auc_ci[..., 1] >= attr.auc - 1e-6)
+        ok = np.isfinite(attr.parity)
+        assert np.all(attr.parity_ci[ok, 0] <= attr.parity[ok] + 1e-6)
+        assert np.all(attr.parity_ci[ok, 1] >= attr.parity[ok] - 1e-6)
+    # the curves integrate to the same AUC_FPR up to float rounding
+    curves_auc = np.asarray(metrics.auc_fpr(res.attributes["gender"].curves, GRID))
+    np.testing.assert_allclose(res.attributes["gender"].auc, curves_auc, atol=1e-6)
+
+
+def test_attribute_without_groups_gives_nan_parity():
+    import jax
+
+    pvalues, nr_stat, attrs = _hand_data(n=30)
+    attrs["accent"] = np.array(["unknown"] * 30)  # every value unknown: no group
+    groups = _groups(attrs)
+    assert groups["accent"].num_groups == 0
+    res = rjt.analyze(
+        pvalues, nr_stat, GRID, groups, num_samples=(10, 100), bootstrap_resamples=10,
+        key=jax.random.key(0),
+    )  # fmt: skip
+    accent = res.attributes["accent"]
+    assert accent.auc.shape == (3, 0) and np.all(np.isnan(accent.parity))
+    assert np.all(np.isnan(accent.parity_ci))
+    assert np.all(np.isfinite(res.attributes["gender"].parity))
+    assert [r["fpr_parity"] for r in rjt.fpr_parity_table(res) if r["attribute"] == "accent"] == [
+        None
+    ] * 3
 
 
 def test_analyze_rejects_bad_shapes():
     groups = _groups({"g": np.array(["a", "b", "a"])})
     with pytest.raises(ValueError, match="pvalues"):
-        rj.analyze(np.zeros((1, 3)), np.zeros(3), GRID, groups, num_samples=(10, 100))
+        rjt.analyze(np.zeros((1, 3)), np.zeros(3), GRID, groups, num_samples=(10, 100))
     with pytest.raises(ValueError, match="nr_stat"):
-        rj.analyze(np.zeros((1, 3)), np.zeros(4), GRID, groups, num_samples=(10,))
+        rjt.analyze(np.zeros((1, 3)), np.zeros(4), GRID, groups, num_samples=(10,))
     with pytest.raises(ValueError, match="key"):
-        rj.analyze(
+        rjt.analyze(
             np.zeros((1, 3)), np.zeros(3), GRID, groups, num_samples=(10,), bootstrap_resamples=5
         )
 
@@ -204,7 +257,7 @@ def test_certified_accuracy_and_certify_tables():
     pred = np.array([0, 1, -1, 1])
     radius = np.array([0.2, 0.05, 0.0, 0.3])
     groups = _groups({"g": np.array(["a", "a", "b", "b"])})
-    rows = rj.certified_accuracy_table(pred, radius, labels, [0.0, 0.1], groups)
+    rows = rjt.certified_accuracy_table(pred, radius, labels, [0.0, 0.1], groups)
     got = {(r["group"], r["radius"]): r["certified_accuracy"] for r in rows}
     assert got == {
         ("all", 0.0): 0.5,
@@ -214,7 +267,7 @@ def test_certified_accuracy_and_certify_tables():
         ("b", 0.0): 0.0,
         ("b", 0.1): 0.0,
     }
-    table = rj.certify_table(
+    table = rjt.certify_table(
         index=np.array([3, 5, 8, 9]),
         paths=np.array(["w.wav", "x.wav", "y.wav", "z.wav"]),
         labels=labels,
@@ -243,7 +296,7 @@ def test_certified_accuracy_and_certify_tables():
 
 def test_accuracy_rows():
     groups = _groups({"g": np.array(["a", "a", "b", "b"])})
-    rows = rj.accuracy_rows(
+    rows = rjt.accuracy_rows(
         "RS", np.array([1, 0, 1, 1], bool), groups, abstain=np.array([0, 1, 0, 0], bool)
     )
     assert [(r["group"], r["accuracy"], r["abstain_rate"]) for r in rows] == [
@@ -254,7 +307,7 @@ def test_accuracy_rows():
 
 
 def test_write_csv_atomic_and_nan(tmp_path):
-    path = rj.write_csv(tmp_path / "t.csv", [{"a": 1, "b": math.nan}, {"a": None, "c": True}])
+    path = rjt.write_csv(tmp_path / "t.csv", [{"a": 1, "b": math.nan}, {"a": None, "c": True}])
     assert path.read_text() == "a,b,c\n1,,\n,,true\n"
 
 
@@ -399,7 +452,7 @@ def test_run_study_end_to_end(tiny_run):
         from fairrobust.groups import all_groups
 
         groups = all_groups({"gender": z["attr_gender"], "accent": z["attr_accent"]}, min_size=2)
-        again = rj.analyze(
+        again = rjt.analyze(
             z["pvalues"], z["nr_stat"], z["thresholds"], groups, num_samples=(10, 100)
         )
     assert again.overall_auc[0] == pytest.approx(float(table[0]["overall"]), abs=1e-6)

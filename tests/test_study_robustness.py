@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
 
 from fairrobust.groups import all_groups, group_masks
-from fairrobust.studies import _common
+from fairrobust.studies import _store
 from fairrobust.studies import robustness as rb
+from fairrobust.studies import robustness_tables as rt
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -65,7 +67,7 @@ CFG = rb.RobustnessConfig(bootstrap=0, min_group_size=2)
 def test_aggregate_hand_values():
     members, correct, eps, attrs = _hand_case()
     groups = all_groups(attrs, ["gender", "age"], min_size=2)
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
     t = agg["tables"]
     # per-model table: clean accuracy and AUC over all examples against numpy.trapezoid
     for i, row in enumerate(t["models"]):
@@ -104,7 +106,7 @@ def test_aggregate_hand_values():
 def test_correlations_match_scipy():
     members, correct, eps, attrs = _hand_case()
     groups = {"gender": group_masks(attrs, "gender", min_size=2)}
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
     dp = np.array([r["defense_parity"] for r in agg["tables"]["defense_parity"]])
     rows = {(r["outcome"], r["group"], r["intervention"]): r for r in agg["tables"]["correlations"]}
     for name, code in [
@@ -128,15 +130,15 @@ def test_correlations_match_scipy():
 def test_random_guess_filter_constructed_accuracies():
     n, c = 200, 5  # chance 0.2
     k = np.array([40, 45, 52, 60, 150, 10])
-    p, excluded = rb.random_guess_test(k, n, c, 0.05)
+    p, excluded = rt.random_guess_test(k, n, c, 0.05)
     ref = [scipy.stats.binomtest(int(ki), n, 0.2, alternative="greater").pvalue for ki in k]
     np.testing.assert_allclose(p, ref)
     # 40/200 = chance, 45/200 slightly above (not significant), 10/200 below chance
     assert excluded.tolist() == [True, True, False, False, False, True]
     with pytest.raises(ValueError, match="num_classes"):
-        rb.random_guess_test(k, n, 1)
+        rt.random_guess_test(k, n, 1)
     with pytest.raises(ValueError, match="n_correct"):
-        rb.random_guess_test(np.array([201]), n, 5)
+        rt.random_guess_test(np.array([201]), n, 5)
 
 
 def test_excluded_models_left_out_of_correlations():
@@ -145,7 +147,7 @@ def test_excluded_models_left_out_of_correlations():
     members = [*members, *_members([("m5", 0.1, 0.1, "none")])]
     members[-1]["member_id"] = "dead"
     groups = {"gender": group_masks(attrs, "gender", min_size=2)}
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
     models = {r["member_id"]: r for r in agg["tables"]["models"]}
     assert models["dead"]["excluded"] is True
     assert not any(models[f"m{i}"]["excluded"] for i in range(4))
@@ -156,7 +158,7 @@ def test_tiny_and_empty_groups():
     members, correct, eps, attrs = _hand_case()
     attrs = {**attrs, "accent": np.array(["unknown"] * 8), "dialect": np.array(["a"] * 7 + ["b"])}
     groups = all_groups(attrs, ["accent", "dialect"], min_size=2)
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=CFG)
     dp = {(r["member_id"], r["attribute"]): r for r in agg["tables"]["defense_parity"]}
     assert np.isnan(dp[("m0", "accent")]["defense_parity"])
     assert dp[("m0", "accent")]["note"] == "no groups (all unknown)"
@@ -172,7 +174,7 @@ def test_aggregate_bootstrap_intervals_bracket_estimates():
     groups = {"gender": group_masks(attrs, "gender", min_size=2)}
     cfg = dataclasses.replace(CFG, bootstrap=50)
     speakers = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
-    agg = rb.aggregate(members, correct, eps, groups, num_classes=10, config=cfg, speakers=speakers)
+    agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=cfg, speakers=speakers)
     for r in agg["tables"]["group_metrics"]:
         assert r["auc_acc_ci_low"] - 1e-6 <= r["auc_acc_ci_high"]
         assert 0.0 <= r["clean_accuracy_ci_low"] <= r["clean_accuracy_ci_high"] <= 1.0
@@ -183,7 +185,7 @@ def test_aggregate_bootstrap_intervals_bracket_estimates():
 def test_aggregate_shape_error():
     members, correct, eps, _ = _hand_case()
     with pytest.raises(ValueError, match="correct: expected shape"):
-        rb.aggregate(members, correct[:, :2], eps, {}, num_classes=10, config=CFG)
+        rt.aggregate(members, correct[:, :2], eps, {}, num_classes=10, config=CFG)
 
 
 def test_intervention_codes():
@@ -194,7 +196,7 @@ def test_intervention_codes():
             ("m5", 0.1, 0.0, "lowpass:cutoff_hz=4000"),
         ]
     )
-    codes = rb.intervention_codes(members)
+    codes = rt.intervention_codes(members)
     assert codes["binary"]["AT"].tolist() == [0, 1, 1]
     assert codes["binary"]["Tricks"].tolist() == [0, 1, 0]
     assert codes["binary"]["Noise"].tolist() == [0, 1, 0]
@@ -307,32 +309,32 @@ def test_member_ids_track_what_results_depend_on():
     assert [m.eval_hash for m in same] == [m.eval_hash for m in base.values()]
 
 
-# ----------------------------------------------------------------------------- _common
+# ----------------------------------------------------------------------------- _store
 
 
 def test_expand_grid_order():
-    grid = _common.expand_grid({"a": [1, 2], "b": ["x", "y", "x"]})
+    grid = _store.expand_grid({"a": [1, 2], "b": ["x", "y", "x"]})
     assert grid == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
     with pytest.raises(ValueError, match="grid axis 'b'"):
-        _common.expand_grid({"a": [1], "b": []})
+        _store.expand_grid({"a": [1], "b": []})
 
 
 def test_save_load_member_checks_spec_and_checksum(tmp_path, caplog):
     arrays = {"correct": np.eye(3, dtype=bool)}
-    _common.save_member(tmp_path, "mem", spec_hash="h1", meta={"x": 1}, arrays=arrays)
-    meta, got = _common.load_member(tmp_path, "mem", spec_hash="h1")
+    _store.save_member(tmp_path, "mem", spec_hash="h1", meta={"x": 1}, arrays=arrays)
+    meta, got = _store.load_member(tmp_path, "mem", spec_hash="h1")
     assert meta["x"] == 1 and np.array_equal(got["correct"], arrays["correct"])
-    assert _common.load_member(tmp_path, "absent", spec_hash="h1") is None
+    assert _store.load_member(tmp_path, "absent", spec_hash="h1") is None
     with caplog.at_level(logging.WARNING, logger="fairrobust.studies"):
-        assert _common.load_member(tmp_path, "mem", spec_hash="h2") is None
+        assert _store.load_member(tmp_path, "mem", spec_hash="h2") is None
     assert "not reusing it" in caplog.text
     np.savez(tmp_path / "mem.npz", correct=np.zeros((3, 3), bool))  # tampered arrays
-    assert _common.load_member(tmp_path, "mem", spec_hash="h1") is None
+    assert _store.load_member(tmp_path, "mem", spec_hash="h1") is None
 
 
 def test_write_table_csv_and_json(tmp_path):
     rows = [{"a": 1, "b": 0.1, "c": [1, 2]}, {"a": 2, "b": float("nan"), "d": True}]
-    csv_path, json_path = _common.write_table(tmp_path / "t", rows)
+    csv_path, json_path = _store.write_table(tmp_path / "t", rows)
     assert csv_path.read_text() == "a,b,c,d\n1,0.1,1;2,\n2,,,true\n"
     import json
 
@@ -344,10 +346,107 @@ def test_write_table_csv_and_json(tmp_path):
 
 def test_check_config_change(tmp_path):
     path = tmp_path / "config.json"
-    assert _common.check_config_change(path, "abc") is None
+    assert _store.check_config_change(path, "abc") is None
     path.write_text('{"config_hash": "abc"}')
-    assert _common.check_config_change(path, "abc") is None
-    assert "changed" in _common.check_config_change(path, "def")
+    assert _store.check_config_change(path, "abc") is None
+    assert "changed" in _store.check_config_change(path, "def")
+
+
+def test_seeded_subset_is_numpys_choice_sorted():
+    idx = np.arange(5, 205, 2)  # sorted candidates, as a split's indices
+    for cap in (0, None, idx.size, idx.size + 3):
+        np.testing.assert_array_equal(_store.seeded_subset(idx, cap, 3), idx)  # all kept
+    # oracle: numpy's generator used directly, as the three former copies did
+    want = np.sort(np.random.default_rng([3, 0x7E57]).choice(idx, 10, replace=False))
+    np.testing.assert_array_equal(_store.seeded_subset(idx, 10, 3, 0x7E57), want)
+    want = np.sort(np.random.default_rng(3).choice(idx, size=10, replace=False))
+    np.testing.assert_array_equal(_store.seeded_subset(idx, 10, 3), want)
+    want = np.sort(np.random.default_rng([3, 0x5E0]).choice(40, size=7, replace=False))
+    np.testing.assert_array_equal(_store.seeded_subset(np.arange(40), 7, 3, 0x5E0), want)
+    got = _store.seeded_subset(idx, 10, 3, 0x7E57)
+    assert got.size == 10 and np.all(np.diff(got) > 0) and np.isin(got, idx).all()
+    with pytest.raises(ValueError, match="indices"):
+        _store.seeded_subset(np.zeros((2, 2)), 1, 0)
+    with pytest.raises(ValueError, match="cap"):
+        _store.seeded_subset(idx, -1, 0)
+
+
+def test_select_test_uses_the_salted_subset():
+    ds = synthetic_dataset()
+    cfg = dataclasses.replace(rb.preset("quick"), max_test_examples=5, seed=4)
+    test = np.flatnonzero(ds.splits == "test")
+    want = _store.seeded_subset(test, 5, 4, rb.TEST_SUBSET_SALT)
+    np.testing.assert_array_equal(rb.select_test(ds, cfg), want)
+    np.testing.assert_array_equal(
+        rb.select_test(ds, dataclasses.replace(cfg, max_test_examples=0)), test
+    )
+
+
+def test_cached_batches_resumes_then_reuses(tmp_path):
+    calls, fail = [], {"at": 3}
+
+    def fn(rows):
+        calls.append(rows.tolist())
+        if len(calls) == fail["at"]:
+            raise KeyboardInterrupt("killed mid-way")
+        return {"sq": rows**2, "pair": np.stack([rows, -rows], 1)}
+
+    path = tmp_path / "c.npz"
+    run = dict(resume=True, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        _store.cached_batches(path, "k", 10, 3, fn, **run)
+    assert (tmp_path / "c.partial.npz").exists() and not path.exists()
+    calls.clear()
+    fail["at"] = -1
+    out, reused = _store.cached_batches(path, "k", 10, 3, fn, **run)
+    assert not reused and calls == [[6, 7, 8], [9]]  # the first two batches were kept
+    np.testing.assert_array_equal(out["sq"], np.arange(10) ** 2)
+    assert out["pair"].shape == (10, 2) and not (tmp_path / "c.partial.npz").exists()
+    calls.clear()
+    again, reused = _store.cached_batches(path, "k", 10, 3, fn, **run)
+    assert reused and calls == [] and np.array_equal(again["pair"], out["pair"])
+    _, reused = _store.cached_batches(path, "other-key", 10, 3, fn, **run)
+    assert not reused and len(calls) == 4  # inputs changed: recomputed
+    calls.clear()
+    _store.cached_batches(path, "other-key", 10, 3, fn, resume=False, progress=False)
+    assert len(calls) == 4
+
+
+def test_train_or_load_reads_a_finished_run_back(tmp_path, monkeypatch):
+    import jax
+
+    from fairrobust.train import TrainConfig
+
+    ds = synthetic_dataset(n_per_class=12, length=8000)
+    tc = TrainConfig(model="m5", width=4, epochs=1, batch_size=16)
+    first = _store.train_or_load(ds, tc, tmp_path / "m", resume=True, progress=False)
+    assert first.info["best_epoch"] == 1 and first.info["epochs"] == 1
+    assert {"val_loss", "val_acc", "train_acc"} <= set(first.info)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although a finished checkpoint exists")
+
+    monkeypatch.setattr(_store, "train", no_training)
+    again = _store.train_or_load(ds, tc, tmp_path / "m", resume=True, progress=False)
+    assert again.info == first.info and again.apply_fn is first.apply_fn
+    leaves = zip(*map(jax.tree_util.tree_leaves, (first.variables, again.variables)), strict=True)
+    assert all(np.array_equal(a, b) for a, b in leaves)
+    with pytest.raises(AssertionError, match="trained"):  # resume=False always trains
+        _store.train_or_load(ds, tc, tmp_path / "m", resume=False, progress=False)
+    with pytest.raises(AssertionError, match="trained"):  # more epochs: train() resumes
+        _store.train_or_load(
+            ds, dataclasses.replace(tc, epochs=2), tmp_path / "m", resume=True, progress=False
+        )
+
+
+def test_sweep_epsilons_is_the_one_place_of_the_clean_pass():
+    assert rt.sweep_epsilons((0.01, 0.1)) == (0.0, 0.01, 0.1)
+    correct = np.arange(2 * 3 * 4).reshape(2, 3, 4)  # [models, 1 + e, n]
+    np.testing.assert_array_equal(rt.clean_part(correct), correct[:, 0])
+    np.testing.assert_array_equal(rt.attacked_part(correct), correct[:, 1:])
+    spec = rb.plan_members(rb.preset("quick"), "fp")[0]
+    assert spec.epsilons == rt.sweep_epsilons(rb.preset("quick").attack_eps)
+    assert spec.eval_spec["attack"]["epsilons"] == list(spec.epsilons)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -399,16 +498,18 @@ class _FakeModules:
         self.trained: list[str] = []
         self.attacked: list[str] = []
 
-    def train(self, dataset, spec, models_dir, *, resume, progress):
-        self.trained.append(spec.train_id)
-        return None, {"train_id": spec.train_id}, {"best_epoch": 1}
+    def train(self, dataset, train_config, folder, *, resume, progress):
+        train_id = Path(folder).name
+        self.trained.append(train_id)
+        return _store.TrainedModel(None, {"train_id": train_id}, None, {"best_epoch": 1})
 
-    def attack(self, apply_fn, variables, x, y, spec, config, sample_rate, progress=True):
+    def attack(self, trained, spec, x, y, config, *, sample_rate, progress=True):
         self.attacked.append(spec.member_id)
         seed = int(spec.eval_hash[:8], 16)
         rng = np.random.default_rng(seed)
         n = x.shape[0]
-        eps = np.asarray([0.0, *config.attack_eps])
+        eps = np.asarray(spec.epsilons)
+        assert spec.epsilons == (0.0, *config.attack_eps)  # the clean pass comes first
         base = 0.95 - 10 * spec.at_eps - 2 * spec.noise_std
         p = base * np.exp(-eps / (0.02 + spec.at_eps))[:, None]
         correct = rng.random((eps.size, n)) < p
@@ -418,8 +519,8 @@ class _FakeModules:
 @pytest.fixture
 def fake(monkeypatch):
     f = _FakeModules()
-    monkeypatch.setattr(rb, "_train_member", f.train)
-    monkeypatch.setattr(rb, "_attack_member", f.attack)
+    monkeypatch.setattr(rb, "train_or_load", f.train)
+    monkeypatch.setattr(rb, "attack_member", f.attack)
     return f
 
 

@@ -53,67 +53,98 @@ Result files (``<out>/results/``; every table also as ``.json``, a list of rows)
   threshold, fpr, ci_low, ci_high (CSV only).
 * ``rejection_per_example.npz`` -- pvalues [k, n], counts [k, n, C], nr_scores,
   nr_stat, labels, thresholds, attributes (``attr_<name>``): every metric can be
-  recomputed with :func:`analyze`.
+  recomputed with ``rejection_tables.analyze``.
 * ``rejection_config.json``, ``rejection_groups.json``, ``rejection_summary.json``
   (each with the dataset, data fingerprint, config hash and library version).
 * ``rejection_provenance.json`` -- written last: dataset, data fingerprint, config
   and hash, library version, training configs and the SHA-256 of every
   ``rejection_*`` results file of the run
-  (``fairrobust.studies._common.verify_provenance`` checks them).
+  (``fairrobust.studies._store.verify_provenance`` checks them).
 
 Figures (``<out>/figures/``): ``rejection_fpr_curves_<attr>.png``,
 ``rejection_auc_fpr_<attr>.png``, ``rejection_fpr_parity_vs_n.png``,
 ``rejection_certified_accuracy_<attr>.png``.
 
-The module has two layers. ``analyze`` and the ``*_table`` builders work on
-plain arrays (per-example p-values and NR scores, group masks) and are what
-the tests check against closed forms; ``run_study`` trains, samples and
-certifies with the library and writes every result file (see ``RESULT_FILES``).
+The study has three layers. :mod:`fairrobust.studies.rejection_tables`
+(``analyze`` and the ``*_table`` builders) works on plain arrays (per-example
+p-values and NR scores, group masks) and is what the tests check against closed
+forms; :mod:`fairrobust.studies.rejection_figures` draws the figures; this
+module runs the pipeline as stages with typed outputs -- :func:`load_eval_set`
+(:class:`EvalSet`), :func:`train_base_models` (:class:`BaseModels`),
+:func:`score_nr` (:class:`NeuralRejectionScores`), :func:`sample_rs`
+(:class:`SmoothingSamples`), :func:`certify_rs` (:class:`Certification`),
+:func:`analyse` (tables) and :func:`write_results` (every file in
+``RESULT_FILES``) -- which :func:`run_study` composes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import io
-import math
 import os
-import re
 import time
-import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from fairrobust import _io
+from fairrobust import _io, metrics, smoothing
+from fairrobust.data import AudioDataset
+from fairrobust.groups import Groups, all_groups, parse_intersections, training_group_sizes
+from fairrobust.rejection import NeuralRejection
+from fairrobust.studies._store import (
+    TrainedModel,
+    cached_batches,
+    library_version,
+    load_cached,
+    save_cached,
+    seeded_subset,
+    train_or_load,
+    write_provenance,
+    write_table,
+)
 from fairrobust.studies.config import RejectionConfig
+from fairrobust.studies.rejection_figures import write_figures
+from fairrobust.studies.rejection_tables import (
+    RejectionAnalysis,
+    accuracy_table,
+    analyze,
+    attribute_slug,
+    auc_fpr_long_table,
+    auc_fpr_table,
+    certified_accuracy_table,
+    certify_table,
+    correlation_table,
+    finite_or_none,
+    fpr_curve_table,
+    fpr_parity_table,
+    write_csv,
+)
+from fairrobust.train import TrainConfig, extract_features, predict_logits
 
 __all__ = [
     "RESULT_FILES",
-    "AttributeRejection",
-    "RejectionAnalysis",
+    "BaseModels",
+    "Certification",
+    "EvalSet",
+    "NeuralRejectionScores",
     "RejectionResults",
-    "accuracy_rows",
-    "analyze",
-    "auc_fpr_long_table",
-    "auc_fpr_table",
-    "certified_accuracy_table",
-    "certify_table",
-    "correlation_table",
-    "fpr_curve_table",
-    "fpr_parity_table",
-    "group_rate_intervals",
-    "method_labels",
+    "SmoothingSamples",
+    "analyse",
+    "base_model_dir",
+    "base_model_key",
+    "certify_rs",
+    "load_eval_set",
     "run_study",
+    "sample_rs",
+    "score_nr",
     "select_eval",
     "threshold_grid",
+    "train_base_models",
     "train_configs",
-    "train_model",
-    "write_csv",
-    "write_figures",
+    "write_results",
 ]
 
 # ----------------------------------------------------------------------------- config
@@ -121,780 +152,12 @@ __all__ = [
 
 def threshold_grid(config: RejectionConfig) -> np.ndarray:
     """The alpha / t grid ``[alpha_min, alpha_max]`` with step ``alpha_step``, float64 ``[a]``."""
-    from fairrobust import metrics
-
     return np.asarray(
         metrics.alpha_grid(config.alpha_min, config.alpha_max, config.alpha_step), dtype=np.float64
     )
 
 
-# ----------------------------------------------------------------------------- analysis
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class AttributeRejection:
-    """False-rejection results of every method for the groups of one attribute.
-
-    Methods are ordered as ``RejectionAnalysis.methods`` (RS at each N, then NR).
-
-    Attributes:
-      attribute: attribute name (intersections joined by ``" x "``).
-      names: group names ``[g]``.
-      sizes: evaluated examples per group ``[g]``.
-      valid: groups counted in parity / correlation (``size >= min_size``) ``[g]``.
-      train_sizes: training examples per group ``[g]`` (None when unknown).
-      curves: FPR ``[m, a, g]`` over the threshold grid.
-      auc: AUC_FPR ``[m, g]``.
-      parity: FPR Parity ``[m]`` over valid groups (NaN with fewer than 2).
-      auc_ci: bootstrap interval of ``auc``, ``[m, g, 2]`` (NaN without bootstrap).
-      parity_ci: bootstrap interval of ``parity``, ``[m, 2]`` (NaN without bootstrap).
-      curves_ci: bootstrap interval of ``curves``, ``[m, a, g, 2]`` (NaN without
-        bootstrap; the same resamples as ``auc_ci``).
-    """
-
-    attribute: str
-    names: tuple[str, ...]
-    sizes: np.ndarray
-    valid: np.ndarray
-    train_sizes: np.ndarray | None
-    curves: np.ndarray
-    auc: np.ndarray
-    parity: np.ndarray
-    auc_ci: np.ndarray
-    parity_ci: np.ndarray
-    curves_ci: np.ndarray | None = None
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class RejectionAnalysis:
-    """Group reductions of per-example rejection statistics (output of :func:`analyze`).
-
-    Attributes:
-      thresholds: threshold grid ``[a]``.
-      num_samples: the RS sample sizes N ``[k]``.
-      methods: ``k + 1`` labels: ``"RS N=10"``, ..., ``"NR"``.
-      overall_curves: FPR of all evaluated examples ``[m, a]``.
-      overall_auc: AUC_FPR of all evaluated examples ``[m]``.
-      attributes: attribute name -> :class:`AttributeRejection`.
-      overall_curves_ci: bootstrap interval of ``overall_curves``, ``[m, a, 2]``
-        (NaN without bootstrap).
-      ci_level: level of the bootstrap intervals (None without bootstrap).
-      num_resamples: bootstrap resamples (0 without bootstrap).
-      num_examples: n, the number of evaluated examples.
-    """
-
-    thresholds: np.ndarray
-    num_samples: tuple[int, ...]
-    methods: tuple[str, ...]
-    overall_curves: np.ndarray
-    overall_auc: np.ndarray
-    attributes: dict[str, AttributeRejection]
-    ci_level: float | None = None
-    num_resamples: int = 0
-    num_examples: int = 0
-    overall_curves_ci: np.ndarray | None = None
-
-
-def method_labels(num_samples: Sequence[int]) -> tuple[str, ...]:
-    """``("RS N=10", ..., "NR")``: the method axis of every rejection array."""
-    return (*(f"RS N={int(n)}" for n in num_samples), "NR")
-
-
-def analyze(
-    pvalues: np.ndarray,
-    nr_stat: np.ndarray,
-    thresholds: np.ndarray,
-    groups: Mapping[str, Any],
-    *,
-    num_samples: Sequence[int],
-    train_sizes: Mapping[str, np.ndarray] | None = None,
-    bootstrap_resamples: int = 0,
-    ci_level: float = 0.95,
-    key: Any = None,
-    speakers: np.ndarray | None = None,
-) -> RejectionAnalysis:
-    """FPR curves, AUC_FPR and FPR Parity per group for RS at every N and for NR.
-
-    RS rejects example i at alpha iff ``pvalues[k, i] > alpha`` (PREDICT abstains);
-    NR rejects iff ``nr_stat[i] < t`` (top SVM score below t). Per attribute, the
-    curves ``[m, a, g]`` are one batched computation over methods x thresholds x
-    groups (``fairrobust.metrics.rejection_curves``, no Python loop over thresholds
-    or groups); ``AUC_FPR = trapezoid(FPR, thresholds)`` (Eq. 3, raw integral, so
-    for RS it approaches ``mean_i clip(p_i - alpha_min, 0, alpha_max - alpha_min)``);
-    FPR Parity is the largest AUC_FPR gap between valid groups (Eq. 4).
-
-    Args:
-      pvalues: PREDICT p-values in [0, 1], shape ``(k, n)``, row k for ``num_samples[k]``.
-      nr_stat: top NR (SVM) score per example, shape ``(n,)``.
-      thresholds: increasing threshold grid ``(a,)`` (e.g. :func:`threshold_grid`).
-      groups: attribute name -> ``fairrobust.groups.Groups`` over the same n examples.
-      num_samples: the k values of N.
-      train_sizes: attribute name -> training examples per group ``(g,)`` (optional).
-      bootstrap_resamples: resamples for percentile intervals on AUC_FPR and FPR
-        Parity (``fairrobust.metrics.bootstrap_ci``: stratified by group, clustered
-        by ``speakers`` when given); 0 skips them.
-      ci_level: interval level.
-      key: PRNG key of the bootstrap (required when ``bootstrap_resamples > 0``).
-      speakers: optional speaker id per example ``(n,)``.
-
-    Returns:
-      A :class:`RejectionAnalysis`.
-
-    Raises:
-      ValueError: shapes that do not agree (the message gives expected vs actual).
-    """
-    from fairrobust import metrics
-
-    pvalues = np.asarray(pvalues, dtype=np.float64)
-    nr_stat = np.asarray(nr_stat, dtype=np.float64)
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    k = len(num_samples)
-    if pvalues.ndim != 2 or pvalues.shape[0] != k:
-        raise ValueError(f"pvalues: expected shape ({k}, n), got {pvalues.shape}")
-    n = pvalues.shape[1]
-    if nr_stat.shape != (n,):
-        raise ValueError(f"nr_stat: expected shape ({n},), got {nr_stat.shape}")
-    if thresholds.ndim != 1 or thresholds.size < 2:
-        raise ValueError(f"thresholds: expected shape (a >= 2,), got {thresholds.shape}")
-    if bootstrap_resamples and key is None:
-        raise ValueError("key: a PRNG key is required when bootstrap_resamples > 0")
-
-    # Every group of every attribute, plus one "all" row, as one mask matrix, so the
-    # whole study is one rejection sweep per method (and one bootstrap).
-    names = list(groups)
-    blocks = [np.ones((1, n), dtype=bool)]
-    valid_list = [np.ones(1, dtype=bool)]
-    for name in names:
-        masks = np.asarray(groups[name].masks, dtype=bool)
-        if masks.ndim != 2 or masks.shape[1] != n:
-            raise ValueError(f"groups[{name!r}].masks: expected shape (g, {n}), got {masks.shape}")
-        blocks.append(masks)
-        valid_list.append(np.asarray(groups[name].valid, dtype=bool))
-    all_masks = np.concatenate(blocks, axis=0)  # [G, n]
-    stops = np.cumsum([b.shape[0] for b in blocks])
-    spans = tuple(zip((int(v) for v in stops[:-1]), (int(v) for v in stops[1:]), strict=True))
-    all_valid = np.concatenate(valid_list)
-
-    rs = np.asarray(metrics.rejection_curves(pvalues, thresholds, all_masks, reject_if="above"))
-    nr = np.asarray(metrics.rejection_curves(nr_stat, thresholds, all_masks, reject_if="below"))
-    curves = np.concatenate([rs, nr[None]], axis=0).astype(np.float64)  # [m, a, G]
-    auc = np.asarray(metrics.trapezoid(curves, thresholds, axis=1), dtype=np.float64)  # [m, G]
-    parity = np.asarray(
-        metrics.fpr_parity(_per_attribute(auc, spans, all_valid)), dtype=np.float64
-    )  # [p, m]
-
-    m = k + 1
-    auc_ci = np.full((m, all_masks.shape[0], 2), np.nan)
-    parity_ci = np.full((len(spans), m, 2), np.nan)
-    curves_ci = np.full((*curves.shape, 2), np.nan)  # [m, a, G, 2]
-    if bootstrap_resamples:
-        stat_fn = _AucFprBootstrap(
-            tuple(float(t) for t in thresholds.astype(np.float32)),
-            spans,
-            tuple(bool(v) for v in all_valid),
-        )
-        res = metrics.bootstrap_ci(
-            stat_fn,
-            {"rs": pvalues, "nr": nr_stat},
-            all_masks,
-            key=key,
-            num_resamples=int(bootstrap_resamples),
-            level=float(ci_level),
-            speakers=speakers,
-        )
-        auc_ci = np.stack([np.asarray(res.lower["auc"]), np.asarray(res.upper["auc"])], -1)
-        parity_ci = np.stack([np.asarray(res.lower["parity"]), np.asarray(res.upper["parity"])], -1)
-        curves_ci = np.stack([np.asarray(res.lower["curves"]), np.asarray(res.upper["curves"])], -1)
-
-    per_attr: dict[str, AttributeRejection] = {}
-    for i, name in enumerate(names):
-        grp = groups[name]
-        lo, hi = spans[i]
-        ts = (
-            None
-            if train_sizes is None or name not in train_sizes
-            else np.asarray(train_sizes[name])
-        )
-        per_attr[name] = AttributeRejection(
-            attribute=name,
-            names=tuple(grp.names),
-            sizes=np.asarray(grp.sizes),
-            valid=all_valid[lo:hi],
-            train_sizes=ts,
-            curves=curves[:, :, lo:hi],
-            auc=auc[:, lo:hi],
-            parity=parity[i],
-            auc_ci=auc_ci[:, lo:hi],
-            parity_ci=parity_ci[i],
-            curves_ci=curves_ci[:, :, lo:hi],
-        )
-    overall_curves, overall_auc = curves[:, :, :1], auc[:, :1]
-    return RejectionAnalysis(
-        thresholds=thresholds,
-        num_samples=tuple(int(v) for v in num_samples),
-        methods=method_labels(num_samples),
-        overall_curves=overall_curves[..., 0],
-        overall_auc=overall_auc[..., 0],
-        attributes=per_attr,
-        ci_level=float(ci_level) if bootstrap_resamples else None,
-        num_resamples=int(bootstrap_resamples),
-        num_examples=int(n),
-        overall_curves_ci=curves_ci[:, :, 0],
-    )
-
-
-def _per_attribute(auc: Any, spans: Sequence[tuple[int, int]], valid: np.ndarray) -> Any:
-    """``[..., G]`` group values -> ``[p, ..., g_max]`` per attribute, NaN for invalid / padding.
-
-    Works on NumPy and (inside jit) on JAX arrays; ``metrics.fpr_parity`` then gives
-    every attribute's parity in one call (NaN groups are skipped).
-    """
-    import jax.numpy as jnp
-
-    xp = np if isinstance(auc, np.ndarray) else jnp
-    if not spans:
-        return xp.full((0, *auc.shape[:-1], 2), xp.nan)
-    g_max = max(hi - lo for lo, hi in spans)
-    out = []
-    for lo, hi in spans:
-        ok = np.asarray(valid[lo:hi]).reshape((1,) * (auc.ndim - 1) + (hi - lo,))
-        block = xp.where(xp.asarray(ok), auc[..., lo:hi], xp.nan)
-        pad = [(0, 0)] * (block.ndim - 1) + [(0, g_max - (hi - lo))]
-        out.append(xp.pad(block, pad, constant_values=xp.nan))
-    return xp.stack(out)
-
-
-@dataclasses.dataclass(frozen=True)
-class _AucFprBootstrap:
-    """Bootstrap statistic: AUC_FPR of every group and FPR Parity of every attribute.
-
-    ``values = {"rs": pvalues [k, n], "nr": nr_stat [n]}``; returns ``auc [m, G]``,
-    ``parity [p, m]`` (m = k + 1 methods) and the FPR curves ``curves [m, a, G]``
-    (``metrics.rejection_curves``: a cumulative histogram, no ``[a, G, n]`` tensor).
-    Hashable, so the bootstrap compiles once.
-    """
-
-    thresholds: tuple[float, ...]
-    spans: tuple[tuple[int, int], ...]
-    valid: tuple[bool, ...]
-
-    def __call__(self, values: Any, masks: Any, weights: Any) -> dict[str, Any]:
-        import jax.numpy as jnp
-
-        from fairrobust import metrics
-
-        t = jnp.asarray(self.thresholds, jnp.float32)
-        rs = metrics.auc_fpr(values["rs"], t, masks, reject_if="above", weights=weights[None])
-        nr = metrics.auc_fpr(values["nr"], t, masks, reject_if="below", weights=weights)
-        auc = jnp.concatenate([rs, nr[None]], axis=0)
-        parity = metrics.fpr_parity(_per_attribute(auc, self.spans, np.asarray(self.valid)))
-        rs_c = metrics.rejection_curves(values["rs"], t, masks, weights=weights[None])
-        nr_c = metrics.rejection_curves(values["nr"], t, masks, reject_if="below", weights=weights)
-        curves = jnp.concatenate([rs_c, nr_c[None]], axis=0)
-        return {"auc": auc, "parity": parity, "curves": curves}
-
-
-def _f(x: Any) -> float | None:
-    """Float for a table cell; NaN / inf become None (empty in CSV, null in JSON)."""
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _method_fields(analysis: RejectionAnalysis, i: int) -> dict[str, Any]:
-    k = len(analysis.num_samples)
-    return {
-        "method": "NR" if i == k else "RS",
-        "num_samples": None if i == k else analysis.num_samples[i],
-        "label": analysis.methods[i],
-    }
-
-
-def auc_fpr_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
-    """The paper's Table 1 layout: one row per method (RS N=10..., NR), AUC_FPR columns.
-
-    Columns: ``method``, ``num_samples``, ``label``, ``overall``, then one column
-    ``"<attribute>=<group>"`` per group of every attribute (None = empty group).
-    """
-    rows = []
-    for i in range(len(analysis.methods)):
-        row = _method_fields(analysis, i)
-        row["overall"] = _f(analysis.overall_auc[i])
-        for attr in analysis.attributes.values():
-            for j, g in enumerate(attr.names):
-                row[f"{attr.attribute}={g}"] = _f(attr.auc[i, j])
-        rows.append(row)
-    return rows
-
-
-def auc_fpr_long_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
-    """AUC_FPR in long form: one row per (method, attribute, group), overall included.
-
-    Columns: method, num_samples, label, attribute, group, n, n_train, valid, auc_fpr,
-    ci_low, ci_high (bootstrap interval; empty without bootstrap). The overall rows
-    have attribute ``"all"`` and group ``"all"``.
-    """
-    rows = []
-    n_all = analysis.num_examples
-    for i in range(len(analysis.methods)):
-        base = _method_fields(analysis, i)
-        rows.append(
-            {
-                **base,
-                "attribute": "all",
-                "group": "all",
-                "n": n_all,
-                "n_train": None,
-                "valid": True,
-                "auc_fpr": _f(analysis.overall_auc[i]),
-                "ci_low": None,
-                "ci_high": None,
-            }
-        )
-        for attr in analysis.attributes.values():
-            for j, g in enumerate(attr.names):
-                rows.append(
-                    {
-                        **base,
-                        "attribute": attr.attribute,
-                        "group": g,
-                        "n": int(attr.sizes[j]),
-                        "n_train": None if attr.train_sizes is None else int(attr.train_sizes[j]),
-                        "valid": bool(attr.valid[j]),
-                        "auc_fpr": _f(attr.auc[i, j]),
-                        "ci_low": _f(attr.auc_ci[i, j, 0]),
-                        "ci_high": _f(attr.auc_ci[i, j, 1]),
-                    }
-                )
-    return rows
-
-
-def fpr_parity_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
-    """FPR Parity per (method, attribute) with the groups that realise it.
-
-    Columns: method, num_samples, label, attribute, fpr_parity, worst_group
-    (highest AUC_FPR among valid groups), worst_auc_fpr, best_group, best_auc_fpr,
-    n_valid_groups, ci_low, ci_high (bootstrap interval of the parity; empty without).
-    """
-    rows = []
-    for attr in analysis.attributes.values():
-        idx = np.flatnonzero(attr.valid)
-        for i in range(len(analysis.methods)):
-            row = {
-                **_method_fields(analysis, i),
-                "attribute": attr.attribute,
-                "fpr_parity": _f(attr.parity[i]),
-                "worst_group": None,
-                "worst_auc_fpr": None,
-                "best_group": None,
-                "best_auc_fpr": None,
-                "n_valid_groups": int(idx.size),
-                "ci_low": _f(attr.parity_ci[i, 0]),
-                "ci_high": _f(attr.parity_ci[i, 1]),
-            }
-            vals = attr.auc[i, idx]
-            ok = idx[np.isfinite(vals)]
-            if ok.size:
-                hi = ok[np.argmax(attr.auc[i, ok])]
-                lo = ok[np.argmin(attr.auc[i, ok])]
-                row.update(
-                    worst_group=attr.names[hi],
-                    worst_auc_fpr=_f(attr.auc[i, hi]),
-                    best_group=attr.names[lo],
-                    best_auc_fpr=_f(attr.auc[i, lo]),
-                )
-            rows.append(row)
-    return rows
-
-
-def _pearson_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson r and p of ``x [g]`` against each row of ``y [m, g]``, in one call.
-
-    Groups with a non-finite value in any row are left out; a row is NaN (no
-    warning) when fewer than three groups remain or ``x`` or the row is constant.
-    """
-    from fairrobust import metrics
-
-    cols = np.isfinite(x) & np.all(np.isfinite(y), axis=0)
-    x, y = x[cols].astype(np.float64), y[:, cols].astype(np.float64)
-    r = np.full(y.shape[0], np.nan)
-    p = np.full(y.shape[0], np.nan)
-    rows = np.flatnonzero(np.ptp(y, axis=1) > 0) if x.size >= 3 and np.ptp(x) > 0 else []
-    if len(rows):
-        xb = np.broadcast_to(x, (len(rows), x.size))
-        rr, pp = metrics.pearsonr(xb, y[rows])
-        r[rows], p[rows] = np.asarray(rr), np.asarray(pp)
-    return r, p
-
-
-def correlation_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
-    """Pearson r between group training-set size and AUC_FPR (paper section 5.2).
-
-    Per attribute (valid groups only) and for ``"all"`` (the groups of every plain
-    attribute pooled): one row for NR, one row per RS N, and one ``RS mean`` row
-    with the mean and (population) std of r over N, as the paper reports
-    "-0.499 +- 0.08 (averaged over all sampling)". r is None with fewer than three
-    groups or a constant size / AUC_FPR (undefined).
-
-    Columns: attribute, method (``NR`` / ``RS`` / ``RS mean``), num_samples, r, r_std,
-    p_value, n_groups.
-    """
-    k = len(analysis.num_samples)
-    pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # attr -> (train sizes [g], auc [m, g])
-    for attr in analysis.attributes.values():
-        if attr.train_sizes is None:
-            continue
-        v = attr.valid
-        pools[attr.attribute] = (attr.train_sizes[v].astype(np.float64), attr.auc[:, v])
-    plain = [
-        a
-        for a in analysis.attributes.values()
-        if a.train_sizes is not None and " x " not in a.attribute
-    ]
-    if len(plain) > 1:
-        pools["all"] = (
-            np.concatenate([a.train_sizes[a.valid].astype(np.float64) for a in plain]),  # type: ignore[index]
-            np.concatenate([a.auc[:, a.valid] for a in plain], axis=1),
-        )
-    rows = []
-    for name, (sizes, auc) in pools.items():
-        rs_r = []
-        r_all, p_all = _pearson_rows(sizes, auc)
-        for i in range(k + 1):
-            r, p = r_all[i], p_all[i]
-            meth = _method_fields(analysis, i)
-            rows.append(
-                {
-                    "attribute": name,
-                    "method": meth["method"],
-                    "num_samples": meth["num_samples"],
-                    "r": _f(r),
-                    "r_std": None,
-                    "p_value": _f(p),
-                    "n_groups": int(sizes.size),
-                }
-            )
-            if i < k:
-                rs_r.append(r)
-        arr = np.asarray(rs_r)
-        fin = arr[np.isfinite(arr)]
-        rows.append(
-            {
-                "attribute": name,
-                "method": "RS mean",
-                "num_samples": None,
-                "r": _f(fin.mean()) if fin.size else None,
-                "r_std": _f(fin.std()) if fin.size else None,
-                "p_value": None,
-                "n_groups": int(sizes.size),
-            }
-        )
-    return rows
-
-
-def fpr_curve_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
-    """Every FPR-vs-threshold point, long form.
-
-    Columns: method, num_samples, label, attribute, group, threshold, fpr, ci_low,
-    ci_high (bootstrap interval of the group's FPR at that threshold; empty without
-    bootstrap).
-    """
-    rows = []
-    th = analysis.thresholds
-    nan_ci = np.full((*analysis.overall_curves.shape, 2), np.nan)
-    overall_ci = nan_ci if analysis.overall_curves_ci is None else analysis.overall_curves_ci
-    for i in range(len(analysis.methods)):
-        base = _method_fields(analysis, i)
-        for a, t in enumerate(th):
-            rows.append(
-                {
-                    **base,
-                    "attribute": "all",
-                    "group": "all",
-                    "threshold": float(t),
-                    "fpr": _f(analysis.overall_curves[i, a]),
-                    "ci_low": _f(overall_ci[i, a, 0]),
-                    "ci_high": _f(overall_ci[i, a, 1]),
-                }
-            )
-        for attr in analysis.attributes.values():
-            cis = (
-                np.full((*attr.curves.shape, 2), np.nan)
-                if attr.curves_ci is None
-                else attr.curves_ci
-            )
-            for j, g in enumerate(attr.names):
-                col, ci = attr.curves[i, :, j], cis[i, :, j]
-                rows.extend(
-                    {
-                        **base,
-                        "attribute": attr.attribute,
-                        "group": g,
-                        "threshold": float(t),
-                        "fpr": _f(col[a]),
-                        "ci_low": _f(ci[a, 0]),
-                        "ci_high": _f(ci[a, 1]),
-                    }
-                    for a, t in enumerate(th)
-                )
-    return rows
-
-
-def group_rate_intervals(
-    values: np.ndarray,
-    groups: Mapping[str, Any],
-    *,
-    key: Any,
-    num_resamples: int,
-    level: float = 0.95,
-    speakers: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap intervals of the rate of ``values`` in every group, as one computation.
-
-    The groups are those of the tables: one ``all`` group of every example, then
-    the groups of each attribute in order. ``fairrobust.metrics.bootstrap_ci``
-    with :class:`fairrobust.metrics.GroupRateStat` (reweighting, stratified by
-    group membership, clustered by ``speakers``) evaluates every row of ``values``
-    on the same resamples in one vmapped computation.
-
-    Args:
-      values: per-example values in [0, 1] (e.g. 0/1 correctness), ``(..., n)``.
-      groups: attribute -> ``fairrobust.groups.Groups`` over the same n examples.
-      key: PRNG key of the resamples.
-      num_resamples: resamples >= 1.
-      level: interval level in (0, 1).
-      speakers: optional speaker id per example ``(n,)``.
-
-    Returns:
-      ``(lower, upper)``, each ``(..., 1 + sum of group counts)`` (NaN for empty groups).
-    """
-    from fairrobust import metrics
-
-    values = np.asarray(values, dtype=np.float32)
-    n = values.shape[-1]
-    masks = np.concatenate(
-        [np.ones((1, n), bool)]
-        + [np.asarray(g.masks, dtype=bool).reshape(-1, n) for g in groups.values()],
-        axis=0,
-    )
-    res = metrics.bootstrap_ci(
-        metrics.GroupRateStat(),
-        values,
-        masks,
-        key=key,
-        num_resamples=int(num_resamples),
-        level=float(level),
-        speakers=speakers,
-    )
-    return np.asarray(res.lower["rates"], np.float64), np.asarray(res.upper["rates"], np.float64)
-
-
-def certified_accuracy_table(
-    pred: np.ndarray,
-    radius: np.ndarray,
-    labels: np.ndarray,
-    radii: Sequence[float],
-    groups: Mapping[str, Any],
-    *,
-    bootstrap_resamples: int = 0,
-    ci_level: float = 0.95,
-    key: Any = None,
-    speakers: np.ndarray | None = None,
-) -> list[dict[str, Any]]:
-    """Certified accuracy per group at each radius (Cohen et al. 2019).
-
-    Columns: attribute, group, n, valid, radius, certified_accuracy, ci_low, ci_high
-    (bootstrap interval, :func:`group_rate_intervals` over the per-example indicator
-    ``pred == label and radius >= r`` at every r at once; empty without bootstrap).
-    The overall rows have attribute and group ``"all"``.
-    """
-    from fairrobust import smoothing
-
-    radii_arr = np.asarray(radii, dtype=np.float64)
-    n_groups = 1 + sum(len(g.names) for g in groups.values())
-    lower = upper = np.full((radii_arr.size, n_groups), np.nan)
-    if bootstrap_resamples:
-        if key is None:
-            raise ValueError("key: a PRNG key is required when bootstrap_resamples > 0")
-        ok = (np.asarray(pred) == np.asarray(labels))[None, :] & (
-            np.asarray(radius, np.float64)[None, :] >= radii_arr[:, None]
-        )  # [r, n], as smoothing.certified_accuracy
-        lower, upper = group_rate_intervals(
-            ok, groups, key=key, num_resamples=bootstrap_resamples, level=ci_level,
-            speakers=speakers,
-        )  # fmt: skip
-    rows = []
-    all_acc = smoothing.certified_accuracy(pred, radius, labels, radii_arr, None)[:, 0]
-    for ri, (r, acc) in enumerate(zip(radii_arr, all_acc, strict=True)):
-        rows.append(
-            {
-                "attribute": "all",
-                "group": "all",
-                "n": len(labels),
-                "valid": True,
-                "radius": float(r),
-                "certified_accuracy": _f(acc),
-                "ci_low": _f(lower[ri, 0]),
-                "ci_high": _f(upper[ri, 0]),
-            }
-        )
-    col = 1
-    for grp in groups.values():
-        acc = smoothing.certified_accuracy(pred, radius, labels, radii_arr, np.asarray(grp.masks))
-        for j, g in enumerate(grp.names):
-            for ri, r in enumerate(radii_arr):
-                rows.append(
-                    {
-                        "attribute": grp.attribute,
-                        "group": g,
-                        "n": int(grp.sizes[j]),
-                        "valid": bool(grp.valid[j]),
-                        "radius": float(r),
-                        "certified_accuracy": _f(acc[ri, j]),
-                        "ci_low": _f(lower[ri, col + j]),
-                        "ci_high": _f(upper[ri, col + j]),
-                    }
-                )
-        col += len(grp.names)
-    return rows
-
-
-def accuracy_rows(
-    model: str,
-    correct: np.ndarray,
-    groups: Mapping[str, Any],
-    *,
-    abstain: np.ndarray | None = None,
-    ci: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-) -> list[dict[str, Any]]:
-    """Accuracy (and abstention rate) of one model overall and per group.
-
-    Args:
-      model: row label (e.g. ``"NR (SVM)"``).
-      correct: bool ``[n]`` per-example correctness (an abstention is not correct).
-      groups: attribute -> Groups.
-      abstain: optional bool ``[n]`` abstentions.
-      ci: optional bootstrap intervals ``{"accuracy": (low, high), "abstain_rate":
-        (low, high)}``, each ``[1 + sum of group counts]`` in row order (from
-        :func:`group_rate_intervals`).
-
-    Returns:
-      Rows with columns model, attribute, group, n, accuracy, abstain_rate,
-      accuracy_ci_low, accuracy_ci_high, abstain_rate_ci_low, abstain_rate_ci_high
-      (None where no interval was given).
-    """
-    correct = np.asarray(correct, dtype=np.float64)
-    ab = None if abstain is None else np.asarray(abstain, dtype=np.float64)
-    rows = [
-        {
-            "model": model,
-            "attribute": "all",
-            "group": "all",
-            "n": int(correct.size),
-            "accuracy": _f(correct.mean()) if correct.size else None,
-            "abstain_rate": None if ab is None else _f(ab.mean()),
-        }
-    ]
-    for grp in groups.values():
-        m = np.asarray(grp.masks, dtype=np.float64)
-        sizes = m.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc = (m @ correct) / sizes
-            abr = None if ab is None else (m @ ab) / sizes
-        for j, g in enumerate(grp.names):
-            rows.append(
-                {
-                    "model": model,
-                    "attribute": grp.attribute,
-                    "group": g,
-                    "n": int(sizes[j]),
-                    "accuracy": _f(acc[j]),
-                    "abstain_rate": None if abr is None else _f(abr[j]),
-                }
-            )
-    for c, row in enumerate(rows):  # row c is column c of the interval arrays
-        for name in ("accuracy", "abstain_rate"):
-            lo_hi = (ci or {}).get(name)
-            ok = lo_hi is not None and row[name] is not None
-            row[f"{name}_ci_low"] = _f(lo_hi[0][c]) if ok else None  # type: ignore[index]
-            row[f"{name}_ci_high"] = _f(lo_hi[1][c]) if ok else None  # type: ignore[index]
-    return rows
-
-
-def certify_table(
-    *,
-    index: np.ndarray,
-    paths: np.ndarray,
-    labels: np.ndarray,
-    pred: np.ndarray,
-    radius: np.ndarray,
-    p_a_lower: np.ndarray,
-    attributes: Mapping[str, np.ndarray],
-) -> list[dict[str, Any]]:
-    """Per-example CERTIFY table.
-
-    Columns: index (position in the dataset), path, label, prediction (-1 = abstain),
-    radius, correct (0/1), p_a_lower, then one column per attribute (sorted).
-    """
-    n = len(labels)
-    for name, arr in (
-        ("index", index),
-        ("paths", paths),
-        ("pred", pred),
-        ("radius", radius),
-        ("p_a_lower", p_a_lower),
-    ):
-        if np.shape(arr) != (n,):
-            raise ValueError(f"{name}: expected shape ({n},), got {np.shape(arr)}")
-    rows = []
-    for i in range(n):
-        row = {
-            "index": int(index[i]),
-            "path": str(paths[i]),
-            "label": int(labels[i]),
-            "prediction": int(pred[i]),
-            "radius": float(radius[i]),
-            "correct": int(pred[i] == labels[i]),
-            "p_a_lower": float(p_a_lower[i]),
-        }
-        for a in sorted(attributes):
-            row[a] = str(attributes[a][i])
-        rows.append(row)
-    return rows
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool | np.bool_):
-        return "true" if v else "false"
-    if isinstance(v, float | np.floating):
-        return repr(float(v)) if math.isfinite(v) else ""
-    return str(v)
-
-
-def write_csv(
-    path: str | os.PathLike[str],
-    rows: Sequence[Mapping[str, Any]],
-    columns: Sequence[str] | None = None,
-) -> Path:
-    """Write ``rows`` as CSV atomically (None / NaN as empty cells, floats via ``repr``)."""
-    if columns is None:
-        columns = list(rows[0]) if rows else []
-        for r in rows:
-            columns.extend(c for c in r if c not in columns)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_cell(r.get(c)) for c in columns])
-    return _io.atomic_write_text(path, buf.getvalue())
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "attr"
+# ----------------------------------------------------------------------------- records
 
 
 #: Result files written by :func:`run_study` under ``<out>/results/`` (figures under
@@ -932,6 +195,9 @@ class RejectionResults:
       timings: seconds per stage (not written to result files, which stay
         byte-identical across reruns).
       reused: stages loaded from a matching cache instead of recomputed.
+      eval_index: dataset indices of the evaluated examples.
+      model_dirs: ``"nr"`` / ``"rs"`` -> the base model's folder.
+      train_configs: ``"nr"`` / ``"rs"`` -> the base model's ``TrainConfig``.
     """
 
     config: RejectionConfig
@@ -941,86 +207,123 @@ class RejectionResults:
     summary: dict[str, Any]
     timings: dict[str, float]
     reused: tuple[str, ...]
+    eval_index: np.ndarray
+    model_dirs: Mapping[str, Path]
+    train_configs: Mapping[str, TrainConfig]
 
 
-# ----------------------------------------------------------------------------- caching
+@dataclasses.dataclass(frozen=True, eq=False)
+class EvalSet:
+    """The evaluated examples of a rejection study run and the data they come from.
 
-
-def _load_cached(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """Arrays of a cache file whose stored key equals ``key``; None otherwise."""
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "cache_key" not in z.files or str(z["cache_key"]) != key:
-                return None
-            return {k: z[k] for k in z.files if k != "cache_key"}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # damaged or truncated cache entry: recompute
-
-
-def _save_cached(path: Path, key: str, **arrays: np.ndarray) -> None:
-    _io.atomic_write_npz(path, cache_key=np.asarray(key), **arrays)
-
-
-class _NoBar:
-    def update(self, _n: int = 1) -> None:
-        pass
-
-
-def _batched(
-    desc: str,
-    path: Path,
-    key: str,
-    n: int,
-    batch: int,
-    fn: Callable[[np.ndarray], dict[str, np.ndarray]],
-    *,
-    resume: bool,
-    show: bool,
-) -> tuple[dict[str, np.ndarray], bool]:
-    """Run ``fn(rows)`` over ``range(n)`` in batches of ``batch`` with a checkpoint file.
-
-    ``fn`` returns arrays whose first axis is the batch; the result concatenates
-    them to ``[n, ...]`` and is cached at ``path`` under ``key``. A partial result
-    is saved after every batch (``*.partial.npz``), so an interrupted run resumes
-    where it stopped. Returns ``(arrays, reused)``.
+    Attributes:
+      dataset: dataset name.
+      data_fingerprint: ``AudioDataset.fingerprint()``.
+      num_classes: number of classes.
+      index: sorted dataset indices ``[n]`` (:func:`select_eval`).
+      x: float32 waveforms ``[n, T]``.
+      y: labels ``[n]``.
+      speakers: speaker of each example ``[n]`` (bootstrap clusters).
+      paths: clip path of each example ``[n]``.
+      attributes: every dataset attribute at the evaluated examples, ``[n]`` each.
+      groups: attribute (or intersection) -> ``fairrobust.groups.Groups`` over ``n``.
+      train_sizes: the same keys -> training examples per group ``[g]``.
     """
-    done = _load_cached(path, key) if resume else None
-    if done is not None and "n_done" in done and int(done["n_done"]) == n:
-        return {k: v for k, v in done.items() if k != "n_done"}, True
-    partial = path.with_name(path.name.replace(".npz", ".partial.npz"))
-    merged: dict[str, np.ndarray] = {}
-    start = 0
-    prev = _load_cached(partial, key) if resume else None
-    if prev is not None and "n_done" in prev:
-        start = int(prev["n_done"])
-        merged = {k: v for k, v in prev.items() if k != "n_done"}
-    ctx = _io.progress(total=n, desc=desc) if show else contextlib.nullcontext(_NoBar())
-    with ctx as bar:
-        bar.update(start)
-        for s in range(start, n, batch):
-            rows = np.arange(s, min(s + batch, n))
-            out = fn(rows)
-            merged = {
-                k: np.concatenate([merged[k], np.asarray(v)]) if k in merged else np.asarray(v)
-                for k, v in out.items()
-            }
-            if rows[-1] + 1 < n:
-                _save_cached(partial, key, n_done=np.asarray(rows[-1] + 1), **merged)
-            bar.update(len(rows))
-    _save_cached(path, key, n_done=np.asarray(n), **merged)
-    partial.unlink(missing_ok=True)
-    return merged, False
+
+    dataset: str
+    data_fingerprint: str
+    num_classes: int
+    index: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    speakers: np.ndarray
+    paths: np.ndarray
+    attributes: Mapping[str, np.ndarray]
+    groups: Mapping[str, Groups]
+    train_sizes: Mapping[str, np.ndarray]
 
 
-# ----------------------------------------------------------------------------- the study
+@dataclasses.dataclass(frozen=True, eq=False)
+class BaseModels:
+    """The two trained base models: clean M5 (NR) and Gaussian-noise M5 (RS).
+
+    Attributes:
+      nr, rs: the trained models.
+      nr_config, rs_config: their ``fairrobust.train.TrainConfig`` (:func:`train_configs`).
+      nr_key, rs_key: stable hash of data fingerprint and training config; names
+        the model folder (``models/rejection-<nr|rs>-<key>``) and keys every cache
+        computed from the model.
+    """
+
+    nr: TrainedModel
+    rs: TrainedModel
+    nr_config: TrainConfig
+    rs_config: TrainConfig
+    nr_key: str
+    rs_key: str
 
 
-def train_configs(config: RejectionConfig) -> tuple[Any, Any]:
+@dataclasses.dataclass(frozen=True, eq=False)
+class NeuralRejectionScores:
+    """NR outputs on the evaluated examples (:func:`score_nr`).
+
+    Attributes:
+      scores: SVM scores ``[n, C]``.
+      stat: top score, the rejection statistic ``[n]`` (reject iff below t).
+      pred: the SVM's predicted class ``[n]``.
+      base_pred: the clean M5's predicted class ``[n]``.
+      reused: read from the cache.
+    """
+
+    scores: np.ndarray
+    stat: np.ndarray
+    pred: np.ndarray
+    base_pred: np.ndarray
+    reused: bool
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SmoothingSamples:
+    """RS outputs on the evaluated examples at every N (:func:`sample_rs`).
+
+    Attributes:
+      counts: class counts ``[k, n, C]`` at each N of ``num_samples`` (prefixes of
+        one noise stream).
+      top: the top class ``[k, n]``.
+      pvalues: PREDICT p-values ``[k, n]`` (abstain iff p > alpha).
+      base_pred: the RS base model's prediction on clean inputs ``[n]``.
+      reused: the counts were read from the cache.
+    """
+
+    counts: np.ndarray
+    top: np.ndarray
+    pvalues: np.ndarray
+    base_pred: np.ndarray
+    reused: bool
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Certification:
+    """CERTIFY outputs on the evaluated examples (:func:`certify_rs`).
+
+    Attributes:
+      pred: certified class ``[n]`` (-1 = abstain).
+      radius: certified L2 radius ``[n]``.
+      p_a_lower: lower confidence bound of the top-class probability ``[n]``.
+      reused: read from the cache.
+    """
+
+    pred: np.ndarray
+    radius: np.ndarray
+    p_a_lower: np.ndarray
+    reused: bool
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def train_configs(config: RejectionConfig) -> tuple[TrainConfig, TrainConfig]:
     """(clean NR base config, noisy RS base config) as ``fairrobust.train.TrainConfig``."""
-    from fairrobust.train import TrainConfig
-
     nr = TrainConfig(
         model=config.model,
         width=config.width,
@@ -1040,81 +343,476 @@ def train_configs(config: RejectionConfig) -> tuple[Any, Any]:
     return nr, rs
 
 
-def select_eval(dataset: Any, config: RejectionConfig) -> np.ndarray:
-    """Dataset indices of the evaluated examples (the split, seeded cap), sorted."""
+def select_eval(dataset: AudioDataset, config: RejectionConfig) -> np.ndarray:
+    """Dataset indices of the evaluated examples: the split, seeded cap, sorted.
+
+    ``seeded_subset(split indices, config.max_examples, config.seed)`` (no salt).
+    """
     idx = np.flatnonzero(np.asarray(dataset.splits) == config.split)
     if idx.size == 0:
         raise ValueError(f"dataset {dataset.name!r}: split {config.split!r} is empty")
-    if config.max_test is not None and idx.size > config.max_test:
-        rng = np.random.default_rng(config.seed)
-        idx = np.sort(rng.choice(idx, size=config.max_test, replace=False))
-    return idx
+    return seeded_subset(idx, config.max_examples, config.seed)
 
 
-def _build_groups(
-    dataset: Any, eval_idx: np.ndarray, config: RejectionConfig
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    from fairrobust import groups as groups_mod
+def load_eval_set(dataset: AudioDataset, config: RejectionConfig) -> EvalSet:
+    """The :class:`EvalSet` of ``config``: examples, groups and their training sizes.
 
-    attrs = {k: np.asarray(v)[eval_idx] for k, v in dataset.attributes.items()}
-    names = sorted(attrs) if config.attributes is None else list(config.attributes)
-    for a in names + [x for t in config.intersections for x in t]:
+    Raises:
+      ValueError: empty split, or an attribute the dataset does not have.
+    """
+    idx = select_eval(dataset, config)
+    attrs = {k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}
+    names = list(config.attributes) or sorted(attrs)
+    inter = parse_intersections(config.intersections, names)
+    for a in names + [x for t in inter for x in t]:
         if a not in attrs:
             raise ValueError(
                 f"attributes: dataset {dataset.name!r} has no attribute {a!r}; "
                 f"available: {sorted(attrs)}"
             )
-    grps = groups_mod.all_groups(
+    grps = all_groups(
         attrs,
         names,
-        config.intersections,
+        inter,
         min_size=config.min_group_size,
         keep_unknown=config.keep_unknown,
     )
     train_mask = np.asarray(dataset.splits) == "train"
     train_attrs = {k: np.asarray(v)[train_mask] for k, v in dataset.attributes.items()}
-    sizes = {name: groups_mod.training_group_sizes(train_attrs, g) for name, g in grps.items()}
-    return grps, sizes
+    return EvalSet(
+        dataset=dataset.name,
+        data_fingerprint=dataset.fingerprint(),
+        num_classes=int(dataset.num_classes),
+        index=idx,
+        x=np.asarray(dataset.waveforms[idx], dtype=np.float32),
+        y=np.asarray(dataset.labels[idx]),
+        speakers=np.asarray(dataset.speakers)[idx],
+        paths=np.asarray(dataset.paths)[idx],
+        attributes=attrs,
+        groups=grps,
+        train_sizes={n: training_group_sizes(train_attrs, g) for n, g in grps.items()},
+    )
 
 
-@dataclasses.dataclass(frozen=True)
-class _Trained:
-    model: Any
-    variables: Any
+def base_model_key(data_fingerprint: str, train_config: TrainConfig) -> str:
+    """Hash of a base model's data and training config: ``models/rejection-<kind>-<key>``."""
+    return _io.stable_hash({"data": data_fingerprint, "train": train_config})
 
 
-def train_model(
-    dataset: Any, tcfg: Any, out: Path, *, fingerprint: str, resume: bool, show: bool
-) -> _Trained:
-    """Train (or resume) a base model in ``out``; a finished run is loaded, not rebuilt.
+def base_model_dir(models_dir: str | os.PathLike[str], kind: str, key: str) -> Path:
+    """Folder of a base model: ``models_dir/rejection-<nr|rs>-<key>``."""
+    return Path(models_dir) / f"rejection-{kind}-{key}"
 
-    ``train(resume=True)`` would also return a finished run, but it first builds
-    (and compiles) a fresh train state; reading ``last.ckpt`` is instant.
+
+def train_base_models(
+    dataset: AudioDataset,
+    config: RejectionConfig,
+    models_dir: str | os.PathLike[str],
+    *,
+    resume: bool,
+    progress: bool,
+) -> BaseModels:
+    """Train (or load) the NR and RS base models in ``models_dir/rejection-<kind>-<key>/``."""
+    nr_config, rs_config = train_configs(config)
+    fp = dataset.fingerprint()
+    nr_key, rs_key = base_model_key(fp, nr_config), base_model_key(fp, rs_config)
+    models_dir = Path(models_dir)
+    return BaseModels(
+        nr=train_or_load(
+            dataset, nr_config, base_model_dir(models_dir, "nr", nr_key), resume=resume,
+            progress=progress,
+        ),
+        rs=train_or_load(
+            dataset, rs_config, base_model_dir(models_dir, "rs", rs_key), resume=resume,
+            progress=progress,
+        ),
+        nr_config=nr_config,
+        rs_config=rs_config,
+        nr_key=nr_key,
+        rs_key=rs_key,
+    )  # fmt: skip
+
+
+def score_nr(
+    dataset: AudioDataset,
+    base: BaseModels,
+    ev: EvalSet,
+    config: RejectionConfig,
+    cache_dir: str | os.PathLike[str],
+    *,
+    resume: bool,
+) -> NeuralRejectionScores:
+    """Neural rejection: an RBF-SVM on the clean model's penultimate features.
+
+    Fitted on the training split's features (seeded subsample ``nr_max_train``);
+    scores every evaluated example. Cached in ``cache_dir/nr-<key>.npz``, keyed by
+    the model, ``nr_max_train``, the seed and the evaluated examples.
     """
-    from fairrobust.train import load_checkpoint, train
+    nr_key = _io.stable_hash(
+        {"model": base.nr_key, "max_train": config.nr_max_train, "seed": config.seed,
+         "eval": ev.index}
+    )  # fmt: skip
+    path = Path(cache_dir) / f"nr-{nr_key}.npz"
+    cached = load_cached(path, nr_key) if resume else None
+    reused = cached is not None
+    if cached is None:
+        model, variables = base.nr.model, base.nr.variables
+        train_idx = np.flatnonzero(np.asarray(dataset.splits) == "train")
+        f_train = extract_features(
+            model, variables, np.asarray(dataset.waveforms[train_idx], np.float32)
+        )
+        f_eval = extract_features(model, variables, ev.x)
+        nr = NeuralRejection().fit(
+            f_train,
+            np.asarray(dataset.labels[train_idx]),
+            max_train=config.nr_max_train,
+            seed=config.seed,
+        )
+        scores = np.asarray(nr.scores(f_eval), dtype=np.float64)
+        classes = np.asarray(nr.classes_)
+        cached = {
+            "scores": scores,
+            "stat": np.asarray(nr.rejection_stat(f_eval), dtype=np.float64),
+            "pred": classes[scores.argmax(-1)],
+            "base_pred": np.asarray(predict_logits(base.nr.apply_fn, variables, ev.x)).argmax(-1),
+        }
+        save_cached(path, nr_key, **cached)
+    return NeuralRejectionScores(
+        scores=cached["scores"],
+        stat=cached["stat"],
+        pred=cached["pred"],
+        base_pred=cached["base_pred"],
+        reused=reused,
+    )
 
-    last = out / "last.ckpt"
-    if resume and last.is_file():
-        try:
-            ck = load_checkpoint(last)
-        except (ValueError, FileNotFoundError):
-            ck = None
-        if (
-            ck is not None
-            and ck.config == tcfg
-            and ck.epoch >= tcfg.epochs
-            and ck.dataset_fingerprint == fingerprint
-        ):
-            if ck.best_variables is not None:
-                return _Trained(ck.model, ck.best_variables)
-            best = load_checkpoint(out / "best.ckpt")
-            return _Trained(best.model, best.variables)
-    res = train(dataset, tcfg, out_dir=out, resume=resume, progress=show)
-    return _Trained(res.model, res.variables)
+
+def sample_rs(
+    base: BaseModels,
+    ev: EvalSet,
+    config: RejectionConfig,
+    cache_dir: str | os.PathLike[str],
+    *,
+    resume: bool,
+    progress: bool,
+) -> SmoothingSamples:
+    """Randomized smoothing: class counts at every N from one noise stream, PREDICT p-values.
+
+    ``max(num_samples)`` noisy copies per example (key ``fold_in(seed, 1)``, one
+    stream per dataset index); the counts at each N are prefixes of it. Resumable
+    batches of ``sample_batch_size`` examples, cached in ``counts-<key>.npz``.
+    """
+    rs_key = _io.stable_hash(
+        {
+            "model": base.rs_key,
+            "noise": config.noise,
+            "sigma": config.sigma,
+            "num_samples": config.num_samples,
+            "seed": config.seed,
+            "eval": ev.index,
+        }
+    )
+    key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    model = base.rs
+
+    def sample(rows: np.ndarray) -> dict[str, np.ndarray]:
+        c = smoothing.sample_counts(
+            model.apply_fn,
+            model.variables,
+            jnp.asarray(ev.x[rows]),
+            key,
+            num_samples=max(config.num_samples),
+            sigma=config.sigma,
+            num_classes=ev.num_classes,
+            noise=config.noise,
+            chunk_size=config.chunk_size,
+            checkpoints=config.num_samples,
+            indices=jnp.asarray(ev.index[rows], jnp.int32),
+        )
+        return {"counts": np.swapaxes(np.asarray(c), 0, 1)}  # [b, k, C]
+
+    sampled, reused = cached_batches(
+        Path(cache_dir) / f"counts-{rs_key}.npz", rs_key, len(ev.index),
+        config.sample_batch_size, sample, resume=resume, progress=progress, desc="RS sampling",
+    )  # fmt: skip
+    counts = np.swapaxes(sampled["counts"], 0, 1)  # [k, n, C]
+    top, pvalues = smoothing.predict_pvalues(counts)
+    base_pred = np.asarray(predict_logits(model.apply_fn, model.variables, ev.x)).argmax(-1)
+    return SmoothingSamples(counts, np.asarray(top), np.asarray(pvalues), base_pred, reused)
+
+
+def certify_rs(
+    base: BaseModels,
+    ev: EvalSet,
+    config: RejectionConfig,
+    cache_dir: str | os.PathLike[str],
+    *,
+    resume: bool,
+    progress: bool,
+) -> Certification:
+    """CERTIFY (Cohen et al. 2019) every evaluated example with the RS base model.
+
+    ``certify_n0`` selection and ``certify_n`` estimation draws at level
+    ``certify_alpha`` (key ``fold_in(seed, 2)``); resumable batches cached in
+    ``certify-<key>.npz``.
+    """
+    c_key = _io.stable_hash(
+        {
+            "model": base.rs_key,
+            "noise": config.noise,
+            "sigma": config.sigma,
+            "n0": config.certify_n0,
+            "n": config.certify_n,
+            "alpha": config.certify_alpha,
+            "seed": config.seed,
+            "eval": ev.index,
+        }
+    )
+    key = jax.random.fold_in(jax.random.key(config.seed), 2)
+    model = base.rs
+
+    def run_certify(rows: np.ndarray) -> dict[str, np.ndarray]:
+        r = smoothing.certify(
+            model.apply_fn,
+            model.variables,
+            jnp.asarray(ev.x[rows]),
+            key,
+            n0=config.certify_n0,
+            n=config.certify_n,
+            alpha=config.certify_alpha,
+            sigma=config.sigma,
+            num_classes=ev.num_classes,
+            noise=config.noise,
+            chunk_size=config.chunk_size,
+            indices=jnp.asarray(ev.index[rows], jnp.int32),
+        )
+        return {"pred": r.pred, "radius": r.radius, "p_a_lower": r.p_a_lower}
+
+    cert, reused = cached_batches(
+        Path(cache_dir) / f"certify-{c_key}.npz", c_key, len(ev.index),
+        config.sample_batch_size, run_certify, resume=resume, progress=progress, desc="CERTIFY",
+    )  # fmt: skip
+    return Certification(cert["pred"], cert["radius"], cert["p_a_lower"], reused)
+
+
+def analyse(
+    ev: EvalSet,
+    nr: NeuralRejectionScores,
+    rs: SmoothingSamples,
+    cert: Certification | None,
+    config: RejectionConfig,
+) -> tuple[RejectionAnalysis, dict[str, list[dict[str, Any]]]]:
+    """Group reductions (``rejection_tables.analyze``) and every table of the study.
+
+    Bootstrap keys: ``fold_in(seed, 3)`` for the rejection intervals, 4 for the
+    accuracy table, 5 for certified accuracy.
+
+    Returns:
+      ``(analysis, tables)``; tables ``accuracy``, ``auc_fpr``, ``auc_fpr_long``,
+      ``fpr_parity``, ``correlation``, ``certified_accuracy`` (empty without CERTIFY).
+    """
+    base_key = jax.random.key(config.seed)
+    boot = {
+        "bootstrap_resamples": config.bootstrap_resamples,
+        "ci_level": config.ci_level,
+        "speakers": ev.speakers,
+    }
+    analysis = analyze(
+        rs.pvalues, nr.stat, threshold_grid(config), ev.groups,
+        num_samples=config.num_samples, train_sizes=ev.train_sizes,
+        key=jax.random.fold_in(base_key, 3), **boot,
+    )  # fmt: skip
+    y = ev.y
+    models = [
+        ("M5 clean (NR base)", nr.base_pred == y, None),
+        ("NR (SVM)", nr.pred == y, None),
+        (f"M5 sigma={config.sigma:g} (RS base)", rs.base_pred == y, None),
+    ]
+    for i, n in enumerate(config.num_samples):
+        abstain = rs.pvalues[i] > config.certify_alpha
+        label = f"RS N={n} alpha={config.certify_alpha:g}"
+        models.append((label, (~abstain) & (rs.top[i] == y), abstain))
+    tables: dict[str, list[dict[str, Any]]] = {
+        "accuracy": accuracy_table(models, ev.groups, key=jax.random.fold_in(base_key, 4), **boot),
+        "auc_fpr": auc_fpr_table(analysis),
+        "auc_fpr_long": auc_fpr_long_table(analysis),
+        "fpr_parity": fpr_parity_table(analysis),
+        "correlation": correlation_table(analysis),
+        "certified_accuracy": [],
+    }
+    if cert is not None:
+        tables["certified_accuracy"] = certified_accuracy_table(
+            cert.pred, cert.radius, y, config.radii, ev.groups,
+            key=jax.random.fold_in(base_key, 5), **boot,
+        )  # fmt: skip
+    return analysis, tables
+
+
+def _summary(
+    provenance: Mapping[str, Any],
+    config: RejectionConfig,
+    ev: EvalSet,
+    nr: NeuralRejectionScores,
+    rs: SmoothingSamples,
+    cert: Certification | None,
+    analysis: RejectionAnalysis,
+) -> dict[str, Any]:
+    """The ``rejection_summary.json`` record: headline numbers of the run."""
+    y = ev.y
+    return {
+        **provenance,
+        "config": _io.to_jsonable(config),
+        "num_eval": len(ev.index),
+        "num_classes": ev.num_classes,
+        "methods": list(analysis.methods),
+        "nr_accuracy": float(np.mean(nr.pred == y)),
+        "nr_base_accuracy": float(np.mean(nr.base_pred == y)),
+        "rs_base_accuracy": float(np.mean(rs.base_pred == y)),
+        "overall_auc_fpr": {
+            m: finite_or_none(v)
+            for m, v in zip(analysis.methods, analysis.overall_auc, strict=True)
+        },
+        "fpr_parity": {
+            a.attribute: {
+                m: finite_or_none(v) for m, v in zip(analysis.methods, a.parity, strict=True)
+            }
+            for a in analysis.attributes.values()
+        },
+        "small_groups": {name: list(g.small) for name, g in ev.groups.items()},
+        "threshold_grid": [config.alpha_min, config.alpha_max, config.alpha_step],
+        "certify": None
+        if cert is None
+        else {
+            "n0": config.certify_n0,
+            "n": config.certify_n,
+            "alpha": config.certify_alpha,
+            "sigma": config.sigma,
+            "abstain_rate": float(np.mean(cert.pred < 0)),
+            "accuracy": float(np.mean(cert.pred == y)),
+        },
+    }
+
+
+def _write_per_example(
+    path: Path,
+    config: RejectionConfig,
+    ev: EvalSet,
+    nr: NeuralRejectionScores,
+    rs: SmoothingSamples,
+    thresholds: np.ndarray,
+) -> None:
+    """``rejection_per_example.npz``: every per-example value the metrics derive from."""
+    attr_arrays = {f"attr_{attribute_slug(k)}": v.astype(str) for k, v in ev.attributes.items()}
+    _io.atomic_write_npz(
+        path,
+        index=ev.index,
+        labels=ev.y,
+        num_samples=np.asarray(config.num_samples),
+        thresholds=thresholds,
+        pvalues=rs.pvalues,
+        rs_top=rs.top,
+        counts=rs.counts,
+        nr_scores=nr.scores,
+        nr_stat=nr.stat,
+        nr_pred=nr.pred,
+        rs_base_pred=rs.base_pred,
+        nr_base_pred=nr.base_pred,
+        paths=ev.paths.astype(str),
+        **attr_arrays,
+    )
+
+
+def _write_certification(results_dir: Path, ev: EvalSet, cert: Certification | None, tables):
+    """Certified-accuracy tables and the per-example CERTIFY CSV (removed without CERTIFY)."""
+    table = results_dir / RESULT_FILES["certified_accuracy"]
+    per_example = results_dir / RESULT_FILES["certify_per_example"]
+    if cert is None:  # never leave certification files of an earlier config behind
+        for path in (table, per_example, table.with_suffix(".json")):
+            path.unlink(missing_ok=True)
+        return {}
+    _, json_path = write_table(table.with_suffix(""), tables["certified_accuracy"])
+    rows = certify_table(
+        index=ev.index,
+        paths=ev.paths,
+        labels=ev.y,
+        pred=cert.pred,
+        radius=cert.radius,
+        p_a_lower=cert.p_a_lower,
+        attributes=ev.attributes,
+    )
+    write_csv(per_example, rows)
+    return {
+        "certified_accuracy": table,
+        "certified_accuracy_json": json_path,
+        "certify_per_example": per_example,
+    }
+
+
+def write_results(
+    out_dir: str | os.PathLike[str],
+    config: RejectionConfig,
+    ev: EvalSet,
+    base: BaseModels,
+    nr: NeuralRejectionScores,
+    rs: SmoothingSamples,
+    cert: Certification | None,
+    analysis: RejectionAnalysis,
+    tables: Mapping[str, list[dict[str, Any]]],
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Write every results file (``RESULT_FILES``) and figure; the provenance sidecar last.
+
+    Returns:
+      ``(files, summary)``: name -> path of every file and figure (``fig_*``), and
+      the ``rejection_summary.json`` record.
+    """
+    out = Path(out_dir)
+    results_dir, fig_dir = out / "results", out / "figures"
+    files = {"config": results_dir / RESULT_FILES["config"]}
+    config_hash = _io.stable_hash(config)
+    provenance = {
+        "study": "rejection",
+        "dataset": ev.dataset,
+        "data_fingerprint": ev.data_fingerprint,
+        "config_hash": config_hash,
+        "library_version": library_version(),
+    }
+    trained = {"train_nr": base.nr_config, "train_rs": base.rs_config}
+    _io.atomic_write_json(files["config"], {**provenance, "config": config, **trained})
+    for name in ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "correlation"):
+        files[name] = results_dir / RESULT_FILES[name]
+        _, files[f"{name}_json"] = write_table(files[name].with_suffix(""), tables[name])
+    files["fpr_curves"] = write_csv(
+        results_dir / RESULT_FILES["fpr_curves"], fpr_curve_table(analysis)
+    )
+    files["groups"] = _io.atomic_write_json(
+        results_dir / RESULT_FILES["groups"], {n: g.to_dict() for n, g in ev.groups.items()}
+    )
+    files["per_example"] = results_dir / RESULT_FILES["per_example"]
+    _write_per_example(files["per_example"], config, ev, nr, rs, analysis.thresholds)
+    files.update(_write_certification(results_dir, ev, cert, tables))
+    figures = write_figures(
+        analysis, fig_dir, certified=tables["certified_accuracy"], radii=config.radii
+    )
+    for stale in set(fig_dir.glob("rejection_*.png")) - set(figures.values()):
+        stale.unlink(missing_ok=True)
+    files.update(figures)
+    summary = _summary(provenance, config, ev, nr, rs, cert, analysis)
+    files["summary"] = _io.atomic_write_json(results_dir / RESULT_FILES["summary"], summary)
+    # Written last: vouches for the bytes of every rejection_* results file of this run.
+    files["provenance"] = write_provenance(
+        results_dir,
+        "rejection",
+        study="rejection",
+        dataset=ev.dataset,
+        data_fingerprint=ev.data_fingerprint,
+        config=config,
+        config_hash=config_hash,
+        extra=trained,
+    )
+    return files, summary
 
 
 def run_study(
-    dataset: Any,
+    dataset: AudioDataset,
     config: RejectionConfig,
     out_dir: str | os.PathLike[str],
     *,
@@ -1123,19 +821,20 @@ def run_study(
 ) -> RejectionResults:
     """Run the rejection study on ``dataset`` and write results and figures under ``out_dir``.
 
-    Steps (each cached under ``out_dir`` by the hash of everything it depends on,
+    Stages (each cached under ``out_dir`` by the hash of everything it depends on,
     so a rerun reuses trained models, NR scores, noise counts and CERTIFY results
     whose inputs did not change, and a changed setting recomputes only what
     depends on it):
 
-    1. train the clean M5 (NR base) and the Gaussian-noise M5 (RS base, selected on
-       noisy validation data) on the training split;
-    2. NR: RBF-SVM on training penultimate features (seeded subsample), top score
-       of every evaluated example;
-    3. RS: class counts over ``max(num_samples)`` noise draws, counts at every N
-       from prefixes of the same stream, PREDICT p-values;
-    4. CERTIFY (if ``config.certify``) with ``certify_n0`` / ``certify_n`` draws;
-    5. group reductions (:func:`analyze`), tables, figures.
+    1. :func:`train_base_models`: the clean M5 (NR base) and the Gaussian-noise M5
+       (RS base, selected on noisy validation data) on the training split;
+    2. :func:`score_nr`: RBF-SVM on training penultimate features (seeded
+       subsample), top score of every evaluated example;
+    3. :func:`sample_rs`: class counts over ``max(num_samples)`` noise draws,
+       counts at every N from prefixes of the same stream, PREDICT p-values;
+    4. :func:`certify_rs` (if ``config.certify``) with ``certify_n0`` / ``certify_n`` draws;
+    5. :func:`analyse` (group reductions, tables) and :func:`write_results`
+       (files, figures).
 
     Args:
       dataset: a ``fairrobust.data.AudioDataset`` with train / val / test splits.
@@ -1148,369 +847,32 @@ def run_study(
     Returns:
       A :class:`RejectionResults`.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from fairrobust import models, smoothing
-    from fairrobust.rejection import NeuralRejection
-    from fairrobust.studies._common import library_version, write_provenance, write_table
-    from fairrobust.train import extract_features, predict_logits
-
     if config.noise not in smoothing.available_noises():
         raise ValueError(
             f"noise: unknown noise family {config.noise!r}; registered: "
             f"{list(smoothing.available_noises())}"
         )
     out = Path(out_dir)
-    results_dir, fig_dir = out / "results", out / "figures"
     cache = out / "cache" / "rejection"
     timings: dict[str, float] = {}
-    reused: list[str] = []
-    files: dict[str, Path] = {}
     t_start = time.perf_counter()
-
-    eval_idx = select_eval(dataset, config)
-    grps, train_sizes = _build_groups(dataset, eval_idx, config)
-    x_eval = np.asarray(dataset.waveforms[eval_idx], dtype=np.float32)
-    y_eval = np.asarray(dataset.labels[eval_idx])
-    data_fp = dataset.fingerprint()
-    num_classes = int(dataset.num_classes)
-    base_key = jax.random.key(config.seed)
-
-    # 1. base models ------------------------------------------------------------
-    nr_tcfg, rs_tcfg = train_configs(config)
-    nr_hash = _io.stable_hash({"data": data_fp, "train": nr_tcfg})
-    rs_hash = _io.stable_hash({"data": data_fp, "train": rs_tcfg})
+    ev = load_eval_set(dataset, config)
     t0 = time.perf_counter()
-    nr_model = train_model(
-        dataset,
-        nr_tcfg,
-        out / "models" / f"rejection-nr-{nr_hash}",
-        fingerprint=data_fp,
-        resume=resume,
-        show=progress,
-    )
-    rs_model = train_model(
-        dataset,
-        rs_tcfg,
-        out / "models" / f"rejection-rs-{rs_hash}",
-        fingerprint=data_fp,
-        resume=resume,
-        show=progress,
-    )
-    timings["train"] = time.perf_counter() - t0
-    nr_apply = models.logits_fn(nr_model.model)
-    rs_apply = models.logits_fn(rs_model.model)
-
-    # 2. neural rejection ---------------------------------------------------------
-    t0 = time.perf_counter()
-    nr_key = _io.stable_hash(
-        {"model": nr_hash, "max_train": config.nr_max_train, "seed": config.seed, "eval": eval_idx}
-    )
-    nr_path = cache / f"nr-{nr_key}.npz"
-    nr_cached = _load_cached(nr_path, nr_key) if resume else None
-    if nr_cached is None:
-        train_idx = np.flatnonzero(np.asarray(dataset.splits) == "train")
-        f_train = extract_features(
-            nr_model.model, nr_model.variables, np.asarray(dataset.waveforms[train_idx], np.float32)
-        )
-        f_eval = extract_features(nr_model.model, nr_model.variables, x_eval)
-        nr = NeuralRejection().fit(
-            f_train,
-            np.asarray(dataset.labels[train_idx]),
-            max_train=config.nr_max_train,
-            seed=config.seed,
-        )
-        scores = np.asarray(nr.scores(f_eval), dtype=np.float64)
-        stat = np.asarray(nr.rejection_stat(f_eval), dtype=np.float64)
-        base_logits = np.asarray(predict_logits(nr_apply, nr_model.variables, x_eval))
-        classes = np.asarray(nr.classes_)
-        nr_cached = {
-            "scores": scores,
-            "stat": stat,
-            "pred": classes[scores.argmax(-1)],
-            "base_pred": base_logits.argmax(-1),
-        }
-        _save_cached(nr_path, nr_key, **nr_cached)
-    else:
-        reused.append("nr")
-    nr_scores, nr_stat, nr_pred = nr_cached["scores"], nr_cached["stat"], nr_cached["pred"]
-    timings["nr"] = time.perf_counter() - t0
-
-    # 3. randomized smoothing: counts at every N from one stream --------------------
-    t0 = time.perf_counter()
-    n_max = max(config.num_samples)
-    rs_key = _io.stable_hash(
-        {
-            "model": rs_hash,
-            "noise": config.noise,
-            "sigma": config.sigma,
-            "num_samples": config.num_samples,
-            "seed": config.seed,
-            "eval": eval_idx,
-        }
-    )
-    key_sample = jax.random.fold_in(base_key, 1)
-
-    def sample(rows: np.ndarray) -> dict[str, np.ndarray]:
-        c = smoothing.sample_counts(
-            rs_apply,
-            rs_model.variables,
-            jnp.asarray(x_eval[rows]),
-            key_sample,
-            num_samples=n_max,
-            sigma=config.sigma,
-            num_classes=num_classes,
-            noise=config.noise,
-            chunk_size=config.chunk_size,
-            checkpoints=config.num_samples,
-            indices=jnp.asarray(eval_idx[rows], jnp.int32),
-        )
-        return {"counts": np.swapaxes(np.asarray(c), 0, 1)}  # [b, k, C]
-
-    sampled, was_reused = _batched(
-        "RS sampling",
-        cache / f"counts-{rs_key}.npz",
-        rs_key,
-        len(eval_idx),
-        config.sample_batch_size,
-        sample,
-        resume=resume,
-        show=progress,
-    )
-    if was_reused:
-        reused.append("rs_counts")
-    counts = np.swapaxes(sampled["counts"], 0, 1)  # [k, n, C]
-    rs_top, pvalues = smoothing.predict_pvalues(counts)
-    rs_base_pred = np.asarray(predict_logits(rs_apply, rs_model.variables, x_eval)).argmax(-1)
-    timings["rs_sampling"] = time.perf_counter() - t0
-
-    # 4. CERTIFY ----------------------------------------------------------------------
+    base = train_base_models(dataset, config, out / "models", resume=resume, progress=progress)
+    timings["train"], t0 = time.perf_counter() - t0, time.perf_counter()
+    nr = score_nr(dataset, base, ev, config, cache, resume=resume)
+    timings["nr"], t0 = time.perf_counter() - t0, time.perf_counter()
+    rs = sample_rs(base, ev, config, cache, resume=resume, progress=progress)
+    timings["rs_sampling"], t0 = time.perf_counter() - t0, time.perf_counter()
     cert = None
     if config.certify:
-        t0 = time.perf_counter()
-        c_key = _io.stable_hash(
-            {
-                "model": rs_hash,
-                "noise": config.noise,
-                "sigma": config.sigma,
-                "n0": config.certify_n0,
-                "n": config.certify_n,
-                "alpha": config.certify_alpha,
-                "seed": config.seed,
-                "eval": eval_idx,
-            }
-        )
-        key_cert = jax.random.fold_in(base_key, 2)
-
-        def run_certify(rows: np.ndarray) -> dict[str, np.ndarray]:
-            r = smoothing.certify(
-                rs_apply,
-                rs_model.variables,
-                jnp.asarray(x_eval[rows]),
-                key_cert,
-                n0=config.certify_n0,
-                n=config.certify_n,
-                alpha=config.certify_alpha,
-                sigma=config.sigma,
-                num_classes=num_classes,
-                noise=config.noise,
-                chunk_size=config.chunk_size,
-                indices=jnp.asarray(eval_idx[rows], jnp.int32),
-            )
-            return {"pred": r.pred, "radius": r.radius, "p_a_lower": r.p_a_lower}
-
-        cert, was_reused = _batched(
-            "CERTIFY",
-            cache / f"certify-{c_key}.npz",
-            c_key,
-            len(eval_idx),
-            config.sample_batch_size,
-            run_certify,
-            resume=resume,
-            show=progress,
-        )
-        if was_reused:
-            reused.append("certify")
-        timings["certify"] = time.perf_counter() - t0
-
-    # 5. reductions, tables, files ----------------------------------------------------
-    t0 = time.perf_counter()
-    thresholds = threshold_grid(config)
-    analysis = analyze(
-        pvalues,
-        nr_stat,
-        thresholds,
-        grps,
-        num_samples=config.num_samples,
-        train_sizes=train_sizes,
-        bootstrap_resamples=config.bootstrap_resamples,
-        ci_level=config.ci_level,
-        key=jax.random.fold_in(base_key, 3),
-        speakers=np.asarray(dataset.speakers)[eval_idx],
-    )
-    speakers_eval = np.asarray(dataset.speakers)[eval_idx]
-    models_correct = [
-        ("M5 clean (NR base)", nr_cached["base_pred"] == y_eval, None),
-        ("NR (SVM)", nr_pred == y_eval, None),
-        (f"M5 sigma={config.sigma:g} (RS base)", rs_base_pred == y_eval, None),
-    ]
-    for i, n in enumerate(config.num_samples):
-        abstain = pvalues[i] > config.certify_alpha
-        label = f"RS N={n} alpha={config.certify_alpha:g}"
-        models_correct.append((label, (~abstain) & (rs_top[i] == y_eval), abstain))
-    # Intervals of every model's group accuracy (and RS abstention rate) on one set of
-    # resamples: one bootstrap computation over the stacked per-example indicators.
-    acc_ci: list[dict[str, tuple[np.ndarray, np.ndarray]] | None] = [None] * len(models_correct)
-    if config.bootstrap_resamples:
-        stacked = [c for _, c, _ in models_correct] + [
-            a for _, _, a in models_correct if a is not None
-        ]
-        lo, hi = group_rate_intervals(
-            np.stack(stacked), grps, key=jax.random.fold_in(base_key, 4),
-            num_resamples=config.bootstrap_resamples, level=config.ci_level,
-            speakers=speakers_eval,
-        )  # fmt: skip
-        j = len(models_correct)
-        for i, (_, _, a) in enumerate(models_correct):
-            acc_ci[i] = {"accuracy": (lo[i], hi[i])}
-            if a is not None:
-                acc_ci[i]["abstain_rate"] = (lo[j], hi[j])  # type: ignore[index]
-                j += 1
-    acc_rows: list[dict[str, Any]] = []
-    for (label, correct, abstain), ci in zip(models_correct, acc_ci, strict=True):
-        acc_rows += accuracy_rows(label, correct, grps, abstain=abstain, ci=ci)
-    tables: dict[str, list[dict[str, Any]]] = {
-        "accuracy": acc_rows,
-        "auc_fpr": auc_fpr_table(analysis),
-        "auc_fpr_long": auc_fpr_long_table(analysis),
-        "fpr_parity": fpr_parity_table(analysis),
-        "correlation": correlation_table(analysis),
-        "certified_accuracy": [],
-    }
-    if cert is not None:
-        tables["certified_accuracy"] = certified_accuracy_table(
-            cert["pred"], cert["radius"], y_eval, config.radii, grps,
-            bootstrap_resamples=config.bootstrap_resamples, ci_level=config.ci_level,
-            key=jax.random.fold_in(base_key, 5), speakers=speakers_eval,
-        )  # fmt: skip
-
-    def path(name: str) -> Path:
-        files[name] = results_dir / RESULT_FILES[name]
-        return files[name]
-
-    config_hash = _io.stable_hash(config)
-    provenance = {
-        "study": "rejection",
-        "dataset": dataset.name,
-        "data_fingerprint": data_fp,
-        "config_hash": config_hash,
-        "library_version": library_version(),
-    }
-    _io.atomic_write_json(
-        path("config"),
-        {**provenance, "config": config, "train_nr": nr_tcfg, "train_rs": rs_tcfg},
-    )
-    for name in ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "correlation"):
-        _, json_path = write_table(path(name).with_suffix(""), tables[name])
-        files[f"{name}_json"] = json_path
-    write_csv(path("fpr_curves"), fpr_curve_table(analysis))
-    _io.atomic_write_json(path("groups"), {name: g.to_dict() for name, g in grps.items()})
-    attr_arrays = {
-        f"attr_{_slug(k)}": np.asarray(v)[eval_idx].astype(str)
-        for k, v in dataset.attributes.items()
-    }
-    _io.atomic_write_npz(
-        path("per_example"),
-        index=eval_idx,
-        labels=y_eval,
-        num_samples=np.asarray(config.num_samples),
-        thresholds=thresholds,
-        pvalues=pvalues,
-        rs_top=rs_top,
-        counts=counts,
-        nr_scores=nr_scores,
-        nr_stat=nr_stat,
-        nr_pred=nr_pred,
-        rs_base_pred=rs_base_pred,
-        nr_base_pred=nr_cached["base_pred"],
-        paths=np.asarray(dataset.paths)[eval_idx].astype(str),
-        **attr_arrays,
-    )
-    if cert is not None:
-        _, files["certified_accuracy_json"] = write_table(
-            path("certified_accuracy").with_suffix(""), tables["certified_accuracy"]
-        )
-        write_csv(
-            path("certify_per_example"),
-            certify_table(
-                index=eval_idx,
-                paths=np.asarray(dataset.paths)[eval_idx],
-                labels=y_eval,
-                pred=cert["pred"],
-                radius=cert["radius"],
-                p_a_lower=cert["p_a_lower"],
-                attributes={k: np.asarray(v)[eval_idx] for k, v in dataset.attributes.items()},
-            ),
-        )
-
-    if cert is None:  # never leave certification files of an earlier config behind
-        for name in ("certified_accuracy", "certify_per_example"):
-            (results_dir / RESULT_FILES[name]).unlink(missing_ok=True)
-        (results_dir / RESULT_FILES["certified_accuracy"]).with_suffix(".json").unlink(
-            missing_ok=True
-        )
-    figures = write_figures(
-        analysis, fig_dir, certified=tables["certified_accuracy"], radii=config.radii
-    )
-    for stale in set(fig_dir.glob("rejection_*.png")) - set(figures.values()):
-        stale.unlink(missing_ok=True)
-    files.update(figures)
-    nr_acc = float(np.mean(nr_pred == y_eval))
-    summary = {
-        **provenance,
-        "config": _io.to_jsonable(config),
-        "num_eval": len(eval_idx),
-        "num_classes": num_classes,
-        "methods": list(analysis.methods),
-        "nr_accuracy": nr_acc,
-        "nr_base_accuracy": float(np.mean(nr_cached["base_pred"] == y_eval)),
-        "rs_base_accuracy": float(np.mean(rs_base_pred == y_eval)),
-        "overall_auc_fpr": {
-            m: _f(v) for m, v in zip(analysis.methods, analysis.overall_auc, strict=True)
-        },
-        "fpr_parity": {
-            a.attribute: {m: _f(v) for m, v in zip(analysis.methods, a.parity, strict=True)}
-            for a in analysis.attributes.values()
-        },
-        "small_groups": {name: list(g.small) for name, g in grps.items()},
-        "threshold_grid": [config.alpha_min, config.alpha_max, config.alpha_step],
-        "certify": None
-        if cert is None
-        else {
-            "n0": config.certify_n0,
-            "n": config.certify_n,
-            "alpha": config.certify_alpha,
-            "sigma": config.sigma,
-            "abstain_rate": float(np.mean(cert["pred"] < 0)),
-            "accuracy": float(np.mean(cert["pred"] == y_eval)),
-        },
-    }
-    _io.atomic_write_json(path("summary"), summary)
-    # Written last: vouches for the bytes of every rejection_* results file of this run.
-    write_provenance(
-        results_dir,
-        "rejection",
-        study="rejection",
-        dataset=dataset.name,
-        data_fingerprint=data_fp,
-        config=config,
-        config_hash=config_hash,
-        extra={"train_nr": nr_tcfg, "train_rs": rs_tcfg},
-    )
-    path("provenance")
+        cert = certify_rs(base, ev, config, cache, resume=resume, progress=progress)
+        timings["certify"], t0 = time.perf_counter() - t0, time.perf_counter()
+    analysis, tables = analyse(ev, nr, rs, cert, config)
+    files, summary = write_results(out, config, ev, base, nr, rs, cert, analysis, tables)
     timings["analysis"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
+    stages = (("nr", nr), ("rs_counts", rs), ("certify", cert))
     return RejectionResults(
         config=config,
         out_dir=out,
@@ -1518,95 +880,11 @@ def run_study(
         files=files,
         summary=summary,
         timings=timings,
-        reused=tuple(reused),
-    )
-
-
-def write_figures(
-    analysis: RejectionAnalysis,
-    fig_dir: str | os.PathLike[str],
-    *,
-    certified: Sequence[Mapping[str, Any]] = (),
-    radii: Sequence[float] = (),
-) -> dict[str, Path]:
-    """All rejection figures of ``analysis`` (and certified accuracy rows) as PNGs.
-
-    Returns name -> path: ``fig_fpr_curves_all``, ``fig_fpr_curves_<attr>``,
-    ``fig_auc_fpr_<attr>``, ``fig_fpr_parity_vs_n``, ``fig_certified_<attr>``.
-    """
-    from fairrobust.figures import rejection as figs
-
-    fig_dir = Path(fig_dir)
-    out: dict[str, Path] = {}
-    out["fig_fpr_curves_all"] = figs.plot_fpr_curves(
-        analysis.thresholds,
-        analysis.overall_curves[..., None],
-        fig_dir / "rejection_fpr_curves_all.png",
-        method_labels=analysis.methods,
-        group_labels=["all"],
-        title="False rejection on clean data (all examples)",
-        ci=None
-        if analysis.overall_curves_ci is None or not analysis.num_resamples
-        else analysis.overall_curves_ci[:, :, None],
-    )
-    attrs = list(analysis.attributes.values())
-    for a in attrs:
-        s = _slug(a.attribute)
-        labels = [f"{g} (n={int(n)})" for g, n in zip(a.names, a.sizes, strict=True)]
-        out[f"fig_fpr_curves_{s}"] = figs.plot_fpr_curves(
-            analysis.thresholds,
-            a.curves,
-            fig_dir / f"rejection_fpr_curves_{s}.png",
-            method_labels=analysis.methods,
-            group_labels=labels,
-            title=f"False rejection rate by {a.attribute}",
-            ci=a.curves_ci if analysis.num_resamples else None,
-        )
-        out[f"fig_auc_fpr_{s}"] = figs.plot_auc_fpr_bars(
-            a.auc,
-            fig_dir / f"rejection_auc_fpr_{s}.png",
-            method_labels=analysis.methods,
-            group_labels=labels,
-            title=f"AUC_FPR by {a.attribute}",
-        )
-    if attrs:
-        k = len(analysis.num_samples)
-        out["fig_fpr_parity_vs_n"] = figs.plot_fpr_parity_vs_n(
-            analysis.num_samples,
-            np.stack([a.parity[:k] for a in attrs]),
-            np.asarray([a.parity[k] for a in attrs]),
-            fig_dir / "rejection_fpr_parity_vs_n.png",
-            attribute_labels=[a.attribute for a in attrs],
-            rs_ci=np.stack([a.parity_ci[:k] for a in attrs]) if analysis.num_resamples else None,
-            nr_ci=np.stack([a.parity_ci[k] for a in attrs]) if analysis.num_resamples else None,
-        )
-    if certified:
-        radii_arr = np.asarray(radii, dtype=np.float64)
-        by_attr: dict[str, dict[str, dict[float, tuple[float, float, float]]]] = {}
-        for row in certified:
-            cell = tuple(
-                math.nan if row.get(k) is None else float(row[k])
-                for k in ("certified_accuracy", "ci_low", "ci_high")
-            )
-            by_group = by_attr.setdefault(row["attribute"], {}).setdefault(row["group"], {})
-            by_group[row["radius"]] = cell  # type: ignore[assignment]
-        missing = (math.nan, math.nan, math.nan)
-        for attr, grp_rows in by_attr.items():
-            s = _slug(attr)
-            names = list(grp_rows)
-            arr = np.asarray(
-                [[grp_rows[g].get(float(r), missing) for g in names] for r in radii_arr]
-            ).reshape(len(radii_arr), len(names), 3)
-            acc = arr[..., 0]
-            band = {}
-            if np.isfinite(arr[..., 1:]).any():  # bootstrap intervals present
-                band = {"lower": arr[..., 1], "upper": arr[..., 2]}
-            out[f"fig_certified_{s}"] = figs.plot_certified_accuracy(
-                radii_arr,
-                acc,
-                fig_dir / f"rejection_certified_accuracy_{s}.png",
-                group_labels=names,
-                title=f"Certified accuracy by {attr}",
-                **band,
-            )
-    return out
+        reused=tuple(name for name, stage in stages if stage is not None and stage.reused),
+        eval_index=ev.index,
+        model_dirs={
+            "nr": base_model_dir(out / "models", "nr", base.nr_key),
+            "rs": base_model_dir(out / "models", "rs", base.rs_key),
+        },
+        train_configs={"nr": base.nr_config, "rs": base.rs_config},
+    )  # fmt: skip

@@ -17,6 +17,16 @@ intersections):
   clean accuracy is indistinguishable from random guessing (one-sided binomial
   test against 1 / n_classes).
 
+The pipeline is a chain of stages with typed inputs and outputs, so each can
+later run batched or sharded: :func:`load_eval_set` -> :func:`plan_members`
+(``list[MemberSpec]``) -> :func:`load_members` (finished ones) ->
+:func:`train_members` (``train_id -> TrainedModel``) -> :func:`evaluate_members`
+(``member_id -> MemberResult``, correctness per member) ->
+``robustness_tables.aggregate`` (tables) -> :func:`write_results`;
+:func:`run_study` composes them. Tables live in
+:mod:`fairrobust.studies.robustness_tables`, figures in
+:mod:`fairrobust.studies.robustness_figures`.
+
 Typical use::
 
     from fairrobust.data import load_bundled
@@ -48,23 +58,24 @@ always recomputed from the member files and are byte-identical across reruns.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 from fairrobust import _io
-from fairrobust.defenses import parse_preprocess
-from fairrobust.groups import ALL_PAIRS
-from fairrobust.studies._common import (
+from fairrobust.attacks import robust_correct
+from fairrobust.data import AudioDataset
+from fairrobust.defenses import Preprocess, parse_preprocess, with_preprocess
+from fairrobust.groups import Groups, all_groups, parse_intersections
+from fairrobust.studies._store import (
+    TrainedModel,
     check_config_change,
     expand_grid,
     format_value,
@@ -73,33 +84,34 @@ from fairrobust.studies._common import (
     logger,
     member_id,
     save_member,
+    seeded_subset,
     slugify,
+    train_or_load,
     write_provenance,
     write_table,
 )
 from fairrobust.studies.config import RobustnessConfig
+from fairrobust.studies.robustness_figures import write_figures
+from fairrobust.studies.robustness_tables import aggregate, clean_part, sweep_epsilons
+from fairrobust.train import TrainConfig
 
 __all__ = [
-    "BINARY_INTERVENTIONS",
-    "LEVEL_INTERVENTIONS",
+    "TEST_SUBSET_SALT",
+    "EvalSet",
     "MemberResult",
     "MemberSpec",
     "RobustnessResults",
-    "aggregate",
-    "correlation_rows",
-    "intervention_codes",
+    "attack_member",
+    "evaluate_members",
+    "load_eval_set",
+    "load_members",
     "plan_members",
-    "random_guess_test",
     "resolve_groups",
     "run_study",
-    "write_figures",
+    "select_test",
+    "train_members",
+    "write_results",
 ]
-
-#: Binary intervention codes (paper Figures 2 and 4), in column order.
-BINARY_INTERVENTIONS = ("AT", "Tricks", "Noise", "Preprocess")
-#: Intervention levels (paper Figures 3 and 5), in column order.
-LEVEL_INTERVENTIONS = ("AT budget", "Noise std")
-
 
 # ============================================================================ grid
 
@@ -115,6 +127,9 @@ class MemberSpec:
       train_spec: everything the trained weights depend on (hashed in ``train_id``).
       eval_spec: everything the correctness array depends on.
       eval_hash: hash of ``eval_spec`` (in the member's file name).
+      epsilons: the evaluated epsilons, ``robustness_tables.sweep_epsilons`` of
+        the attack budgets: 0 (the clean pass) first. The member's correctness
+        is ``[len(epsilons), n_test]`` in this order.
     """
 
     member_id: str
@@ -126,6 +141,7 @@ class MemberSpec:
     train_spec: Mapping[str, Any]
     eval_spec: Mapping[str, Any]
     eval_hash: str
+    epsilons: tuple[float, ...]
 
     @property
     def file_stem(self) -> str:
@@ -141,8 +157,6 @@ def _train_config_dict(
     config: RobustnessConfig, model: str, at_eps: float, noise_std: float
 ) -> dict[str, Any]:
     """Every field of the member's ``fairrobust.train.TrainConfig`` (defaults filled in)."""
-    from fairrobust.train import TrainConfig
-
     tc = TrainConfig(
         model=model,
         width=config.width,
@@ -174,12 +188,17 @@ def plan_members(
       data_fingerprint: ``AudioDataset.fingerprint()`` (part of every hash).
       sample_rate: the dataset's sample rate (for ``lowpass``).
       test_index: indices of the evaluated test examples (hashed into the eval spec).
+
+    Returns:
+      One :class:`MemberSpec` per (model, at_eps, noise_std, preprocess), each
+      evaluated at ``sweep_epsilons(config.attack_eps)`` (clean pass first).
     """
     test_hash = _io.stable_hash(np.asarray([] if test_index is None else test_index).tolist())
+    epsilons = sweep_epsilons(config.attack_eps)
     attack = {
         "attack": "pgd",
         "norm": "linf",
-        "epsilons": [0.0, *map(float, config.attack_eps)],
+        "epsilons": list(epsilons),
         "num_steps": config.attack_steps,
         "rel_step": config.attack_rel_step,
         "random_start": False,
@@ -215,523 +234,13 @@ def plan_members(
                     train_spec=train_spec,
                     eval_spec=eval_spec,
                     eval_hash=_io.stable_hash(eval_spec, 12),
+                    epsilons=epsilons,
                 )
             )
     return members
 
 
-# ============================================================================ aggregation
-
-
-def random_guess_test(
-    n_correct: np.ndarray, n: int, num_classes: int, level: float = 0.05
-) -> tuple[np.ndarray, np.ndarray]:
-    """Is clean accuracy indistinguishable from random guessing?
-
-    One-sided exact binomial test of H0: accuracy = 1 / num_classes against
-    H1: accuracy > 1 / num_classes (``scipy.stats.binomtest``,
-    ``alternative="greater"``). A model is *excluded* when p > ``level``; such a
-    model "withstands" any attack trivially and would distort correlations
-    (paper section 5.1: 15 of 40 models on AudioMNIST).
-
-    Args:
-      n_correct: int ``[m]``, correct clean predictions per model.
-      n: number of evaluated examples (> 0).
-      num_classes: number of classes (>= 2).
-      level: significance level in (0, 1).
-
-    Returns:
-      ``(pvalues [m], excluded [m] bool)``.
-
-    Raises:
-      ValueError: ``n < 1``, ``num_classes < 2``, counts outside [0, n].
-    """
-    k = np.atleast_1d(np.asarray(n_correct))
-    if n < 1:
-        raise ValueError(f"n: expected >= 1 evaluated examples, got {n}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes: expected >= 2, got {num_classes}")
-    if np.any(k < 0) or np.any(k > n):
-        raise ValueError(f"n_correct: expected counts in [0, {n}], got {k.tolist()}")
-    p = np.asarray(
-        [
-            scipy.stats.binomtest(int(ki), n, 1.0 / num_classes, alternative="greater").pvalue
-            for ki in k
-        ],
-        dtype=float,
-    )
-    return p, p > level
-
-
-def intervention_codes(members: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
-    """Numeric intervention codes per model for the correlation analyses.
-
-    Binary (paper Figures 2, 4): ``AT`` (at_eps > 0), ``Tricks`` (M5-Tricks),
-    ``Noise`` (noise_std > 0), ``Preprocess`` (any defense other than "none"),
-    plus one ``Preprocess: <spec>`` column per defense when the grid has several.
-    Levels (paper Figures 3, 5): ``AT budget`` and ``Noise std``.
-
-    Args:
-      members: records with keys ``model``, ``at_eps``, ``noise_std``, ``preprocess``.
-
-    Returns:
-      ``{"binary": {name: float [m]}, "level": {name: float [m]}}``.
-    """
-    at = np.asarray([float(m["at_eps"]) for m in members])
-    noise = np.asarray([float(m["noise_std"]) for m in members])
-    tricks = np.asarray([m["model"] == "m5-tricks" for m in members], dtype=float)
-    pre = [str(m["preprocess"]) for m in members]
-    binary = {
-        "AT": (at > 0).astype(float),
-        "Tricks": tricks,
-        "Noise": (noise > 0).astype(float),
-        "Preprocess": np.asarray([p != "none" for p in pre], dtype=float),
-    }
-    kinds = [p for p in dict.fromkeys(pre) if p != "none"]
-    if len(kinds) > 1:
-        for kind in kinds:
-            binary[f"Preprocess: {kind}"] = np.asarray([p == kind for p in pre], dtype=float)
-    return {"binary": binary, "level": {"AT budget": at, "Noise std": noise}}
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float, str]:
-    """Pearson r, two-sided p (``fairrobust.metrics.pearsonr``); NaN and a reason if undefined."""
-    from fairrobust.metrics import pearsonr
-
-    ok = np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 3:
-        return float("nan"), float("nan"), f"fewer than 3 models ({x.size})"
-    if np.ptp(x) == 0:
-        return float("nan"), float("nan"), "intervention constant across models"
-    if np.ptp(y) == 0:
-        return float("nan"), float("nan"), "outcome constant across models"
-    r, p = pearsonr(np.asarray(x, np.float32), np.asarray(y, np.float32))
-    return float(r), float(p), ""
-
-
-def correlation_rows(
-    codes: Mapping[str, Mapping[str, np.ndarray]],
-    outcomes: Sequence[tuple[Mapping[str, Any], np.ndarray]],
-    include: np.ndarray,
-) -> list[dict[str, Any]]:
-    """Pearson r, p and n of every intervention code against every outcome.
-
-    Args:
-      codes: from :func:`intervention_codes`, arrays ``[m]``.
-      outcomes: ``(labels, values [m])`` pairs; ``labels`` (e.g.
-        ``{"outcome": "defense_parity", "attribute": "gender", "group": ""}``)
-        are copied into each row. NaN values (undefined outcome) are dropped.
-      include: bool ``[m]``, models to use (the non-excluded ones).
-
-    Returns:
-      Rows with the labels plus ``intervention``, ``kind`` (``"binary"`` or
-      ``"level"``), ``r``, ``p``, ``n_models`` and ``note`` (why r is NaN).
-    """
-    include = np.asarray(include, bool)
-    rows = []
-    for labels, values in outcomes:
-        y = np.asarray(values, float)[include]
-        for kind in ("binary", "level"):
-            for name, x in codes[kind].items():
-                x_in = np.asarray(x, float)[include]
-                r, p, note = _pearson(x_in, y)
-                rows.append(
-                    {
-                        **labels,
-                        "intervention": name,
-                        "kind": kind,
-                        "r": r,
-                        "p": p,
-                        "n_models": int(np.isfinite(y).sum()),
-                        "note": note,
-                    }
-                )
-    return rows
-
-
-def _bootstrap(
-    values: jax.Array,
-    eps: np.ndarray,
-    groups,
-    speakers: np.ndarray | None,
-    config: RobustnessConfig,
-) -> dict[str, np.ndarray] | None:
-    """Percentile bootstrap intervals of group AUC_acc, Defense Parity and clean accuracy.
-
-    Resampling is stratified by group and clustered by speaker when speakers are
-    known (``fairrobust.metrics.bootstrap_ci``); all models share the resamples.
-
-    Returns:
-      ``{"auc_low", "auc_high", "acc_low", "acc_high"}`` ``[m, g]``,
-      ``{"dp_low", "dp_high", "gap_low", "gap_high"}`` ``[m]`` and
-      ``{"curve_low", "curve_high"}`` ``[m, 1 + e, g]`` (group accuracy at every
-      epsilon, clean first; the same resamples), or None when ``config.bootstrap == 0``.
-    """
-    if config.bootstrap <= 0:
-        return None
-    from fairrobust.metrics import AucAccStat, GroupRateStat, bootstrap_ci
-
-    key = jax.random.fold_in(jax.random.key(config.seed), 0xB007)
-    valid = tuple(bool(v) for v in np.asarray(groups.valid))
-    kw = {
-        "key": key,
-        "num_resamples": config.bootstrap,
-        "level": config.ci_level,
-        "speakers": speakers,
-        "batch_size": min(config.bootstrap, 50),
-    }
-    auc = bootstrap_ci(AucAccStat(tuple(map(float, eps)), valid), values[:, 1:], groups.masks, **kw)
-    acc = bootstrap_ci(GroupRateStat(valid), values[:, 0], groups.masks, **kw)
-    curves = bootstrap_ci(GroupRateStat(valid), values, groups.masks, **kw)
-    return {
-        "curve_low": np.asarray(curves.lower["rates"]),
-        "curve_high": np.asarray(curves.upper["rates"]),
-        "auc_low": np.asarray(auc.lower["auc_acc"]),
-        "auc_high": np.asarray(auc.upper["auc_acc"]),
-        "dp_low": np.asarray(auc.lower["defense_parity"]),
-        "dp_high": np.asarray(auc.upper["defense_parity"]),
-        "acc_low": np.asarray(acc.lower["rates"]),
-        "acc_high": np.asarray(acc.upper["rates"]),
-        "gap_low": np.asarray(acc.lower["parity"]),
-        "gap_high": np.asarray(acc.upper["parity"]),
-    }
-
-
-def aggregate(
-    members: Sequence[Mapping[str, Any]],
-    correct: np.ndarray,
-    attack_eps: Sequence[float],
-    groups: Mapping[str, Any],
-    *,
-    num_classes: int,
-    config: RobustnessConfig | None = None,
-    speakers: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """All tables of the study from per-example correctness (pure, no I/O).
-
-    Args:
-      members: per model a record with ``member_id``, ``model``, ``at_eps``,
-        ``noise_std``, ``preprocess`` (and optionally ``preprocess_description``).
-      correct: bool ``[m, 1 + e, n]``: robust correctness of every model on every
-        evaluated example, clean first, then each attack epsilon.
-      attack_eps: the ``e`` attack budgets, increasing, > 0.
-      groups: attribute -> :class:`fairrobust.groups.Groups` built on the same
-        ``n`` examples.
-      num_classes: number of classes (chance = 1 / num_classes).
-      config: supplies ``random_guess_level``, ``bootstrap``, ``ci_level``,
-        ``seed`` (default: ``RobustnessConfig()``).
-      speakers: optional str ``[n]`` speaker of each example (bootstrap clusters).
-
-    Returns:
-      ``{"tables": {name: rows}, "matrices": {...}}`` with tables ``models``,
-      ``groups``, ``group_metrics``, ``group_curves``, ``defense_parity``,
-      ``correlations`` (see :func:`run_study` for the columns) and matrices for
-      the figures: per attribute ``auc [m, g]`` and ``curves [m, 1 + e, g]``.
-
-    Raises:
-      ValueError: shapes of ``correct``, ``members`` and ``attack_eps`` disagree.
-    """
-    from fairrobust.metrics import auc_acc, defense_parity, group_rates
-
-    config = config or RobustnessConfig()
-    correct = np.asarray(correct).astype(bool)
-    eps = np.asarray(attack_eps, dtype=float)
-    m = len(members)
-    if correct.ndim != 3 or correct.shape[:2] != (m, 1 + eps.size):
-        raise ValueError(
-            f"correct: expected shape (models={m}, 1 + n_eps={1 + eps.size}, n), "
-            f"got {correct.shape}"
-        )
-    n = correct.shape[2]
-    values = jnp.asarray(correct, jnp.float32)
-    eps_j = jnp.asarray(eps, jnp.float32)
-    everyone = jnp.ones((1, n), bool)
-
-    clean_acc = correct[:, 0].mean(axis=1) if n else np.full(m, np.nan)
-    overall_auc = np.asarray(auc_acc(values[:, 1:], eps_j, everyone))[:, 0]
-    overall_auc_norm = np.asarray(auc_acc(values[:, 1:], eps_j, everyone, normalize=True))[:, 0]
-    overall_curve = correct.mean(axis=2)  # [m, 1 + e]
-    pvals, excluded = random_guess_test(
-        correct[:, 0].sum(axis=1), n, num_classes, config.random_guess_level
-    )
-
-    def coords(i: int) -> dict[str, Any]:
-        rec = members[i]
-        return {
-            "member_id": rec["member_id"],
-            "model": rec["model"],
-            "at_eps": float(rec["at_eps"]),
-            "noise_std": float(rec["noise_std"]),
-            "preprocess": rec["preprocess"],
-        }
-
-    models_rows = []
-    for i in range(m):
-        row = {
-            **coords(i),
-            "preprocess_description": members[i].get("preprocess_description", ""),
-            "bpda": bool(members[i].get("bpda", False)),
-            "n_test": n,
-            "clean_accuracy": float(clean_acc[i]),
-            "auc_acc": float(overall_auc[i]),
-            "auc_acc_normalized": float(overall_auc_norm[i]),
-        }
-        for j, e in enumerate(eps):
-            row[f"acc@{format_value(float(e))}"] = float(overall_curve[i, j + 1])
-        row["random_guess_p"] = float(pvals[i])
-        row["excluded"] = bool(excluded[i])
-        models_rows.append(row)
-
-    group_rows, metric_rows, curve_rows, dp_rows, outcomes = [], [], [], [], []
-    matrices: dict[str, dict[str, np.ndarray]] = {}
-    for attr, grp in groups.items():
-        sizes = np.asarray(grp.sizes)
-        valid = np.asarray(grp.valid)
-        for name, size, ok in zip(grp.names, sizes, valid, strict=True):
-            group_rows.append(
-                {
-                    "attribute": attr,
-                    "group": name,
-                    "n_test": int(size),
-                    "valid": bool(ok),
-                    "note": "" if ok else f"under min size {grp.min_size}",
-                }
-            )
-        if grp.num_groups == 0:
-            for i in range(m):
-                dp_rows.append(
-                    {
-                        **coords(i),
-                        "excluded": bool(excluded[i]),
-                        "attribute": attr,
-                        "defense_parity": float("nan"),
-                        "clean_accuracy_gap": float("nan"),
-                        "n_valid_groups": 0,
-                        "best_group": "",
-                        "worst_group": "",
-                        "ignored_groups": [],
-                        "note": "no groups (all unknown)",
-                    }
-                )
-            continue
-        curves = np.asarray(group_rates(values, grp.masks))  # [m, 1 + e, g]
-        auc = np.asarray(auc_acc(values[:, 1:], eps_j, grp.masks))  # [m, g]
-        dp = np.asarray(defense_parity(jnp.asarray(auc), jnp.asarray(valid)))  # [m]
-        ci = _bootstrap(values, eps, grp, speakers, config)
-        matrices[attr] = {"auc": auc, "curves": curves, "valid": valid, "sizes": sizes}
-        if ci is not None:
-            matrices[attr]["curves_low"] = ci["curve_low"]
-            matrices[attr]["curves_high"] = ci["curve_high"]
-        ignored = [nm for nm, ok in zip(grp.names, valid, strict=True) if not ok]
-        for i in range(m):
-            for g, name in enumerate(grp.names):
-                row = {
-                    **coords(i),
-                    "excluded": bool(excluded[i]),
-                    "attribute": attr,
-                    "group": name,
-                    "n": int(sizes[g]),
-                    "valid": bool(valid[g]),
-                    "clean_accuracy": float(curves[i, 0, g]),
-                    "auc_acc": float(auc[i, g]),
-                }
-                if ci is not None:
-                    row["clean_accuracy_ci_low"] = float(ci["acc_low"][i, g])
-                    row["clean_accuracy_ci_high"] = float(ci["acc_high"][i, g])
-                    row["auc_acc_ci_low"] = float(ci["auc_low"][i, g])
-                    row["auc_acc_ci_high"] = float(ci["auc_high"][i, g])
-                metric_rows.append(row)
-                for j in range(1 + eps.size):
-                    curve_row = {
-                        "member_id": members[i]["member_id"],
-                        "attribute": attr,
-                        "group": name,
-                        "n": int(sizes[g]),
-                        "valid": bool(valid[g]),
-                        "epsilon": 0.0 if j == 0 else float(eps[j - 1]),
-                        "accuracy": float(curves[i, j, g]),
-                    }
-                    if ci is not None:
-                        curve_row["ci_low"] = float(ci["curve_low"][i, j, g])
-                        curve_row["ci_high"] = float(ci["curve_high"][i, j, g])
-                    curve_rows.append(curve_row)
-            vidx = np.flatnonzero(valid)
-            row = {
-                **coords(i),
-                "excluded": bool(excluded[i]),
-                "attribute": attr,
-                "defense_parity": float(dp[i]),
-                "clean_accuracy_gap": float("nan"),
-                "n_valid_groups": int(vidx.size),
-                "best_group": "",
-                "worst_group": "",
-                "ignored_groups": ignored,
-                "note": "",
-            }
-            if vidx.size >= 2:
-                a = auc[i, vidx]
-                if a.max() > a.min():
-                    row["best_group"] = grp.names[vidx[int(np.argmax(a))]]
-                    row["worst_group"] = grp.names[vidx[int(np.argmin(a))]]
-                else:
-                    row["note"] = "all valid groups have the same AUC_acc"
-                c = curves[i, 0, vidx]
-                row["clean_accuracy_gap"] = float(c.max() - c.min())
-            else:
-                row["defense_parity"] = float("nan")
-                row["note"] = f"fewer than 2 groups of size >= {grp.min_size}"
-            if ci is not None:
-                row["defense_parity_ci_low"] = float(ci["dp_low"][i])
-                row["defense_parity_ci_high"] = float(ci["dp_high"][i])
-                row["clean_accuracy_gap_ci_low"] = float(ci["gap_low"][i])
-                row["clean_accuracy_gap_ci_high"] = float(ci["gap_high"][i])
-            dp_rows.append(row)
-        dp_vals = np.asarray([r["defense_parity"] for r in dp_rows[-m:]], float)
-        outcomes.append(({"outcome": "defense_parity", "attribute": attr, "group": ""}, dp_vals))
-        for g, name in enumerate(grp.names):
-            if valid[g]:
-                outcomes.append(
-                    ({"outcome": "group_auc_acc", "attribute": attr, "group": name}, auc[:, g])
-                )
-
-    codes = intervention_codes(members)
-    corr_rows = correlation_rows(codes, outcomes, ~excluded)
-    return {
-        "tables": {
-            "models": models_rows,
-            "groups": group_rows,
-            "group_metrics": metric_rows,
-            "group_curves": curve_rows,
-            "defense_parity": dp_rows,
-            "correlations": corr_rows,
-        },
-        "matrices": matrices,
-        "excluded": excluded,
-        "random_guess_p": pvals,
-    }
-
-
-# ============================================================================ figures
-
-
-def _corr_matrix(rows: Sequence[Mapping[str, Any]], outcome: str, kind: str):
-    """One outcome/kind as (r [rows, cols], p, row labels, col labels); constant cols dropped."""
-    sel = [r for r in rows if r["outcome"] == outcome and r["kind"] == kind]
-    row_keys = list(dict.fromkeys((r["attribute"], r["group"]) for r in sel))
-    cols = list(dict.fromkeys(r["intervention"] for r in sel))
-    r_mat = np.full((len(row_keys), len(cols)), np.nan)
-    p_mat = np.full_like(r_mat, np.nan)
-    notes: dict[str, set[str]] = {c: set() for c in cols}
-    for r in sel:
-        i = row_keys.index((r["attribute"], r["group"]))
-        j = cols.index(r["intervention"])
-        r_mat[i, j] = r["r"]
-        p_mat[i, j] = r["p"]
-        notes[r["intervention"]].add(r["note"])
-    keep = [j for j, c in enumerate(cols) if notes[c] != {"intervention constant across models"}]
-    labels = [a if not g else f"{a}: {g}" for a, g in row_keys]
-    return r_mat[:, keep], p_mat[:, keep], labels, [cols[j] for j in keep]
-
-
-def write_figures(
-    agg: Mapping[str, Any],
-    members: Sequence[Mapping[str, Any]],
-    groups: Mapping[str, Any],
-    attack_eps: Sequence[float],
-    fig_dir: str | os.PathLike[str],
-    *,
-    prefix: str,
-    num_classes: int,
-    focus: Sequence[str] = (),
-) -> dict[str, Path]:
-    """Draw the study's figures from :func:`aggregate`'s output.
-
-    Figures (``<prefix>`` = ``robustness_<dataset>``):
-      * ``<prefix>_corr_{binary,levels}_dp.png``: r of interventions vs Defense
-        Parity, one row per attribute (paper Figures 2-5);
-      * ``<prefix>_corr_{binary,levels}_groups.png``: r vs each group's AUC_acc;
-      * ``<prefix>_curves_<attribute>_<member>.png``: accuracy vs epsilon per group
-        for each member in ``focus`` (default: the undefended baseline and the
-        most robust non-excluded model);
-      * ``<prefix>_auc_<attribute>.png``: AUC_acc per group for every model.
-
-    Returns:
-      Figure name -> path.
-    """
-    from fairrobust.figures import robustness as figs
-
-    fig_dir = Path(fig_dir)
-    out: dict[str, Path] = {}
-    rows = agg["tables"]["correlations"]
-    for outcome, tag in (("defense_parity", "dp"), ("group_auc_acc", "groups")):
-        for kind, ktag in (("binary", "binary"), ("level", "levels")):
-            r, p, rl, cl = _corr_matrix(rows, outcome, kind)
-            if r.size == 0:
-                continue
-            what = "Defense Parity" if outcome == "defense_parity" else "group AUC_acc"
-            name = f"corr_{ktag}_{tag}"
-            out[name] = figs.correlation_heatmap(
-                r,
-                rl,
-                cl,
-                fig_dir / f"{prefix}_{name}.png",
-                pvalues=p,
-                title=f"Pearson r: {kind} interventions vs {what} (* p < 0.05)",
-            )
-    excluded = np.asarray(agg["excluded"], bool)
-    ids = [mm["member_id"] for mm in members]
-    models_rows = agg["tables"]["models"]
-    if not focus:
-        chosen = [ids[0]]
-        ok = [i for i in range(len(ids)) if not excluded[i]]
-        if ok:
-            best = max(ok, key=lambda i: (models_rows[i]["auc_acc"], -i))
-            chosen.append(ids[best])
-        focus = list(dict.fromkeys(chosen))
-    eps = np.asarray(attack_eps, float)
-    for attr, mats in agg["matrices"].items():
-        grp = groups[attr]
-        labels = [
-            f"{nm} (n={int(s)})" + ("" if v else ", small")
-            for nm, s, v in zip(grp.names, mats["sizes"], mats["valid"], strict=True)
-        ]
-        for mid in focus:
-            if mid not in ids:
-                raise ValueError(f"focus: unknown member {mid!r}; members: {ids}")
-            i = ids.index(mid)
-            name = f"curves_{slugify(attr)}_{slugify(mid)}"
-            band = {}
-            if "curves_low" in mats:  # bootstrap band around every group's curve
-                band = {
-                    "lower": mats["curves_low"][i, 1:].T,
-                    "upper": mats["curves_high"][i, 1:].T,
-                    "clean_lower": mats["curves_low"][i, 0],
-                    "clean_upper": mats["curves_high"][i, 0],
-                }
-            out[name] = figs.accuracy_vs_epsilon(
-                eps,
-                mats["curves"][i, 1:].T,
-                labels,
-                fig_dir / f"{prefix}_{name}.png",
-                clean_accuracy=mats["curves"][i, 0],
-                chance=1.0 / num_classes,
-                **band,
-                title=f"{mid}: accuracy under PGD L-inf by {attr}",
-            )
-        name = f"auc_{slugify(attr)}"
-        out[name] = figs.group_auc_bars(
-            mats["auc"],
-            ids,
-            labels,
-            fig_dir / f"{prefix}_{name}.png",
-            excluded=excluded,
-            title=f"AUC_acc per {attr} group (hatched: excluded as random guessing)",
-        )
-    return out
-
-
-# ============================================================================ driver
+# ============================================================================ records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -740,8 +249,8 @@ class MemberResult:
 
     Attributes:
       spec: the :class:`MemberSpec`.
-      correct: bool ``[1 + n_eps, n_test]`` (clean first).
-      clean_accuracy: mean of ``correct[0]``.
+      correct: bool ``[1 + n_eps, n_test]`` at ``spec.epsilons`` (clean first).
+      clean_accuracy: mean of the clean pass of ``correct``.
       preprocess_description: how the defense was attacked (BPDA or exact).
       reused: True when loaded from a previous run.
       json_path, npz_path: the member's files.
@@ -757,7 +266,7 @@ class MemberResult:
     npz_path: Path
 
     def record(self) -> dict[str, Any]:
-        """The coordinate record :func:`aggregate` and :func:`intervention_codes` take."""
+        """The coordinate record ``aggregate`` and ``intervention_codes`` take."""
         s = self.spec
         return {
             "member_id": s.member_id,
@@ -809,38 +318,58 @@ class RobustnessResults:
     seconds: float
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
+@dataclasses.dataclass(frozen=True, eq=False)
+class EvalSet:
+    """The evaluated test examples of a study run and the data they come from.
 
-    def set_postfix_str(self, s: str) -> None:
-        pass
+    Attributes:
+      dataset: dataset name.
+      data_fingerprint: ``AudioDataset.fingerprint()``.
+      sample_rate: Hz (``lowpass`` defenses need it).
+      num_classes: number of classes.
+      index: sorted dataset indices of the evaluated examples ``[n]``.
+      x: float32 waveforms ``[n, T]``.
+      y: int32 labels ``[n]``.
+      speakers: speaker of each example ``[n]`` (bootstrap clusters).
+      groups: attribute -> :class:`fairrobust.groups.Groups` over the ``n`` examples.
+    """
+
+    dataset: str
+    data_fingerprint: str
+    sample_rate: int
+    num_classes: int
+    index: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    speakers: np.ndarray
+    groups: Mapping[str, Groups]
 
 
-@contextlib.contextmanager
-def _bar(enabled: bool, total: int, desc: str) -> Iterator[Any]:
-    if not enabled:
-        yield _NoBar()
-        return
-    with _io.progress(total=total, desc=desc, leave=True) as bar:
-        yield bar
+# ============================================================================ stages
+
+#: Salt of the seeded test subset (``max_examples``).
+TEST_SUBSET_SALT = 0x7E57
 
 
-def _test_index(dataset, config: RobustnessConfig) -> np.ndarray:
-    """Indices of the evaluated test examples (all, or a seeded subset, sorted)."""
+def select_test(dataset: AudioDataset, config: RobustnessConfig) -> np.ndarray:
+    """Sorted indices of the evaluated test examples: all, or a seeded subset.
+
+    ``seeded_subset(test indices, config.max_examples, config.seed,
+    TEST_SUBSET_SALT)``.
+
+    Raises:
+      ValueError: the test split is empty.
+    """
     idx = np.flatnonzero(np.asarray(dataset.splits) == "test")
     if idx.size == 0:
         raise ValueError(f"dataset {dataset.name!r}: the test split is empty")
-    if config.max_test_examples and idx.size > config.max_test_examples:
-        rng = np.random.default_rng([config.seed, 0x7E57])
-        idx = np.sort(rng.choice(idx, config.max_test_examples, replace=False))
-    return idx
+    return seeded_subset(idx, config.max_examples, config.seed, TEST_SUBSET_SALT)
 
 
-def resolve_groups(attributes: Mapping[str, np.ndarray], config: RobustnessConfig):
+def resolve_groups(
+    attributes: Mapping[str, np.ndarray], config: RobustnessConfig
+) -> dict[str, Groups]:
     """Attribute names and intersections of the config, checked against the data."""
-    from fairrobust.groups import all_groups
-
     names = list(config.attributes) or sorted(attributes)
     missing = [a for a in names if a not in attributes]
     if missing:
@@ -848,18 +377,100 @@ def resolve_groups(attributes: Mapping[str, np.ndarray], config: RobustnessConfi
             f"RobustnessConfig.attributes: {missing} not in the dataset; "
             f"available: {sorted(attributes)}"
         )
-    if list(config.intersections) == [ALL_PAIRS]:
-        inter = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    else:
-        inter = []
-        for spec in config.intersections:
-            parts = [p.strip() for p in spec.replace("+", " x ").split(" x ") if p.strip()]
-            if len(parts) < 2:
-                raise ValueError(
-                    f"RobustnessConfig.intersections: expected 'a x b' (or 'a+b'), got {spec!r}"
-                )
-            inter.append(tuple(parts))
+    inter = parse_intersections(config.intersections, names)
     return all_groups(attributes, names, inter, min_size=config.min_group_size)
+
+
+def load_eval_set(dataset: AudioDataset, config: RobustnessConfig) -> EvalSet:
+    """The :class:`EvalSet` of ``config`` (:func:`select_test`, :func:`resolve_groups`).
+
+    Raises:
+      ValueError: empty test split, unknown attribute, malformed intersection.
+    """
+    index = select_test(dataset, config)
+    test = dataset.select(index)
+    return EvalSet(
+        dataset=dataset.name,
+        data_fingerprint=dataset.fingerprint(),
+        sample_rate=int(dataset.sample_rate),
+        num_classes=int(dataset.num_classes),
+        index=index,
+        x=np.asarray(test.waveforms, np.float32),
+        y=np.asarray(test.labels, np.int32),
+        speakers=np.asarray(dataset.speakers)[index],
+        groups=resolve_groups(test.attributes, config),
+    )
+
+
+def _member_paths(spec: MemberSpec, models_dir: Path) -> tuple[Path, Path]:
+    d = models_dir / spec.train_id
+    return d / f"{spec.file_stem}.json", d / f"{spec.file_stem}.npz"
+
+
+def _member_result(
+    spec: MemberSpec, meta: Mapping[str, Any], correct: np.ndarray, models_dir: Path, reused: bool
+) -> MemberResult:
+    correct = np.asarray(correct, bool)
+    json_path, npz_path = _member_paths(spec, models_dir)
+    return MemberResult(
+        spec=spec,
+        correct=correct,
+        clean_accuracy=float(clean_part(correct).mean()),
+        preprocess_description=str(meta.get("preprocess_description", "")),
+        bpda=bool(meta.get("bpda", False)),
+        reused=reused,
+        json_path=json_path,
+        npz_path=npz_path,
+    )
+
+
+def load_members(
+    specs: Sequence[MemberSpec], models_dir: str | os.PathLike[str]
+) -> dict[str, MemberResult]:
+    """The members of ``specs`` already finished under ``models_dir`` (member id -> result).
+
+    A member file written for other settings, unfinished or damaged is left out
+    (``fairrobust.studies._store.load_member`` logs why): it is recomputed.
+    """
+    models_dir = Path(models_dir)
+    done = {}
+    for spec in specs:
+        loaded = load_member(models_dir / spec.train_id, spec.file_stem, spec_hash=spec.eval_hash)
+        if loaded is not None:
+            meta, arrays = loaded
+            done[spec.member_id] = _member_result(spec, meta, arrays["correct"], models_dir, True)
+    return done
+
+
+def train_members(
+    dataset: AudioDataset,
+    specs: Sequence[MemberSpec],
+    models_dir: str | os.PathLike[str],
+    *,
+    resume: bool,
+    progress: bool,
+) -> dict[str, TrainedModel]:
+    """Train (or load) the model of every distinct ``train_id`` of ``specs``, in order.
+
+    Each model lives in ``models_dir/<train_id>/``
+    (:func:`fairrobust.studies._store.train_or_load`).
+
+    Returns:
+      ``train_id`` -> :class:`~fairrobust.studies._store.TrainedModel` (with the
+      training ``info``: best epoch and its metrics).
+    """
+    models_dir = Path(models_dir)
+    trained: dict[str, TrainedModel] = {}
+    for spec in specs:
+        if spec.train_id not in trained:
+            trained[spec.train_id] = train_or_load(
+                dataset,
+                TrainConfig(**spec.train_spec["train_config"]),
+                models_dir / spec.train_id,
+                resume=resume,
+                progress=progress,
+            )
+    return trained
 
 
 def _member_key(config: RobustnessConfig, spec: MemberSpec) -> jax.Array:
@@ -867,52 +478,31 @@ def _member_key(config: RobustnessConfig, spec: MemberSpec) -> jax.Array:
     return jax.random.fold_in(jax.random.key(config.seed), int(spec.eval_hash[:7], 16))
 
 
-def _train_member(dataset, spec: MemberSpec, models_dir: Path, *, resume: bool, progress: bool):
-    """Train (or resume / reuse) the model of ``spec``.
-
-    Returns ``(apply_fn, variables, info)``; ``info`` summarises the run (best
-    epoch and its validation metrics) for the member file.
-    """
-    from fairrobust.train import TrainConfig, train
-
-    tc = TrainConfig(**spec.train_spec["train_config"])
-    result = train(
-        dataset, tc, out_dir=models_dir / spec.train_id, resume=resume, progress=progress
-    )
-    best = next((h for h in result.history if h.get("epoch") == result.best_epoch), {})
-    info = {
-        "best_epoch": result.best_epoch,
-        "epochs": len(result.history),
-        "val_loss": best.get("val_loss"),
-        "val_acc": best.get("val_acc"),
-        "train_acc": best.get("train_acc"),
-    }
-    return result.apply_fn, result.variables, info
-
-
-def _attack_member(
-    apply_fn,
-    variables,
+def attack_member(
+    trained: TrainedModel,
+    spec: MemberSpec,
     x: np.ndarray,
     y: np.ndarray,
-    spec: MemberSpec,
     config: RobustnessConfig,
+    *,
     sample_rate: int,
     progress: bool = True,
-) -> tuple[np.ndarray, Any]:
-    """Correctness ``[1 + e, n]`` of one member under the epsilon sweep (clean first)."""
-    from fairrobust.attacks import robust_correct
-    from fairrobust.defenses import with_preprocess
+) -> tuple[np.ndarray, Preprocess]:
+    """Robust correctness of one member at ``spec.epsilons`` (clean pass first).
 
+    The model behind the member's preprocessing defense is attacked with L-inf PGD
+    (``fairrobust.attacks.robust_correct``, the member's own key).
+
+    Returns:
+      ``(correct bool [1 + e, n], the parsed preprocessing defense)``.
+    """
     pre = parse_preprocess(spec.preprocess, sample_rate)
-    fn = with_preprocess(apply_fn, pre)
-    eps = jnp.asarray([0.0, *config.attack_eps], jnp.float32)
     correct = robust_correct(
-        fn,
-        variables,
+        with_preprocess(trained.apply_fn, pre),
+        trained.variables,
         jnp.asarray(x),
         jnp.asarray(y),
-        eps,
+        jnp.asarray(spec.epsilons, jnp.float32),
         _member_key(config, spec),
         num_steps=config.attack_steps,
         norm="linf",
@@ -924,8 +514,121 @@ def _attack_member(
     return np.asarray(correct, dtype=bool), pre
 
 
+def _member_meta(
+    spec: MemberSpec,
+    correct: np.ndarray,
+    pre: Preprocess,
+    test: EvalSet,
+    config_hash: str,
+    training: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "member_id": spec.member_id,
+        "train_id": spec.train_id,
+        "dataset": test.dataset,
+        "data_fingerprint": test.data_fingerprint,
+        "model": spec.model,
+        "at_eps": spec.at_eps,
+        "noise_std": spec.noise_std,
+        "preprocess": spec.preprocess,
+        "preprocess_config": pre.to_dict(),
+        "preprocess_description": pre.describe(),
+        "bpda": pre.gradient == "bpda" and pre.name != "none",
+        "eval_spec": spec.eval_spec,
+        "study_config_hash": config_hash,
+        "library_version": library_version(),
+        "n_test": int(correct.shape[1]),
+        "clean_accuracy": float(clean_part(correct).mean()),
+        "accuracy": [float(v) for v in correct.mean(axis=1)],
+        "training": training,
+    }
+
+
+def evaluate_members(
+    specs: Sequence[MemberSpec],
+    models: Mapping[str, TrainedModel],
+    test: EvalSet,
+    config: RobustnessConfig,
+    models_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+) -> dict[str, MemberResult]:
+    """Attack every member of ``specs`` on ``test`` and save each member file when done.
+
+    A member file (``models/<train_id>/robustness-<pre>-<eval hash>.{npz,json}``)
+    holds ``correct`` ``[1 + e, n]``, ``epsilons`` and ``test_index``; the JSON,
+    written last, holds the member's coordinates, settings and training record.
+    Saving member by member means an interrupted study loses one member at most.
+
+    Args:
+      specs: the members to evaluate.
+      models: ``train_id`` -> trained model (from :func:`train_members`).
+      test: the evaluated examples.
+      config: the study config (attack settings, seed).
+      models_dir: the ``models/`` folder.
+      progress: show progress bars.
+
+    Returns:
+      member id -> :class:`MemberResult`, in the order of ``specs``.
+    """
+    models_dir = Path(models_dir)
+    config_hash = config.hash()
+    done: dict[str, MemberResult] = {}
+    with _io.progress(
+        total=len(specs), desc="robustness: attacks", leave=True, enabled=progress
+    ) as bar:
+        for spec in specs:
+            bar.set_postfix_str(spec.member_id)
+            trained = models[spec.train_id]
+            correct, pre = attack_member(
+                trained,
+                spec,
+                test.x,
+                test.y,
+                config,
+                sample_rate=test.sample_rate,
+                progress=progress,
+            )
+            meta = _member_meta(spec, correct, pre, test, config_hash, trained.info)
+            arrays = {
+                "correct": correct,
+                "epsilons": np.asarray(spec.epsilons, np.float64),
+                "test_index": np.asarray(test.index, np.int64),
+            }
+            save_member(
+                models_dir / spec.train_id,
+                spec.file_stem,
+                spec_hash=spec.eval_hash,
+                meta=meta,
+                arrays=arrays,
+            )
+            done[spec.member_id] = _member_result(
+                spec, _io.to_jsonable(meta), correct, models_dir, False
+            )
+            bar.update(1)
+    return done
+
+
+def _write_config(path: Path, config: RobustnessConfig, test: EvalSet) -> None:
+    """``<prefix>_config.json``; warns when it differs from the previous run's."""
+    config_hash = config.hash()
+    message = check_config_change(path, config_hash)
+    if message:
+        logger.warning("%s", message)
+    _io.atomic_write_json(
+        path,
+        {
+            "config": config.to_dict(),
+            "config_hash": config_hash,
+            "dataset": test.dataset,
+            "data_fingerprint": test.data_fingerprint,
+            "library_version": library_version(),
+        },
+    )
+
+
 def run_study(
-    dataset,
+    dataset: AudioDataset,
     config: RobustnessConfig,
     out_dir: str | os.PathLike[str],
     *,
@@ -936,14 +639,14 @@ def run_study(
 ) -> RobustnessResults:
     """Train, attack and analyse the grid of ``config`` on ``dataset``; write every result.
 
-    For each trained model (``models x at_eps x noise_std``) the checkpoint under
-    ``out_dir/models/<train_id>/`` is reused or trained; for each preprocessing
-    defense the model is attacked at every epsilon and the correctness
-    ``[1 + n_eps, n_test]`` saved as a member file. With ``resume`` finished
-    members are loaded instead of recomputed; files are keyed by a hash of their
-    settings, so a changed config recomputes exactly the affected members (a
-    message says so) and never reuses stale ones. Then :func:`aggregate` builds
-    the tables and :func:`write_figures` the figures.
+    The stages: :func:`load_eval_set`, :func:`plan_members`, :func:`load_members`
+    (finished members, with ``resume``), :func:`train_members` (checkpoints under
+    ``out_dir/models/<train_id>/`` reused or trained, only for members still to
+    do), :func:`evaluate_members` (each member attacked at every epsilon and its
+    correctness ``[1 + n_eps, n_test]`` saved as a member file), then
+    ``robustness_tables.aggregate`` and :func:`write_results`. Member files are
+    keyed by a hash of their settings, so a changed config recomputes exactly the
+    affected members (a message says so) and never reuses stale ones.
 
     Result files (``results/robustness_<dataset>_<name>.csv`` and ``.json``):
       * ``models``: member_id, model, at_eps, noise_std, preprocess,
@@ -982,205 +685,64 @@ def run_study(
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
-    results_dir, fig_dir, models_dir = out / "results", out / "figures", out / "models"
+    models_dir = out / "models"
     prefix = f"robustness_{slugify(dataset.name)}"
-    fingerprint = dataset.fingerprint()
-    test_index = _test_index(dataset, config)
-    test = dataset.select(test_index)
-    groups = resolve_groups(test.attributes, config)
-    plan = plan_members(config, fingerprint, sample_rate=dataset.sample_rate, test_index=test_index)
-    config_hash = config.hash()
-    config_path = results_dir / f"{prefix}_config.json"
-    message = check_config_change(config_path, config_hash)
-    if message:
-        logger.warning("%s", message)
-    _io.atomic_write_json(
-        config_path,
-        {
-            "config": config.to_dict(),
-            "config_hash": config_hash,
-            "dataset": dataset.name,
-            "data_fingerprint": fingerprint,
-            "library_version": library_version(),
-        },
+    test = load_eval_set(dataset, config)
+    plan = plan_members(
+        config, test.data_fingerprint, sample_rate=test.sample_rate, test_index=test.index
     )
-
-    x_test = np.asarray(test.waveforms, np.float32)
-    y_test = np.asarray(test.labels, np.int32)
-    by_train: dict[str, list[MemberSpec]] = {}
-    for spec in plan:
-        by_train.setdefault(spec.train_id, []).append(spec)
-    done: dict[str, MemberResult] = {}
-    with _bar(progress, len(plan), f"{prefix}: models") as bar:
-        for train_id, specs in by_train.items():
-            todo = []
-            for spec in specs:
-                loaded = (
-                    load_member(models_dir / train_id, spec.file_stem, spec_hash=spec.eval_hash)
-                    if resume
-                    else None
-                )
-                if loaded is None:
-                    todo.append(spec)
-                    continue
-                meta, arrays = loaded
-                done[spec.member_id] = _member_result(spec, meta, arrays, models_dir, True)
-                bar.update(1)
-            if not todo:
-                continue
-            bar.set_postfix_str(f"training {train_id}")
-            apply_fn, variables, train_info = _train_member(
-                dataset, todo[0], models_dir, resume=resume, progress=progress
-            )
-            for spec in todo:
-                bar.set_postfix_str(f"attacking {spec.member_id}")
-                correct, pre = _attack_member(
-                    apply_fn,
-                    variables,
-                    x_test,
-                    y_test,
-                    spec,
-                    config,
-                    dataset.sample_rate,
-                    progress=progress,
-                )
-                meta = _member_meta(spec, correct, pre, config, config_hash, dataset, fingerprint)
-                meta["training"] = train_info
-                arrays = {
-                    "correct": correct,
-                    "epsilons": np.asarray([0.0, *config.attack_eps], np.float64),
-                    "test_index": np.asarray(test_index, np.int64),
-                }
-                save_member(
-                    models_dir / train_id,
-                    spec.file_stem,
-                    spec_hash=spec.eval_hash,
-                    meta=meta,
-                    arrays=arrays,
-                )
-                done[spec.member_id] = _member_result(
-                    spec, _io.to_jsonable(meta), arrays, models_dir, False
-                )
-                bar.update(1)
+    _write_config(out / "results" / f"{prefix}_config.json", config, test)
+    done = load_members(plan, models_dir) if resume else {}
+    todo = [spec for spec in plan if spec.member_id not in done]
+    models = train_members(dataset, todo, models_dir, resume=resume, progress=progress)
+    done.update(evaluate_members(todo, models, test, config, models_dir, progress=progress))
     members = tuple(done[spec.member_id] for spec in plan)
-    return _finish(
-        dataset,
-        config,
-        config_hash,
-        fingerprint,
-        test_index,
-        members,
-        groups,
-        results_dir,
-        fig_dir,
-        prefix,
-        focus,
-        make_figures,
-        t0,
-    )
-
-
-def _member_meta(
-    spec: MemberSpec,
-    correct: np.ndarray,
-    pre,
-    config: RobustnessConfig,
-    config_hash: str,
-    dataset,
-    fingerprint: str,
-) -> dict[str, Any]:
-    return {
-        "member_id": spec.member_id,
-        "train_id": spec.train_id,
-        "dataset": dataset.name,
-        "data_fingerprint": fingerprint,
-        "model": spec.model,
-        "at_eps": spec.at_eps,
-        "noise_std": spec.noise_std,
-        "preprocess": spec.preprocess,
-        "preprocess_config": pre.to_dict(),
-        "preprocess_description": pre.describe(),
-        "bpda": pre.gradient == "bpda" and pre.name != "none",
-        "eval_spec": spec.eval_spec,
-        "study_config_hash": config_hash,
-        "library_version": library_version(),
-        "n_test": int(correct.shape[1]),
-        "clean_accuracy": float(correct[0].mean()),
-        "accuracy": [float(v) for v in correct.mean(axis=1)],
-    }
-
-
-def _member_result(
-    spec: MemberSpec,
-    meta: Mapping[str, Any],
-    arrays: Mapping[str, np.ndarray],
-    models_dir: Path,
-    reused: bool,
-) -> MemberResult:
-    correct = np.asarray(arrays["correct"], bool)
-    d = models_dir / spec.train_id
-    return MemberResult(
-        spec=spec,
-        correct=correct,
-        clean_accuracy=float(correct[0].mean()),
-        preprocess_description=str(meta.get("preprocess_description", "")),
-        bpda=bool(meta.get("bpda", False)),
-        reused=reused,
-        json_path=d / f"{spec.file_stem}.json",
-        npz_path=d / f"{spec.file_stem}.npz",
-    )
-
-
-def _finish(
-    dataset,
-    config: RobustnessConfig,
-    config_hash: str,
-    fingerprint: str,
-    test_index: np.ndarray,
-    members: Sequence[MemberResult],
-    groups,
-    results_dir: Path,
-    fig_dir: Path,
-    prefix: str,
-    focus: Sequence[str],
-    make_figures: bool,
-    t0: float,
-) -> RobustnessResults:
-    """Aggregate, write tables, summary and figures; build the results record."""
-    records = [mr.record() for mr in members]
-    correct = np.stack([mr.correct for mr in members])
     agg = aggregate(
-        records,
-        correct,
+        [mr.record() for mr in members],
+        np.stack([mr.correct for mr in members]),
         config.attack_eps,
-        groups,
-        num_classes=dataset.num_classes,
+        test.groups,
+        num_classes=test.num_classes,
         config=config,
-        speakers=np.asarray(dataset.speakers)[test_index],
+        speakers=test.speakers,
     )
-    files: dict[str, Path] = {"config": results_dir / f"{prefix}_config.json"}
-    for name, rows in agg["tables"].items():
-        csv_path, json_path = write_table(results_dir / f"{prefix}_{name}", rows)
-        files[f"{name}_csv"], files[f"{name}_json"] = csv_path, json_path
-    excluded = tuple(r["member_id"] for r in agg["tables"]["models"] if r["excluded"])
-    figures: dict[str, Path] = {}
-    if make_figures:
-        figures = write_figures(
-            agg,
-            records,
-            groups,
-            config.attack_eps,
-            fig_dir,
-            prefix=prefix,
-            num_classes=dataset.num_classes,
-            focus=focus,
-        )
-    summary = {
+    files, figures = write_results(
+        out, prefix, config, test, members, agg, focus=focus, make_figures=make_figures
+    )
+    return RobustnessResults(
+        dataset=test.dataset,
+        config=config,
+        config_hash=config.hash(),
+        data_fingerprint=test.data_fingerprint,
+        attack_eps=tuple(config.attack_eps),
+        num_classes=test.num_classes,
+        test_index=np.asarray(test.index),
+        members=members,
+        groups={k: g.to_dict() for k, g in test.groups.items()},
+        tables=agg["tables"],
+        excluded=tuple(r["member_id"] for r in agg["tables"]["models"] if r["excluded"]),
+        files=files,
+        figures=figures,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _summary(
+    config: RobustnessConfig,
+    test: EvalSet,
+    members: Sequence[MemberResult],
+    models_rows: Sequence[Mapping[str, Any]],
+    root: Path,
+    files: Mapping[str, Path],
+    figures: Mapping[str, Path],
+) -> dict[str, Any]:
+    """The ``summary.json`` record; paths relative to the run folder ``root``."""
+    return {
         "study": "robustness",
-        "dataset": dataset.name,
-        "data_fingerprint": fingerprint,
+        "dataset": test.dataset,
+        "data_fingerprint": test.data_fingerprint,
         "config": config.to_dict(),
-        "config_hash": config_hash,
+        "config_hash": config.hash(),
         "library_version": library_version(),
         "attack": {
             "norm": "linf",
@@ -1192,9 +754,9 @@ def _finish(
         "auc_acc": "trapezoid integral of accuracy over the attack epsilons "
         f"[{config.attack_eps[0]}, {config.attack_eps[-1]}] (raw, paper Eq. 1)",
         "defense_parity": "max - min of AUC_acc over groups with n >= min_group_size",
-        "num_classes": dataset.num_classes,
-        "chance_accuracy": 1.0 / dataset.num_classes,
-        "n_test": len(test_index),
+        "num_classes": test.num_classes,
+        "chance_accuracy": 1.0 / test.num_classes,
+        "n_test": len(test.index),
         "n_models": len(members),
         "excluded": [
             {
@@ -1202,43 +764,73 @@ def _finish(
                 "clean_accuracy": r["clean_accuracy"],
                 "random_guess_p": r["random_guess_p"],
             }
-            for r in agg["tables"]["models"]
+            for r in models_rows
             if r["excluded"]
         ],
-        "random_guess_test": f"one-sided binomial test vs 1/{dataset.num_classes}, "
+        "random_guess_test": f"one-sided binomial test vs 1/{test.num_classes}, "
         f"excluded when p > {config.random_guess_level}",
         "preprocess": {mr.spec.preprocess: mr.preprocess_description for mr in members},
-        "groups": {k: g.to_dict() for k, g in groups.items()},
-        "members": [
-            {**mr.record(), "file": mr.json_path.relative_to(results_dir.parent)} for mr in members
-        ],
-        "files": {k: v.relative_to(results_dir.parent) for k, v in files.items()},
-        "figures": {k: v.relative_to(results_dir.parent) for k, v in figures.items()},
+        "groups": {k: g.to_dict() for k, g in test.groups.items()},
+        "members": [{**mr.record(), "file": mr.json_path.relative_to(root)} for mr in members],
+        "files": {k: v.relative_to(root) for k, v in files.items()},
+        "figures": {k: v.relative_to(root) for k, v in figures.items()},
     }
+
+
+def write_results(
+    out_dir: str | os.PathLike[str],
+    prefix: str,
+    config: RobustnessConfig,
+    test: EvalSet,
+    members: Sequence[MemberResult],
+    agg: Mapping[str, Any],
+    *,
+    focus: Sequence[str] = (),
+    make_figures: bool = True,
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Write the tables, figures, summary and (last) the provenance sidecar of a run.
+
+    Args:
+      out_dir: the run folder (``results/``, ``figures/`` inside).
+      prefix: file-name prefix, ``robustness_<dataset>``.
+      config: the study config.
+      test: the evaluated examples.
+      members: every member, in grid order.
+      agg: ``robustness_tables.aggregate`` of the members.
+      focus: member ids for the accuracy-vs-epsilon figures.
+      make_figures: draw the figures.
+
+    Returns:
+      ``(files, figures)``: name -> path (see :class:`RobustnessResults`).
+    """
+    root = Path(out_dir)
+    results_dir = root / "results"
+    files: dict[str, Path] = {"config": results_dir / f"{prefix}_config.json"}
+    for name, rows in agg["tables"].items():
+        csv_path, json_path = write_table(results_dir / f"{prefix}_{name}", rows)
+        files[f"{name}_csv"], files[f"{name}_json"] = csv_path, json_path
+    figures: dict[str, Path] = {}
+    if make_figures:
+        figures = write_figures(
+            agg,
+            [mr.record() for mr in members],
+            test.groups,
+            config.attack_eps,
+            root / "figures",
+            prefix=prefix,
+            num_classes=test.num_classes,
+            focus=focus,
+        )
+    summary = _summary(config, test, members, agg["tables"]["models"], root, files, figures)
     files["summary"] = _io.atomic_write_json(results_dir / f"{prefix}_summary.json", summary)
     # Written last: vouches for the bytes of every results file of this run.
     files["provenance"] = write_provenance(
         results_dir,
         prefix,
         study="robustness",
-        dataset=dataset.name,
-        data_fingerprint=fingerprint,
+        dataset=test.dataset,
+        data_fingerprint=test.data_fingerprint,
         config=config,
-        config_hash=config_hash,
+        config_hash=config.hash(),
     )
-    return RobustnessResults(
-        dataset=dataset.name,
-        config=config,
-        config_hash=config_hash,
-        data_fingerprint=fingerprint,
-        attack_eps=tuple(config.attack_eps),
-        num_classes=dataset.num_classes,
-        test_index=np.asarray(test_index),
-        members=tuple(members),
-        groups={k: g.to_dict() for k, g in groups.items()},
-        tables=agg["tables"],
-        excluded=excluded,
-        files=files,
-        figures=figures,
-        seconds=time.perf_counter() - t0,
-    )
+    return files, figures

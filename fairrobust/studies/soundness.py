@@ -157,11 +157,11 @@ def parity_rows(
             continue
         valid = tuple(bool(v) for v in np.asarray(grp.valid))
         stat = AucAccStat(tuple(float(e) for e in eps), valid)
-        if rob_cfg.bootstrap > 0:
+        if rob_cfg.bootstrap_resamples > 0:
             res = bootstrap_ci(
                 stat, stack, grp.masks, key=jax.random.fold_in(key, i_attr),
-                num_resamples=rob_cfg.bootstrap, level=rob_cfg.ci_level, speakers=speakers,
-                batch_size=min(rob_cfg.bootstrap, 50),
+                num_resamples=rob_cfg.bootstrap_resamples, level=rob_cfg.ci_level, speakers=speakers,
+                batch_size=min(rob_cfg.bootstrap_resamples, 50),
             )  # fmt: skip
             est, lo, hi = (
                 {k: np.asarray(v, np.float64) for k, v in d.items()}
@@ -258,7 +258,7 @@ def _plan(
         "tolerance": cfg.tolerance,
         "chance_margin": cfg.chance_margin,
         "n_examples": int(sel.size),
-        "bootstrap": int(rob_cfg.bootstrap),
+        "bootstrap": int(rob_cfg.bootstrap_resamples),
         "ci_level": float(rob_cfg.ci_level),
         "seed": int(rob_cfg.seed),
         "min_group_size": int(rob_cfg.min_group_size),

@@ -1,4 +1,4 @@
-"""Helpers shared by the studies: grids, member ids, resume bookkeeping, configs, tables.
+"""Helpers shared by the studies: grids, member ids, resume bookkeeping, caches, configs, tables.
 
 Nothing here knows about a particular study. A study is a grid of *members*
 (one trained model, or one model evaluated one way); each member's outcome is
@@ -11,6 +11,14 @@ Public functions:
   * :func:`expand_grid` -- cartesian product of named axes, in a fixed order.
   * :func:`member_id` -- ``<readable-label>-<hash of spec>``.
   * :func:`save_member` / :func:`load_member` -- atomic write / validated read.
+  * :func:`seeded_subset` -- the sorted seeded subset of evaluated examples.
+  * :func:`train_or_load` -- a study's trained model (:class:`TrainedModel`): a
+    finished checkpoint is loaded, anything else trained or resumed.
+  * :func:`save_cached` / :func:`load_cached` -- arrays in an ``.npz`` keyed by a
+    hash of their inputs; :func:`cached_batches` -- a resumable batched loop over
+    examples whose partial result is such a cache entry.
+  * :func:`apply_overrides` / :func:`load_toml_overrides` -- config fields from a
+    mapping or a TOML file, validated against the dataclass's annotations.
   * :func:`write_table` -- a list of dicts to ``.csv`` and ``.json`` atomically.
   * :func:`check_config_change` -- compare with the config a previous run saved.
   * :func:`write_provenance` / :func:`verify_provenance` -- the provenance sidecar
@@ -29,18 +37,23 @@ across reruns like the tables it describes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import itertools
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+import fairrobust
+from fairrobust import _io, models
 from fairrobust._io import (
     atomic_write_json,
     atomic_write_npz,
@@ -50,17 +63,25 @@ from fairrobust._io import (
     stable_hash,
     to_jsonable,
 )
+from fairrobust.train import TrainConfig, load_checkpoint, train
 
 __all__ = [
+    "TrainedModel",
+    "cached_batches",
     "check_config_change",
     "expand_grid",
     "format_value",
     "library_version",
+    "load_cached",
     "load_member",
     "logger",
     "member_id",
+    "save_cached",
     "save_member",
+    "seeded_subset",
     "slugify",
+    "train_info",
+    "train_or_load",
     "verify_provenance",
     "write_provenance",
     "write_table",
@@ -76,15 +97,11 @@ C = TypeVar("C")
 
 def library_version() -> str:
     """The installed fairrobust version (``fairrobust.__version__`` or package metadata)."""
-    import fairrobust
-
     version = getattr(fairrobust, "__version__", None)
     if version:
         return str(version)
     try:
-        from importlib.metadata import version as _dist_version
-
-        return _dist_version("fairrobust")
+        return dist_version("fairrobust")
     except Exception:  # not installed (source checkout on sys.path)
         return "0+unknown"
 
@@ -194,6 +211,213 @@ def load_member(
     with np.load(npz_path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     return meta, arrays
+
+
+# ----------------------------------------------------------------------------- evaluated examples
+
+
+def seeded_subset(indices: Any, cap: int | None, seed: int, salt: int | None = None) -> np.ndarray:
+    """A sorted, seeded random subset of ``indices`` of size ``cap``.
+
+    Every study evaluates "at most ``cap`` examples" this way, so a subset is a
+    pure function of ``(indices, cap, seed, salt)``: the generator is
+    ``numpy.random.default_rng(seed)`` without a salt, ``default_rng([seed, salt])``
+    with one (a salt keeps subsets of different uses of one seed independent), and
+    the subset is ``sort(rng.choice(indices, cap, replace=False))``.
+
+    Args:
+      indices: 1-D array of candidates (e.g. the dataset indices of a split).
+      cap: subset size; 0 or None (or ``cap >= len(indices)``) keeps all.
+      seed: the study seed.
+      salt: optional integer mixed into the seed.
+
+    Returns:
+      ``indices`` itself when everything is kept, else the sorted subset ``[cap]``.
+
+    Raises:
+      ValueError: ``indices`` is not 1-D or ``cap`` is negative.
+    """
+    idx = np.asarray(indices)
+    if idx.ndim != 1:
+        raise ValueError(f"indices: expected a 1-D array, got shape {idx.shape}")
+    if cap is not None and cap < 0:
+        raise ValueError(f"cap: expected None or an integer >= 0, got {cap!r}")
+    if not cap or cap >= idx.size:
+        return idx
+    rng = np.random.default_rng(seed if salt is None else [seed, salt])
+    return np.sort(rng.choice(idx, cap, replace=False))
+
+
+# ----------------------------------------------------------------------------- trained models
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """A trained model of a study, ready to evaluate (what :func:`train_or_load` returns).
+
+    Attributes:
+      model: the :class:`fairrobust.models.M5`.
+      variables: its selected variables (lowest validation loss).
+      apply_fn: ``fairrobust.models.logits_fn(model)``, eval-mode logits.
+      info: the selected epoch's record (:func:`train_info`), or None when unknown.
+    """
+
+    model: Any
+    variables: Any
+    apply_fn: Callable[[Any, Any], Any]
+    info: Mapping[str, Any] | None = None
+
+
+def train_info(history: Sequence[Mapping[str, Any]], best_epoch: int) -> dict[str, Any]:
+    """Summary of a training history: best_epoch, epochs run, and the best epoch's metrics."""
+    best = next((h for h in history if h.get("epoch") == best_epoch), {})
+    return {
+        "best_epoch": best_epoch,
+        "epochs": len(history),
+        "val_loss": best.get("val_loss"),
+        "val_acc": best.get("val_acc"),
+        "train_acc": best.get("train_acc"),
+    }
+
+
+def train_or_load(
+    dataset: Any,
+    train_config: TrainConfig,
+    folder: str | os.PathLike[str],
+    *,
+    resume: bool,
+    progress: bool,
+) -> TrainedModel:
+    """Train (or resume) ``train_config`` on ``dataset`` in ``folder``; a finished run is loaded.
+
+    With ``resume``, a ``folder/last.ckpt`` of the same config and data that has run
+    every epoch is read back (its best variables; ``best.ckpt`` if it lacks them)
+    without building a train state. Otherwise :func:`fairrobust.train.train` runs
+    (it resumes an unfinished ``last.ckpt`` when ``resume``, and raises when that
+    checkpoint is for another config or data). Either way the result is the same
+    variables and history.
+
+    Args:
+      dataset: the :class:`fairrobust.data.AudioDataset` (train / val splits).
+      train_config: the :class:`fairrobust.train.TrainConfig`.
+      folder: checkpoint folder of this model.
+      resume: reuse / continue checkpoints in ``folder`` (False trains from scratch).
+      progress: show the training progress bar.
+
+    Returns:
+      A :class:`TrainedModel` with ``info`` from the training history.
+    """
+    out = Path(folder)
+    last = out / "last.ckpt"
+    ck = None
+    if resume and last.is_file():
+        try:
+            ck = load_checkpoint(last)
+        except (ValueError, FileNotFoundError):
+            ck = None
+    if (
+        ck is not None
+        and ck.config == train_config
+        and ck.epoch >= train_config.epochs
+        and ck.dataset_fingerprint == dataset.fingerprint()
+    ):
+        info = train_info(ck.history, ck.best_epoch)
+        if ck.best_variables is not None:
+            model, variables = ck.model, ck.best_variables
+        else:
+            best = load_checkpoint(out / "best.ckpt")
+            model, variables = best.model, best.variables
+    else:
+        res = train(dataset, train_config, out_dir=out, resume=resume, progress=progress)
+        model, variables = res.model, res.variables
+        info = train_info(res.history, res.best_epoch)
+    apply_fn = models.logits_fn(model)  # pyright: ignore[reportArgumentType]
+    return TrainedModel(model, variables, apply_fn, info)
+
+
+# ----------------------------------------------------------------------------- keyed cache
+
+
+def load_cached(path: str | os.PathLike[str], key: str) -> dict[str, np.ndarray] | None:
+    """The arrays of the cache file ``path`` if it was saved under ``key``, else None.
+
+    A missing, damaged or truncated file, or one saved under another key (its
+    inputs changed), gives None: the caller recomputes.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "cache_key" not in z.files or str(z["cache_key"]) != key:
+                return None
+            return {k: z[k] for k in z.files if k != "cache_key"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # damaged or truncated cache entry: recompute
+
+
+def save_cached(path: str | os.PathLike[str], key: str, **arrays: np.ndarray) -> Path:
+    """Save ``arrays`` atomically as the cache entry ``path`` under ``key``; returns the path."""
+    return atomic_write_npz(path, cache_key=np.asarray(key), **arrays)
+
+
+def cached_batches(
+    path: str | os.PathLike[str],
+    key: str,
+    n: int,
+    batch_size: int,
+    fn: Callable[[np.ndarray], Mapping[str, Any]],
+    *,
+    resume: bool,
+    progress: bool,
+    desc: str = "",
+) -> tuple[dict[str, np.ndarray], bool]:
+    """Run ``fn(rows)`` over ``range(n)`` in batches, cached at ``path`` under ``key``.
+
+    ``fn`` returns arrays whose first axis is the batch; the result concatenates
+    them to ``[n, ...]``. After every batch but the last, the rows done so far are
+    saved as ``<stem>.partial.npz`` (same key), so an interrupted run resumes
+    where it stopped; the finished result replaces the partial file.
+
+    Args:
+      path: the cache file (``.npz``).
+      key: hash of everything the result depends on.
+      n: number of rows.
+      batch_size: rows per call of ``fn``.
+      fn: ``rows [b] -> {name: array [b, ...]}``.
+      resume: reuse a finished or partial entry with this key (False recomputes).
+      progress: show a progress bar.
+      desc: its label.
+
+    Returns:
+      ``(arrays, reused)``; ``reused`` is True when the finished entry was read back.
+    """
+    path = Path(path)
+    done = load_cached(path, key) if resume else None
+    if done is not None and "n_done" in done and int(done["n_done"]) == n:
+        return {k: v for k, v in done.items() if k != "n_done"}, True
+    partial = path.with_name(path.name.replace(".npz", ".partial.npz"))
+    merged: dict[str, np.ndarray] = {}
+    start = 0
+    prev = load_cached(partial, key) if resume else None
+    if prev is not None and "n_done" in prev:
+        start = int(prev["n_done"])
+        merged = {k: v for k, v in prev.items() if k != "n_done"}
+    with _io.progress(total=n, desc=desc, enabled=progress) as bar:
+        bar.update(start)
+        for s in range(start, n, batch_size):
+            rows = np.arange(s, min(s + batch_size, n))
+            out = fn(rows)
+            merged = {
+                k: np.concatenate([merged[k], np.asarray(v)]) if k in merged else np.asarray(v)
+                for k, v in out.items()
+            }
+            if rows[-1] + 1 < n:
+                save_cached(partial, key, n_done=np.asarray(rows[-1] + 1), **merged)
+            bar.update(len(rows))
+    save_cached(path, key, n_done=np.asarray(n), **merged)
+    partial.unlink(missing_ok=True)
+    return merged, False
 
 
 def check_config_change(path: str | os.PathLike[str], config_hash: str) -> str | None:
@@ -319,7 +543,7 @@ def write_provenance(
         "files": {p.name: _sha256(p) for p in _study_files(results_dir, prefix)},
         "note": "SHA-256 of every results file of this run; a file that is missing or "
         "differs was not produced by this run (verify with "
-        "fairrobust.studies._common.verify_provenance)",
+        "fairrobust.studies._store.verify_provenance)",
     }
     if extra:
         record.update(to_jsonable(dict(extra)))
