@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fairrobust import _io
-from fairrobust.studies._common import slugify
+from fairrobust.studies._store import slugify
 
 __all__ = [
     "FINDINGS_FILE",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fairrobust import _io
-from fairrobust.studies._common import write_provenance, write_table
+from fairrobust.studies._store import write_provenance, write_table
 from fairrobust.studies.findings import (
     rejection_findings,
     robustness_findings,
