@@ -46,6 +46,7 @@ from jax import lax
 
 __all__ = [
     "CONV_IMPLS",
+    "ApplyFn",
     "M5",
     "MODEL_NAMES",
     "NORMALIZE_OPTIONS",
@@ -78,6 +79,12 @@ _BN_MOMENTUM = 0.9
 _BN_EPS = 1e-5
 _POOL = 4
 _DIMS = ("NWC", "WIO", "NWC")
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+"""A model as the kernels use it: ``apply_fn(variables, x [b, T]) -> logits [b, C]``.
+
+Kernels take it as a static jit argument, so it must be hashable and stable across
+calls (:func:`logits_fn` is memoised per model)."""
 
 
 def _frames(x: jax.Array, k: int, stride: int, length: int) -> jax.Array:
@@ -354,7 +361,7 @@ def _init(model: M5, key: jax.Array, input_len: int) -> Any:
 
 
 @functools.cache
-def logits_fn(model: M5) -> Callable[[Any, jax.Array], jax.Array]:
+def logits_fn(model: M5) -> ApplyFn:
     """Eval-mode ``apply_fn(variables, x) -> logits [b, C]``, memoised per (equal) model.
 
     The same function object is returned for equal models, so it can be passed
