@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     from fairrobust.metrics import difference as difference
     from fairrobust.metrics import equalized_odds_difference as equalized_odds_difference
     from fairrobust.metrics import fairness_metrics as fairness_metrics
+    from fairrobust.metrics import false_positive_rate_difference as false_positive_rate_difference
     from fairrobust.metrics import fpr_parity as fpr_parity
-    from fairrobust.metrics import fpr_parity_difference as fpr_parity_difference
     from fairrobust.metrics import group_max as group_max
     from fairrobust.metrics import group_min as group_min
     from fairrobust.metrics import group_rates as group_rates
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from fairrobust.metrics import pearsonr as pearsonr
     from fairrobust.metrics import ratio as ratio
     from fairrobust.metrics import rejection_curves as rejection_curves
-    from fairrobust.metrics import tpr_parity_difference as tpr_parity_difference
+    from fairrobust.metrics import true_positive_rate_difference as true_positive_rate_difference
     from fairrobust.models import M5 as M5
     from fairrobust.models import count_params as count_params
     from fairrobust.models import features_fn as features_fn
@@ -167,8 +167,8 @@ _EXPORTS: dict[str, str] = {
     "difference": "metrics",
     "ratio": "metrics",
     "demographic_parity_difference": "metrics",
-    "tpr_parity_difference": "metrics",
-    "fpr_parity_difference": "metrics",
+    "true_positive_rate_difference": "metrics",
+    "false_positive_rate_difference": "metrics",
     "equalized_odds_difference": "metrics",
     "p_rule": "metrics",
     "fairness_metrics": "metrics",

@@ -65,7 +65,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fairrobust import attacks, metrics, smoothing
+from fairrobust import attacks, smoothing
+from fairrobust.metrics.rejection import rejection_curves_args, rejection_kernel
 
 __all__ = [
     "AXIS",
@@ -449,7 +450,7 @@ def robust_correct(
 @functools.lru_cache(maxsize=32)
 def _rejection_program(mesh: Mesh, reject_if: str):
     def body(stat, thresholds, masks, weights):
-        return metrics._rejection(stat, thresholds, masks, weights, reject_if)
+        return rejection_kernel(stat, thresholds, masks, weights, reject_if)
 
     specs = (P(AXIS), P(), P(), P(AXIS))
     return jax.jit(
@@ -475,14 +476,11 @@ def rejection_curves(
     Returns:
       float ``[..., a, g]`` in [0, 1]; NaN for empty groups (with a ``RuntimeWarning``).
     """
-    metrics._choice(reject_if, "reject_if", metrics._REJECT_IF)
-    s = metrics._as_values(stat, "stat")
-    t = metrics._as_grid(thresholds, "thresholds")
-    msk = metrics._as_masks(masks, s.shape[-1], "rejection_curves")
-    metrics._warn_empty(msk, "rejection_curves")
-    w = metrics._as_weights(weights, s.shape, s.dtype)
+    s, t, msk, w = rejection_curves_args(
+        stat, thresholds, masks, reject_if=reject_if, weights=weights
+    )
     m = _mesh(mesh)
     lead, n = s.shape[:-1], s.shape[-1]
     (flat, wflat), rows = pad_leading((s.reshape(-1, n), w.reshape(-1, n)), m.devices.size)
-    out = _rejection_program(m, reject_if)(flat, t.astype(s.dtype), msk, wflat)[:rows]
+    out = _rejection_program(m, reject_if)(flat, t, msk, wflat)[:rows]
     return out.reshape((*lead, t.shape[0], msk.shape[0]))
