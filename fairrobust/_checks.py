@@ -29,6 +29,7 @@ __all__ = [
     "check_rank",
     "check_shape",
     "check_xy",
+    "concrete",
     "fail",
     "is_tracer",
 ]
@@ -45,6 +46,14 @@ def fail(name: str, what: str, got: str) -> NoReturn:
 def is_tracer(x: Any) -> bool:
     """Whether ``x`` is a JAX tracer (its values cannot be checked on the host)."""
     return isinstance(x, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def concrete(x: Any) -> np.ndarray | None:
+    """Host copy of ``x``, or None when it is traced (value checks are then skipped)."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
 
 
 def check_int(name: str, value: Any, minimum: int | None = None) -> int:
@@ -112,7 +121,7 @@ def check_epsilons(
 def check_shape(name: str, x: Any, shape: Sequence[int | None]) -> None:
     """``chex.assert_shape`` contract: ``None`` in ``shape`` matches any size."""
     try:
-        chex.assert_shape(x, tuple(shape))
+        chex.assert_shape(x if hasattr(x, "shape") else np.asarray(x), tuple(shape))
     except AssertionError:
         want = "(" + ", ".join("_" if s is None else str(s) for s in shape) + ")"
         fail(name, f"shape {want}", repr(np.shape(x)))
@@ -121,7 +130,7 @@ def check_shape(name: str, x: Any, shape: Sequence[int | None]) -> None:
 def check_rank(name: str, x: Any, rank: int | set[int], what: str | None = None) -> None:
     """``chex.assert_rank`` contract; ``what`` describes the expected layout."""
     try:
-        chex.assert_rank(x, rank)
+        chex.assert_rank(x if hasattr(x, "shape") else np.asarray(x), rank)
     except AssertionError:
         fail(name, what or f"rank {rank}", f"shape {np.shape(x)}")
 

@@ -244,11 +244,11 @@ def _counts_program(mesh: Mesh, apply_fn: Callable, split: str, per_device: int,
     kwargs = dict(kw)
 
     def by_inputs(variables, x, key, sigma, idx):
-        return smoothing._counts_kernel(apply_fn, variables, x, key, sigma, idx, **kwargs)
+        return smoothing.counts_kernel(apply_fn, variables, x, key, sigma, idx, **kwargs)
 
     def by_draws(variables, x, key, sigma, idx):
         start = jax.lax.axis_index(AXIS) * per_device
-        counts = smoothing._counts_kernel(
+        counts = smoothing.counts_kernel(
             apply_fn, variables, x, key, sigma, idx, draw_start=start, **kwargs
         )
         return jax.lax.psum(counts, AXIS)
@@ -323,7 +323,7 @@ def sample_counts(
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     m = _mesh(mesh)
     d = m.devices.size
-    (x, sigma_arr, idx), kw, squeeze = smoothing._prepare_counts(
+    (x, sigma_arr, idx), kw, squeeze = smoothing.prepare_counts(
         x,
         sigma,
         indices,

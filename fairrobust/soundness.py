@@ -52,7 +52,7 @@ from jax import lax
 
 from fairrobust import attacks, metrics, smoothing
 from fairrobust._io import progress, to_jsonable
-from fairrobust.smoothing import _resolve_noise  # the noise registry of smoothing
+from fairrobust.smoothing import resolve_noise
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -925,7 +925,7 @@ def _eot_common(x, y, sigma, num_noise, noise, objective, indices):
     x, y = _check_xy(x, y)
     sigma = _check_positive("sigma", sigma)
     num_noise = _check_int("num_noise", num_noise, 1)
-    noise_fn = _resolve_noise(noise)
+    noise_fn = resolve_noise(noise)
     _check_objective(objective)
     n = x.shape[0]
     if indices is None:
@@ -1094,7 +1094,7 @@ def _as_smoothing_config(smoothing_cfg: Any) -> SmoothingAttackConfig:
     _check_int("num_noise", cfg.num_noise, 1)
     _check_int("num_samples", cfg.num_samples, 1)
     _check_int("chunk_size", cfg.chunk_size, 1)
-    _resolve_noise(cfg.noise)
+    resolve_noise(cfg.noise)
     _check_objective(cfg.objective)
     if cfg.alpha is not None and not 0.0 < float(cfg.alpha) < 1.0:
         raise ValueError(f"alpha: expected None or a number in (0, 1), got {cfg.alpha!r}")
