@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from fairrobust.models import linear_stem_fn as linear_stem_fn
     from fairrobust.models import logits_fn as logits_fn
     from fairrobust.models import make_model as make_model
-    from fairrobust.rejection import NeuralRejection as NeuralRejection
+    from fairrobust.neural_rejection import NeuralRejection as NeuralRejection
     from fairrobust.report import write_report as write_report
     from fairrobust.report import write_report_from_dir as write_report_from_dir
     from fairrobust.smoothing import CertifyResult as CertifyResult
@@ -148,7 +148,7 @@ _EXPORTS: dict[str, str] = {
     "certified_accuracy": "smoothing",
     "register_noise": "smoothing",
     "CertifyResult": "smoothing",
-    "NeuralRejection": "rejection",
+    "NeuralRejection": "neural_rejection",
     "group_rates": "metrics",
     "accuracy_curves": "metrics",
     "auc_acc": "metrics",
@@ -191,7 +191,7 @@ _SUBMODULES = (
     "groups",
     "metrics",
     "models",
-    "rejection",
+    "neural_rejection",
     "report",
     "smoothing",
     "soundness",

@@ -1341,7 +1341,7 @@ def run_study(
     import jax.numpy as jnp
 
     from fairrobust import models, smoothing
-    from fairrobust.rejection import NeuralRejection
+    from fairrobust.neural_rejection import NeuralRejection
     from fairrobust.studies._common import library_version, write_provenance, write_table
     from fairrobust.train import extract_features, predict_logits
 
