@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from fairrobust.attacks import eot_attack as eot_attack
     from fairrobust.attacks import fgsm as fgsm
     from fairrobust.attacks import pgd as pgd
     from fairrobust.attacks import robust_correct as robust_correct
+    from fairrobust.attacks import transfer_attack as transfer_attack
     from fairrobust.data import DATASETS as DATASETS
     from fairrobust.data import AudioDataset as AudioDataset
     from fairrobust.data import LoadReport as LoadReport
@@ -38,6 +40,12 @@ if TYPE_CHECKING:
     from fairrobust.defenses import quantize as quantize
     from fairrobust.defenses import spectral_denoise as spectral_denoise
     from fairrobust.defenses import with_preprocess as with_preprocess
+    from fairrobust.evaluation import SoundnessReport as SoundnessReport
+    from fairrobust.evaluation import attack_convergence as attack_convergence
+    from fairrobust.evaluation import budget_curve_check as budget_curve_check
+    from fairrobust.evaluation import random_restarts as random_restarts
+    from fairrobust.evaluation import run_soundness_checks as run_soundness_checks
+    from fairrobust.evaluation import strongest_attack_correct as strongest_attack_correct
     from fairrobust.groups import Groups as Groups
     from fairrobust.groups import all_groups as all_groups
     from fairrobust.groups import group_masks as group_masks
@@ -84,14 +92,6 @@ if TYPE_CHECKING:
     from fairrobust.smoothing import register_noise as register_noise
     from fairrobust.smoothing import sample_counts as sample_counts
     from fairrobust.smoothing import smoothed_predict as smoothed_predict
-    from fairrobust.soundness import SoundnessReport as SoundnessReport
-    from fairrobust.soundness import attack_convergence as attack_convergence
-    from fairrobust.soundness import budget_curve_check as budget_curve_check
-    from fairrobust.soundness import eot_attack as eot_attack
-    from fairrobust.soundness import random_restarts as random_restarts
-    from fairrobust.soundness import run_soundness_checks as run_soundness_checks
-    from fairrobust.soundness import strongest_attack_correct as strongest_attack_correct
-    from fairrobust.soundness import transfer_attack as transfer_attack
     from fairrobust.train import Checkpoint as Checkpoint
     from fairrobust.train import TrainConfig as TrainConfig
     from fairrobust.train import TrainResult as TrainResult
@@ -172,14 +172,14 @@ _EXPORTS: dict[str, str] = {
     "equalized_odds_difference": "metrics",
     "p_rule": "metrics",
     "fairness_metrics": "metrics",
-    "run_soundness_checks": "soundness",
-    "SoundnessReport": "soundness",
-    "attack_convergence": "soundness",
-    "budget_curve_check": "soundness",
-    "random_restarts": "soundness",
-    "eot_attack": "soundness",
-    "transfer_attack": "soundness",
-    "strongest_attack_correct": "soundness",
+    "run_soundness_checks": "evaluation",
+    "SoundnessReport": "evaluation",
+    "attack_convergence": "evaluation",
+    "budget_curve_check": "evaluation",
+    "random_restarts": "evaluation",
+    "eot_attack": "attacks",
+    "transfer_attack": "attacks",
+    "strongest_attack_correct": "evaluation",
     "write_report": "report",
     "write_report_from_dir": "report",
 }
@@ -194,7 +194,6 @@ _SUBMODULES = (
     "neural_rejection",
     "report",
     "smoothing",
-    "soundness",
     "studies",
     "train",
 )

@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "NORMS",
+    "check_budgets",
     "check_choice",
     "check_epsilons",
     "check_fraction",
@@ -98,24 +99,30 @@ def check_norm(norm: Any) -> str:
     return check_choice("norm", norm, NORMS)
 
 
-def check_epsilons(
-    epsilons: Any, name: str = "epsilons", *, nonempty: bool = True
-) -> np.ndarray | None:
-    """Finite budgets >= 0 as float32 ``[e]`` (a scalar becomes ``[1]``).
-
-    A tracer (e.g. a vmapped epsilon) cannot be checked and gives None. With
-    ``nonempty`` an empty set of budgets is refused.
-    """
+def check_epsilons(epsilons: Any, name: str = "epsilons") -> np.ndarray:
+    """A non-empty set of finite budgets >= 0 as float32 ``[e]`` (a scalar becomes ``[1]``)."""
+    what = "a non-empty set of finite values >= 0"
     if is_tracer(epsilons):
-        return None
-    what = "a non-empty set of finite values >= 0" if nonempty else "finite values >= 0"
+        fail(name, what + " (concrete, not traced)", "a tracer")
     try:
         arr = np.asarray(epsilons, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
         fail(name, what, repr(epsilons))
-    if (nonempty and arr.size == 0) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
         fail(name, what, repr(arr.tolist()))
     return arr.astype(np.float32)
+
+
+def check_budgets(eps: Any, name: str = "eps") -> None:
+    """Attack budgets (any shape, possibly empty) are finite and >= 0.
+
+    A tracer (e.g. an epsilon vmapped over a sweep) cannot be checked and passes.
+    """
+    if is_tracer(eps):
+        return
+    arr = np.asarray(eps, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        fail(name, "finite values >= 0", repr(arr.tolist()))
 
 
 def check_shape(name: str, x: Any, shape: Sequence[int | None]) -> None:

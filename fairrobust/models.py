@@ -46,10 +46,10 @@ from jax import lax
 
 __all__ = [
     "CONV_IMPLS",
-    "ApplyFn",
     "M5",
     "MODEL_NAMES",
     "NORMALIZE_OPTIONS",
+    "ApplyFn",
     "LinearStem",
     "count_params",
     "features_fn",

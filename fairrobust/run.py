@@ -774,7 +774,6 @@ def _finite(v: Any) -> float | None:
 
 
 def _check_rows(model: str, role: str, checks: Sequence[Any]) -> list[dict[str, Any]]:
-    from fairrobust import soundness
 
     return [
         {
@@ -782,7 +781,7 @@ def _check_rows(model: str, role: str, checks: Sequence[Any]) -> list[dict[str, 
             "role": role,
             "check": c.name,
             "verdict": c.verdict,
-            "summary": soundness._summary(c),
+            "summary": c.summary(),
             "reasons": list(c.all_reasons),
         }
         for c in checks
@@ -866,7 +865,7 @@ def run_soundness(
     """
     import jax
 
-    from fairrobust import soundness
+    from fairrobust import evaluation as soundness
     from fairrobust.defenses import with_preprocess
     from fairrobust.studies import rejection as rj
     from fairrobust.studies import robustness as rb

@@ -238,7 +238,11 @@ def test_auc_fpr_stat_linear_form_equals_histogram_form(reject_if, normalize):
         got = stat(jnp.asarray(p), jnp.asarray(masks), None if w is None else jnp.asarray(w))
         ref_w = jnp.ones((3, n)) if w is None else jnp.broadcast_to(jnp.asarray(w), (3, n))
         ref = M.auc_fpr(
-            jnp.asarray(p), t, jnp.asarray(masks), reject_if=reject_if, normalize=normalize,
+            jnp.asarray(p),
+            t,
+            jnp.asarray(masks),
+            reject_if=reject_if,
+            normalize=normalize,
             weights=ref_w,
         )
         np.testing.assert_allclose(

@@ -58,7 +58,9 @@ SCRIPT = textwrap.dedent(
     import warnings
     from fairrobust import models
     # jaxlib 0.6 / 0.7 also got matmul programs wrong on host devices (and warns then)
-    dot_bad = parallel._jaxlib_version() in parallel.HOST_DOT_BAD_VERSIONS
+    import jaxlib.version
+    jaxlib_minor = tuple(int(p) for p in jaxlib.version.__version__.split(".")[:2])
+    dot_bad = jaxlib_minor in parallel.HOST_DOT_BAD_VERSIONS
     flt = "ignore" if dot_bad else "error"
     m5 = models.M5(num_classes=10, width=128, conv_impl="matmul")
     vm = models.init_variables(m5, jax.random.key(0), 6848)
@@ -197,6 +199,7 @@ SCRIPT_M5 = textwrap.dedent(
     """
     import warnings
     import jax, numpy as np
+    import jaxlib.version
     from fairrobust import models, parallel, smoothing as S
     assert len(jax.devices()) == 2, jax.devices()
     model = models.M5(num_classes=10, width=128, conv_impl="matmul")
@@ -213,7 +216,8 @@ SCRIPT_M5 = textwrap.dedent(
     kw = dict(num_samples=2000, sigma=0.1, num_classes=10, chunk_size=16)
     one = np.asarray(S.sample_counts(f, v, x, jax.random.key(0), **kw))
     with warnings.catch_warnings():
-        bad = parallel._jaxlib_version() in parallel.HOST_DOT_BAD_VERSIONS
+        jaxlib_minor = tuple(int(p) for p in jaxlib.version.__version__.split(".")[:2])
+        bad = jaxlib_minor in parallel.HOST_DOT_BAD_VERSIONS
         warnings.simplefilter("ignore" if bad else "error", RuntimeWarning)
         par = np.asarray(parallel.sample_counts(f, v, x, jax.random.key(0), **kw))
     assert np.array_equal(one, par), np.abs(one - par).sum(-1) // 2
