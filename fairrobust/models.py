@@ -122,7 +122,7 @@ def conv1d(x: jax.Array, kernel: jax.Array, stride: int, impl: str = "lax") -> j
       impl: forward formulation (static): ``"lax"`` (``lax.conv``, fastest for one
         model) or ``"matmul"`` (im2col frames @ kernel; under ``jax.vmap`` over
         stacked kernels this is a batched matmul instead of XLA:CPU's slow grouped
-        convolution, see ``fairrobust.grid``). Equal up to float rounding.
+        convolution, see ``fairrobust.engine.grid``). Equal up to float rounding.
 
     Returns:
       Shape (batch, (time - K) // stride + 1, out_channels).
@@ -248,7 +248,7 @@ class M5(nn.Module):
         time, inside the model) or ``"none"``.
       conv_impl: forward formulation of the convolutions, ``"lax"`` (default) or
         ``"matmul"`` (see :func:`conv1d`); same parameters, logits equal up to
-        float rounding. ``fairrobust.grid`` uses ``"matmul"`` on CPU.
+        float rounding. ``fairrobust.engine.grid`` uses ``"matmul"`` on CPU.
     """
 
     num_classes: int

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fairrobust import grid, train
+from fairrobust import train
 from fairrobust.data.dataset import AudioDataset
+from fairrobust.engine import grid
 
 T = 7000
 SR = 8000

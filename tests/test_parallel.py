@@ -15,13 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fairrobust import parallel
+from fairrobust.engine import parallel
 
 SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_numpy_rank_promotion", "raise")
-    from fairrobust import attacks, metrics, parallel, smoothing as S
+    from fairrobust import attacks, metrics, smoothing as S
+    from fairrobust.engine import parallel
     assert len(jax.devices()) == 4, jax.devices()
     T = 32
 
@@ -122,7 +123,8 @@ SCRIPT = textwrap.dedent(
 
     # grid training: the member axis split over the 4 devices equals the unsplit step
     import dataclasses
-    from fairrobust import grid, train
+    from fairrobust import train
+    from fairrobust.engine import grid
     base = train.TrainConfig(model="m5-tricks", width=2, epochs=1, batch_size=2)
     configs = [dataclasses.replace(base, seed=s, noise_std=0.01 * s) for s in range(4)]
     model = base.make_model(3)
@@ -200,7 +202,8 @@ SCRIPT_M5 = textwrap.dedent(
     import warnings
     import jax, numpy as np
     import jaxlib.version
-    from fairrobust import models, parallel, smoothing as S
+    from fairrobust import models, smoothing as S
+    from fairrobust.engine import parallel
     assert len(jax.devices()) == 2, jax.devices()
     model = models.M5(num_classes=10, width=128, conv_impl="matmul")
     v = models.init_variables(model, jax.random.key(0), 16000)

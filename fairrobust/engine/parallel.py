@@ -2,7 +2,7 @@
 
 Every function here computes exactly what its one-device counterpart computes for
 the same key (``smoothing.sample_counts``, ``attacks.robust_correct``,
-``metrics.rejection_curves``; ``fairrobust.grid`` does the same for grid training),
+``metrics.rejection_curves``; ``fairrobust.engine.grid`` does the same for grid training),
 splitting one axis of independent work over a 1-D device mesh with
 ``jax.shard_map``:
 

@@ -6,7 +6,7 @@ Training them one after another leaves a CPU core or an accelerator mostly idle 
 small per-step work; here the K members' parameters, BatchNorm statistics and Adam
 states are stacked along a leading axis and ONE jitted step updates all of them
 (``jax.vmap`` of the per-member step), optionally split over devices
-(``jax.shard_map`` over the member axis, see ``fairrobust.parallel``).
+(``jax.shard_map`` over the member axis, see ``fairrobust.engine.parallel``).
 
 Each member follows exactly the recipe of ``fairrobust.train.train`` (same
 initialisation key, shuffling, per-step keys, Gaussian augmentation, PGD-AT joint
@@ -39,8 +39,9 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from fairrobust import _io, attacks, models, parallel, train
+from fairrobust import _io, attacks, models, train
 from fairrobust._checks import check_choice
+from fairrobust.engine import parallel
 
 __all__ = [
     "MEMBER_STRATEGIES",
