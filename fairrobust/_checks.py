@@ -130,7 +130,8 @@ def check_shape(name: str, x: Any, shape: Sequence[int | None]) -> None:
     try:
         chex.assert_shape(x if hasattr(x, "shape") else np.asarray(x), tuple(shape))
     except AssertionError:
-        want = "(" + ", ".join("_" if s is None else str(s) for s in shape) + ")"
+        dims = ["_" if s is None else str(s) for s in shape]
+        want = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
         fail(name, f"shape {want}", repr(np.shape(x)))
 
 

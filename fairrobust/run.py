@@ -774,7 +774,6 @@ def _finite(v: Any) -> float | None:
 
 
 def _check_rows(model: str, role: str, checks: Sequence[Any]) -> list[dict[str, Any]]:
-
     return [
         {
             "model": model,

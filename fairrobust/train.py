@@ -609,6 +609,34 @@ def _resume_key(config: TrainConfig) -> dict[str, Any]:
     return d
 
 
+def _check_resumable(
+    ckpt: Checkpoint,
+    path: Path,
+    config: TrainConfig,
+    dataset_name: str,
+    fingerprint: str,
+    input_len: int,
+) -> None:
+    """Raises ``ValueError`` unless ``train`` may resume from ``ckpt`` (same config but
+    ``epochs``, same data)."""
+    if _resume_key(ckpt.config) != _resume_key(config):
+        diff = {
+            k: (v, _resume_key(config)[k])
+            for k, v in _resume_key(ckpt.config).items()
+            if _resume_key(config)[k] != v
+        }
+        raise ValueError(
+            f"{path}: checkpoint config differs from the requested config "
+            f"(field: (checkpoint, requested)) {diff}; use another out_dir or resume=False"
+        )
+    if ckpt.dataset_fingerprint != fingerprint or ckpt.input_len != input_len:
+        raise ValueError(
+            f"{path}: checkpoint was trained on different data (fingerprint "
+            f"{ckpt.dataset_fingerprint}, length {ckpt.input_len}) than dataset "
+            f"{dataset_name!r} ({fingerprint}, length {input_len}); use another out_dir"
+        )
+
+
 def training_arrays(
     dataset: AudioDataset, batch_size: int, *, stacklevel: int
 ) -> tuple[AudioDataset, np.ndarray, np.ndarray, int, int]:
@@ -697,22 +725,7 @@ def train(
     last_path = out / "last.ckpt" if out is not None else None
     if resume and last_path is not None and last_path.exists():
         ckpt = load_checkpoint(last_path)
-        if _resume_key(ckpt.config) != _resume_key(config):
-            diff = {
-                k: (v, _resume_key(config)[k])
-                for k, v in _resume_key(ckpt.config).items()
-                if _resume_key(config)[k] != v
-            }
-            raise ValueError(
-                f"{last_path}: checkpoint config differs from the requested config "
-                f"(field: (checkpoint, requested)) {diff}; use another out_dir or resume=False"
-            )
-        if ckpt.dataset_fingerprint != fingerprint or ckpt.input_len != input_len:
-            raise ValueError(
-                f"{last_path}: checkpoint was trained on different data (fingerprint "
-                f"{ckpt.dataset_fingerprint}, length {ckpt.input_len}) than dataset "
-                f"{dataset.name!r} ({fingerprint}, length {input_len}); use another out_dir"
-            )
+        _check_resumable(ckpt, last_path, config, dataset.name, fingerprint, input_len)
         state = state.replace(
             step=jnp.asarray(ckpt.step, jnp.int32),
             params=ckpt.variables["params"],

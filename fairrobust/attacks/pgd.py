@@ -38,7 +38,15 @@ import optax
 from jax import lax
 
 from fairrobust._batching import batch_size_for, pad_to, padded_batches
-from fairrobust._checks import NORMS, check_budgets, check_int, check_norm, check_xy, fail
+from fairrobust._checks import (
+    NORMS,
+    check_budgets,
+    check_int,
+    check_norm,
+    check_shape,
+    check_xy,
+    fail,
+)
 from fairrobust._io import progress as _progress
 from fairrobust.models import ApplyFn
 
@@ -255,8 +263,7 @@ def pgd(
 
     Raises:
       ValueError: ``norm`` not one of :data:`NORMS`, a concrete ``eps`` < 0 or
-        not finite, or a negative ``num_steps``.
-      AssertionError: ``y`` is not one label per row of ``x`` (``chex`` contract).
+        not finite, a negative ``num_steps``, or ``y`` not one label per row of ``x``.
     """
     check_norm(norm)
     check_budgets(eps, "eps")
@@ -265,7 +272,7 @@ def pgd(
     if x.ndim < 2:
         fail("x", "shape (batch, time)", repr(x.shape))
     y = jnp.asarray(y)
-    chex.assert_shape(y, (x.shape[0],), custom_message="y: expected one label per row of x")
+    check_shape("y", y, (x.shape[0],))
     dtype = x.dtype
     return pgd_kernel(
         apply_fn,

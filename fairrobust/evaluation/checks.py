@@ -69,7 +69,9 @@ __all__ = [
     "budget_curve_check",
     "check_steps",
     "random_restarts",
+    "restart_record",
     "strongest_attack_correct",
+    "transfer_record",
 ]
 
 #: PGD step counts of the convergence check (issue 7; the paper uses 100).
@@ -548,3 +550,70 @@ def random_restarts(
             random_start=random_start, batch_size=batch_size, progress=progress,
         )  # fmt: skip
     return out[0] if scalar else out
+
+
+def restart_record(
+    epsilons: np.ndarray,
+    single: np.ndarray,
+    worst: np.ndarray,
+    restarts: int,
+    num_steps: int,
+    tolerance: float,
+) -> RestartCheck:
+    """The :class:`RestartCheck` of a single clean-start run and its worst case over restarts.
+
+    Warns ``restarts_lower_accuracy`` at every epsilon where the worst case is more than
+    ``tolerance`` below the single run (report the worst case; consider more restarts
+    or steps).
+
+    Args:
+      epsilons: budgets ``[e]``.
+      single: correctness ``[e, n]`` of the clean-start run.
+      worst: per-example worst case ``[e, n]`` over the restarts and the single run.
+      restarts: number of random restarts.
+      num_steps: PGD steps of each run.
+      tolerance: material accuracy difference in [0, 1].
+    """
+    n = max(single.shape[-1], 1)
+    single_acc, worst_acc = single.sum(-1) / n, worst.sum(-1) / n
+    rs = tuple(
+        f"restarts_lower_accuracy: eps={eps_label(e)}: {restarts} random restarts "
+        f"lowered accuracy from {s:.3f} to {w:.3f} (> {tolerance:g}); report the "
+        f"worst case and consider more restarts / steps"
+        for e, s, w in zip(epsilons, single_acc, worst_acc, strict=True)
+        if s - w > tolerance
+    )
+    return RestartCheck(
+        epsilons=epsilons, restarts=restarts, num_steps=num_steps, single_accuracy=single_acc,
+        worst_accuracy=worst_acc, correct=worst, verdict=verdict_of(rs), reasons=rs,
+        tolerance=tolerance,
+    )  # fmt: skip
+
+
+def transfer_record(
+    epsilons: np.ndarray, correct: np.ndarray, whitebox_correct: np.ndarray, tolerance: float
+) -> TransferCheck:
+    """The :class:`TransferCheck` of a transfer attack next to the white-box attack.
+
+    Warns ``transfer_stronger_than_whitebox`` at every epsilon where the transfer attack
+    beats white-box PGD by more than ``tolerance`` (a gradient-masking symptom).
+
+    Args:
+      epsilons: budgets ``[e]``.
+      correct: target correctness ``[e, n]`` under the transfer attack.
+      whitebox_correct: target correctness ``[e, n]`` under white-box PGD.
+      tolerance: material accuracy difference in [0, 1].
+    """
+    n = max(correct.shape[-1], 1)
+    t_acc, wb_acc = correct.sum(-1) / n, whitebox_correct.sum(-1) / n
+    rs = tuple(
+        f"transfer_stronger_than_whitebox: eps={eps_label(e)}: transfer accuracy "
+        f"{t:.3f} < white-box {w:.3f} - {tolerance:g}; the white-box gradients "
+        f"are likely masked"
+        for e, t, w in zip(epsilons, t_acc, wb_acc, strict=True)
+        if w - t > tolerance
+    )
+    return TransferCheck(
+        epsilons=epsilons, accuracy=t_acc, whitebox_accuracy=wb_acc, correct=correct,
+        verdict=verdict_of(rs), reasons=rs, tolerance=tolerance,
+    )  # fmt: skip

@@ -30,7 +30,7 @@ from fairrobust._checks import (
 from fairrobust._io import progress as _progress
 from fairrobust._io import to_jsonable
 from fairrobust.attacks import robust_correct, transfer_attack
-from fairrobust.evaluation._verdicts import PASS, WARN, eps_label, verdict_of
+from fairrobust.evaluation._verdicts import PASS, WARN
 from fairrobust.evaluation.checks import (
     DEFAULT_STEPS,
     BudgetCheck,
@@ -41,7 +41,9 @@ from fairrobust.evaluation.checks import (
     budget_curve_check,
     check_steps,
     random_restarts,
+    restart_record,
     strongest_attack_correct,
+    transfer_record,
 )
 from fairrobust.evaluation.smoothed import (
     SmoothedAttackCheck,
@@ -131,6 +133,91 @@ def _parity(correct: np.ndarray, eps: np.ndarray, masks: Any, valid: Any) -> flo
     order = np.argsort(eps, kind="stable")
     auc = auc_acc(correct[order], eps[order], masks)
     return float(defense_parity(auc, valid))
+
+
+def _group_metrics(
+    correct_by_attack: dict[str, np.ndarray], eps: np.ndarray, masks: Any, valid: Any
+) -> tuple[dict[str, np.ndarray] | None, dict[str, float] | None]:
+    """Per attack: group accuracy ``[e, g]`` (with masks) and Defense Parity (also >= 2
+    distinct epsilons), else None."""
+    if masks is None:
+        return None, None
+    group_accuracy = {
+        name: np.asarray(group_rates(c, masks)) for name, c in correct_by_attack.items()
+    }
+    if eps.shape[0] < 2 or len(np.unique(eps)) != eps.shape[0]:
+        return group_accuracy, None
+    parity = {name: _parity(c, eps, masks, valid) for name, c in correct_by_attack.items()}
+    return group_accuracy, parity
+
+
+def _base_model_checks(
+    apply_fn: ApplyFn,
+    variables: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: np.ndarray,
+    key: jax.Array,
+    *,
+    step_counts: tuple[int, ...],
+    restarts: int | None,
+    r_steps: int,
+    surrogate: tuple[ApplyFn, Any] | None,
+    num_classes: int,
+    tolerance: float,
+    chance_margin: float,
+    attack_kw: dict[str, Any],
+    bar: Any,
+) -> tuple[Any, ...]:
+    """Steps 1-4 of :func:`run_soundness_checks`: the base model's checks, in report order.
+
+    Returns:
+      ``(convergence, budget, restarts or None, transfer or None, correct by attack,
+      the correctness arrays whose AND is the strongest attack)``.
+    """
+    conv = attack_convergence(
+        apply_fn, variables, x, y, eps, jax.random.fold_in(key, 0),
+        steps=step_counts, tolerance=tolerance, **attack_kw,
+    )  # fmt: skip
+    bar.update(1)
+    main = conv.correct[-1]  # the longest PGD run: the attack the study uses
+    # Per-example correctness of every attack, in table order; accuracies and
+    # Defense Parity are derived from it.
+    correct_by_attack = {f"PGD-{s}": conv.correct[i] for i, s in enumerate(conv.steps)}
+    correct_by_attack["FGSM"] = conv.fgsm_correct
+    strongest = [conv.strongest_correct]
+    budget = budget_curve_check(
+        conv.accuracy[-1], eps, num_classes, chance_margin=chance_margin, tolerance=tolerance
+    )
+    bar.update(1)
+
+    restart_check = None
+    if restarts is not None:
+        worst = random_restarts(
+            apply_fn, variables, x, y, eps, jax.random.fold_in(key, 1), restarts=restarts,
+            num_steps=r_steps, include_clean_start=False, **attack_kw,
+        )  # fmt: skip
+        single = main
+        if r_steps != step_counts[-1]:  # the clean-start run of the restart length
+            single = robust_correct(
+                apply_fn, variables, x, y, eps, key, num_steps=r_steps, **attack_kw
+            )
+        restart_check = restart_record(eps, single, worst & single, restarts, r_steps, tolerance)
+        correct_by_attack[f"PGD-{r_steps} x{restarts} restarts"] = restart_check.correct
+        strongest.append(restart_check.correct)
+        bar.update(1)
+
+    transfer_check = None
+    if surrogate is not None:
+        t_correct = transfer_attack(
+            surrogate[0], surrogate[1], apply_fn, variables, x, y, eps,
+            jax.random.fold_in(key, 2), num_steps=step_counts[-1], **attack_kw,
+        )  # fmt: skip
+        transfer_check = transfer_record(eps, t_correct, main, tolerance)
+        correct_by_attack["transfer"] = t_correct
+        strongest.append(t_correct)
+        bar.update(1)
+    return conv, budget, restart_check, transfer_check, correct_by_attack, strongest
 
 
 def run_soundness_checks(
@@ -228,74 +315,12 @@ def run_soundness_checks(
     attack_kw = {"norm": norm, "rel_step": rel_step, "batch_size": batch_size, "progress": progress}
     total = 2 + (restarts is not None) + (surrogate is not None) + (cfg is not None)
     with _progress(total, desc="soundness checks", enabled=progress) as bar:
-        conv = attack_convergence(
-            apply_fn, variables, x, y, eps, jax.random.fold_in(key, 0),
-            steps=step_counts, tolerance=tolerance, **attack_kw,
+        base = _base_model_checks(
+            apply_fn, variables, x, y, eps, key, step_counts=step_counts, restarts=restarts,
+            r_steps=r_steps, surrogate=surrogate, num_classes=num_classes, tolerance=tolerance,
+            chance_margin=chance_margin, attack_kw=attack_kw, bar=bar,
         )  # fmt: skip
-        bar.update(1)
-        main = conv.correct[-1]  # the longest PGD run: the attack the study uses
-        # Per-example correctness of every attack, in table order; accuracies and
-        # Defense Parity are derived from it.
-        correct_by_attack = {f"PGD-{s}": conv.correct[i] for i, s in enumerate(conv.steps)}
-        correct_by_attack["FGSM"] = conv.fgsm_correct
-        strongest = [conv.strongest_correct]
-        budget = budget_curve_check(
-            conv.accuracy[-1], eps, num_classes, chance_margin=chance_margin, tolerance=tolerance
-        )
-        bar.update(1)
-
-        restart_check = None
-        if restarts is not None:
-            worst = random_restarts(
-                apply_fn, variables, x, y, eps, jax.random.fold_in(key, 1), restarts=restarts,
-                num_steps=r_steps, include_clean_start=False, **attack_kw,
-            )  # fmt: skip
-            single = main
-            if r_steps != step_counts[-1]:  # the clean-start run of the restart length
-                single = robust_correct(
-                    apply_fn, variables, x, y, eps, key, num_steps=r_steps, **attack_kw
-                )
-            worst = worst & single
-            single_acc, worst_acc = single.sum(-1) / n, worst.sum(-1) / n
-            rs = tuple(
-                f"restarts_lower_accuracy: eps={eps_label(e)}: {restarts} random restarts "
-                f"lowered accuracy from {s:.3f} to {w:.3f} (> {tolerance:g}); report the "
-                f"worst case and consider more restarts / steps"
-                for e, s, w in zip(eps, single_acc, worst_acc, strict=True)
-                if s - w > tolerance
-            )
-            restart_check = RestartCheck(
-                epsilons=eps, restarts=restarts, num_steps=r_steps, single_accuracy=single_acc,
-                worst_accuracy=worst_acc, correct=worst, verdict=verdict_of(rs), reasons=rs,
-                tolerance=tolerance,
-            )  # fmt: skip
-            name = f"PGD-{r_steps} x{restarts} restarts"
-            correct_by_attack[name] = worst
-            strongest.append(worst)
-            bar.update(1)
-
-        transfer_check = None
-        if surrogate is not None:
-            t_correct = transfer_attack(
-                surrogate[0], surrogate[1], apply_fn, variables, x, y, eps,
-                jax.random.fold_in(key, 2), num_steps=step_counts[-1], **attack_kw,
-            )  # fmt: skip
-            t_acc, wb_acc = t_correct.sum(-1) / n, main.sum(-1) / n
-            rs = tuple(
-                f"transfer_stronger_than_whitebox: eps={eps_label(e)}: transfer accuracy "
-                f"{t:.3f} < white-box {w:.3f} - {tolerance:g}; the white-box gradients "
-                f"are likely masked"
-                for e, t, w in zip(eps, t_acc, wb_acc, strict=True)
-                if w - t > tolerance
-            )
-            transfer_check = TransferCheck(
-                epsilons=eps, accuracy=t_acc, whitebox_accuracy=wb_acc, correct=t_correct,
-                verdict=verdict_of(rs), reasons=rs, tolerance=tolerance,
-            )  # fmt: skip
-            correct_by_attack["transfer"] = t_correct
-            strongest.append(t_correct)
-            bar.update(1)
-
+        conv, budget, restart_check, transfer_check, correct_by_attack, strongest = base
         strongest_correct = strongest_attack_correct(*strongest)
         correct_by_attack["strongest (base model)"] = strongest_correct
 
@@ -306,22 +331,13 @@ def run_soundness_checks(
                 num_classes=num_classes, smoothing_config=cfg, num_steps=step_counts[-1],
                 tolerance=tolerance, **attack_kw,
             )  # fmt: skip
-            for name, c in (
-                ("smoothed: plain PGD on base", smooth_check.plain_correct),
-                ("smoothed: EOT", smooth_check.eot_correct),
-                ("smoothed: strongest", smooth_check.strongest_correct),
-            ):
-                correct_by_attack[name] = c
+            correct_by_attack["smoothed: plain PGD on base"] = smooth_check.plain_correct
+            correct_by_attack["smoothed: EOT"] = smooth_check.eot_correct
+            correct_by_attack["smoothed: strongest"] = smooth_check.strongest_correct
             bar.update(1)
 
     accuracy = {name: c.sum(-1) / n for name, c in correct_by_attack.items()}
-    group_accuracy = parity = None
-    if masks is not None:
-        group_accuracy = {
-            name: np.asarray(group_rates(c, masks)) for name, c in correct_by_attack.items()
-        }
-    if masks is not None and eps.shape[0] >= 2 and len(np.unique(eps)) == eps.shape[0]:
-        parity = {name: _parity(c, eps, masks, valid) for name, c in correct_by_attack.items()}
+    group_accuracy, parity = _group_metrics(correct_by_attack, eps, masks, valid)
     config = {
         "steps": list(step_counts),
         "restarts": restarts,

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fairrobust._checks import is_tracer
+from fairrobust._checks import check_shape, is_tracer
 from fairrobust.metrics._validate import as_valid, as_values, float_dtype
 
 __all__ = ["correlation_matrix", "pearsonr", "size_correlation"]
@@ -165,7 +165,6 @@ def size_correlation(
     """
     v = as_values(values)
     s = jnp.asarray(train_sizes).astype(v.dtype)
-    if s.shape != (v.shape[-1],):
-        raise ValueError(f"train_sizes: expected shape ({v.shape[-1]},), got {s.shape}")
+    check_shape("train_sizes", s, (v.shape[-1],))
     ok = jnp.broadcast_to(as_valid(valid, v.shape[-1]), v.shape) & jnp.isfinite(v)
     return pearsonr(jnp.broadcast_to(s, v.shape), jnp.where(ok, v, 0.0), where=ok)

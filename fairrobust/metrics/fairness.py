@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fairrobust._checks import check_choice, is_tracer
+from fairrobust._checks import check_choice, check_int, is_tracer
 from fairrobust.metrics._kernels import HI, masked_extreme, masked_max_gap
 from fairrobust.metrics._validate import as_masks, as_valid, as_weights, warn_empty
 
@@ -97,8 +97,7 @@ def group_confusion(
       ValueError: shape mismatch, ``num_classes < 2``, or (when concrete) labels
         out of range.
     """
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes: expected an integer >= 2, got {num_classes!r}")
+    check_int("num_classes", num_classes, 2)
     yt, yp, m = _check_labels(y_true, y_pred, masks, int(num_classes), "group_confusion")
     w = as_weights(weights, yt.shape, jnp.float32)
     return _confusion(yt, yp, m, w, int(num_classes))
@@ -161,8 +160,7 @@ def fairness_metrics(
       ValueError: as :func:`group_confusion`; unknown ``average``.
     """
     check_choice("average", average, _AVERAGES)
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes: expected an integer >= 2, got {num_classes!r}")
+    check_int("num_classes", num_classes, 2)
     yt, yp, m = _check_labels(y_true, y_pred, masks, int(num_classes), "fairness_metrics")
     w = as_weights(weights, yt.shape, jnp.float32)
     ok = as_valid(valid, m.shape[0])

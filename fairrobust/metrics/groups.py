@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fairrobust._checks import check_choice
+from fairrobust._checks import check_choice, check_shape
 from fairrobust.metrics._kernels import (
     group_means,
     masked_extreme,
@@ -279,8 +279,7 @@ def parity_pair_names(
     when fewer than two groups are usable.
     """
     x = jnp.asarray(values)
-    if x.ndim != 1 or x.shape[0] != len(names):
-        raise ValueError(f"values: expected shape ({len(names)},), got {x.shape}")
+    check_shape("values", x, (len(names),))
     hi, lo = parity_pair(x, valid)
     hi, lo = int(hi), int(lo)
     if hi < 0:
