@@ -51,7 +51,8 @@ from _common import (
     write_results,
 )
 
-from fairrobust import models, parallel, smoothing
+from fairrobust import models, smoothing
+from fairrobust.engine import parallel
 
 T = 16000
 C = 10

@@ -3,7 +3,7 @@
 Training throughput of M5 (width 32) on synthetic 1 s / 16 kHz batches of 32:
 steps per second of ``train.make_train_step`` for clean training and for PGD
 adversarial training (10 steps of eps / 5, joint loss), and K grid members trained
-together (``fairrobust.grid``: one jitted step over stacked parameters, the members
+together (``fairrobust.engine.grid``: one jitted step over stacked parameters, the members
 either vmapped or ``lax.map``-ped; ``members="auto"`` picks map on CPU and vmap
 elsewhere) against the same K members stepped one after another (K calls of each
 member's ``train.make_train_step``), in the same process. ``--quick`` uses 2 PGD steps and
@@ -20,7 +20,8 @@ import dataclasses
 
 from _common import block, environment, jax, jnp, np, table, time_call, waveforms, write_results
 
-from fairrobust import grid, train
+from fairrobust import train
+from fairrobust.engine import grid
 
 T, C, BATCH = 16000, 10, 32
 

@@ -27,10 +27,10 @@ import sys
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax import lax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 W, STEPS, BATCH = 128, 40, 32
 DIMS = ("NWC", "WIO", "NWC")
@@ -74,7 +74,8 @@ def plain_jax() -> None:
         for _ in range(3):
             a, b = f(s0), f(s1)  # dispatched together: the two devices run concurrently
             out = [np.asarray(a), np.asarray(b)]
-            diffs.append([int((np.abs(o - r).max(-1) > 0).sum()) for o, r in zip(out, seq)])
+            pairs = zip(out, seq, strict=True)
+            diffs.append([int((np.abs(o - r).max(-1) > 0).sum()) for o, r in pairs])
         print(f"jax {jax.__version__}, {conv:6s}: rows differing (device 0, device 1) in 3 "
               f"concurrent runs: {diffs}")  # fmt: skip
 
@@ -85,8 +86,9 @@ def with_fairrobust() -> None:
     sys.path.insert(0, os.path.dirname(__file__))
     from _common import waveforms
 
-    from fairrobust import models, parallel
+    from fairrobust import models
     from fairrobust import smoothing as S
+    from fairrobust.engine import parallel
 
     x = jnp.asarray(waveforms(16))
     kw = dict(num_samples=2000, sigma=0.1, num_classes=10, chunk_size=16)

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from fairrobust.attacks import eot_attack as eot_attack
     from fairrobust.attacks import fgsm as fgsm
     from fairrobust.attacks import pgd as pgd
     from fairrobust.attacks import robust_correct as robust_correct
+    from fairrobust.attacks import transfer_attack as transfer_attack
     from fairrobust.data import DATASETS as DATASETS
     from fairrobust.data import AudioDataset as AudioDataset
     from fairrobust.data import LoadReport as LoadReport
@@ -38,6 +40,12 @@ if TYPE_CHECKING:
     from fairrobust.defenses import quantize as quantize
     from fairrobust.defenses import spectral_denoise as spectral_denoise
     from fairrobust.defenses import with_preprocess as with_preprocess
+    from fairrobust.evaluation import SoundnessReport as SoundnessReport
+    from fairrobust.evaluation import attack_convergence as attack_convergence
+    from fairrobust.evaluation import budget_curve_check as budget_curve_check
+    from fairrobust.evaluation import random_restarts as random_restarts
+    from fairrobust.evaluation import run_soundness_checks as run_soundness_checks
+    from fairrobust.evaluation import strongest_attack_correct as strongest_attack_correct
     from fairrobust.groups import Groups as Groups
     from fairrobust.groups import all_groups as all_groups
     from fairrobust.groups import group_masks as group_masks
@@ -55,8 +63,8 @@ if TYPE_CHECKING:
     from fairrobust.metrics import difference as difference
     from fairrobust.metrics import equalized_odds_difference as equalized_odds_difference
     from fairrobust.metrics import fairness_metrics as fairness_metrics
+    from fairrobust.metrics import false_positive_rate_difference as false_positive_rate_difference
     from fairrobust.metrics import fpr_parity as fpr_parity
-    from fairrobust.metrics import fpr_parity_difference as fpr_parity_difference
     from fairrobust.metrics import group_max as group_max
     from fairrobust.metrics import group_min as group_min
     from fairrobust.metrics import group_rates as group_rates
@@ -64,7 +72,7 @@ if TYPE_CHECKING:
     from fairrobust.metrics import pearsonr as pearsonr
     from fairrobust.metrics import ratio as ratio
     from fairrobust.metrics import rejection_curves as rejection_curves
-    from fairrobust.metrics import tpr_parity_difference as tpr_parity_difference
+    from fairrobust.metrics import true_positive_rate_difference as true_positive_rate_difference
     from fairrobust.models import M5 as M5
     from fairrobust.models import count_params as count_params
     from fairrobust.models import features_fn as features_fn
@@ -72,7 +80,7 @@ if TYPE_CHECKING:
     from fairrobust.models import linear_stem_fn as linear_stem_fn
     from fairrobust.models import logits_fn as logits_fn
     from fairrobust.models import make_model as make_model
-    from fairrobust.rejection import NeuralRejection as NeuralRejection
+    from fairrobust.neural_rejection import NeuralRejection as NeuralRejection
     from fairrobust.report import write_report as write_report
     from fairrobust.report import write_report_from_dir as write_report_from_dir
     from fairrobust.smoothing import CertifyResult as CertifyResult
@@ -84,14 +92,6 @@ if TYPE_CHECKING:
     from fairrobust.smoothing import register_noise as register_noise
     from fairrobust.smoothing import sample_counts as sample_counts
     from fairrobust.smoothing import smoothed_predict as smoothed_predict
-    from fairrobust.soundness import SoundnessReport as SoundnessReport
-    from fairrobust.soundness import attack_convergence as attack_convergence
-    from fairrobust.soundness import budget_curve_check as budget_curve_check
-    from fairrobust.soundness import eot_attack as eot_attack
-    from fairrobust.soundness import random_restarts as random_restarts
-    from fairrobust.soundness import run_soundness_checks as run_soundness_checks
-    from fairrobust.soundness import strongest_attack_correct as strongest_attack_correct
-    from fairrobust.soundness import transfer_attack as transfer_attack
     from fairrobust.train import Checkpoint as Checkpoint
     from fairrobust.train import TrainConfig as TrainConfig
     from fairrobust.train import TrainResult as TrainResult
@@ -148,7 +148,7 @@ _EXPORTS: dict[str, str] = {
     "certified_accuracy": "smoothing",
     "register_noise": "smoothing",
     "CertifyResult": "smoothing",
-    "NeuralRejection": "rejection",
+    "NeuralRejection": "neural_rejection",
     "group_rates": "metrics",
     "accuracy_curves": "metrics",
     "auc_acc": "metrics",
@@ -167,19 +167,19 @@ _EXPORTS: dict[str, str] = {
     "difference": "metrics",
     "ratio": "metrics",
     "demographic_parity_difference": "metrics",
-    "tpr_parity_difference": "metrics",
-    "fpr_parity_difference": "metrics",
+    "true_positive_rate_difference": "metrics",
+    "false_positive_rate_difference": "metrics",
     "equalized_odds_difference": "metrics",
     "p_rule": "metrics",
     "fairness_metrics": "metrics",
-    "run_soundness_checks": "soundness",
-    "SoundnessReport": "soundness",
-    "attack_convergence": "soundness",
-    "budget_curve_check": "soundness",
-    "random_restarts": "soundness",
-    "eot_attack": "soundness",
-    "transfer_attack": "soundness",
-    "strongest_attack_correct": "soundness",
+    "run_soundness_checks": "evaluation",
+    "SoundnessReport": "evaluation",
+    "attack_convergence": "evaluation",
+    "budget_curve_check": "evaluation",
+    "random_restarts": "evaluation",
+    "eot_attack": "attacks",
+    "transfer_attack": "attacks",
+    "strongest_attack_correct": "evaluation",
     "write_report": "report",
     "write_report_from_dir": "report",
 }
@@ -191,10 +191,9 @@ _SUBMODULES = (
     "groups",
     "metrics",
     "models",
-    "rejection",
+    "neural_rejection",
     "report",
     "smoothing",
-    "soundness",
     "studies",
     "train",
 )

@@ -49,6 +49,7 @@ __all__ = [
     "M5",
     "MODEL_NAMES",
     "NORMALIZE_OPTIONS",
+    "ApplyFn",
     "LinearStem",
     "count_params",
     "features_fn",
@@ -78,6 +79,12 @@ _BN_MOMENTUM = 0.9
 _BN_EPS = 1e-5
 _POOL = 4
 _DIMS = ("NWC", "WIO", "NWC")
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+"""A model as the kernels use it: ``apply_fn(variables, x [b, T]) -> logits [b, C]``.
+
+Kernels take it as a static jit argument, so it must be hashable and stable across
+calls (:func:`logits_fn` is memoised per model)."""
 
 
 def _frames(x: jax.Array, k: int, stride: int, length: int) -> jax.Array:
@@ -115,7 +122,7 @@ def conv1d(x: jax.Array, kernel: jax.Array, stride: int, impl: str = "lax") -> j
       impl: forward formulation (static): ``"lax"`` (``lax.conv``, fastest for one
         model) or ``"matmul"`` (im2col frames @ kernel; under ``jax.vmap`` over
         stacked kernels this is a batched matmul instead of XLA:CPU's slow grouped
-        convolution, see ``fairrobust.grid``). Equal up to float rounding.
+        convolution, see ``fairrobust.engine.grid``). Equal up to float rounding.
 
     Returns:
       Shape (batch, (time - K) // stride + 1, out_channels).
@@ -241,7 +248,7 @@ class M5(nn.Module):
         time, inside the model) or ``"none"``.
       conv_impl: forward formulation of the convolutions, ``"lax"`` (default) or
         ``"matmul"`` (see :func:`conv1d`); same parameters, logits equal up to
-        float rounding. ``fairrobust.grid`` uses ``"matmul"`` on CPU.
+        float rounding. ``fairrobust.engine.grid`` uses ``"matmul"`` on CPU.
     """
 
     num_classes: int
@@ -354,7 +361,7 @@ def _init(model: M5, key: jax.Array, input_len: int) -> Any:
 
 
 @functools.cache
-def logits_fn(model: M5) -> Callable[[Any, jax.Array], jax.Array]:
+def logits_fn(model: M5) -> ApplyFn:
     """Eval-mode ``apply_fn(variables, x) -> logits [b, C]``, memoised per (equal) model.
 
     The same function object is returned for equal models, so it can be passed

@@ -26,7 +26,6 @@ because every random draw is ``fold_in(key(seed), epoch or step)``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -46,28 +45,39 @@ from flax import serialization
 from flax.training import train_state
 
 from fairrobust import _io, attacks, models
+from fairrobust._batching import batch_size_for, iter_batches
+from fairrobust._checks import check_int, fail
 from fairrobust._io import atomic_write_bytes, to_jsonable
-from fairrobust.data.dataset import SPLITS, AudioDataset
+from fairrobust.data.dataset import AudioDataset
 
 __all__ = [
+    "TAG_INIT",
+    "TAG_SHUFFLE",
+    "TAG_STEP",
+    "TAG_VAL_NOISE",
     "Checkpoint",
     "TrainConfig",
     "TrainResult",
     "TrainState",
-    "accuracy_by_split",
     "create_train_state",
+    "evaluate",
     "extract_features",
     "load_checkpoint",
+    "lr_schedule",
     "make_train_step",
+    "model_variables",
     "predict_logits",
     "save_checkpoint",
     "train",
+    "training_arrays",
 ]
 
 _FORMAT = "fairrobust-checkpoint"
 _FORMAT_VERSION = 1
-# Key-derivation tags (fold_in) so the streams of one seed never collide.
-_TAG_INIT, _TAG_SHUFFLE, _TAG_STEP, _TAG_VAL_NOISE = 0, 1, 2, 3
+#: Key-derivation tags: ``fold_in(key(seed), tag)`` gives the initialisation, shuffling,
+#: per-step and validation-noise streams of one seed, which never collide
+#: (``fairrobust.engine.grid`` derives its members' streams with the same tags).
+TAG_INIT, TAG_SHUFFLE, TAG_STEP, TAG_VAL_NOISE = 0, 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +119,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def fail(field: str, expected: str) -> None:
-            raise ValueError(f"{field}: expected {expected}, got {getattr(self, field)!r}")
+        def bad(field: str, expected: str) -> None:
+            fail(field, expected, repr(getattr(self, field)))
 
         def is_int(v: Any) -> bool:
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -119,31 +129,31 @@ class TrainConfig:
             return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
         if self.model not in models.MODEL_NAMES:
-            fail("model", f"one of {models.MODEL_NAMES}")
+            bad("model", f"one of {models.MODEL_NAMES}")
         if self.normalize not in models.NORMALIZE_OPTIONS:
-            fail("normalize", f"one of {models.NORMALIZE_OPTIONS}")
+            bad("normalize", f"one of {models.NORMALIZE_OPTIONS}")
         for name in ("width", "epochs", "batch_size", "lr_decay_every", "at_steps"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:
-                fail(name, "an integer >= 1")
+                bad(name, "an integer >= 1")
         if not is_int(self.seed):
-            fail("seed", "an integer")
+            bad("seed", "an integer")
         for name in ("lr", "lr_decay", "noise_std", "at_eps", "at_rel_step", "at_lam"):
             v = getattr(self, name)
             if not is_num(v) or not math.isfinite(v):
-                fail(name, "a finite number")
+                bad(name, "a finite number")
         if self.val_noise_std is None or not is_num(self.val_noise_std):
-            fail("val_noise_std", "a finite number >= 0")
+            bad("val_noise_std", "a finite number >= 0")
         if not self.lr > 0:
-            fail("lr", "> 0")
+            bad("lr", "> 0")
         if not 0 < self.lr_decay <= 1:
-            fail("lr_decay", "a number in (0, 1]")
+            bad("lr_decay", "a number in (0, 1]")
         for name in ("noise_std", "at_eps", "val_noise_std"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
-                fail(name, "a finite number >= 0")
+                bad(name, "a finite number >= 0")
         if not self.at_rel_step > 0:
-            fail("at_rel_step", "> 0")
+            bad("at_rel_step", "> 0")
         if not 0 <= self.at_lam <= 1:
-            fail("at_lam", "a number in [0, 1]")
+            bad("at_lam", "a number in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of the fields."""
@@ -171,12 +181,21 @@ class TrainState(train_state.TrainState):
     batch_stats: Any = None
 
 
-def _variables(params: Any, batch_stats: Any) -> dict[str, Any]:
+def model_variables(params: Any, batch_stats: Any) -> dict[str, Any]:
+    """The model's variables ``{"params", "batch_stats"?}`` (without BatchNorm: params only)."""
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
-def _schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
-    """lr * lr_decay ** floor(epoch / lr_decay_every), as a function of the step."""
+def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """The staircase learning rate ``lr * lr_decay ** floor(epoch / lr_decay_every)`` of a step.
+
+    Args:
+      config: the :class:`TrainConfig` (``lr``, ``lr_decay``, ``lr_decay_every``).
+      steps_per_epoch: optimizer steps per epoch.
+
+    Returns:
+      An ``optax.Schedule``: step -> learning rate.
+    """
     return optax.exponential_decay(
         init_value=config.lr,
         transition_steps=config.lr_decay_every * steps_per_epoch,
@@ -192,7 +211,7 @@ def _adam(
     """Adam with the staircase schedule; memoised because the optimizer is a static
     field of :class:`TrainState`, so a new object would recompile the train step."""
     config = TrainConfig(lr=lr, lr_decay=lr_decay, lr_decay_every=lr_decay_every)
-    return optax.adam(_schedule(config, steps_per_epoch))
+    return optax.adam(lr_schedule(config, steps_per_epoch))
 
 
 def create_train_state(
@@ -202,7 +221,7 @@ def create_train_state(
 
     ``state.apply_fn`` is the eval-mode ``models.logits_fn(model)``.
     """
-    key = jax.random.fold_in(jax.random.key(config.seed), _TAG_INIT)
+    key = jax.random.fold_in(jax.random.key(config.seed), TAG_INIT)
     variables = models.init_variables(model, key, input_len)
     state = TrainState.create(
         # memoised per model: a static field of the state, so it must not change between runs
@@ -256,9 +275,9 @@ def _make_train_step(
             x = x + noise_std * jax.random.normal(k_noise, x.shape, x.dtype)
         inputs, labels = x, y
         if at_eps > 0:
-            x_adv = attacks._pgd(
+            x_adv = attacks.pgd_kernel(
                 apply_eval,
-                _variables(state.params, state.batch_stats),
+                model_variables(state.params, state.batch_stats),
                 x,
                 y,
                 jnp.asarray(at_eps, x.dtype),
@@ -274,7 +293,7 @@ def _make_train_step(
             labels = jnp.concatenate([y, y])
 
         def loss_fn(params):
-            variables = _variables(params, state.batch_stats)
+            variables = model_variables(params, state.batch_stats)
             if state.batch_stats:
                 logits, updates = model.apply(
                     variables, inputs, train=True, mutable=["batch_stats"]
@@ -305,15 +324,9 @@ def _batched(apply_fn: Callable, variables: Any, x: np.ndarray, batch_size: int)
     """Apply in batches (last one padded, so one compile), concatenated as numpy."""
     x = np.asarray(x, np.float32)
     n = x.shape[0]
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-    bs = max(1, min(int(batch_size), n))
+    bs = batch_size_for(check_int("batch_size", batch_size, 1), n)
     outs = []
-    for start in range(0, n, bs):
-        xb = x[start : start + bs]
-        m = xb.shape[0]
-        if m < bs:
-            xb = np.concatenate([xb, np.zeros((bs - m, *x.shape[1:]), np.float32)])
+    for _, _, m, xb in iter_batches(x, bs):
         out = jax.tree_util.tree_map(np.asarray, _apply_jit(apply_fn, variables, jnp.asarray(xb)))
         outs.append(jax.tree_util.tree_map(lambda a, m=m: a[:m], out))
     if not outs:  # n == 0: shapes from a one-example call
@@ -344,19 +357,6 @@ def extract_features(
 ) -> np.ndarray:
     """Penultimate features (after global average pooling), shape (n, 2 * width)."""
     return _batched(models.features_fn(model), variables, x, batch_size)[1]  # pyright: ignore[reportArgumentType]
-
-
-def accuracy_by_split(
-    apply_fn: Callable, variables: Any, dataset: AudioDataset, *, batch_size: int = 256
-) -> dict[str, float]:
-    """Clean accuracy per split present in ``dataset``: ``{"train": acc, "val": acc, ...}``."""
-    out = {}
-    for name in SPLITS:
-        part = dataset.split(name)
-        if len(part):
-            logits = predict_logits(apply_fn, variables, part.waveforms, batch_size=batch_size)
-            out[name] = float(np.mean(logits.argmax(-1) == part.labels))
-    return out
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -573,21 +573,29 @@ def _val_metrics(apply_fn: Callable, variables: Any, x: jax.Array, y: jax.Array,
     return jnp.sum(ce * w), jnp.sum((jnp.argmax(logits, -1) == y) * w)
 
 
-def _evaluate(
+def evaluate(
     apply_fn: Callable, variables: Any, x: np.ndarray, y: np.ndarray, batch_size: int
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (eval mode) over (x, y)."""
+    """Mean cross-entropy and accuracy (eval mode) over ``(x, y)``: the validation metrics.
+
+    Batches of ``batch_size`` (the last padded and its padding weighted 0), summed on
+    the device and divided by ``n`` on the host.
+
+    Args:
+      apply_fn: ``apply_fn(variables, x) -> logits`` (eval mode).
+      variables: model variables.
+      x: waveforms ``[n, T]`` (float32 NumPy).
+      y: integer labels ``[n]``.
+      batch_size: examples per jitted call.
+
+    Returns:
+      ``(mean cross-entropy, accuracy)`` as floats.
+    """
     n = x.shape[0]
-    bs = max(1, min(batch_size, n))
+    bs = batch_size_for(batch_size, n)
     loss = correct = 0.0
-    for start in range(0, n, bs):
-        xb, yb = x[start : start + bs], y[start : start + bs]
-        m = xb.shape[0]
-        w = np.ones(bs, np.float32)
-        if m < bs:
-            w[m:] = 0
-            xb = np.concatenate([xb, np.zeros((bs - m, x.shape[1]), np.float32)])
-            yb = np.concatenate([yb, np.zeros(bs - m, yb.dtype)])
+    for _, _, m, (xb, yb) in iter_batches((x, y), bs):
+        w = (np.arange(bs) < m).astype(np.float32)
         l, c = _val_metrics(apply_fn, variables, jnp.asarray(xb), jnp.asarray(yb), jnp.asarray(w))
         loss += float(l)
         correct += float(c)
@@ -601,8 +609,51 @@ def _resume_key(config: TrainConfig) -> dict[str, Any]:
     return d
 
 
-def _training_arrays(dataset: AudioDataset, batch_size: int, *, stacklevel: int):
-    """Val split, float32 training arrays, batch size and steps per epoch (checks splits)."""
+def _check_resumable(
+    ckpt: Checkpoint,
+    path: Path,
+    config: TrainConfig,
+    dataset_name: str,
+    fingerprint: str,
+    input_len: int,
+) -> None:
+    """Raises ``ValueError`` unless ``train`` may resume from ``ckpt`` (same config but
+    ``epochs``, same data)."""
+    if _resume_key(ckpt.config) != _resume_key(config):
+        diff = {
+            k: (v, _resume_key(config)[k])
+            for k, v in _resume_key(ckpt.config).items()
+            if _resume_key(config)[k] != v
+        }
+        raise ValueError(
+            f"{path}: checkpoint config differs from the requested config "
+            f"(field: (checkpoint, requested)) {diff}; use another out_dir or resume=False"
+        )
+    if ckpt.dataset_fingerprint != fingerprint or ckpt.input_len != input_len:
+        raise ValueError(
+            f"{path}: checkpoint was trained on different data (fingerprint "
+            f"{ckpt.dataset_fingerprint}, length {ckpt.input_len}) than dataset "
+            f"{dataset_name!r} ({fingerprint}, length {input_len}); use another out_dir"
+        )
+
+
+def training_arrays(
+    dataset: AudioDataset, batch_size: int, *, stacklevel: int
+) -> tuple[AudioDataset, np.ndarray, np.ndarray, int, int]:
+    """What a training run takes from a dataset, as :func:`train` takes it.
+
+    Args:
+      dataset: with a ``train`` (and normally a ``val``) split.
+      batch_size: the configured batch size.
+      stacklevel: ``warnings.warn`` stack level of the no-validation warning.
+
+    Returns:
+      ``(val split, x_train float32 [n, T], y_train int32 [n], batch size, steps per
+      epoch)``; the batch size is at most ``n`` and the last incomplete batch is dropped.
+
+    Raises:
+      ValueError: no training examples (a missing ``val`` split only warns).
+    """
     train_ds = dataset.split("train")
     val_ds = dataset.split("val")
     if len(train_ds) == 0:
@@ -650,46 +701,31 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    val_ds, x_train, y_train, bs, steps_per_epoch = _training_arrays(
+    val_ds, x_train, y_train, bs, steps_per_epoch = training_arrays(
         dataset, config.batch_size, stacklevel=3
     )
     model = config.make_model(dataset.num_classes)
     n, input_len = x_train.shape
     fingerprint = dataset.fingerprint()
     root = jax.random.key(config.seed)
-    k_shuffle = jax.random.fold_in(root, _TAG_SHUFFLE)
-    k_step = jax.random.fold_in(root, _TAG_STEP)
+    k_shuffle = jax.random.fold_in(root, TAG_SHUFFLE)
+    k_step = jax.random.fold_in(root, TAG_STEP)
 
     x_val = np.asarray(val_ds.waveforms, np.float32)
     y_val = np.asarray(val_ds.labels, np.int32)
     if config.val_noise_std > 0 and len(val_ds):
-        noise = jax.random.normal(jax.random.fold_in(root, _TAG_VAL_NOISE), x_val.shape)
+        noise = jax.random.normal(jax.random.fold_in(root, TAG_VAL_NOISE), x_val.shape)
         x_val = x_val + config.val_noise_std * np.asarray(noise, np.float32)
 
     state = create_train_state(model, config, input_len, steps_per_epoch)
     history: list[dict[str, Any]] = []
     epoch, best_epoch, best_loss = 0, 0, math.inf
-    best_variables = _variables(state.params, state.batch_stats)
+    best_variables = model_variables(state.params, state.batch_stats)
     out = Path(out_dir) if out_dir is not None else None
     last_path = out / "last.ckpt" if out is not None else None
     if resume and last_path is not None and last_path.exists():
         ckpt = load_checkpoint(last_path)
-        if _resume_key(ckpt.config) != _resume_key(config):
-            diff = {
-                k: (v, _resume_key(config)[k])
-                for k, v in _resume_key(ckpt.config).items()
-                if _resume_key(config)[k] != v
-            }
-            raise ValueError(
-                f"{last_path}: checkpoint config differs from the requested config "
-                f"(field: (checkpoint, requested)) {diff}; use another out_dir or resume=False"
-            )
-        if ckpt.dataset_fingerprint != fingerprint or ckpt.input_len != input_len:
-            raise ValueError(
-                f"{last_path}: checkpoint was trained on different data (fingerprint "
-                f"{ckpt.dataset_fingerprint}, length {ckpt.input_len}) than dataset "
-                f"{dataset.name!r} ({fingerprint}, length {input_len}); use another out_dir"
-            )
+        _check_resumable(ckpt, last_path, config, dataset.name, fingerprint, input_len)
         state = state.replace(
             step=jnp.asarray(ckpt.step, jnp.int32),
             params=ckpt.variables["params"],
@@ -724,13 +760,8 @@ def train(
         )
 
     total = max(0, config.epochs - epoch) * steps_per_epoch
-    bar_ctx = (
-        _io.progress(total, desc=f"train {config.model} w{config.width}")
-        if progress
-        else contextlib.nullcontext(None)
-    )
     step = int(state.step)
-    with bar_ctx as bar:
+    with _io.progress(total, desc=f"train {config.model} w{config.width}", enabled=progress) as bar:
         while epoch < config.epochs:
             t0 = time.perf_counter()
             perm = np.asarray(jax.random.permutation(jax.random.fold_in(k_shuffle, epoch), n))
@@ -743,16 +774,15 @@ def train(
                 state, metrics = train_step(state, batch, step_key)
                 losses.append(metrics["loss"])
                 accs.append(metrics["accuracy"])
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             train_loss = float(np.mean(jax.device_get(losses)))
             train_acc = float(np.mean(jax.device_get(accs)))
-            variables = _variables(state.params, state.batch_stats)
+            variables = model_variables(state.params, state.batch_stats)
             if len(y_val):
-                val_loss, val_acc = _evaluate(apply_eval, variables, x_val, y_val, eval_bs)
+                val_loss, val_acc = evaluate(apply_eval, variables, x_val, y_val, eval_bs)
             else:
                 val_loss, val_acc = math.nan, math.nan
-            lr = float(_schedule(config, steps_per_epoch)(step - 1))  # pyright: ignore[reportArgumentType]
+            lr = float(lr_schedule(config, steps_per_epoch)(step - 1))  # pyright: ignore[reportArgumentType]
             epoch += 1
             select = val_loss if len(y_val) else train_loss
             improved = select < best_loss or best_epoch == 0
@@ -769,8 +799,7 @@ def train(
                     "time_s": time.perf_counter() - t0,
                 }
             )
-            if bar is not None:
-                bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
             if out is not None:
                 save_checkpoint(
                     out / "last.ckpt",

@@ -514,7 +514,7 @@ CASES: list[Case] = [
          _raises(lambda: rj.RejectionConfig(num_samples=(100, 10)), "num_samples", "increasing")),
     Case("n = 0 (CERTIFY)", ValueError, "parameter",
          _raises(lambda: smoothing.certify(_apply, 1.0, _X, _KEY, **{**_CE, "n": 0}),
-                 "n must be", ">= 1")),
+                 "n: expected", ">= 1")),
     # --- step counts
     Case("negative PGD steps", ValueError, "parameter",
          _raises(lambda: attacks.pgd(_apply, 1.0, _X, _Y, 0.1, _KEY, num_steps=-1), "num_steps")),

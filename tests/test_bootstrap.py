@@ -10,6 +10,7 @@ import scipy.stats
 
 from fairrobust import groups as G
 from fairrobust import metrics as M
+from fairrobust.metrics import bootstrap as metrics_bootstrap
 
 
 def _masks(labels, g):
@@ -120,7 +121,7 @@ def test_bootstrap_does_not_recompile_across_keys():
     res = M.bootstrap_ci(M.GroupRateStat(), v, masks, key=jax.random.key(0), num_resamples=200)
     assert res.samples is None and res.level == 0.95
     np.testing.assert_allclose(res.estimate["rates"], M.group_rates(v, masks))
-    before = M._bootstrap._cache_size()
+    before = metrics_bootstrap._bootstrap._cache_size()
     for k in range(1, 4):
         M.bootstrap_ci(
             M.GroupRateStat(),  # equal by value: same compiled computation
@@ -130,7 +131,7 @@ def test_bootstrap_does_not_recompile_across_keys():
             num_resamples=200,
             level=0.8 + 0.05 * k,
         )
-    assert M._bootstrap._cache_size() == before
+    assert metrics_bootstrap._bootstrap._cache_size() == before
 
 
 def test_small_groups_listed_with_degenerate_intervals():
@@ -223,7 +224,7 @@ def test_bootstrap_errors():
 @pytest.mark.parametrize("normalize", [False, True])
 def test_auc_fpr_stat_linear_form_equals_histogram_form(reject_if, normalize):
     # AucFprStat uses AUC_g(w) = sum_i w_i m_gi c_i / sum_i w_i m_gi; the histogram
-    # sweep (_auc_fpr) is the reference, on stats that hit grid points exactly,
+    # sweep (auc_fpr) is the reference, on stats that hit grid points exactly,
     # fall outside the grid, and with integer bootstrap multiplicities.
     rng = np.random.default_rng(11)
     n = 400
@@ -236,7 +237,14 @@ def test_auc_fpr_stat_linear_form_equals_histogram_form(reject_if, normalize):
     for w in (None, rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float32)):
         got = stat(jnp.asarray(p), jnp.asarray(masks), None if w is None else jnp.asarray(w))
         ref_w = jnp.ones((3, n)) if w is None else jnp.broadcast_to(jnp.asarray(w), (3, n))
-        ref = M._auc_fpr(jnp.asarray(p), t, jnp.asarray(masks), ref_w, reject_if, normalize)
+        ref = M.auc_fpr(
+            jnp.asarray(p),
+            t,
+            jnp.asarray(masks),
+            reject_if=reject_if,
+            normalize=normalize,
+            weights=ref_w,
+        )
         np.testing.assert_allclose(
             np.asarray(got["auc_fpr"]), np.asarray(ref), rtol=2e-5, atol=1e-6
         )

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fairrobust import grid, train
+from fairrobust import train
 from fairrobust.data.dataset import AudioDataset
+from fairrobust.engine import grid
 
 T = 7000
 SR = 8000
@@ -81,8 +82,8 @@ def test_grid_step_equals_member_steps(ds, arch, members):
     apply_fn = model.apply
     for k in range(2):
         np.testing.assert_allclose(float(met["loss"][k]), float(ref[k][1]["loss"]), rtol=1e-5)
-        mine = train._variables(grid.unstack(new.params, k), grid.unstack(new.batch_stats, k))
-        theirs = train._variables(ref[k][0].params, ref[k][0].batch_stats)
+        mine = train.model_variables(grid.unstack(new.params, k), grid.unstack(new.batch_stats, k))
+        theirs = train.model_variables(ref[k][0].params, ref[k][0].batch_stats)
         if arch == "m5-tricks":
             _close(mine, theirs, atol=1e-5)
             np.testing.assert_allclose(

@@ -13,6 +13,8 @@ from sklearn.metrics import confusion_matrix
 
 from fairrobust import groups as G
 from fairrobust import metrics as M
+from fairrobust.metrics import rejection as metrics_rejection
+from fairrobust.metrics import robustness as metrics_robustness
 
 # Three groups over 8 examples; group 2 overlaps nothing, example 7 is in no group.
 MASKS = np.array(
@@ -174,10 +176,10 @@ def test_auc_acc_jit_equals_nojit_and_no_retrace():
     for k in range(4):
         eps = jnp.sort(jnp.asarray(rng.random(6), jnp.float32)) + 0.01 * k
         np.testing.assert_allclose(sweep(eps), M.auc_acc(correct, eps, m), rtol=1e-6)
-    before = M._auc_acc._cache_size()
+    before = metrics_robustness.auc_acc_kernel._cache_size()
     for k in range(3):
         M.auc_acc(correct, jnp.linspace(0.0, 0.1 * (k + 1), 6), m)
-    assert M._auc_acc._cache_size() - before <= 1
+    assert metrics_robustness.auc_acc_kernel._cache_size() - before <= 1
 
 
 def test_auc_acc_bad_grid():
@@ -285,8 +287,8 @@ def _fairness_oracle(yt, yp, masks, C, valid):
     prule = 100 * s.min(1) / s.max(1)
     return {
         "demographic_parity_difference": gap(sel),
-        "tpr_parity_difference": gap(tpr),
-        "fpr_parity_difference": gap(fpr),
+        "true_positive_rate_difference": gap(tpr),
+        "false_positive_rate_difference": gap(fpr),
         "equalized_odds_difference": np.fmax(gap(tpr), gap(fpr)),
         "p_rule": prule,
     }
@@ -314,16 +316,16 @@ def test_fairness_vs_sklearn_oracle_with_abstain():
         M.demographic_parity_difference(yt, yp, masks, C), mean["demographic_parity_difference"]
     )
     np.testing.assert_allclose(
-        M.tpr_parity_difference(yt, yp, masks, C), mean["tpr_parity_difference"]
+        M.true_positive_rate_difference(yt, yp, masks, C), mean["true_positive_rate_difference"]
     )
     np.testing.assert_allclose(
-        M.fpr_parity_difference(yt, yp, masks, C), mean["fpr_parity_difference"]
+        M.false_positive_rate_difference(yt, yp, masks, C), mean["false_positive_rate_difference"]
     )
     np.testing.assert_allclose(
         M.equalized_odds_difference(yt, yp, masks, C), mean["equalized_odds_difference"]
     )
     np.testing.assert_allclose(M.p_rule(yt, yp, masks, C), mean["p_rule"], rtol=1e-6)
-    assert M.equal_opportunity_difference is M.tpr_parity_difference
+    assert M.equal_opportunity_difference is M.true_positive_rate_difference
 
 
 def test_fairness_hand_values_and_abstain_semantics():
@@ -334,8 +336,8 @@ def test_fairness_hand_values_and_abstain_semantics():
     out = M.fairness_metrics(yt, yp, masks, 2, average=None)
     # class 1: TPR 1 vs 0 -> gap 1; selection 0.5 vs 0 -> p-rule 0
     # class 0: abstain is a true negative for class 0: FPR 0 vs 0; TPR 1 vs 1
-    np.testing.assert_allclose(out["tpr_parity_difference"], [0.0, 1.0])
-    np.testing.assert_allclose(out["fpr_parity_difference"], [0.0, 0.0])
+    np.testing.assert_allclose(out["true_positive_rate_difference"], [0.0, 1.0])
+    np.testing.assert_allclose(out["false_positive_rate_difference"], [0.0, 0.0])
     np.testing.assert_allclose(out["demographic_parity_difference"], [0.0, 0.5])
     np.testing.assert_allclose(out["p_rule"], [100.0, 0.0])
     np.testing.assert_allclose(out["equalized_odds_difference"], [0.0, 1.0])
@@ -348,7 +350,7 @@ def test_fairness_invariants_and_eps_axis():
     masks = _random_masks(rng, 3, n)
     # a perfect classifier has equal TPR (1) and FPR (0) in every group
     perfect = M.fairness_metrics(yt, yt, masks, C)
-    assert float(perfect["tpr_parity_difference"]) == 0.0
+    assert float(perfect["true_positive_rate_difference"]) == 0.0
     assert float(perfect["equalized_odds_difference"]) == 0.0
     # a leading epsilon axis (clean and attacked predictions) batches
     yp = np.stack([np.where(rng.random(n) < q, yt, -1) for q in (1.0, 0.7, 0.3)])
@@ -568,10 +570,10 @@ def test_rejection_jit_and_no_retrace():
     for k in range(3):
         t = jnp.linspace(0.01 * (k + 1), 1.0, 100)
         np.testing.assert_allclose(sweep(t), M.auc_fpr(stat, t, m), rtol=1e-6)
-    before = M._rejection._cache_size()
+    before = metrics_rejection.rejection_kernel._cache_size()
     for k in range(3):
         M.rejection_curves(stat, jnp.linspace(0.1 * k, 1.0, 50), m, reject_if="below")
-    assert M._rejection._cache_size() - before <= 1
+    assert metrics_rejection.rejection_kernel._cache_size() - before <= 1
 
 
 def test_rejection_errors_and_empty_group():

@@ -15,13 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fairrobust import parallel
+from fairrobust.engine import parallel
 
 SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_numpy_rank_promotion", "raise")
-    from fairrobust import attacks, metrics, parallel, smoothing as S
+    from fairrobust import attacks, metrics, smoothing as S
+    from fairrobust.engine import parallel
     assert len(jax.devices()) == 4, jax.devices()
     T = 32
 
@@ -58,7 +59,9 @@ SCRIPT = textwrap.dedent(
     import warnings
     from fairrobust import models
     # jaxlib 0.6 / 0.7 also got matmul programs wrong on host devices (and warns then)
-    dot_bad = parallel._jaxlib_version() in parallel.HOST_DOT_BAD_VERSIONS
+    import jaxlib.version
+    jaxlib_minor = tuple(int(p) for p in jaxlib.version.__version__.split(".")[:2])
+    dot_bad = jaxlib_minor in parallel.HOST_DOT_BAD_VERSIONS
     flt = "ignore" if dot_bad else "error"
     m5 = models.M5(num_classes=10, width=128, conv_impl="matmul")
     vm = models.init_variables(m5, jax.random.key(0), 6848)
@@ -120,7 +123,8 @@ SCRIPT = textwrap.dedent(
 
     # grid training: the member axis split over the 4 devices equals the unsplit step
     import dataclasses
-    from fairrobust import grid, train
+    from fairrobust import train
+    from fairrobust.engine import grid
     base = train.TrainConfig(model="m5-tricks", width=2, epochs=1, batch_size=2)
     configs = [dataclasses.replace(base, seed=s, noise_std=0.01 * s) for s in range(4)]
     model = base.make_model(3)
@@ -197,7 +201,9 @@ SCRIPT_M5 = textwrap.dedent(
     """
     import warnings
     import jax, numpy as np
-    from fairrobust import models, parallel, smoothing as S
+    import jaxlib.version
+    from fairrobust import models, smoothing as S
+    from fairrobust.engine import parallel
     assert len(jax.devices()) == 2, jax.devices()
     model = models.M5(num_classes=10, width=128, conv_impl="matmul")
     v = models.init_variables(model, jax.random.key(0), 16000)
@@ -213,7 +219,8 @@ SCRIPT_M5 = textwrap.dedent(
     kw = dict(num_samples=2000, sigma=0.1, num_classes=10, chunk_size=16)
     one = np.asarray(S.sample_counts(f, v, x, jax.random.key(0), **kw))
     with warnings.catch_warnings():
-        bad = parallel._jaxlib_version() in parallel.HOST_DOT_BAD_VERSIONS
+        jaxlib_minor = tuple(int(p) for p in jaxlib.version.__version__.split(".")[:2])
+        bad = jaxlib_minor in parallel.HOST_DOT_BAD_VERSIONS
         warnings.simplefilter("ignore" if bad else "error", RuntimeWarning)
         par = np.asarray(parallel.sample_counts(f, v, x, jax.random.key(0), **kw))
     assert np.array_equal(one, par), np.abs(one - par).sum(-1) // 2

@@ -1,9 +1,9 @@
-"""Tests for fairrobust.rejection (RBF-SVM neural rejection on features)."""
+"""Tests for fairrobust.neural_rejection (RBF-SVM neural rejection on features)."""
 
 import numpy as np
 import pytest
 
-from fairrobust.rejection import NeuralRejection
+from fairrobust.neural_rejection import NeuralRejection
 
 
 def blobs(n_per=60, d=4, k=3, spread=0.5, seed=0):

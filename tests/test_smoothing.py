@@ -227,7 +227,7 @@ def test_sample_counts_under_outer_jit_matches_eager():
 
 @pytest.mark.parametrize("name", ["gaussian", "laplace", "uniform"])
 def test_noise_families_unit_std(name):
-    fn = S._resolve_noise(name)
+    fn = S.resolve_noise(name)
     z = np.asarray(fn(jax.random.key(0), (200_000,), jnp.float32))
     # std error of the sample variance is < 0.01 for these families at n = 2e5.
     assert abs(z.mean()) < 0.01 and abs(z.var() - 1.0) < 0.03

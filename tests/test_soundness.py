@@ -1,4 +1,6 @@
-"""Tests of fairrobust.soundness on tiny models whose optimal attacks are known.
+"""Soundness checks (fairrobust.evaluation), EOT and transfer attacks on tiny models.
+
+The models are chosen so that their optimal attacks are known.
 
 Models (all pure jnp, binary, T = 16 samples):
 
@@ -28,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fairrobust import attacks, soundness
+from fairrobust import attacks, evaluation
+from fairrobust.attacks import eot as attacks_eot
 
 T = 16
 N = 48
@@ -79,7 +82,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def conv(data):
-    return soundness.attack_convergence(
+    return evaluation.attack_convergence(
         linear_apply, data["v"], data["x"], data["y"], EPS, jax.random.key(0), steps=STEPS
     )
 
@@ -107,7 +110,7 @@ def test_convergence_matches_closed_form_and_passes(conv, data):
 def test_convergence_warns_on_broken_attack(data):
     # rel_step 0.01: 20 steps move only 0.2 eps, 10 steps 0.1 eps -> PGD weaker than
     # FGSM (broken) and still improving (not converged).
-    check = soundness.attack_convergence(
+    check = evaluation.attack_convergence(
         linear_apply, data["v"], data["x"], data["y"], EPS, jax.random.key(0),
         steps=STEPS, rel_step=0.01,
     )  # fmt: skip
@@ -124,23 +127,23 @@ def test_convergence_warns_on_broken_attack(data):
 
 def test_budget_curve_rules():
     eps = [0.0, 0.1, 0.2, 0.3]
-    good = soundness.budget_curve_check([0.9, 0.5, 0.2, 0.0], eps, num_classes=2)
+    good = evaluation.budget_curve_check([0.9, 0.5, 0.2, 0.0], eps, num_classes=2)
     assert good.verdict == "pass" and good.reasons == () and good.chance == 0.5
-    near_chance = soundness.budget_curve_check([0.9, 0.7, 0.6, 0.55], eps, num_classes=2)
+    near_chance = evaluation.budget_curve_check([0.9, 0.7, 0.6, 0.55], eps, num_classes=2)
     assert near_chance.verdict == "pass"  # within chance + 0.1
-    plateau = soundness.budget_curve_check([0.9, 0.8, 0.8, 0.8], eps, num_classes=2)
+    plateau = evaluation.budget_curve_check([0.9, 0.8, 0.8, 0.8], eps, num_classes=2)
     assert [r.split(":")[0] for r in plateau.reasons] == ["plateau_above_chance"]
-    bumpy = soundness.budget_curve_check([0.9, 0.3, 0.5, 0.0], eps, num_classes=10)
+    bumpy = evaluation.budget_curve_check([0.9, 0.3, 0.5, 0.0], eps, num_classes=10)
     assert [r.split(":")[0] for r in bumpy.reasons] == ["non_monotone"]
     assert "eps=0.1 to eps=0.2" in bumpy.reasons[0]
     # unsorted input is sorted by epsilon first
-    shuffled = soundness.budget_curve_check([0.0, 0.9, 0.2, 0.5], [0.3, 0.0, 0.2, 0.1], 2)
+    shuffled = evaluation.budget_curve_check([0.0, 0.9, 0.2, 0.5], [0.3, 0.0, 0.2, 0.1], 2)
     np.testing.assert_allclose(shuffled.accuracy, [0.9, 0.5, 0.2, 0.0])
     assert shuffled.verdict == "pass"
 
 
 def test_gradient_masked_model_plateaus(data):
-    check = soundness.attack_convergence(
+    check = evaluation.attack_convergence(
         masked_apply, data["v"], data["x"], data["y"], EPS, jax.random.key(0), steps=STEPS
     )
     # Zero gradients: every attack leaves x unchanged, so the step-count check cannot
@@ -148,7 +151,7 @@ def test_gradient_masked_model_plateaus(data):
     assert check.verdict == "pass"
     assert np.all(check.accuracy == check.accuracy[0, 0])
     # ... but the budget curve stays at clean accuracy, far above chance.
-    budget = soundness.budget_curve_check(check.accuracy[-1], EPS, num_classes=2)
+    budget = evaluation.budget_curve_check(check.accuracy[-1], EPS, num_classes=2)
     assert budget.verdict == "warn"
     assert budget.reasons[0].startswith("plateau_above_chance")
 
@@ -157,12 +160,12 @@ def test_gradient_masked_model_plateaus(data):
 
 
 def test_restarts_closed_form_and_determinism(data):
-    worst = soundness.random_restarts(
+    worst = evaluation.random_restarts(
         linear_apply, data["v"], data["x"], data["y"], EPS, jax.random.key(3),
         restarts=2, num_steps=20,
     )  # fmt: skip
     np.testing.assert_array_equal(worst, data["closed"])  # the optimum from any start
-    single = soundness.random_restarts(
+    single = evaluation.random_restarts(
         linear_apply, data["v"], data["x"], data["y"], 0.05, jax.random.key(3),
         restarts=2, num_steps=20,
     )  # fmt: skip
@@ -173,10 +176,10 @@ def test_restarts_closed_form_and_determinism(data):
 def test_restarts_never_increase_accuracy(data):
     x, y, v = data["x"], data["y"], data["wiggly"]
     kw = {"num_steps": 20, "restarts": 3}
-    worst = soundness.random_restarts(wiggly_apply, v, x, y, EPS, jax.random.key(5), **kw)
+    worst = evaluation.random_restarts(wiggly_apply, v, x, y, EPS, jax.random.key(5), **kw)
     single = attacks.robust_correct(wiggly_apply, v, x, y, EPS, jax.random.key(0), num_steps=20)
     assert np.all(worst <= single)  # worst case implies the single run, elementwise
-    again = soundness.random_restarts(wiggly_apply, v, x, y, EPS, jax.random.key(5), **kw)
+    again = evaluation.random_restarts(wiggly_apply, v, x, y, EPS, jax.random.key(5), **kw)
     np.testing.assert_array_equal(worst, again)  # same key, same result
     # On the wiggly model the restarts find examples the single run missed.
     assert worst.sum() < single.sum()
@@ -187,7 +190,7 @@ def test_restarts_never_increase_accuracy(data):
 
 def test_transfer_from_same_model_equals_whitebox(data, conv):
     x, y, v = data["x"], data["y"], data["v"]
-    same = soundness.transfer_attack(
+    same = attacks.transfer_attack(
         linear_apply, v, linear_apply, v, x, y, EPS, jax.random.key(0), num_steps=20,
         batch_size=20,
     )  # fmt: skip
@@ -198,7 +201,7 @@ def test_transfer_from_same_model_equals_whitebox(data, conv):
     np.testing.assert_array_equal(same, conv.correct[-1])
     # An independent surrogate never beats the white-box optimum of a linear model.
     surrogate = {"w": jnp.asarray(_weights(7)), "b": jnp.float32(0.0)}
-    transfer = soundness.transfer_attack(
+    transfer = attacks.transfer_attack(
         linear_apply, surrogate, linear_apply, v, x, y, EPS, jax.random.key(0), num_steps=20,
         batch_size=20,
     )  # fmt: skip
@@ -212,7 +215,7 @@ def test_transfer_from_same_model_equals_whitebox(data, conv):
 
 def test_eot_with_vanishing_noise_is_pgd(data):
     x, y, v = jnp.asarray(data["x"]), jnp.asarray(data["y"]), data["wiggly"]
-    eot = soundness.eot_attack(
+    eot = attacks.eot_attack(
         wiggly_apply, v, x, y, 0.05, jax.random.key(1), sigma=1e-7, num_noise=1, num_steps=20
     )
     pgd = attacks.pgd(wiggly_apply, v, x, y, 0.05, jax.random.key(1), num_steps=20)
@@ -226,27 +229,27 @@ def test_eot_invariants_batching_and_keys(data, norm, random_start):
     kw = {"sigma": 0.1, "num_noise": 16, "num_steps": 20, "norm": norm}
     kw["random_start"] = random_start
     key = jax.random.key(2)
-    adv = np.asarray(soundness.eot_attack(wiggly_apply, v, x, y, 0.1, key, **kw))
+    adv = np.asarray(attacks.eot_attack(wiggly_apply, v, x, y, 0.1, key, **kw))
     assert adv.shape == x.shape and np.all(np.isfinite(adv))
     assert np.all(np.abs(adv) <= 1.0)
     dist = np.abs(adv - x).max(1) if norm == "linf" else np.linalg.norm(adv - x, axis=1)
     assert np.all(dist <= 0.1 + 1e-5) and np.any(dist > 0.05)
-    other = soundness.eot_attack(wiggly_apply, v, x, y, 0.1, jax.random.key(3), **kw)
+    other = attacks.eot_attack(wiggly_apply, v, x, y, 0.1, jax.random.key(3), **kw)
     assert not np.allclose(other, adv)
     if norm == "linf":
         # Per-example noise keys: the result does not depend on the batch size.
-        batched = soundness.eot_attack(wiggly_apply, v, x, y, 0.1, key, batch_size=7, **kw)
+        batched = attacks.eot_attack(wiggly_apply, v, x, y, 0.1, key, batch_size=7, **kw)
         np.testing.assert_allclose(batched, adv, atol=1e-6)
 
 
 def test_eot_eps_sweep_compiles_once(data):
     x, y, v = data["x"], data["y"], data["wiggly"]
     kw = {"sigma": 0.1, "num_noise": 16, "num_steps": 20}  # as in the smoothing tests: cached
-    soundness.eot_attack(wiggly_apply, v, x, y, 0.01, jax.random.key(0), **kw)
-    before = soundness._eot_kernel._cache_size()
+    attacks.eot_attack(wiggly_apply, v, x, y, 0.01, jax.random.key(0), **kw)
+    before = attacks_eot._eot_kernel._cache_size()
     for eps in (0.02, 0.05, 0.3):
-        soundness.eot_attack(wiggly_apply, v, x, y, eps, jax.random.key(0), **kw)
-    assert soundness._eot_kernel._cache_size() == before
+        attacks.eot_attack(wiggly_apply, v, x, y, eps, jax.random.key(0), **kw)
+    assert attacks_eot._eot_kernel._cache_size() == before
 
 
 def _linear_eot_gradient_oracle(w, x, y, sigma, objective, draws=200_000, seed=0):
@@ -264,7 +267,7 @@ def _linear_eot_gradient_oracle(w, x, y, sigma, objective, draws=200_000, seed=0
     return -s[:, 0] * (p * (1.0 - p)).mean(1) / p.mean(1)
 
 
-@pytest.mark.parametrize("objective", soundness.OBJECTIVES)
+@pytest.mark.parametrize("objective", attacks.OBJECTIVES)
 def test_eot_gradient_converges_to_oracle(data, objective):
     x, y, v = data["x"][:8], data["y"][:8], data["v"]
     w = np.asarray(v["w"], np.float64)
@@ -272,7 +275,7 @@ def test_eot_gradient_converges_to_oracle(data, objective):
     ref = c_ref[:, None] * w[None, :]
 
     def err(m: int) -> float:
-        g = soundness.eot_gradient(
+        g = attacks.eot_gradient(
             linear_apply, v, x, y, jax.random.key(1), sigma=0.2, num_noise=m, objective=objective
         )
         g = np.asarray(g)
@@ -286,9 +289,9 @@ def test_eot_gradient_converges_to_oracle(data, objective):
 
 def test_eot_beats_plain_attack_when_smoothing_matters(data):
     x, y, v = data["x"], data["y"], data["wiggly"]
-    cfg = soundness.SmoothingAttackConfig(sigma=0.1, num_noise=16, num_samples=32)
+    cfg = evaluation.SmoothingAttackConfig(sigma=0.1, num_noise=16, num_samples=32)
     eps = np.array([0.0, 0.1], np.float32)
-    check = soundness.smoothed_robust_correct(
+    check = evaluation.smoothed_robust_correct(
         wiggly_apply, v, x, y, eps, jax.random.key(0), num_classes=2,
         smoothing_config=cfg, num_steps=20,
     )  # fmt: skip
@@ -300,7 +303,7 @@ def test_eot_beats_plain_attack_when_smoothing_matters(data):
     assert check.reasons[0].startswith("plain_overestimates: eps=0.1")
     np.testing.assert_array_equal(check.strongest_correct, check.eot_correct & check.plain_correct)
     # Noise and evaluation draws are keyed by example index: batching changes nothing.
-    rebatched = soundness.smoothed_robust_correct(
+    rebatched = evaluation.smoothed_robust_correct(
         wiggly_apply, v, x, y, eps[1:], jax.random.key(0), num_classes=2,
         smoothing_config=cfg, num_steps=20, batch_size=7,
     )  # fmt: skip
@@ -314,12 +317,12 @@ def test_eot_beats_plain_attack_when_smoothing_matters(data):
 def test_strongest_attack_correct():
     a = np.array([[True, True, False], [True, False, False]])
     b = np.array([[True, False, True], [True, True, False]])
-    np.testing.assert_array_equal(soundness.strongest_attack_correct(a, b), a & b)
-    np.testing.assert_array_equal(soundness.strongest_attack_correct(a), a)
+    np.testing.assert_array_equal(evaluation.strongest_attack_correct(a, b), a & b)
+    np.testing.assert_array_equal(evaluation.strongest_attack_correct(a), a)
     with pytest.raises(ValueError, match="correct_arrays"):
-        soundness.strongest_attack_correct()
+        evaluation.strongest_attack_correct()
     with pytest.raises(ValueError, match="correct_arrays"):
-        soundness.strongest_attack_correct(a, b[:, :2])
+        evaluation.strongest_attack_correct(a, b[:, :2])
 
 
 # ----------------------------------------------------------------------------- report
@@ -330,7 +333,7 @@ def report(data):
     masks = np.stack([data["y"] == 0, data["y"] == 1])
 
     def run():
-        return soundness.run_soundness_checks(
+        return evaluation.run_soundness_checks(
             linear_apply, data["v"], data["x"], data["y"], EPS, jax.random.key(4),
             num_classes=2, steps=STEPS, restarts=2,
             surrogate=(linear_apply, {"w": jnp.asarray(_weights(7)), "b": jnp.float32(0.0)}),
@@ -342,7 +345,7 @@ def report(data):
 
 def test_report_linear_model_passes(report, data):
     rep, _ = report
-    assert rep.verdict == "pass", rep.to_markdown()
+    assert rep.verdict == "pass", [c.summary() for c in rep.checks]
     assert [c.name for c in rep.checks] == [
         "attack convergence", "budget curve", "random restarts", "transfer attack",
         "adaptive attack on smoothing",
@@ -370,22 +373,27 @@ def test_report_serialises_and_is_deterministic(report):
     full = rep.to_dict(include_examples=True)
     assert np.array_equal(np.asarray(full["strongest_correct"]), rep.strongest_correct)
     json.dumps(full, allow_nan=False)
-    md = rep.to_markdown()
-    assert md.startswith("## Evaluation soundness")
-    assert "| attack convergence | pass |" in md and "Defense Parity" in md
-    assert "| smoothed: EOT |" in md and "Warnings:" not in md
+    # What the report renders (fairrobust.report): one verdict and summary line per
+    # check, accuracy and Defense Parity per attack, and no warnings.
+    assert [c.verdict for c in rep.checks] == ["pass"] * 5
+    assert all(c.summary() for c in rep.checks)
+    assert rep.convergence.summary().startswith("steps [1, 10, 20]; PGD-20 acc [")
+    assert rep.parity is not None and "smoothed: EOT" in rep.accuracy
+    assert [r for c in rep.checks for r in c.all_reasons] == []
 
 
 def test_report_shows_warnings(data):
-    rep = soundness.run_soundness_checks(
+    rep = evaluation.run_soundness_checks(
         masked_apply, data["v"], data["x"], data["y"], EPS, jax.random.key(0),
         num_classes=2, steps=STEPS, restarts=None,
     )  # fmt: skip
     assert rep.verdict == "warn" and rep.budget.verdict == "warn"
     assert rep.restarts is None and rep.transfer is None and rep.smoothing is None
     assert rep.parity is None
-    md = rep.to_markdown()
-    assert "| budget curve | warn |" in md and "- plateau_above_chance" in md
+    budget = rep.checks[1]
+    assert budget.name == "budget curve" and budget.verdict == "warn"
+    assert budget.summary().startswith("acc ") and "chance 0.500" in budget.summary()
+    assert any(r.startswith("plateau_above_chance") for r in budget.all_reasons)
     json.dumps(rep.to_dict(), allow_nan=False)
 
 
@@ -402,57 +410,57 @@ _V = {"w": jnp.zeros(T), "b": jnp.float32(0.0)}
 @pytest.mark.parametrize(
     ("call", "param"),
     [
-        (lambda x, y: soundness.attack_convergence(
+        (lambda x, y: evaluation.attack_convergence(
             linear_apply, _V, x, y, [-0.1], jax.random.key(0)), "epsilons"),
-        (lambda x, y: soundness.attack_convergence(
+        (lambda x, y: evaluation.attack_convergence(
             linear_apply, _V, x, y, [0.1], jax.random.key(0), steps=(0, 10)), "steps"),
-        (lambda x, y: soundness.attack_convergence(
+        (lambda x, y: evaluation.attack_convergence(
             linear_apply, _V, x, y, [0.1], jax.random.key(0), steps=(10,)), "steps"),
-        (lambda x, y: soundness.attack_convergence(
+        (lambda x, y: evaluation.attack_convergence(
             linear_apply, _V, x, y, [0.1], jax.random.key(0), norm="l3"), "norm"),
-        (lambda x, y: soundness.attack_convergence(
+        (lambda x, y: evaluation.attack_convergence(
             linear_apply, _V, x, y, [0.1], jax.random.key(0), tolerance=2), "tolerance"),
-        (lambda x, y: soundness.random_restarts(
+        (lambda x, y: evaluation.random_restarts(
             linear_apply, _V, x, y, -1.0, jax.random.key(0)), "eps"),
-        (lambda x, y: soundness.random_restarts(
+        (lambda x, y: evaluation.random_restarts(
             linear_apply, _V, x, y, 0.1, jax.random.key(0), restarts=0), "restarts"),
-        (lambda x, y: soundness.random_restarts(
+        (lambda x, y: evaluation.random_restarts(
             linear_apply, _V, x, y, 0.1, jax.random.key(0), num_steps=0), "num_steps"),
-        (lambda x, y: soundness.eot_attack(
+        (lambda x, y: attacks.eot_attack(
             linear_apply, _V, x, y, 0.1, jax.random.key(0), sigma=0.0), "sigma"),
-        (lambda x, y: soundness.eot_attack(
+        (lambda x, y: attacks.eot_attack(
             linear_apply, _V, x, y, 0.1, jax.random.key(0), sigma=-1.0), "sigma"),
-        (lambda x, y: soundness.eot_attack(
+        (lambda x, y: attacks.eot_attack(
             linear_apply, _V, x, y, 0.1, jax.random.key(0), sigma=0.1, num_noise=0),
          "num_noise"),
-        (lambda x, y: soundness.eot_attack(
+        (lambda x, y: attacks.eot_attack(
             linear_apply, _V, x, y, [0.1, 0.2], jax.random.key(0), sigma=0.1), "eps"),
-        (lambda x, y: soundness.eot_attack(
+        (lambda x, y: attacks.eot_attack(
             linear_apply, _V, x, y, 0.1, jax.random.key(0), sigma=0.1, objective="x"),
          "objective"),
-        (lambda x, y: soundness.eot_attack(
+        (lambda x, y: attacks.eot_attack(
             linear_apply, _V, x, y, 0.1, jax.random.key(0), sigma=0.1, noise="pink"), "noise"),
-        (lambda x, y: soundness.eot_gradient(
+        (lambda x, y: attacks.eot_gradient(
             linear_apply, _V, x, y, jax.random.key(0), sigma=0.1, num_noise=0), "num_noise"),
-        (lambda x, y: soundness.transfer_attack(
+        (lambda x, y: attacks.transfer_attack(
             linear_apply, _V, linear_apply, _V, x, y, [float("nan")], jax.random.key(0)),
          "epsilons"),
-        (lambda x, y: soundness.smoothed_robust_correct(
+        (lambda x, y: evaluation.smoothed_robust_correct(
             linear_apply, _V, x, y, [0.1], jax.random.key(0), num_classes=2,
             smoothing_config=(0.0, 4, 10)), "sigma"),
-        (lambda x, y: soundness.smoothed_robust_correct(
+        (lambda x, y: evaluation.smoothed_robust_correct(
             linear_apply, _V, x, y, [0.1], jax.random.key(0), num_classes=2,
             smoothing_config=(0.1, 4, 0)), "num_samples"),
-        (lambda x, y: soundness.budget_curve_check([0.5], [0.1], num_classes=1), "num_classes"),
-        (lambda x, y: soundness.budget_curve_check([0.5, 0.2], [0.1], 2), "accuracies"),
-        (lambda x, y: soundness.budget_curve_check([1.5], [0.1], 2), "accuracies"),
-        (lambda x, y: soundness.run_soundness_checks(
+        (lambda x, y: evaluation.budget_curve_check([0.5], [0.1], num_classes=1), "num_classes"),
+        (lambda x, y: evaluation.budget_curve_check([0.5, 0.2], [0.1], 2), "accuracies"),
+        (lambda x, y: evaluation.budget_curve_check([1.5], [0.1], 2), "accuracies"),
+        (lambda x, y: evaluation.run_soundness_checks(
             linear_apply, _V, x, y, [0.1], jax.random.key(0), num_classes=2, restarts=0),
          "restarts"),
-        (lambda x, y: soundness.run_soundness_checks(
+        (lambda x, y: evaluation.run_soundness_checks(
             linear_apply, _V, x, y, [0.1], jax.random.key(0), num_classes=2,
             masks=np.ones((2, 3), bool)), "masks"),
-        (lambda x, y: soundness.attack_convergence(
+        (lambda x, y: evaluation.attack_convergence(
             linear_apply, _V, x[0], y, [0.1], jax.random.key(0)), "x, y"),
     ],
 )  # fmt: skip
@@ -475,7 +483,7 @@ def test_m5_convergence_and_report():
     apply_fn = models.logits_fn(model)
     x = np.asarray(jax.random.uniform(jax.random.key(1), (6, length), minval=-0.5, maxval=0.5))
     y = np.asarray(jnp.argmax(apply_fn(variables, jnp.asarray(x)), -1)).astype(np.int32)
-    rep = soundness.run_soundness_checks(
+    rep = evaluation.run_soundness_checks(
         apply_fn, variables, x, y, [0.0, 0.01, 0.1], jax.random.key(2), num_classes=3,
         steps=(1, 5, 10), restarts=1, smoothing_config=(0.05, 2, 8), batch_size=3,
     )  # fmt: skip

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fairrobust import models, train
+from fairrobust import evaluation, models, train
 from fairrobust.data.dataset import AudioDataset
 
 T = 7000
@@ -95,7 +95,7 @@ def test_noise_only_on_training_batches(ds):
     # validation is clean: the val metrics of a noisy run equal a direct clean evaluation
     res = train.train(ds, noisy, progress=False)
     val = ds.split("val")
-    loss, acc = train._evaluate(res.apply_fn, res.variables, val.waveforms, val.labels, 256)
+    loss, acc = train.evaluate(res.apply_fn, res.variables, val.waveforms, val.labels, 256)
     assert res.history[0]["val_loss"] == pytest.approx(loss, rel=1e-5)
     assert res.history[0]["val_acc"] == pytest.approx(acc)
     # ... unless val_noise_std asks for noisy validation (fixed key: deterministic)
@@ -175,7 +175,7 @@ def test_tricks_model_trains_and_helpers(ds):
     np.testing.assert_allclose(
         logits, train.predict_logits(res.apply_fn, res.variables, ds.waveforms), atol=1e-5
     )
-    acc = train.accuracy_by_split(res.apply_fn, res.variables, ds)
+    acc = evaluation.accuracy_by_split(res.apply_fn, res.variables, ds)
     assert set(acc) == {"train", "val", "test"} and all(0 <= a <= 1 for a in acc.values())
 
 
@@ -183,7 +183,7 @@ def test_learns_separable_tones(ds):
     config = dataclasses.replace(CFG, width=8, epochs=6, lr=1e-2)
     res = train.train(ds, config, progress=False)
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
-    assert train.accuracy_by_split(res.apply_fn, res.variables, ds)["train"] >= 0.75
+    assert evaluation.accuracy_by_split(res.apply_fn, res.variables, ds)["train"] >= 0.75
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ def test_config_round_trip_and_schedule():
     assert train.TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="bogus"):
         train.TrainConfig.from_dict({"bogus": 1})
-    sched = train._schedule(cfg, steps_per_epoch=10)
+    sched = train.lr_schedule(cfg, steps_per_epoch=10)
     # lr * 0.9 ** floor(epoch / 5): epochs 0-4 at 1e-3, 5-9 at 9e-4, 10 at 8.1e-4
     assert float(sched(0)) == pytest.approx(1e-3)
     assert float(sched(49)) == pytest.approx(1e-3)

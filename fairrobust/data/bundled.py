@@ -28,7 +28,7 @@ from fairrobust.data.wuw import (
     WUW_ATTRIBUTES,
     WUW_CLASSES,
     WUW_SAMPLE_RATE,
-    _Entry,
+    WuwEntry,
     keyword_bounds,
     plan_clips,
 )
@@ -132,7 +132,7 @@ def load_bundled(
     loaded: dict[str, np.ndarray] = {}  # audio is decompressed only on a cache miss
     rows = meta["entries"]
     entries = [
-        _Entry(
+        WuwEntry(
             row=f"bundled entry {i} ({r['filePath']})",
             rel=r["filePath"],
             session=r["session"],

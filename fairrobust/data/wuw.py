@@ -37,6 +37,7 @@ __all__ = [
     "WUW_ATTRIBUTES",
     "WUW_CLASSES",
     "WUW_SAMPLE_RATE",
+    "WuwEntry",
     "keyword_bounds",
     "load_wuw",
     "normalize_transcription",
@@ -89,8 +90,8 @@ def keyword_bounds(start: float, end: float, margin: float, n: int, sr: int = WU
 
 
 @dataclasses.dataclass
-class _Entry:
-    """A checked data.json entry."""
+class WuwEntry:
+    """A checked entry of the WUW ``data.json`` (``parse_entries``; the bundled set too)."""
 
     row: str  # "data.json entry 17 (calls/...)"
     rel: str
@@ -103,7 +104,7 @@ class _Entry:
     attributes: dict[str, str]
 
 
-def parse_entries(entries: Any, source: str) -> list[_Entry]:
+def parse_entries(entries: Any, source: str) -> list[WuwEntry]:
     """Check the data.json entry list; a bad entry raises naming its index and keys."""
     if not isinstance(entries, Sequence) or isinstance(entries, str):
         raise ValueError(f"{source}: expected a list of entries under 'entries'")
@@ -124,7 +125,7 @@ def parse_entries(entries: Any, source: str) -> list[_Entry]:
                 f"{e['utteranceNumber']!r}, {e['startTime']!r}, {e['endTime']!r}"
             ) from None
         out.append(
-            _Entry(
+            WuwEntry(
                 row=row,
                 rel=str(e["filePath"]),
                 session=str(e["sessionNumber"]),
@@ -140,7 +141,7 @@ def parse_entries(entries: Any, source: str) -> list[_Entry]:
 
 
 def plan_clips(
-    entries: list[_Entry],
+    entries: list[WuwEntry],
     sessions: Sequence[str],
     file_samples: Mapping[str, int | None],
     *,

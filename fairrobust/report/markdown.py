@@ -237,7 +237,7 @@ def _soundness_section(data: RunData) -> list[str]:
         "## Soundness of the attack evaluation",
         "",
         "Not run in this run folder (no `results/soundness.md`). Defense Parity is only "
-        "as good as the attack behind it; see `fairrobust.soundness`.",
+        "as good as the attack behind it; see `fairrobust.evaluation`.",
         "",
     ]
 

@@ -69,7 +69,7 @@ def render_soundness(rec: Mapping[str, Any]) -> str:
         "## Soundness of the attack evaluation",
         "",
         "A Defense Parity number is only as good as the attack behind it. These checks "
-        "(`fairrobust.soundness`; Carlini et al. 2019, Athalye et al. 2018) re-attack the "
+        "(`fairrobust.evaluation`; Carlini et al. 2019, Athalye et al. 2018) re-attack the "
         "clean baseline and the most robust model with more steps, FGSM, random restarts and a "
         "transfer attack, and attack the randomized-smoothing classifier adaptively (EOT).",
         "",

@@ -414,7 +414,7 @@ REJECTION_PRESETS: dict[str, RejectionConfig] = {
 class SoundnessConfig:
     """Settings of the attack-soundness checks ``fairrobust run`` adds (issue 7).
 
-    The checks (``fairrobust.soundness``) run on the attacked models of the
+    The checks (``fairrobust.evaluation``) run on the attacked models of the
     robustness study named in ``models`` and, with ``smoothing``, on the rejection
     study's randomized-smoothing base model; ``--no-soundness`` skips them and a
     ``[soundness]`` table of the ``--config`` file overrides these fields.

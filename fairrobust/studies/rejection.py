@@ -93,7 +93,7 @@ import numpy as np
 from fairrobust import _io, metrics, smoothing
 from fairrobust.data import AudioDataset
 from fairrobust.groups import Groups, all_groups, parse_intersections, training_group_sizes
-from fairrobust.rejection import NeuralRejection
+from fairrobust.neural_rejection import NeuralRejection
 from fairrobust.studies._store import (
     TrainedModel,
     cached_batches,

@@ -61,7 +61,7 @@ RUN_PREFIX = "run"
 SUMMARY_STEM = f"{RUN_PREFIX}_summary"
 #: ``results/run_findings.json``: the findings sentences with their numbers.
 FINDINGS_FILE = f"{RUN_PREFIX}_findings.json"
-#: Attack name of the per-clip worst case over every base-model attack (fairrobust.soundness).
+#: Attack name of the per-clip worst case over every base-model attack (fairrobust.evaluation).
 STRONGEST = "strongest (base model)"
 
 

@@ -2,7 +2,7 @@
 
 Every function here computes exactly what its one-device counterpart computes for
 the same key (``smoothing.sample_counts``, ``attacks.robust_correct``,
-``metrics.rejection_curves``; ``fairrobust.grid`` does the same for grid training),
+``metrics.rejection_curves``; ``fairrobust.engine.grid`` does the same for grid training),
 splitting one axis of independent work over a 1-D device mesh with
 ``jax.shard_map``:
 
@@ -16,7 +16,7 @@ splitting one axis of independent work over a 1-D device mesh with
 * ``rejection_curves`` splits the leading (N / model / sweep) axis of the statistic.
 
 Arrays whose split axis does not divide by the device count are padded (with copies
-of the first rows) and the padding is dropped from the result.
+of row 0, ``fairrobust._batching``) and the padding is dropped from the result.
 
 Host-side CPU devices: the flag below splits one CPU into several JAX devices. It
 must be set before JAX initialises (before ``import jax`` in a fresh process)::
@@ -61,11 +61,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jaxlib.version
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fairrobust import attacks, metrics, smoothing
+from fairrobust import attacks, smoothing
+from fairrobust._batching import pad_leading, padded_batches
+from fairrobust._checks import check_choice, fail
+from fairrobust.metrics.rejection import rejection_curves_args, rejection_kernel
 
 __all__ = [
     "AXIS",
@@ -80,6 +84,7 @@ __all__ = [
     "robust_correct",
     "sample_counts",
     "shard_leading",
+    "warn_host_conv",
 ]
 
 #: Name of the mesh axis every function here splits over.
@@ -102,7 +107,7 @@ def device_mesh(devices: Sequence[Any] | None = None) -> Mesh:
     """
     devs = list(jax.devices() if devices is None else devices)
     if not devs:
-        raise ValueError("devices: expected at least one device, got none")
+        fail("devices", "at least one device", "none")
     return Mesh(np.asarray(devs), (AXIS,))
 
 
@@ -110,28 +115,8 @@ def _mesh(mesh: Mesh | None) -> Mesh:
     if mesh is None:
         return device_mesh()
     if not isinstance(mesh, Mesh) or AXIS not in mesh.axis_names or len(mesh.axis_names) != 1:
-        raise ValueError(f"mesh: expected a 1-D jax.sharding.Mesh with axis {AXIS!r}, got {mesh!r}")
+        fail("mesh", f"a 1-D jax.sharding.Mesh with axis {AXIS!r}", repr(mesh))
     return mesh
-
-
-def pad_leading(tree: Any, multiple: int) -> tuple[Any, int]:
-    """Pads every leaf's leading axis to a multiple of ``multiple`` with copies of row 0.
-
-    Returns:
-      ``(padded tree, original length)``.
-    """
-    leaves = jax.tree_util.tree_leaves(tree)
-    n = int(leaves[0].shape[0])
-    pad = (-n) % multiple
-
-    def one(a: Any) -> Any:
-        if pad == 0:
-            return a
-        a = jnp.asarray(a)
-        fill = jnp.broadcast_to(a[:1], (pad, *a.shape[1:]))
-        return jnp.concatenate([a, fill])
-
-    return jax.tree_util.tree_map(one, tree), n
 
 
 def shard_leading(tree: Any, mesh: Mesh | None = None) -> Any:
@@ -186,8 +171,6 @@ def _has_primitive(jaxpr: Any, name: str) -> bool:
 
 
 def _jaxlib_version() -> tuple[int, ...]:
-    import jaxlib.version
-
     return tuple(int(p) for p in jaxlib.version.__version__.split(".")[:2] if p.isdigit())
 
 
@@ -231,7 +214,13 @@ def _abstract(a: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(np.shape(a), np.result_type(a))
 
 
-def _warn_host_conv(where: str, mesh: Mesh, apply_fn: Callable, variables: Any, x: Any) -> None:
+def warn_host_conv(where: str, mesh: Mesh, apply_fn: Callable, variables: Any, x: Any) -> None:
+    """Warns :data:`HOST_DEVICES_WARNING` (``RuntimeWarning``) when :func:`host_conv_hazard`.
+
+    Args:
+      where: the calling function, named in the message (``"grid.make_grid_step"``).
+      mesh, apply_fn, variables, x: as in :func:`host_conv_hazard`.
+    """
     if host_conv_hazard(mesh, apply_fn, variables, x):
         msg = HOST_DEVICES_WARNING.format(where=where, devices=mesh.devices.size)
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
@@ -243,11 +232,11 @@ def _counts_program(mesh: Mesh, apply_fn: Callable, split: str, per_device: int,
     kwargs = dict(kw)
 
     def by_inputs(variables, x, key, sigma, idx):
-        return smoothing._counts_kernel(apply_fn, variables, x, key, sigma, idx, **kwargs)
+        return smoothing.counts_kernel(apply_fn, variables, x, key, sigma, idx, **kwargs)
 
     def by_draws(variables, x, key, sigma, idx):
         start = jax.lax.axis_index(AXIS) * per_device
-        counts = smoothing._counts_kernel(
+        counts = smoothing.counts_kernel(
             apply_fn, variables, x, key, sigma, idx, draw_start=start, **kwargs
         )
         return jax.lax.psum(counts, AXIS)
@@ -318,11 +307,10 @@ def sample_counts(
     Raises:
       ValueError: as ``smoothing.sample_counts``, or an unknown ``split`` / bad mesh.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    check_choice("split", split, SPLITS)
     m = _mesh(mesh)
     d = m.devices.size
-    (x, sigma_arr, idx), kw, squeeze = smoothing._prepare_counts(
+    (x, sigma_arr, idx), kw, squeeze = smoothing.prepare_counts(
         x,
         sigma,
         indices,
@@ -338,7 +326,7 @@ def sample_counts(
         linear_stem=linear_stem,
     )
     b = x.shape[0]
-    _warn_host_conv("parallel.sample_counts", m, apply_fn, variables, x[:1])
+    warn_host_conv("parallel.sample_counts", m, apply_fn, variables, x[:1])
     per_device = 0
     if split == "inputs":
         (x, idx), _ = pad_leading((x, idx), d)
@@ -357,12 +345,12 @@ def sample_counts(
 def _sweep_program(
     mesh: Mesh, apply_fn: Callable, num_steps: int, norm: str, random_start: bool, block_rows: int
 ):
-    """Jitted shard_map running one ``attacks._sweep_correct`` batch per device."""
+    """Jitted shard_map running one ``attacks.sweep_correct`` batch per device."""
 
     def body(variables, xb, yb, eps, keys, rel_step):
         # Leading axis: the batches this device holds (one per device).
         def one(x1, y1, k1):
-            return attacks._sweep_correct(
+            return attacks.sweep_correct(
                 apply_fn, variables, x1, y1, eps, k1, rel_step,
                 num_steps=num_steps, norm=norm, random_start=random_start,
                 block_rows=block_rows,
@@ -395,7 +383,7 @@ def robust_correct(
     """``attacks.robust_correct`` with its batches spread over the devices; identical result.
 
     The examples are cut into batches of ``batch_size`` exactly as
-    ``attacks.robust_correct`` cuts them (the last padded with the first rows, batch
+    ``attacks.robust_correct`` cuts them (the last padded with copies of row 0, batch
     ``j`` attacked with ``fold_in(key, j)``, all epsilons in one call with the same
     ``block_rows``); ``D``
     batches run at once, batch ``j`` on device ``j mod D``.
@@ -408,7 +396,7 @@ def robust_correct(
     Returns:
       Boolean array ``(e, n)``: ``correct[i, k] = [f(PGD_{eps_i}(x_k)) == y_k]``.
     """
-    x, y, eps, bs, rows = attacks._prepare_sweep(
+    x, y, eps, bs, rows = attacks.prepare_sweep(
         x, y, epsilons, num_steps, norm, batch_size, block_rows
     )
     m = _mesh(mesh)
@@ -417,15 +405,15 @@ def robust_correct(
     out = np.zeros((eps.shape[0], n), dtype=bool)
     if n == 0:
         return out
-    _warn_host_conv("parallel.robust_correct", m, apply_fn, variables, x[:1])
+    warn_host_conv("parallel.robust_correct", m, apply_fn, variables, x[:1])
     zero = np.asarray(eps) == 0  # clean rows, no attack (as attacks.robust_correct)
     if zero.any():
-        out[zero] = attacks._clean_rows(apply_fn, variables, x, y, bs)[None]
+        out[zero] = attacks.clean_correct(apply_fn, variables, x, y, bs)[None]
     attacked = np.flatnonzero(~zero)
     if attacked.size == 0:
         return out
     eps_a = eps[attacked]
-    xb, yb = attacks._padded_batches(x, y, bs)
+    xb, yb = padded_batches((x, y), bs)
     n_batches = xb.shape[0]
     keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_batches))
     prog = _sweep_program(m, apply_fn, int(num_steps), norm, bool(random_start), rows)
@@ -449,7 +437,7 @@ def robust_correct(
 @functools.lru_cache(maxsize=32)
 def _rejection_program(mesh: Mesh, reject_if: str):
     def body(stat, thresholds, masks, weights):
-        return metrics._rejection(stat, thresholds, masks, weights, reject_if)
+        return rejection_kernel(stat, thresholds, masks, weights, reject_if)
 
     specs = (P(AXIS), P(), P(), P(AXIS))
     return jax.jit(
@@ -475,14 +463,11 @@ def rejection_curves(
     Returns:
       float ``[..., a, g]`` in [0, 1]; NaN for empty groups (with a ``RuntimeWarning``).
     """
-    metrics._choice(reject_if, "reject_if", metrics._REJECT_IF)
-    s = metrics._as_values(stat, "stat")
-    t = metrics._as_grid(thresholds, "thresholds")
-    msk = metrics._as_masks(masks, s.shape[-1], "rejection_curves")
-    metrics._warn_empty(msk, "rejection_curves")
-    w = metrics._as_weights(weights, s.shape, s.dtype)
+    s, t, msk, w = rejection_curves_args(
+        stat, thresholds, masks, reject_if=reject_if, weights=weights
+    )
     m = _mesh(mesh)
     lead, n = s.shape[:-1], s.shape[-1]
     (flat, wflat), rows = pad_leading((s.reshape(-1, n), w.reshape(-1, n)), m.devices.size)
-    out = _rejection_program(m, reject_if)(flat, t.astype(s.dtype), msk, wflat)[:rows]
+    out = _rejection_program(m, reject_if)(flat, t, msk, wflat)[:rows]
     return out.reshape((*lead, t.shape[0], msk.shape[0]))

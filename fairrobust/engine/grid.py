@@ -6,7 +6,7 @@ Training them one after another leaves a CPU core or an accelerator mostly idle 
 small per-step work; here the K members' parameters, BatchNorm statistics and Adam
 states are stacked along a leading axis and ONE jitted step updates all of them
 (``jax.vmap`` of the per-member step), optionally split over devices
-(``jax.shard_map`` over the member axis, see ``fairrobust.parallel``).
+(``jax.shard_map`` over the member axis, see ``fairrobust.engine.parallel``).
 
 Each member follows exactly the recipe of ``fairrobust.train.train`` (same
 initialisation key, shuffling, per-step keys, Gaussian augmentation, PGD-AT joint
@@ -26,7 +26,6 @@ Not supported here (use ``train.train``): checkpoint files and resuming.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
@@ -40,7 +39,9 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from fairrobust import _io, attacks, models, parallel, train
+from fairrobust import _io, attacks, models, train
+from fairrobust._checks import check_choice
+from fairrobust.engine import parallel
 
 __all__ = [
     "MEMBER_STRATEGIES",
@@ -138,7 +139,7 @@ def init_states(
 
 @functools.lru_cache(maxsize=32)
 def _member_step(model: models.M5, adversarial: bool, at_steps: int):
-    """The per-member step of ``train._make_train_step`` with traced hyper-parameters."""
+    """The per-member step of ``train.make_train_step`` with traced hyper-parameters."""
     apply_eval = models.logits_fn(model)  # pyright: ignore[reportArgumentType]
 
     def step(state: train.TrainState, hp: Hyper, x: jax.Array, y: jax.Array, key: jax.Array):
@@ -147,9 +148,9 @@ def _member_step(model: models.M5, adversarial: bool, at_steps: int):
         x = x + hp.noise_std.astype(x.dtype) * jax.random.normal(k_noise, x.shape, x.dtype)
         inputs, labels = x, y
         if adversarial:
-            x_adv = attacks._pgd(
+            x_adv = attacks.pgd_kernel(
                 apply_eval,
-                train._variables(state.params, state.batch_stats),
+                train.model_variables(state.params, state.batch_stats),
                 x,
                 y,
                 hp.at_eps.astype(x.dtype),
@@ -166,7 +167,7 @@ def _member_step(model: models.M5, adversarial: bool, at_steps: int):
         b = x.shape[0]
 
         def loss_fn(params):
-            variables = train._variables(params, state.batch_stats)
+            variables = train.model_variables(params, state.batch_stats)
             if state.batch_stats:
                 logits, updates = model.apply(
                     variables, inputs, train=True, mutable=["batch_stats"]
@@ -193,8 +194,7 @@ MEMBER_STRATEGIES = ("auto", "vmap", "map")
 
 
 def _resolve_strategy(members: str) -> str:
-    if members not in MEMBER_STRATEGIES:
-        raise ValueError(f"members: expected one of {MEMBER_STRATEGIES}, got {members!r}")
+    check_choice("members", members, MEMBER_STRATEGIES)
     if members == "auto":
         return "map" if jax.default_backend() == "cpu" else "vmap"
     return members
@@ -266,7 +266,7 @@ def make_grid_step(
         variables = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), t))
         apply_fn = models.logits_fn(model)  # pyright: ignore[reportArgumentType]
         x = jax.ShapeDtypeStruct((1, t), jnp.float32)
-        parallel._warn_host_conv("grid.make_grid_step", mesh, apply_fn, variables, x)
+        parallel.warn_host_conv("grid.make_grid_step", mesh, apply_fn, variables, x)
     return _grid_program(model, c.at_eps > 0, int(c.at_steps), mesh, strategy)  # pyright: ignore[reportArgumentType]
 
 
@@ -320,21 +320,21 @@ def _train_group(dataset, configs, mesh, show_progress, strategy="vmap"):
     d = 1 if mesh is None else mesh.devices.size
     padded = list(configs) + [configs[0]] * ((-k_real) % d)
     c0 = configs[0]
-    val_ds, x_train, y_train, bs, steps_per_epoch = train._training_arrays(
+    val_ds, x_train, y_train, bs, steps_per_epoch = train.training_arrays(
         dataset, c0.batch_size, stacklevel=4
     )
     model = c0.make_model(dataset.num_classes)
     n, input_len = x_train.shape
 
     roots = [jax.random.key(c.seed) for c in padded]
-    k_shuffle = [jax.random.fold_in(r, train._TAG_SHUFFLE) for r in roots]
-    k_step = jnp.stack([jax.random.fold_in(r, train._TAG_STEP) for r in roots])
+    k_shuffle = [jax.random.fold_in(r, train.TAG_SHUFFLE) for r in roots]
+    k_step = jnp.stack([jax.random.fold_in(r, train.TAG_STEP) for r in roots])
     x_val = np.asarray(val_ds.waveforms, np.float32)
     y_val = np.asarray(val_ds.labels, np.int32)
     x_vals = []
     for c, r in zip(padded, roots, strict=True):
         if c.val_noise_std > 0 and len(val_ds):
-            noise = jax.random.normal(jax.random.fold_in(r, train._TAG_VAL_NOISE), x_val.shape)
+            noise = jax.random.normal(jax.random.fold_in(r, train.TAG_VAL_NOISE), x_val.shape)
             x_vals.append(x_val + c.val_noise_std * np.asarray(noise, np.float32))
         else:
             x_vals.append(x_val)
@@ -355,13 +355,10 @@ def _train_group(dataset, configs, mesh, show_progress, strategy="vmap"):
     best_loss = [math.inf] * k_real
     best_vars: list[Any] = [None] * k_real
     total = c0.epochs * steps_per_epoch
-    bar_ctx = (
-        _io.progress(total, desc=f"grid x{k_real} {c0.model} w{c0.width}")
-        if show_progress
-        else contextlib.nullcontext(None)
-    )
     step = 0
-    with bar_ctx as bar:
+    with _io.progress(
+        total, desc=f"grid x{k_real} {c0.model} w{c0.width}", enabled=show_progress
+    ) as bar:
         for epoch in range(c0.epochs):
             t0 = time.perf_counter()
             perms = np.stack(
@@ -380,19 +377,18 @@ def _train_group(dataset, configs, mesh, show_progress, strategy="vmap"):
                 state, met = step_fn(state, hp, x_all, y_all, idx, keys)
                 losses.append(met["loss"])
                 accs.append(met["accuracy"])
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             train_loss = np.mean(np.stack(jax.device_get(losses)), axis=0)
             train_acc = np.mean(np.stack(jax.device_get(accs)), axis=0)
-            lr = float(train._schedule(c0, steps_per_epoch)(step - 1))  # pyright: ignore[reportArgumentType]
+            lr = float(train.lr_schedule(c0, steps_per_epoch)(step - 1))  # pyright: ignore[reportArgumentType]
             host_state = jax.device_get((state.params, state.batch_stats))
             for m in range(k_real):
-                variables = train._variables(
+                variables = train.model_variables(
                     jax.tree_util.tree_map(lambda a, m=m: jnp.asarray(a[m]), host_state[0]),
                     jax.tree_util.tree_map(lambda a, m=m: jnp.asarray(a[m]), host_state[1]),
                 )
                 if len(y_val):
-                    val_loss, val_acc = train._evaluate(
+                    val_loss, val_acc = train.evaluate(
                         apply_eval, variables, x_vals[m], y_val, eval_bs
                     )
                 else:

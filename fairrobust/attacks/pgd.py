@@ -11,6 +11,12 @@ with ``s = sign`` for L-inf and ``s(g) = g / ||g||_2`` for L2, and step size
 steps, and alpha = eps/5"). FGSM is the single step of size eps. The last
 iterate is returned.
 
+The iteration is :func:`pgd_loop`, which takes the per-example objective it ascends
+(an :data:`Objective`): cross-entropy for PGD and FGSM (:func:`cross_entropy`), the
+expectation-over-transformation objective for the attack on a smoothed classifier
+(``fairrobust.attacks.eot``). Projection, step direction and random start exist once,
+here.
+
 Everything is jitted with ``apply_fn``, ``num_steps``, ``norm`` and
 ``random_start`` static, and eps traced: an epsilon sweep compiles once and
 the attack can be ``jax.vmap``-ed over a vector of epsilons
@@ -24,38 +30,52 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
 
+from fairrobust._batching import batch_size_for, pad_to, padded_batches
+from fairrobust._checks import (
+    NORMS,
+    check_budgets,
+    check_int,
+    check_norm,
+    check_shape,
+    check_xy,
+    fail,
+)
 from fairrobust._io import progress as _progress
+from fairrobust.models import ApplyFn
 
-__all__ = ["ATTACK_ROWS", "NORMS", "default_block_rows", "fgsm", "pgd", "robust_correct"]
+__all__ = [
+    "ATTACK_ROWS",
+    "NORMS",
+    "Objective",
+    "clean_correct",
+    "cross_entropy",
+    "default_block_rows",
+    "fgsm",
+    "pgd",
+    "pgd_kernel",
+    "pgd_loop",
+    "prepare_sweep",
+    "robust_correct",
+    "sweep_correct",
+    "uniform_ball",
+]
 
-#: Threat-model norms accepted by the attacks.
-NORMS = ("linf", "l2")
+Objective = Callable[[jax.Array, jax.Array], jax.Array]
+"""A per-example attack objective: ``objective(x_adv [b, T], step) -> loss [b]``.
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
+:func:`pgd_loop` ascends the sum (each example's gradient is its own); ``step`` is
+the iteration index (traced), for objectives that redraw randomness per step."""
 
 # Guards the L2 normalisations against division by zero (a zero gradient or a
 # zero perturbation); far below any float32 perturbation that matters.
 _TINY = 1e-12
-
-
-def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
-
-
-def _check_eps(eps: Any) -> None:
-    """Validate concrete epsilons (traced ones, e.g. under vmap, are not checkable)."""
-    if isinstance(eps, jax.core.Tracer):  # pyright: ignore[reportAttributeAccessIssue]
-        return
-    arr = np.asarray(eps, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"eps: expected finite values >= 0, got {arr.tolist()}")
 
 
 def _l2_norm(v: jax.Array) -> jax.Array:
@@ -72,8 +92,23 @@ def _project(delta: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
     return delta * scale
 
 
-def _random_start(key: jax.Array, x: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
-    """A uniform random point of the eps-ball (L-inf cube or L2 ball)."""
+def uniform_ball(key: jax.Array, x: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
+    """A uniform random point of the eps-ball around 0 (L-inf cube or L2 ball), x's shape.
+
+    L-inf: i.i.d. ``U(-eps, eps)`` per coordinate. L2: a uniform direction times a
+    radius ``eps * u^(1/d)`` (``u ~ U(0, 1)``, ``d`` the per-example dimension), i.e.
+    uniform in the ball. One key for the whole batch; vmap it over per-example keys
+    for draws that do not depend on batching (as ``eot_attack`` does).
+
+    Args:
+      key: PRNG key.
+      x: the clean batch ``[b, ...]`` (only its shape and dtype are used).
+      eps: budget, a scalar or per-row ``[b, 1]``.
+      norm: ``"linf"`` or ``"l2"``.
+
+    Returns:
+      The perturbation ``delta``, x's shape and dtype (add it to x and clip).
+    """
     if norm == "linf":
         return jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * eps
     k_dir, k_rad = jax.random.split(key)
@@ -84,11 +119,29 @@ def _random_start(key: jax.Array, x: jax.Array, eps: jax.Array, norm: str) -> ja
     return direction * radius * eps
 
 
-def _pgd_from(
-    apply_fn: ApplyFn,
-    variables: Any,
+def cross_entropy(apply_fn: ApplyFn, variables: Any, y: jax.Array) -> Objective:
+    """The PGD / FGSM objective: per-example ``CE(f(x_adv), y)`` (the step is ignored).
+
+    Args:
+      apply_fn: ``apply_fn(variables, x) -> logits [b, C]``.
+      variables: model variables.
+      y: integer labels ``[b]``.
+
+    Returns:
+      An :data:`Objective`.
+    """
+
+    def objective(xa: jax.Array, step: jax.Array) -> jax.Array:
+        del step
+        logits = apply_fn(variables, xa)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+    return objective
+
+
+def pgd_loop(
+    objective: Objective,
     x: jax.Array,
-    y: jax.Array,
     eps: jax.Array,
     x0: jax.Array,
     rel_step: jax.Array,
@@ -97,18 +150,33 @@ def _pgd_from(
     num_steps: int,
     norm: str,
 ) -> jax.Array:
-    """PGD iterations from ``x0``; ``eps`` is a scalar or per-row ``[b, 1]``."""
+    """The PGD iteration from ``x0``, ascending the sum of a per-example objective.
+
+    ``x^{t+1} = clip(x + Proj_eps(x^t + alpha * s(grad sum_i objective(x^t, t)_i) - x))``
+    with ``alpha = rel_step * eps``, ``s = sign`` (L-inf) or the per-example unit-L2
+    gradient (L2), projection onto the eps-ball of ``norm`` and clipping to
+    ``[clip_min, clip_max]``; ``lax.fori_loop`` over ``num_steps``, last iterate
+    returned. Not jitted: call it inside a jitted kernel (:func:`pgd_kernel`,
+    :func:`sweep_correct`, ``eot_attack``'s kernel, a train step).
+
+    Args:
+      objective: per-example loss to ascend (:data:`Objective`).
+      x: clean batch ``[b, T]``.
+      eps: budget, a scalar or per-row ``[b, 1]`` (traced).
+      x0: starting point (x, or x plus a :func:`uniform_ball` draw, clipped).
+      rel_step: step size as a fraction of eps.
+      clip_min, clip_max: the valid input range.
+      num_steps: iterations (static).
+      norm: ``"linf"`` or ``"l2"`` (static).
+
+    Returns:
+      The adversarial batch, x's shape.
+    """
     alpha = rel_step * eps
 
-    def loss(xa: jax.Array) -> jax.Array:
+    def step(i: jax.Array, xa: jax.Array) -> jax.Array:
         # Sum (not mean) over the batch: each example's gradient is its own.
-        logits = apply_fn(variables, xa)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
-
-    grad = jax.grad(loss)
-
-    def step(_, xa: jax.Array) -> jax.Array:
-        g = grad(xa)
+        g = jax.grad(lambda v: objective(v, i).sum())(xa)
         if norm == "linf":
             direction = jnp.sign(g)
         else:
@@ -120,7 +188,7 @@ def _pgd_from(
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "num_steps", "norm", "random_start"))
-def _pgd(
+def pgd_kernel(
     apply_fn: ApplyFn,
     variables: Any,
     x: jax.Array,
@@ -135,13 +203,20 @@ def _pgd(
     norm: str,
     random_start: bool,
 ) -> jax.Array:
-    """Jitted PGD body; see :func:`pgd`."""
+    """Jitted cross-entropy PGD on arrays, no validation: what :func:`pgd` runs.
+
+    For callers inside their own jitted code (the adversarial-training steps of
+    ``fairrobust.train`` and ``fairrobust.engine.grid``). Arguments as in :func:`pgd`,
+    with ``eps``, ``rel_step``, ``clip_min`` and ``clip_max`` already arrays of x's dtype.
+
+    Returns:
+      Adversarial waveforms, x's shape.
+    """
     x0 = x
     if random_start:
-        x0 = jnp.clip(x + _random_start(key, x, eps, norm), clip_min, clip_max)
-    return _pgd_from(
-        apply_fn, variables, x, y, eps, x0, rel_step, clip_min, clip_max, num_steps, norm
-    )
+        x0 = jnp.clip(x + uniform_ball(key, x, eps, norm), clip_min, clip_max)
+    objective = cross_entropy(apply_fn, variables, y)
+    return pgd_loop(objective, x, eps, x0, rel_step, clip_min, clip_max, num_steps, norm)
 
 
 def pgd(
@@ -188,27 +263,28 @@ def pgd(
 
     Raises:
       ValueError: ``norm`` not one of :data:`NORMS`, a concrete ``eps`` < 0 or
-        not finite, or a negative ``num_steps``.
+        not finite, a negative ``num_steps``, or ``y`` not one label per row of ``x``.
     """
-    _check_norm(norm)
-    _check_eps(eps)
-    if int(num_steps) < 0:
-        raise ValueError(f"num_steps: expected >= 0, got {num_steps}")
+    check_norm(norm)
+    check_budgets(eps, "eps")
+    num_steps = check_int("num_steps", num_steps, 0)
     x = jnp.asarray(x)
     if x.ndim < 2:
-        raise ValueError(f"x: expected shape (batch, time), got {x.shape}")
+        fail("x", "shape (batch, time)", repr(x.shape))
+    y = jnp.asarray(y)
+    check_shape("y", y, (x.shape[0],))
     dtype = x.dtype
-    return _pgd(
+    return pgd_kernel(
         apply_fn,
         variables,
         x,
-        jnp.asarray(y),
+        y,
         jnp.asarray(eps, dtype),
         key,
         jnp.asarray(rel_step, dtype),
         jnp.asarray(clip_min, dtype),
         jnp.asarray(clip_max, dtype),
-        num_steps=int(num_steps),
+        num_steps=num_steps,
         norm=norm,
         random_start=bool(random_start),
     )
@@ -265,7 +341,7 @@ def default_block_rows(num_rows: int, platform: str | None = None) -> int:
 @functools.partial(
     jax.jit, static_argnames=("apply_fn", "num_steps", "norm", "random_start", "block_rows")
 )
-def _sweep_correct(
+def sweep_correct(
     apply_fn: ApplyFn,
     variables: Any,
     x: jax.Array,
@@ -279,35 +355,54 @@ def _sweep_correct(
     random_start: bool,
     block_rows: int | None = None,
 ) -> jax.Array:
-    """Correctness [e, b] under PGD at every epsilon, one jitted computation.
+    """Correctness ``[e, b]`` under PGD at every epsilon: the jitted kernel of ``robust_correct``.
 
     The ``e * b`` (epsilon, example) pairs become rows of one attack with a per-row
     budget, run ``block_rows`` rows at a time in a ``lax.map`` (default: all rows,
-    i.e. one batch). Row ``(i, n)`` starts from the random point of example ``n``
-    scaled by ``eps_i``, exactly as ``pgd(x, eps_i, key)`` would. Callers pass only
-    epsilons > 0 and answer eps = 0 rows with the clean forward pass (``_clean_rows``).
+    i.e. one batch; the last block is padded with copies of row 0, whose results are
+    dropped). Row ``(i, n)`` starts from the random point of example ``n`` scaled by
+    ``eps_i``, exactly as ``pgd(x, eps_i, key)`` would. No validation: callers check
+    with :func:`prepare_sweep`, pass only epsilons > 0 and answer eps = 0 rows with
+    the clean forward pass (:func:`clean_correct`); ``fairrobust.engine.robust_correct``
+    runs it per device.
+
+    Args:
+      apply_fn: ``apply_fn(variables, x) -> logits`` (static).
+      variables: model variables.
+      x: one batch of clean waveforms ``[b, T]``.
+      y: its integer labels ``[b]``.
+      epsilons: budgets > 0, ``[e]`` (traced).
+      key: PRNG key of this batch's random starts.
+      rel_step: step size as a fraction of eps (a float32 scalar array).
+      num_steps, norm, random_start: as in :func:`pgd` (static).
+      block_rows: (epsilon, example) rows per ``lax.map`` step (static).
+
+    Returns:
+      Boolean ``[e, b]``.
     """
+    chex.assert_rank(x, 2)
+    chex.assert_shape(y, (x.shape[0],))
+    chex.assert_rank(epsilons, 1)
     one = jnp.asarray(1.0, x.dtype)
     n_eps, b = epsilons.shape[0], x.shape[0]
     rows = n_eps * b
     block = rows if block_rows is None else min(int(block_rows), rows)
     n_blocks = -(-rows // block)
-    pad = n_blocks * block - rows
-    unit = _random_start(key, x, one, norm) if random_start else jnp.zeros_like(x)
+    unit = uniform_ball(key, x, one, norm) if random_start else jnp.zeros_like(x)
 
     def tile(a: jax.Array) -> jax.Array:
         a = jnp.broadcast_to(a[None], (n_eps, *a.shape)).reshape(rows, *a.shape[1:])
-        return jnp.concatenate([a, a[:pad]]) if pad else a
+        return pad_to(a, n_blocks * block)
 
     er = jnp.broadcast_to(epsilons.astype(x.dtype)[:, None], (n_eps, b)).reshape(rows, 1)
-    if pad:
-        er = jnp.concatenate([er, er[:pad]])
+    er = pad_to(er, n_blocks * block)
     xr, yr, ur = tile(x), tile(y), tile(unit)
 
     def attack(args: tuple[jax.Array, ...]) -> jax.Array:
         xb, yb, eb, ub = args
         x0 = jnp.clip(xb + ub * eb, -one, one) if random_start else xb
-        x_adv = _pgd_from(apply_fn, variables, xb, yb, eb, x0, rel_step, -one, one, num_steps, norm)
+        objective = cross_entropy(apply_fn, variables, yb)
+        x_adv = pgd_loop(objective, xb, eb, x0, rel_step, -one, one, num_steps, norm)
         return jnp.argmax(apply_fn(variables, x_adv), axis=-1) == yb
 
     def blocks(a: jax.Array) -> jax.Array:
@@ -323,26 +418,30 @@ def _clean_correct(apply_fn: ApplyFn, variables: Any, x: jax.Array, y: jax.Array
     return jnp.argmax(apply_fn(variables, x), axis=-1) == y
 
 
-def _padded_batches(x: np.ndarray, y: np.ndarray, bs: int) -> tuple[np.ndarray, np.ndarray]:
-    """``x [n, T], y [n]`` -> ``[B, bs, T], [B, bs]``, the last batch padded with the first rows."""
-    n = x.shape[0]
-    n_batches = -(-n // bs)
-    need = n_batches * bs - n
-    if need:
-        x = np.concatenate([x, np.resize(x, (need, x.shape[1]))])
-        y = np.concatenate([y, np.resize(y, need)])
-    return x.reshape(n_batches, bs, x.shape[1]), y.reshape(n_batches, bs)
+def clean_correct(
+    apply_fn: ApplyFn, variables: Any, x: np.ndarray, y: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Clean correctness ``argmax f(x) == y``, ``[n]``, in padded batches (one compiled shape).
 
+    What ``robust_correct`` (and the engine's sharded version) answer for eps = 0 rows:
+    exactly the clean predictions, no attack.
 
-def _clean_rows(apply_fn: ApplyFn, variables: Any, x: np.ndarray, y: np.ndarray, bs: int):
-    """Clean correctness ``[n]`` in batches of ``bs`` (one compiled shape)."""
-    xb, yb = _padded_batches(x, y, bs)
+    Args:
+      apply_fn, variables: the model (``apply_fn`` static).
+      x: clean waveforms ``[n, T]`` (NumPy).
+      y: integer labels ``[n]``.
+      batch_size: rows per call (the last batch padded, ``fairrobust._batching``).
+
+    Returns:
+      NumPy bool ``[n]``.
+    """
+    xb, yb = padded_batches((x, y), batch_size)
     out = [np.asarray(_clean_correct(apply_fn, variables, jnp.asarray(a), jnp.asarray(b)))
            for a, b in zip(xb, yb, strict=True)]  # fmt: skip
     return np.concatenate(out)[: x.shape[0]]
 
 
-def _prepare_sweep(
+def prepare_sweep(
     x: Any,
     y: Any,
     epsilons: Any,
@@ -351,25 +450,31 @@ def _prepare_sweep(
     batch_size: int,
     block_rows: int | None,
 ) -> tuple[np.ndarray, np.ndarray, jax.Array, int, int]:
-    """Validated ``robust_correct`` arguments: ``(x, y, eps [e], batch, block_rows)``.
+    """Checked ``robust_correct`` arguments: ``(x, y, eps [e], batch size, block_rows)``.
 
-    Shared by ``parallel.robust_correct`` so both cut batches and blocks alike.
+    Shared by ``fairrobust.engine.robust_correct`` so both cut batches and blocks alike.
+
+    Args:
+      x, y, epsilons, num_steps, norm, batch_size, block_rows: as in
+        :func:`robust_correct`.
+
+    Returns:
+      ``(x float32 [n, T], y [n], eps float32 jax [e], batch size, block_rows)`` with the
+      batch size at most ``n`` and ``block_rows`` resolved by :func:`default_block_rows`.
+
+    Raises:
+      ValueError: as :func:`robust_correct`.
     """
-    _check_norm(norm)
-    _check_eps(epsilons)
-    if int(num_steps) < 0:
-        raise ValueError(f"num_steps: expected >= 0, got {num_steps}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-    if block_rows is not None and int(block_rows) < 1:
-        raise ValueError(f"block_rows: expected >= 1, got {block_rows}")
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y)
+    check_norm(norm)
+    check_budgets(epsilons, "epsilons")
+    check_int("num_steps", num_steps, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    if block_rows is not None:
+        block_rows = check_int("block_rows", block_rows, 1)
+    x, y = check_xy(x, y)
     eps = jnp.asarray(np.asarray(epsilons, np.float32).reshape(-1))
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"x, y: expected shapes (n, time) and (n,), got {x.shape} and {y.shape}")
-    bs = max(1, min(int(batch_size), x.shape[0]))
-    rows = default_block_rows(eps.shape[0] * bs) if block_rows is None else int(block_rows)
+    bs = batch_size_for(batch_size, x.shape[0])
+    rows = default_block_rows(eps.shape[0] * bs) if block_rows is None else block_rows
     return x, y, eps, bs, rows
 
 
@@ -422,7 +527,7 @@ def robust_correct(
     Returns:
       Boolean array, shape (e, n).
     """
-    x, y, eps, bs, rows = _prepare_sweep(x, y, epsilons, num_steps, norm, batch_size, block_rows)
+    x, y, eps, bs, rows = prepare_sweep(x, y, epsilons, num_steps, norm, batch_size, block_rows)
     n = x.shape[0]
     out = np.zeros((eps.shape[0], n), dtype=bool)
     if n == 0:
@@ -430,14 +535,14 @@ def robust_correct(
     # eps = 0 rows are the clean predictions: no attack is run for them.
     zero = np.asarray(eps) == 0
     if zero.any():
-        out[zero] = _clean_rows(apply_fn, variables, x, y, bs)[None]
+        out[zero] = clean_correct(apply_fn, variables, x, y, bs)[None]
     attacked = np.flatnonzero(~zero)
     eps_a = eps[attacked]
-    xb, yb = _padded_batches(x, y, bs) if attacked.size else (x[:0], y[:0])
+    xb, yb = padded_batches((x, y), bs) if attacked.size else (x[:0], y[:0])
     desc = f"PGD-{norm} x{attacked.size} eps"
     with _progress(len(xb), desc=desc, enabled=progress) as bar:
         for j in range(len(xb)):
-            correct = _sweep_correct(
+            correct = sweep_correct(
                 apply_fn,
                 variables,
                 jnp.asarray(xb[j]),

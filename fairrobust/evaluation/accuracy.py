@@ -1,7 +1,8 @@
 """Clean accuracy of a trained model per split and per demographic group.
 
-This is the report ``fairrobust train`` prints and writes to ``metrics.json``;
-the studies build their richer tables on the same functions.
+:func:`accuracy_report` is the report ``fairrobust train`` prints and writes to
+``metrics.json``; :func:`accuracy_by_split` is its per-split part for a model given
+as ``apply_fn``. The studies build their richer tables on the same functions.
 """
 
 from __future__ import annotations
@@ -14,10 +15,33 @@ import numpy as np
 from fairrobust import groups as groups_lib
 from fairrobust import metrics
 from fairrobust.data.dataset import SPLITS, AudioDataset
-from fairrobust.models import logits_fn
+from fairrobust.models import ApplyFn, logits_fn
 from fairrobust.train import predict_logits
 
-__all__ = ["accuracy_report", "format_accuracy_report"]
+__all__ = ["accuracy_by_split", "accuracy_report", "format_accuracy_report"]
+
+
+def accuracy_by_split(
+    apply_fn: ApplyFn, variables: Any, dataset: AudioDataset, *, batch_size: int = 256
+) -> dict[str, float]:
+    """Clean accuracy per split present in ``dataset``: ``{"train": acc, "val": acc, ...}``.
+
+    Args:
+      apply_fn: ``apply_fn(variables, x) -> logits``, e.g. ``TrainResult.apply_fn``.
+      variables: model variables.
+      dataset: the dataset, all splits.
+      batch_size: forward-pass batch size.
+
+    Returns:
+      Accuracy in [0, 1] per non-empty split, in ``SPLITS`` order.
+    """
+    out = {}
+    for name in SPLITS:
+        part = dataset.split(name)
+        if len(part):
+            logits = predict_logits(apply_fn, variables, part.waveforms, batch_size=batch_size)
+            out[name] = float(np.mean(logits.argmax(-1) == part.labels))
+    return out
 
 
 def accuracy_report(
