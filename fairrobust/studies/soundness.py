@@ -39,6 +39,7 @@ from fairrobust.studies.config import SOUNDNESS_ALIASES, RobustnessConfig, Sound
 from fairrobust.studies.rejection import RejectionResults
 from fairrobust.studies.robustness import MemberResult, RobustnessResults, resolve_groups
 from fairrobust.studies.summary import select_baseline, select_most_robust
+from fairrobust.train import TrainConfig
 
 __all__ = [
     "PARITY_COLUMNS",
@@ -304,7 +305,7 @@ def _plan(
 def _member_model(dataset: Any, member: MemberResult, run_dir: Path, progress: bool):
     trained = train_or_load(
         dataset,
-        member.spec.train_spec["train_config"],
+        TrainConfig(**member.spec.train_spec["train_config"]),
         run_dir / "models" / member.spec.train_id,
         resume=True,
         progress=progress,
