@@ -44,7 +44,6 @@ import numpy as np
 from jax import lax
 
 __all__ = [
-    "parse_preprocess",
     "PREPROCESSES",
     "DefenseSpec",
     "Preprocess",
@@ -53,6 +52,7 @@ __all__ = [
     "lowpass",
     "lowpass_kernel",
     "make_preprocess",
+    "parse_preprocess",
     "quantize",
     "spectral_denoise",
     "stft",

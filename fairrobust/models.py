@@ -45,6 +45,7 @@ import numpy as np
 from jax import lax
 
 __all__ = [
+    "CONV_DIMENSIONS",
     "CONV_IMPLS",
     "M5",
     "MODEL_NAMES",
@@ -78,7 +79,8 @@ _VAR_EPS = 1e-8
 _BN_MOMENTUM = 0.9
 _BN_EPS = 1e-5
 _POOL = 4
-_DIMS = ("NWC", "WIO", "NWC")
+#: ``lax.conv_general_dilated`` layout of every M5 convolution: (input, kernel, output).
+CONV_DIMENSIONS = ("NWC", "WIO", "NWC")
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 """A model as the kernels use it: ``apply_fn(variables, x [b, T]) -> logits [b, C]``.
@@ -105,7 +107,9 @@ def _conv_forward(x: jax.Array, kernel: jax.Array, stride: int, impl: str = "lax
     if impl == "matmul" and k % stride == 0:
         length = (x.shape[1] - k) // stride + 1
         return _frames(x, k, stride, length) @ kernel.reshape(k * c_in, c_out)
-    return lax.conv_general_dilated(x, kernel, (stride,), "VALID", dimension_numbers=_DIMS)
+    return lax.conv_general_dilated(
+        x, kernel, (stride,), "VALID", dimension_numbers=CONV_DIMENSIONS
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -257,7 +261,8 @@ class M5(nn.Module):
     normalize: str = "standardize"
     conv_impl: str = "lax"
 
-    def _check(self) -> None:
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid field."""
         if self.normalize not in NORMALIZE_OPTIONS:
             raise ValueError(
                 f"normalize: expected one of {NORMALIZE_OPTIONS}, got {self.normalize!r}"
@@ -286,7 +291,7 @@ class M5(nn.Module):
           ``(logits, features)``, features of shape (batch, 2 * width) taken
           after the global average pool, before the dense layer.
         """
-        self._check()
+        self.validate()
         if x.ndim != 2:
             raise ValueError(f"x: expected shape (batch, time), got {x.shape}")
         if x.shape[1] < min_input_len():
@@ -334,7 +339,7 @@ def make_model(
     if name not in MODEL_NAMES:
         raise ValueError(f"model: expected one of {MODEL_NAMES}, got {name!r}")
     model = M5(int(num_classes), width=int(width), tricks=name == "m5-tricks", normalize=normalize)
-    model._check()
+    model.validate()
     return model
 
 
@@ -345,7 +350,7 @@ def init_variables(model: M5, key: jax.Array, input_len: int) -> dict[str, Any]:
       ``{"params": ..., "batch_stats": ...}`` (no ``batch_stats`` for M5-Tricks),
       as plain nested dicts.
     """
-    model._check()
+    model.validate()
     if input_len < min_input_len():
         raise ValueError(
             f"input_len: M5 needs at least {min_input_len()} samples per waveform "
@@ -522,7 +527,7 @@ def linear_stem_fn(model: M5) -> LinearStem:
     s))`` equals ``logits_fn(model)`` on every ``x_i + s * eps_j`` up to float rounding
     (``tests/test_sampling_modes.py``).
     """
-    model._check()
+    model.validate()
     impl = getattr(model, "conv_impl", "lax")
     extra: tuple[str, ...] = () if impl == "lax" else (impl,)
     act = nn.silu if model.tricks else nn.relu

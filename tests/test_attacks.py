@@ -103,10 +103,10 @@ def test_vmapped_sweep_equals_calls_and_no_retrace(setup):
     for i in range(len(epsilons)):
         np.testing.assert_allclose(swept[i], per_eps[i], atol=1e-6)
     # the library's own jit cache grows by one entry over a sweep of Python floats
-    before = attacks.pgd_kernel._cache_size()
+    before = attacks.pgd_kernel._cache_size()  # noqa: SLF001 - the kernel jit cache
     for e in (0.011, 0.012, 0.013):
         attacks.pgd(f, v, x, y, e, key, num_steps=4, norm="linf")
-    assert attacks.pgd_kernel._cache_size() == before + 1
+    assert attacks.pgd_kernel._cache_size() == before + 1  # noqa: SLF001 - the kernel jit cache
 
 
 def test_robust_correct(setup):
@@ -123,9 +123,9 @@ def test_robust_correct(setup):
     adv = attacks.pgd(f, v, xs[:2], ys[:2], 0.01, jax.random.fold_in(jax.random.key(0), 0),
                       num_steps=3)  # fmt: skip
     np.testing.assert_array_equal(out[1, :2], np.asarray(jnp.argmax(f_jit(v, adv), -1) == ys[:2]))
-    before = attacks.sweep_correct._cache_size()
+    before = attacks.sweep_correct._cache_size()  # noqa: SLF001 - the kernel jit cache
     attacks.robust_correct(f, v, xs, ys, eps * 0.5, jax.random.key(1), num_steps=3, batch_size=2)
-    assert attacks.sweep_correct._cache_size() == before
+    assert attacks.sweep_correct._cache_size() == before  # noqa: SLF001 - the kernel jit cache
 
 
 def test_bad_arguments(setup):
@@ -165,9 +165,9 @@ def test_robust_correct_skips_attack_for_zero_eps(setup):
     f, v, x, y = setup
     kw = dict(num_steps=3, batch_size=2)
     clean = np.asarray(jnp.argmax(jax.jit(f)(v, x), -1) == y)
-    before = attacks.sweep_correct._cache_size()
+    before = attacks.sweep_correct._cache_size()  # noqa: SLF001 - the kernel jit cache
     only_zero = attacks.robust_correct(f, v, x, y, [0.0, 0.0], jax.random.key(0), **kw)
-    assert attacks.sweep_correct._cache_size() == before  # no attack compiled or run
+    assert attacks.sweep_correct._cache_size() == before  # no attack compiled or run  # noqa: SLF001 - the kernel jit cache
     np.testing.assert_array_equal(only_zero, np.stack([clean, clean]))
     mixed = attacks.robust_correct(f, v, x, y, [0.0, 0.3, 0.0], jax.random.key(0), **kw)
     alone = attacks.robust_correct(f, v, x, y, [0.3], jax.random.key(0), **kw)

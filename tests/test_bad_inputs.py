@@ -32,8 +32,11 @@ from fairrobust import attacks, models, smoothing
 from fairrobust._io import cache_dir
 from fairrobust.data import load_common_voice, load_dataset, load_folder, load_wuw
 from fairrobust.data.dataset import AudioDataset
+from fairrobust.defenses import parse_preprocess
+from fairrobust.studies import config as study_config
 from fairrobust.studies import rejection as rj
 from fairrobust.studies import robustness as rb
+from fairrobust.studies.config import RejectionConfig, RobustnessConfig
 from fairrobust.train import TrainConfig
 
 
@@ -67,6 +70,9 @@ class Case:
 
 
 # ----------------------------------------------------------------------------- builders
+
+
+_QUICK_REJ = study_config.preset("rejection", "quick")
 
 
 def _folder(tmp: Path, rows: tuple[str, ...] = (), header: str = "path,label,speaker,split"):
@@ -320,7 +326,7 @@ def _empty_group(tmp: Path) -> Scenario:
 def _study_empty_test_split(tmp: Path) -> Scenario:
     ds = _tiny_dataset(splits=("train", "val"))
     return Scenario(
-        lambda: rb.run_study(ds, rb.preset("quick"), tmp, progress=False),
+        lambda: rb.run_study(ds, study_config.preset("robustness", "quick"), tmp, progress=False),
         ("dataset 'tiny'", "test split is empty"),
     )
 
@@ -328,13 +334,13 @@ def _study_empty_test_split(tmp: Path) -> Scenario:
 def _rejection_empty_split(tmp: Path) -> Scenario:
     ds = _tiny_dataset(splits=("train", "val"))
     return Scenario(
-        lambda: rj.run_study(ds, rj.preset("quick"), tmp, progress=False),
+        lambda: rj.run_study(ds, study_config.preset("rejection", "quick"), tmp, progress=False),
         ("dataset 'tiny'", "split 'test' is empty"),
     )
 
 
 def _study_unknown_attribute(tmp: Path) -> Scenario:
-    cfg = dataclasses.replace(rb.preset("quick"), attributes=("age",))
+    cfg = dataclasses.replace(study_config.preset("robustness", "quick"), attributes=("age",))
     return Scenario(
         lambda: rb.run_study(_tiny_dataset(), cfg, tmp, progress=False),
         ("RobustnessConfig.attributes", "'age'", "available: ['gender']"),
@@ -362,7 +368,8 @@ def _toml(text: str) -> Callable[[Path], Scenario]:
         path = tmp / "study.toml"
         path.write_text(text)
         return Scenario(
-            lambda: rb.load_config("quick", path), (str(path), text.split("=")[0].strip())
+            lambda: study_config.load_config("robustness", "quick", path),
+            (str(path), text.split("=")[0].strip()),
         )
 
     return build
@@ -485,7 +492,7 @@ CASES: list[Case] = [
          _raises(lambda: attacks.robust_correct(_apply, 1.0, _X, _Y, [0.1, np.nan], _KEY,
                                                 num_steps=1), "eps", "finite")),
     Case("negative attack epsilon (study)", ValueError, "parameter",
-         _raises(lambda: rb.RobustnessConfig(attack_eps=(-0.1, 0.1)),
+         _raises(lambda: RobustnessConfig(attack_eps=(-0.1, 0.1)),
                  "RobustnessConfig.attack_eps")),
     Case("negative AT epsilon", ValueError, "parameter",
          _raises(lambda: TrainConfig(at_eps=-0.01), "at_eps", ">= 0")),
@@ -496,13 +503,13 @@ CASES: list[Case] = [
          _raises(lambda: smoothing.certify(_apply, 1.0, _X, _KEY, **{**_CE, "alpha": 1.0}),
                  "alpha", "0 < alpha < 1")),
     Case("reversed alpha grid", ValueError, "parameter",
-         _raises(lambda: rj.RejectionConfig(alpha_min=0.5, alpha_max=0.1), "alpha", "alpha_min")),
+         _raises(lambda: RejectionConfig(alpha_min=0.5, alpha_max=0.1), "alpha", "alpha_min")),
     # --- sigma
     Case("sigma <= 0 (sampling)", ValueError, "parameter",
          _raises(lambda: smoothing.sample_counts(_apply, 1.0, _X, _KEY, **{**_SC, "sigma": -1.0}),
                  "sigma", "> 0")),
     Case("sigma = 0 (study)", ValueError, "parameter",
-         _raises(lambda: rj.RejectionConfig(sigma=0.0), "sigma", "positive")),
+         _raises(lambda: RejectionConfig(sigma=0.0), "sigma", "positive")),
     Case("negative noise-augmentation std", ValueError, "parameter",
          _raises(lambda: TrainConfig(noise_std=-0.1), "noise_std")),
     # --- N
@@ -511,7 +518,7 @@ CASES: list[Case] = [
                                                  **{**_SC, "num_samples": 0}),
                  "num_samples", ">= 1")),
     Case("N not increasing (study)", ValueError, "parameter",
-         _raises(lambda: rj.RejectionConfig(num_samples=(100, 10)), "num_samples", "increasing")),
+         _raises(lambda: RejectionConfig(num_samples=(100, 10)), "num_samples", "increasing")),
     Case("n = 0 (CERTIFY)", ValueError, "parameter",
          _raises(lambda: smoothing.certify(_apply, 1.0, _X, _KEY, **{**_CE, "n": 0}),
                  "n: expected", ">= 1")),
@@ -519,7 +526,7 @@ CASES: list[Case] = [
     Case("negative PGD steps", ValueError, "parameter",
          _raises(lambda: attacks.pgd(_apply, 1.0, _X, _Y, 0.1, _KEY, num_steps=-1), "num_steps")),
     Case("zero attack steps (study)", ValueError, "parameter",
-         _raises(lambda: rb.RobustnessConfig(attack_steps=0), "RobustnessConfig.attack_steps")),
+         _raises(lambda: RobustnessConfig(attack_steps=0), "RobustnessConfig.attack_steps")),
     Case("zero AT steps", ValueError, "parameter",
          _raises(lambda: TrainConfig(at_steps=0), "at_steps", ">= 1")),
     Case("zero epochs", ValueError, "parameter",
@@ -528,15 +535,15 @@ CASES: list[Case] = [
     Case("unknown model name", ValueError, "parameter",
          _raises(lambda: models.make_model("resnet", 3), "model", "'resnet'", "m5-tricks")),
     Case("unknown model name (study)", ValueError, "parameter",
-         _raises(lambda: rb.RobustnessConfig(models=("resnet",)), "RobustnessConfig.models")),
+         _raises(lambda: RobustnessConfig(models=("resnet",)), "RobustnessConfig.models")),
     Case("unknown noise name (sampling)", ValueError, "parameter",
          _raises(lambda: smoothing.sample_counts(_apply, 1.0, _X, _KEY, **{**_SC, "noise": "pink"}),
                  "noise", "'pink'", "gaussian")),
     Case("unknown noise name (study)", ValueError, "parameter",
-         _raises(lambda: rj.run_study(_tiny_dataset(), rj.preset("quick", noise="pink"), "unused",
+         _raises(lambda: rj.run_study(_tiny_dataset(), _QUICK_REJ.replace(noise="pink"), "unused",
                                       progress=False), "noise", "'pink'", "gaussian")),
     Case("unknown preprocessing defense", ValueError, "parameter",
-         _raises(lambda: rb.parse_preprocess("blur:radius=2"), "preprocess 'blur:radius=2'")),
+         _raises(lambda: parse_preprocess("blur:radius=2"), "preprocess 'blur:radius=2'")),
     Case("unknown config field (TOML)", ValueError, "file + field", _toml("epoch = 3\n")),
     Case("wrong config type (TOML)", ValueError, "file + field", _toml('epochs = "ten"\n')),
     # --- checkpoints (copied from the trained_checkpoint fixture)

@@ -121,7 +121,7 @@ def test_bootstrap_does_not_recompile_across_keys():
     res = M.bootstrap_ci(M.GroupRateStat(), v, masks, key=jax.random.key(0), num_resamples=200)
     assert res.samples is None and res.level == 0.95
     np.testing.assert_allclose(res.estimate["rates"], M.group_rates(v, masks))
-    before = metrics_bootstrap._bootstrap._cache_size()
+    before = metrics_bootstrap._bootstrap._cache_size()  # noqa: SLF001 - the kernel jit cache
     for k in range(1, 4):
         M.bootstrap_ci(
             M.GroupRateStat(),  # equal by value: same compiled computation
@@ -131,7 +131,7 @@ def test_bootstrap_does_not_recompile_across_keys():
             num_resamples=200,
             level=0.8 + 0.05 * k,
         )
-    assert metrics_bootstrap._bootstrap._cache_size() == before
+    assert metrics_bootstrap._bootstrap._cache_size() == before  # noqa: SLF001 - the kernel jit cache
 
 
 def test_small_groups_listed_with_degenerate_intervals():

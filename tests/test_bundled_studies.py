@@ -8,13 +8,11 @@ tables -- in well under a minute; the numbers themselves mean nothing.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from fairrobust.data import load_bundled
-from fairrobust.run import TINY_REJECTION, TINY_ROBUSTNESS
+from fairrobust.studies import config as study_config
 from fairrobust.studies import rejection as rj
 from fairrobust.studies import robustness as rb
 
@@ -33,7 +31,7 @@ def bundled_subset():
 
 
 def test_robustness_study_on_bundled_data(bundled_subset, tmp_path):
-    cfg = dataclasses.replace(rb.preset("quick"), preset="tiny", **TINY_ROBUSTNESS)
+    cfg = study_config.preset("robustness", "tiny")
     res = rb.run_study(bundled_subset, cfg, tmp_path, progress=False, make_figures=False)
     models = res.tables["models"]
     assert len(models) == 2  # m5 x AT {0, 0.01}
@@ -45,7 +43,7 @@ def test_robustness_study_on_bundled_data(bundled_subset, tmp_path):
 
 
 def test_rejection_study_on_bundled_data(bundled_subset, tmp_path):
-    cfg = rj.preset("quick", **TINY_REJECTION)
+    cfg = study_config.preset("rejection", "tiny")
     res = rj.run_study(bundled_subset, cfg, tmp_path, progress=False)
     labels = [r["label"] for r in res.tables["auc_fpr"]]
     assert labels == ["RS N=10", "RS N=100", "NR"]

@@ -16,8 +16,8 @@ from fairrobust import metrics, smoothing
 from fairrobust.figures import rejection as rej_figs
 from fairrobust.figures import robustness as rob_figs
 from fairrobust.groups import all_groups
+from fairrobust.studies import config as study_config
 from fairrobust.studies import rejection_tables as rjt
-from fairrobust.studies import robustness as rb
 from fairrobust.studies import robustness_tables as rt
 
 GRID = np.round(np.arange(1, 101) * 0.01, 10)
@@ -175,7 +175,7 @@ def test_robustness_group_curves_have_intervals():
         for i in range(2)
     ]
     groups = all_groups(_attrs(n), min_size=2)
-    cfg = rb.RobustnessConfig(bootstrap=30, attack_eps=(0.01, 0.1))
+    cfg = study_config.RobustnessConfig(bootstrap_resamples=30, attack_eps=(0.01, 0.1))
     agg = rt.aggregate(members, correct, (0.01, 0.1), groups, num_classes=3, config=cfg)
     rows = agg["tables"]["group_curves"]
     assert {"ci_low", "ci_high"} <= set(rows[0])
@@ -193,7 +193,7 @@ def test_robustness_group_curves_have_intervals():
     assert mats["curves_low"].shape == mats["curves"].shape
     no_ci = rt.aggregate(
         members, correct, (0.01, 0.1), groups, num_classes=3,
-        config=rb.RobustnessConfig(bootstrap=0, attack_eps=(0.01, 0.1)),
+        config=study_config.RobustnessConfig(bootstrap_resamples=0, attack_eps=(0.01, 0.1)),
     )  # fmt: skip
     assert "ci_low" not in no_ci["tables"]["group_curves"][0]
 

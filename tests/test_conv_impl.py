@@ -36,4 +36,4 @@ def test_matmul_forward_matches_lax(name):
 
 def test_bad_conv_impl():
     with pytest.raises(ValueError, match="conv_impl"):
-        models.M5(3, conv_impl="fft")._check()
+        models.M5(3, conv_impl="fft").validate()

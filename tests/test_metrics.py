@@ -176,10 +176,10 @@ def test_auc_acc_jit_equals_nojit_and_no_retrace():
     for k in range(4):
         eps = jnp.sort(jnp.asarray(rng.random(6), jnp.float32)) + 0.01 * k
         np.testing.assert_allclose(sweep(eps), M.auc_acc(correct, eps, m), rtol=1e-6)
-    before = metrics_robustness.auc_acc_kernel._cache_size()
+    before = metrics_robustness.auc_acc_kernel._cache_size()  # noqa: SLF001 - the kernel jit cache
     for k in range(3):
         M.auc_acc(correct, jnp.linspace(0.0, 0.1 * (k + 1), 6), m)
-    assert metrics_robustness.auc_acc_kernel._cache_size() - before <= 1
+    assert metrics_robustness.auc_acc_kernel._cache_size() - before <= 1  # noqa: SLF001 - the kernel jit cache
 
 
 def test_auc_acc_bad_grid():
@@ -570,10 +570,10 @@ def test_rejection_jit_and_no_retrace():
     for k in range(3):
         t = jnp.linspace(0.01 * (k + 1), 1.0, 100)
         np.testing.assert_allclose(sweep(t), M.auc_fpr(stat, t, m), rtol=1e-6)
-    before = metrics_rejection.rejection_kernel._cache_size()
+    before = metrics_rejection.rejection_kernel._cache_size()  # noqa: SLF001 - the kernel jit cache
     for k in range(3):
         M.rejection_curves(stat, jnp.linspace(0.1 * k, 1.0, 50), m, reject_if="below")
-    assert metrics_rejection.rejection_kernel._cache_size() - before <= 1
+    assert metrics_rejection.rejection_kernel._cache_size() - before <= 1  # noqa: SLF001 - the kernel jit cache
 
 
 def test_rejection_errors_and_empty_group():

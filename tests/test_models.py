@@ -126,7 +126,9 @@ def test_conv1d_vjp_matches_lax(k, s, cin):
     kern = jax.random.normal(jax.random.key(1), (k, cin, 3))
 
     def lax_conv(a, b):
-        return jax.lax.conv_general_dilated(a, b, (s,), "VALID", dimension_numbers=models._DIMS)
+        return jax.lax.conv_general_dilated(
+            a, b, (s,), "VALID", dimension_numbers=models.CONV_DIMENSIONS
+        )
 
     y, vjp = jax.vjp(lambda a, b: models.conv1d(a, b, s), x, kern)
     y_ref, vjp_ref = jax.vjp(lax_conv, x, kern)

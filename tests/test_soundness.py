@@ -246,10 +246,10 @@ def test_eot_eps_sweep_compiles_once(data):
     x, y, v = data["x"], data["y"], data["wiggly"]
     kw = {"sigma": 0.1, "num_noise": 16, "num_steps": 20}  # as in the smoothing tests: cached
     attacks.eot_attack(wiggly_apply, v, x, y, 0.01, jax.random.key(0), **kw)
-    before = attacks_eot._eot_kernel._cache_size()
+    before = attacks_eot._eot_kernel._cache_size()  # noqa: SLF001 - the kernel jit cache
     for eps in (0.02, 0.05, 0.3):
         attacks.eot_attack(wiggly_apply, v, x, y, eps, jax.random.key(0), **kw)
-    assert attacks_eot._eot_kernel._cache_size() == before
+    assert attacks_eot._eot_kernel._cache_size() == before  # noqa: SLF001 - the kernel jit cache
 
 
 def _linear_eot_gradient_oracle(w, x, y, sigma, objective, draws=200_000, seed=0):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -11,7 +10,12 @@ import numpy as np
 import pytest
 import scipy.stats
 
+import fairrobust.data
+from fairrobust.cli import build_parser
+from fairrobust.cli import certify as cli_certify
+from fairrobust.cli import study as cli_study
 from fairrobust.groups import all_groups
+from fairrobust.studies import config as study_config
 from fairrobust.studies import rejection as rj
 from fairrobust.studies import rejection_tables as rjt
 
@@ -315,48 +319,48 @@ def test_write_csv_atomic_and_nan(tmp_path):
 
 
 def test_presets_and_validation(tmp_path):
-    paper = rj.preset("paper")
+    paper = study_config.preset("rejection", "paper")
     assert paper.num_samples == (10, 100, 1000, 10000)
     assert (paper.alpha_min, paper.alpha_max, paper.alpha_step) == (0.001, 1.0, 0.001)
     assert paper.sigma == 0.1 and paper.certify_n0 == 100 and paper.certify_n == 10000
     assert rj.threshold_grid(paper).shape == (1000,)
-    quick = rj.preset("quick")
-    assert max(quick.num_samples) <= 1000 and quick.max_test is not None
+    quick = study_config.preset("rejection", "quick")
+    assert max(quick.num_samples) <= 1000 and quick.max_examples > 0
     with pytest.raises(ValueError, match="preset"):
-        rj.preset("huge")
+        study_config.preset("rejection", "huge")
     with pytest.raises(ValueError, match="num_samples"):
-        rj.RejectionConfig(num_samples=(100, 10))
+        study_config.RejectionConfig(num_samples=(100, 10))
     with pytest.raises(ValueError, match="unknown"):
         paper.replace(sigmaa=0.2)
     toml = tmp_path / "c.toml"
     toml.write_text(
         "[robustness]\nepochs = 3\n[rejection]\nnum-samples = [10, 100]\nsigma = 0.25\n"
     )
-    cfg = rj.config_from_toml(toml, "quick")
+    cfg = study_config.load_config("rejection", "quick", toml)
     assert cfg.num_samples == (10, 100) and cfg.sigma == 0.25 and cfg.epochs == quick.epochs
     toml.write_text("sigma = 0.2\nbogus = 1\n")
     with pytest.raises(ValueError, match="bogus"):
-        rj.config_from_toml(toml)
+        study_config.load_config("rejection", "paper", toml)
 
 
 def test_config_from_args():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", default="bundled")  # as cli.py's shared data flags
-    rj.add_cli_arguments(parser)
-    args = parser.parse_args(
+    def parse(flags):
+        return build_parser().parse_args(["study", "rejection", *flags])
+
+    args = parse(
         ["--out", "x", "--preset", "quick", "--attributes", "gender,age", "--intersections",
-         "gender,age", "--seed", "3", "--max-test", "40"]
+         "gender,age", "--seed", "3", "--max-examples", "40"]
     )  # fmt: skip
-    cfg = rj.config_from_args(args)
+    cfg = cli_study.config_from_args(args)
     assert cfg.attributes == ("gender", "age") and cfg.certify
     flags = ["--out", "x", "--num-samples", "10,1000", "--noise", "laplace", "--no-certify"]
-    want = rj.preset("quick", num_samples=(10, 1000), noise="laplace", certify=False)
-    assert rj.config_from_args(parser.parse_args(flags)) == want
+    want = study_config.preset("rejection", "quick").replace(
+        num_samples=(10, 1000), noise="laplace", certify=False
+    )
+    assert cli_study.config_from_args(parse(flags)) == want
     assert cfg.intersections == (("gender", "age"),)
-    assert cfg.seed == 3 and cfg.max_test == 40
-    p2 = argparse.ArgumentParser()
-    rj.add_certify_arguments(p2)
-    a2 = p2.parse_args(["--checkpoint", "c", "--out", "o.csv"])
+    assert cfg.seed == 3 and cfg.max_examples == 40
+    a2 = build_parser().parse_args(["certify", "--checkpoint", "c", "--out", "o.csv"])
     assert (a2.sigma, a2.n0, a2.n, a2.alpha, a2.split) == (0.1, 100, 10000, 0.001, "test")
 
 
@@ -426,7 +430,7 @@ TINY = dict(
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     ds = _synthetic_dataset()
-    cfg = rj.preset("quick", **TINY)
+    cfg = study_config.preset("rejection", "quick").replace(**TINY)
     out = tmp_path_factory.mktemp("rejection")
     res = rj.run_study(ds, cfg, out, progress=False)
     return ds, cfg, out, res
@@ -499,13 +503,12 @@ def test_certify_main_writes_csv(tiny_run, tmp_path, monkeypatch):
     ds, _, out, _ = tiny_run
     ckpts = sorted((out / "models").glob("rejection-rs-*"))
     assert ckpts
-    monkeypatch.setattr(rj, "_load_dataset", lambda args: ds)
-    parser = argparse.ArgumentParser()
-    rj.add_certify_arguments(parser)
+    monkeypatch.setattr(fairrobust.data, "load_dataset", lambda *_, **__: ds)
     target = tmp_path / "cert.csv"
-    args = parser.parse_args(
+    args = build_parser().parse_args(
         # Same n0 / n / batch / chunk as the study: the compiled sampler is reused.
         [
+            "certify",
             "--checkpoint",
             str(ckpts[0]),
             "--n0",
@@ -518,9 +521,10 @@ def test_certify_main_writes_csv(tiny_run, tmp_path, monkeypatch):
             "10",
             "--out",
             str(target),
+            "--no-progress",
         ]
     )
-    assert rj.certify_main(args) == 0
+    assert cli_certify.main(args) == 0
     rows = _read_csv(target)
     assert len(rows) == 24
     assert list(rows[0]) == [
@@ -539,18 +543,17 @@ def test_cli_main_with_toml_reuses_the_run(tiny_run, tmp_path, monkeypatch, caps
         raise AssertionError("resampled although a matching cache exists")
 
     monkeypatch.setattr(smoothing, "sample_counts", fail)
-    monkeypatch.setattr(rj, "_load_dataset", lambda args: ds)
+    monkeypatch.setattr(fairrobust.data, "load_dataset", lambda *_, **__: ds)
     toml = tmp_path / "tiny.toml"
     lines = [
         f"{k} = {list(v) if isinstance(v, tuple) else v}".replace("'", '"') for k, v in TINY.items()
     ]
     toml.write_text("[rejection]\n" + "\n".join(lines) + "\n")
-    parser = argparse.ArgumentParser()
-    rj.add_cli_arguments(parser)
-    args = parser.parse_args(
-        ["--preset", "quick", "--config", str(toml), "--out", str(out), "--no-progress"]
-    )
-    assert rj.cli_main(args) == 0
+    args = build_parser().parse_args(
+        ["study", "rejection", "--preset", "quick", "--config", str(toml), "--out", str(out),
+         "--no-progress"]
+    )  # fmt: skip
+    assert cli_study.rejection_main(args) == 0
     text = capsys.readouterr().out
     assert "AUC_FPR" in text and "RS N=100" in text and "FPR Parity" in text
 
@@ -561,7 +564,9 @@ def test_quick_study_on_bundled_data_tiny(tmp_path):
     from fairrobust.data import load_bundled
 
     ds = load_bundled()
-    cfg = rj.preset("quick", **{**TINY, "max_test": 30, "num_samples": (10, 100)})
+    cfg = study_config.preset("rejection", "quick").replace(
+        **{**TINY, "max_examples": 30, "num_samples": (10, 100)}
+    )
     res = rj.run_study(ds, cfg, tmp_path, progress=False)
     assert res.summary["num_eval"] == 30
     assert [r["label"] for r in res.tables["auc_fpr"]] == ["RS N=10", "RS N=100", "NR"]

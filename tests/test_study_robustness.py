@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from pathlib import Path
@@ -11,8 +10,12 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from fairrobust.cli import build_parser
+from fairrobust.cli import study as cli_study
+from fairrobust.defenses import parse_preprocess
 from fairrobust.groups import all_groups, group_masks
 from fairrobust.studies import _store
+from fairrobust.studies import config as study_config
 from fairrobust.studies import robustness as rb
 from fairrobust.studies import robustness_tables as rt
 
@@ -58,7 +61,7 @@ def _hand_case():
     return members, correct, (0.1, 0.3), attrs
 
 
-CFG = rb.RobustnessConfig(bootstrap=0, min_group_size=2)
+CFG = study_config.RobustnessConfig(bootstrap_resamples=0, min_group_size=2)
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -172,7 +175,7 @@ def test_tiny_and_empty_groups():
 def test_aggregate_bootstrap_intervals_bracket_estimates():
     members, correct, eps, attrs = _hand_case()
     groups = {"gender": group_masks(attrs, "gender", min_size=2)}
-    cfg = dataclasses.replace(CFG, bootstrap=50)
+    cfg = dataclasses.replace(CFG, bootstrap_resamples=50)
     speakers = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
     agg = rt.aggregate(members, correct, eps, groups, num_classes=10, config=cfg, speakers=speakers)
     for r in agg["tables"]["group_metrics"]:
@@ -209,35 +212,35 @@ def test_intervention_codes():
 
 
 def test_presets_and_paper_grid():
-    paper = rb.preset("paper")
+    paper = study_config.preset("robustness", "paper")
     assert paper.num_models == 40
     assert paper.attack_eps == (0.0001, 0.001, 0.01, 0.1, 0.2, 0.3)
     assert paper.attack_steps == 100 and paper.attack_rel_step == pytest.approx(0.2)
-    assert rb.preset("quick").num_models == 8
+    assert study_config.preset("robustness", "quick").num_models == 8
     with pytest.raises(ValueError, match="preset"):
-        rb.preset("huge")
+        study_config.preset("robustness", "huge")
     members = rb.plan_members(paper, "fp")
     assert len(members) == 40 and len({m.member_id for m in members}) == 40
 
 
 def test_config_validation_names_field():
     with pytest.raises(ValueError, match=r"RobustnessConfig\.models"):
-        rb.RobustnessConfig(models=("resnet",))
+        study_config.RobustnessConfig(models=("resnet",))
     with pytest.raises(ValueError, match=r"RobustnessConfig\.attack_eps"):
-        rb.RobustnessConfig(attack_eps=(0.1, 0.01))
+        study_config.RobustnessConfig(attack_eps=(0.1, 0.01))
     with pytest.raises(ValueError, match="preprocess 'blur'"):
-        rb.RobustnessConfig(preprocess=("blur",))
+        study_config.RobustnessConfig(preprocess=("blur",))
     with pytest.raises(ValueError, match="preprocess 'quantize:bits=99'"):
-        rb.RobustnessConfig(preprocess=("quantize:bits=99",))
+        study_config.RobustnessConfig(preprocess=("quantize:bits=99",))
 
 
 def test_parse_preprocess():
-    pre = rb.parse_preprocess("quantize:bits=6")
+    pre = parse_preprocess("quantize:bits=6")
     assert pre.name == "quantize" and pre.kwargs == {"bits": 6} and pre.gradient == "bpda"
-    low = rb.parse_preprocess("lowpass:cutoff_hz=2000,gradient=exact", sample_rate=8000)
+    low = parse_preprocess("lowpass:cutoff_hz=2000,gradient=exact", sample_rate=8000)
     assert low.kwargs["sample_rate"] == 8000.0 and low.gradient == "exact"
     with pytest.raises(ValueError, match="key=value"):
-        rb.parse_preprocess("quantize:bits")
+        parse_preprocess("quantize:bits")
 
 
 def test_toml_override(tmp_path):
@@ -246,29 +249,31 @@ def test_toml_override(tmp_path):
         "[robustness]\nat_eps = [0, 0.01]\npreprocess = ['none', 'quantize:bits=8']\n"
         "epochs = 3\nattributes = ['gender']\n"
     )
-    cfg = rb.load_config("quick", path, {"seed": 7})
+    cfg = study_config.load_config("robustness", "quick", path, {"seed": 7})
     assert cfg.at_eps == (0.0, 0.01) and isinstance(cfg.at_eps[0], float)
     assert cfg.preprocess == ("none", "quantize:bits=8")
     assert cfg.epochs == 3 and cfg.attributes == ("gender",) and cfg.seed == 7
-    assert cfg.attack_steps == rb.preset("quick").attack_steps  # untouched fields kept
+    assert (
+        cfg.attack_steps == study_config.preset("robustness", "quick").attack_steps
+    )  # untouched fields kept
     path.write_text("epohcs = 3\n")
     with pytest.raises(ValueError, match="unknown field 'epohcs'"):
-        rb.load_config("quick", path)
+        study_config.load_config("robustness", "quick", path)
     path.write_text("epochs = 'ten'\n")
     with pytest.raises(ValueError, match=r"grid\.toml: field 'epochs': expected an integer"):
-        rb.load_config("quick", path)
+        study_config.load_config("robustness", "quick", path)
     path.write_text("epochs = [\n")
     with pytest.raises(ValueError, match="not valid TOML"):
-        rb.load_config("quick", path)
+        study_config.load_config("robustness", "quick", path)
     with pytest.raises(FileNotFoundError):
-        rb.load_config("quick", tmp_path / "missing.toml")
+        study_config.load_config("robustness", "quick", tmp_path / "missing.toml")
 
 
 def test_cli_arguments_override_preset(tmp_path):
-    parser = argparse.ArgumentParser()
-    rb.add_cli_arguments(parser)
-    args = parser.parse_args(
+    args = build_parser().parse_args(
         [
+            "study",
+            "robustness",
             "--preset",
             "quick",
             "--out",
@@ -281,18 +286,14 @@ def test_cli_arguments_override_preset(tmp_path):
             "2",
         ]
     )
-    assert args.dataset == "bundled" and args.rb_epochs == 2
-    overrides = {
-        f: getattr(args, f"rb_{f}")
-        for f, _, _ in rb._FLAGS.values()
-        if getattr(args, f"rb_{f}") is not None
-    }
-    cfg = rb.load_config(args.preset, None, overrides)
+    assert args.dataset == "bundled" and args.study_epochs == 2
+    cfg = cli_study.config_from_args(args)
     assert cfg.at_eps == (0.0, 0.005) and cfg.preprocess == ("none", "quantize:bits=8")
+    assert cfg.epochs == 2
 
 
 def test_member_ids_track_what_results_depend_on():
-    cfg = rb.preset("quick")
+    cfg = study_config.preset("robustness", "quick")
     base = {m.member_id: m for m in rb.plan_members(cfg, "fp")}
     more_steps = {
         m.member_id: m for m in rb.plan_members(dataclasses.replace(cfg, attack_steps=20), "fp")
@@ -305,7 +306,9 @@ def test_member_ids_track_what_results_depend_on():
         assert longer[mid].train_id != m.train_id
         assert other_data[mid].train_id != m.train_id
     # attributes / bootstrap change only the analysis, never a member
-    same = rb.plan_members(dataclasses.replace(cfg, attributes=("gender",), bootstrap=0), "fp")
+    same = rb.plan_members(
+        dataclasses.replace(cfg, attributes=("gender",), bootstrap_resamples=0), "fp"
+    )
     assert [m.eval_hash for m in same] == [m.eval_hash for m in base.values()]
 
 
@@ -373,12 +376,12 @@ def test_seeded_subset_is_numpys_choice_sorted():
 
 def test_select_test_uses_the_salted_subset():
     ds = synthetic_dataset()
-    cfg = dataclasses.replace(rb.preset("quick"), max_test_examples=5, seed=4)
+    cfg = dataclasses.replace(study_config.preset("robustness", "quick"), max_examples=5, seed=4)
     test = np.flatnonzero(ds.splits == "test")
     want = _store.seeded_subset(test, 5, 4, rb.TEST_SUBSET_SALT)
     np.testing.assert_array_equal(rb.select_test(ds, cfg), want)
     np.testing.assert_array_equal(
-        rb.select_test(ds, dataclasses.replace(cfg, max_test_examples=0)), test
+        rb.select_test(ds, dataclasses.replace(cfg, max_examples=0)), test
     )
 
 
@@ -444,8 +447,8 @@ def test_sweep_epsilons_is_the_one_place_of_the_clean_pass():
     correct = np.arange(2 * 3 * 4).reshape(2, 3, 4)  # [models, 1 + e, n]
     np.testing.assert_array_equal(rt.clean_part(correct), correct[:, 0])
     np.testing.assert_array_equal(rt.attacked_part(correct), correct[:, 1:])
-    spec = rb.plan_members(rb.preset("quick"), "fp")[0]
-    assert spec.epsilons == rt.sweep_epsilons(rb.preset("quick").attack_eps)
+    spec = rb.plan_members(study_config.preset("robustness", "quick"), "fp")[0]
+    assert spec.epsilons == rt.sweep_epsilons(study_config.preset("robustness", "quick").attack_eps)
     assert spec.eval_spec["attack"]["epsilons"] == list(spec.epsilons)
 
 
@@ -513,7 +516,7 @@ class _FakeModules:
         base = 0.95 - 10 * spec.at_eps - 2 * spec.noise_std
         p = base * np.exp(-eps / (0.02 + spec.at_eps))[:, None]
         correct = rng.random((eps.size, n)) < p
-        return correct, rb.parse_preprocess(spec.preprocess, sample_rate)
+        return correct, parse_preprocess(spec.preprocess, sample_rate)
 
 
 @pytest.fixture
@@ -525,13 +528,13 @@ def fake(monkeypatch):
 
 
 FAKE_CFG = dataclasses.replace(
-    rb.preset("quick"),
+    study_config.preset("robustness", "quick"),
     at_eps=(0.0, 0.01),
     noise_std=(0.0, 0.05),
     preprocess=("none", "quantize:bits=8"),
     attack_eps=(0.001, 0.01, 0.1),
     min_group_size=3,
-    bootstrap=0,
+    bootstrap_resamples=0,
 )
 
 
@@ -647,7 +650,7 @@ def test_intersections_all_pairs(tmp_path, fake):
 
 
 TINY = dataclasses.replace(
-    rb.preset("quick"),
+    study_config.preset("robustness", "quick"),
     models=("m5",),
     at_eps=(0.0,),
     noise_std=(0.0,),
@@ -658,8 +661,8 @@ TINY = dataclasses.replace(
     batch_size=16,
     at_steps=2,
     min_group_size=2,
-    max_test_examples=16,
-    bootstrap=0,
+    max_examples=16,
+    bootstrap_resamples=0,
 )
 
 
@@ -688,8 +691,8 @@ def test_run_study_end_to_end_with_preprocess_and_figures(tmp_path):
         epochs=3,
         noise_std=(0.0, 0.05),
         preprocess=("none", "quantize:bits=8"),
-        bootstrap=50,
-        max_test_examples=0,
+        bootstrap_resamples=50,
+        max_examples=0,
     )
     res = rb.run_study(ds, cfg, tmp_path, progress=False)
     grid = (cfg.models, cfg.at_eps, cfg.noise_std, cfg.preprocess)

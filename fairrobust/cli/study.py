@@ -12,6 +12,7 @@ from fairrobust.cli import _flags
 __all__ = [
     "add_rejection_arguments",
     "add_robustness_arguments",
+    "config_from_args",
     "rejection_main",
     "robustness_main",
 ]
@@ -62,11 +63,17 @@ def add_rejection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-certify", action="store_true", help="skip CERTIFY")
 
 
-def _config(args: argparse.Namespace, study: str, flags: Mapping[str, tuple]) -> Any:
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The study config of parsed ``study robustness|rejection`` flags.
+
+    The preset, then the ``--config`` file, then every flag given (validated here,
+    before any data is loaded).
+    """
     from fairrobust.studies.config import load_config
 
-    fields = {f"study_{dest}": dest for dest in flags}
-    overrides = _flags.study_overrides(args, fields)
+    study = args.study
+    flags = _ROBUSTNESS_FLAGS if study == "robustness" else _REJECTION_FLAGS
+    overrides = _flags.study_overrides(args, {f"study_{dest}": dest for dest in flags})
     if study == "rejection" and args.no_certify:
         overrides["certify"] = False
     return load_config(study, args.preset, args.config, overrides)
@@ -85,7 +92,7 @@ def robustness_main(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    config = _config(args, "robustness", _ROBUSTNESS_FLAGS)
+    config = config_from_args(args)
     out = _flags.output_dir(args)
     dataset = _load(args)
     print(
@@ -109,7 +116,7 @@ def rejection_main(args: argparse.Namespace) -> int:
     """``fairrobust study rejection``: run the study, print Table 1 and FPR Parity."""
     from fairrobust.studies.rejection import run_study
 
-    config = _config(args, "rejection", _REJECTION_FLAGS)
+    config = config_from_args(args)
     out = _flags.output_dir(args)
     ds = _load(args)
     print(

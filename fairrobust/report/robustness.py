@@ -28,8 +28,9 @@ def robustness_settings(data: RunData, short: bool = False) -> str:
         "step size": f"{fmt(c['attack_rel_step'])} x eps",
         "test clips": s.get("n_test"),
         "seed": c["seed"],
-        "bootstrap": f"{c['bootstrap_resamples']} resamples, {fmt(100 * c['ci_level'])}% percentile "
-        "intervals (stratified by group, clustered by speaker)",
+        "bootstrap": f"{c['bootstrap_resamples']} resamples, "
+        f"{fmt(100 * c['ci_level'])}% percentile intervals (stratified by group, clustered by "
+        "speaker)",
     }
     if not short:
         items = {

@@ -39,7 +39,6 @@ from fairrobust.metrics import (
 from fairrobust.studies._store import format_value
 from fairrobust.studies.config import RobustnessConfig
 
-
 __all__ = [
     "BINARY_INTERVENTIONS",
     "LEVEL_INTERVENTIONS",

@@ -153,16 +153,17 @@ def parity_rows(
     names = list(correct)
     stack = np.stack([np.asarray(correct[a], np.float32) for a in names])  # [A, e, n]
     rows: list[dict[str, Any]] = []
+    resamples = rob_cfg.bootstrap_resamples
     for i_attr, (attr, grp) in enumerate(groups.items()):
         if grp.num_groups == 0:
             continue
         valid = tuple(bool(v) for v in np.asarray(grp.valid))
         stat = AucAccStat(tuple(float(e) for e in eps), valid)
-        if rob_cfg.bootstrap_resamples > 0:
+        if resamples > 0:
             res = bootstrap_ci(
                 stat, stack, grp.masks, key=jax.random.fold_in(key, i_attr),
-                num_resamples=rob_cfg.bootstrap_resamples, level=rob_cfg.ci_level, speakers=speakers,
-                batch_size=min(rob_cfg.bootstrap_resamples, 50),
+                num_resamples=resamples, level=rob_cfg.ci_level, speakers=speakers,
+                batch_size=min(resamples, 50),
             )  # fmt: skip
             est, lo, hi = (
                 {k: np.asarray(v, np.float64) for k, v in d.items()}
