@@ -190,3 +190,10 @@ def test_cli_help_imports_no_jax() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_architecture_md_matches_the_contract() -> None:
+    """ARCHITECTURE.md's layer table is the import-linter contract (tools/architecture.py)."""
+    tool = PKG.parent / "tools" / "architecture.py"
+    proc = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

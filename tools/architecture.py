@@ -27,7 +27,8 @@ def _summary(module: str) -> str:
     path = ROOT.joinpath(*module.split("."))
     file = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     doc = ast.get_docstring(ast.parse(file.read_text())) or ""
-    return doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""
+    line = doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""
+    return line.replace("``", "`").replace("|", "\\|")
 
 
 def layers() -> list[list[str]]:

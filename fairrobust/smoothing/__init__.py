@@ -30,13 +30,13 @@ Reference: J. Cohen, E. Rosenfeld, Z. Kolter. Certified adversarial robustness v
 randomized smoothing. ICML 2019.
 """
 
-from fairrobust.smoothing.certify import CertifyResult as CertifyResult
-from fairrobust.smoothing.certify import binom_test_pvalue as binom_test_pvalue
-from fairrobust.smoothing.certify import certified_accuracy as certified_accuracy
-from fairrobust.smoothing.certify import certify as certify
-from fairrobust.smoothing.certify import clopper_pearson_lower as clopper_pearson_lower
-from fairrobust.smoothing.certify import predict_pvalues as predict_pvalues
-from fairrobust.smoothing.certify import smoothed_predict as smoothed_predict
+from fairrobust.smoothing.certification import CertifyResult as CertifyResult
+from fairrobust.smoothing.certification import binom_test_pvalue as binom_test_pvalue
+from fairrobust.smoothing.certification import certified_accuracy as certified_accuracy
+from fairrobust.smoothing.certification import certify as certify
+from fairrobust.smoothing.certification import clopper_pearson_lower as clopper_pearson_lower
+from fairrobust.smoothing.certification import predict_pvalues as predict_pvalues
+from fairrobust.smoothing.certification import smoothed_predict as smoothed_predict
 from fairrobust.smoothing.noise import NoiseFn as NoiseFn
 from fairrobust.smoothing.noise import available_noises as available_noises
 from fairrobust.smoothing.noise import register_noise as register_noise

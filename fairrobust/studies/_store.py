@@ -46,13 +46,11 @@ import os
 import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-import fairrobust
 from fairrobust import _io, models
 from fairrobust._io import (
     atomic_write_json,
@@ -63,6 +61,7 @@ from fairrobust._io import (
     stable_hash,
     to_jsonable,
 )
+from fairrobust._version import __version__
 from fairrobust.train import TrainConfig, load_checkpoint, train
 
 __all__ = [
@@ -96,14 +95,8 @@ C = TypeVar("C")
 
 
 def library_version() -> str:
-    """The installed fairrobust version (``fairrobust.__version__`` or package metadata)."""
-    version = getattr(fairrobust, "__version__", None)
-    if version:
-        return str(version)
-    try:
-        return dist_version("fairrobust")
-    except Exception:  # not installed (source checkout on sys.path)
-        return "0+unknown"
+    """The fairrobust version (``fairrobust.__version__``)."""
+    return __version__
 
 
 def format_value(value: Any) -> str:
