@@ -48,9 +48,9 @@ from typing import Any
 
 from fairrobust import _io, report
 from fairrobust.data import AudioDataset, load_bundled, load_dataset
+from fairrobust.studies import library_version
 from fairrobust.studies import rejection as rj
 from fairrobust.studies import robustness as rb
-from fairrobust.studies._store import library_version
 from fairrobust.studies.config import RunConfigs, SoundnessConfig, load_configs
 from fairrobust.studies.soundness import remove_soundness, run_soundness
 from fairrobust.studies.summary import write_summary

@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
 
     from fairrobust import _io, models, smoothing
     from fairrobust.data import load_dataset
-    from fairrobust.studies._store import seeded_subset
+    from fairrobust.studies import seeded_subset
     from fairrobust.studies.rejection_tables import certify_table, write_csv
     from fairrobust.train import load_checkpoint
 

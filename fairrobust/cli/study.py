@@ -160,7 +160,7 @@ def format_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> st
 
 def format_models_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The per-model table (paper Tables 1-2) as aligned text, by clean accuracy."""
-    from fairrobust.studies._store import format_value
+    from fairrobust.studies import format_value
 
     header = (
         f"{'model':<10} {'AT':>7} {'noise':>6} {'preprocess':<18} {'clean':>6} "
