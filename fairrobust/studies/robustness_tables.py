@@ -44,6 +44,7 @@ __all__ = [
     "LEVEL_INTERVENTIONS",
     "aggregate",
     "attacked_part",
+    "bootstrap_options",
     "clean_part",
     "correlation_rows",
     "intervention_codes",
@@ -266,6 +267,24 @@ def correlation_rows(
 # ============================================================================ groups
 
 
+def bootstrap_options(
+    config: RobustnessConfig, key: jax.Array, speakers: np.ndarray | None
+) -> dict[str, Any]:
+    """Keyword arguments of ``metrics.bootstrap_ci`` for the robustness study's intervals.
+
+    ``config.bootstrap_resamples`` percentile resamples at ``config.ci_level``,
+    clustered by ``speakers`` when given, in batches of at most 50. The soundness
+    study uses the same, so its intervals are comparable with the study's.
+    """
+    return {
+        "key": key,
+        "num_resamples": config.bootstrap_resamples,
+        "level": config.ci_level,
+        "speakers": speakers,
+        "batch_size": min(config.bootstrap_resamples, 50),
+    }
+
+
 def _bootstrap(
     values: jax.Array,
     eps: np.ndarray,
@@ -288,13 +307,7 @@ def _bootstrap(
         return None
     key = jax.random.fold_in(jax.random.key(config.seed), 0xB007)
     valid = tuple(bool(v) for v in np.asarray(groups.valid))
-    kw = {
-        "key": key,
-        "num_resamples": config.bootstrap_resamples,
-        "level": config.ci_level,
-        "speakers": speakers,
-        "batch_size": min(config.bootstrap_resamples, 50),
-    }
+    kw = bootstrap_options(config, key, speakers)
     stat = AucAccStat(tuple(map(float, eps)), valid)
     auc = bootstrap_ci(stat, attacked_part(values), groups.masks, **kw)
     acc = bootstrap_ci(GroupRateStat(valid), clean_part(values), groups.masks, **kw)

@@ -38,6 +38,7 @@ from fairrobust.studies._store import library_version, seeded_subset, train_or_l
 from fairrobust.studies.config import SOUNDNESS_ALIASES, RobustnessConfig, SoundnessConfig
 from fairrobust.studies.rejection import RejectionResults
 from fairrobust.studies.robustness import MemberResult, RobustnessResults, resolve_groups
+from fairrobust.studies.robustness_tables import bootstrap_options
 from fairrobust.studies.summary import select_baseline, select_most_robust
 from fairrobust.train import TrainConfig
 
@@ -153,18 +154,14 @@ def parity_rows(
     names = list(correct)
     stack = np.stack([np.asarray(correct[a], np.float32) for a in names])  # [A, e, n]
     rows: list[dict[str, Any]] = []
-    resamples = rob_cfg.bootstrap_resamples
     for i_attr, (attr, grp) in enumerate(groups.items()):
         if grp.num_groups == 0:
             continue
         valid = tuple(bool(v) for v in np.asarray(grp.valid))
         stat = AucAccStat(tuple(float(e) for e in eps), valid)
-        if resamples > 0:
-            res = bootstrap_ci(
-                stat, stack, grp.masks, key=jax.random.fold_in(key, i_attr),
-                num_resamples=resamples, level=rob_cfg.ci_level, speakers=speakers,
-                batch_size=min(resamples, 50),
-            )  # fmt: skip
+        if rob_cfg.bootstrap_resamples > 0:
+            kw = bootstrap_options(rob_cfg, jax.random.fold_in(key, i_attr), speakers)
+            res = bootstrap_ci(stat, stack, grp.masks, **kw)
             est, lo, hi = (
                 {k: np.asarray(v, np.float64) for k, v in d.items()}
                 for d in (res.estimate, res.lower, res.upper)
