@@ -37,7 +37,7 @@ batch_size = 8
 lr = 0.01
 at_steps = 1
 min_group_size = 2
-bootstrap = 0
+bootstrap_resamples = 0
 """
 
 #: TOML of a rejection study: RS with N in {10, 50} over 24 clips in batches of 4

@@ -97,7 +97,7 @@ def _rob(gm_robust, dp_base, dp_robust):
                 "attack_steps": 10,
                 "attack_rel_step": 0.2,
                 "seed": 0,
-                "bootstrap": 200,
+                "bootstrap_resamples": 200,
                 "models": ["m5"],
                 "at_eps": [0.0, 0.01],
                 "noise_std": [0.0],

@@ -627,6 +627,12 @@ def apply_overrides(config: C, overrides: Mapping[str, Any], *, source: str = "o
             raise ValueError(
                 f"{source}: unknown field {key!r}; valid fields: {', '.join(sorted(fields))}"
             )
+        if name == "intersections":  # "a x b" / "a,b" strings or name lists, one parser
+            try:
+                changes[name] = parse_intersections(value)
+            except ValueError as exc:
+                raise ValueError(f"{source}: field {name!r}: {exc}") from None
+            continue
         changes[name] = _coerce(value, hints[name], f"{source}: field {name!r}")
     return dataclasses.replace(config, **changes)  # pyright: ignore[reportArgumentType]
 
