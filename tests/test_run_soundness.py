@@ -28,7 +28,10 @@ def test_soundness_presets_and_toml_overrides(tmp_path):
     assert quick.enabled and quick.models == ("baseline", "most_robust")
     assert quick.restarts == 2 and quick.transfer and quick.smoothing
     paper = cfg_mod.preset("soundness", "paper")
-    assert paper.restarts == 5 and paper.max_examples == 0 and paper.num_samples == 100
+    # Restarts now run at the largest step count (5x the study's 100): 2, not 5, keep the
+    # paper preset affordable (issue 13).
+    assert paper.restarts == 2 and paper.max_examples == 0 and paper.num_samples == 100
+    assert paper.step_multipliers == (5,) and quick.step_multipliers == (5, 10)
     assert not cfg_mod.load_configs("quick", soundness=False).soundness.enabled
     toml = tmp_path / "run.toml"
     toml.write_text('[soundness]\nrestarts = 3\nmodels = ["all"]\nsteps = [1, 4]\n')
@@ -44,6 +47,26 @@ def test_soundness_presets_and_toml_overrides(tmp_path):
         cfg_mod.preset("soundness", "huge")
 
 
+@pytest.mark.parametrize("name", sorted(cfg_mod.SOUNDNESS_PRESETS))
+def test_soundness_steps_exceed_the_study_attack_in_every_preset(name):
+    """The strongest PGD tried has >= 5x the study's steps; the study's own is included."""
+    study = cfg_mod.preset("robustness", name).attack_steps
+    sound = cfg_mod.preset("soundness", name)
+    steps = sound_study.soundness_steps(sound, study, name)
+    assert study in steps and steps == tuple(sorted(set(steps)))
+    assert steps[-1] >= 5 * study and steps[-2] >= study
+    assert [s for s in steps if s > study] == [m * study for m in sound.step_multipliers]
+    expected = {
+        "quick": (1, 5, 10, 50, 100),
+        "tiny": (1, 2, 10, 20),
+        "paper": (1, 10, 50, 100, 500),
+    }
+    assert steps == expected[name]
+    # Explicit step counts never drop the stronger ones.
+    explicit = dataclasses.replace(sound, steps=(1, 3))
+    assert sound_study.soundness_steps(explicit, study, name)[-1] == steps[-1]
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -51,6 +74,8 @@ def test_soundness_presets_and_toml_overrides(tmp_path):
         ("num_noise", 0),
         ("num_samples", 0),
         ("steps", (0, 5)),
+        ("step_multipliers", (1,)),
+        ("step_multipliers", ()),
         ("tolerance", 1.5),
         ("models", ()),
         ("max_examples", True),
@@ -62,13 +87,14 @@ def test_soundness_config_rejects_bad_values(field, value):
 
 
 def test_soundness_steps_always_include_the_study_attack():
+    # Issue 13: 5x and 10x the study's steps are always added (the default multipliers).
     cfg = cfg_mod.SoundnessConfig()
-    assert sound_study.soundness_steps(cfg, 10, "quick") == (1, 5, 10)
-    assert sound_study.soundness_steps(cfg, 2, "tiny") == (1, 2)
-    assert sound_study.soundness_steps(cfg, 100, "paper") == (1, 10, 50, 100)
-    assert sound_study.soundness_steps(cfg, 1, "quick") == (1, 2)  # two distinct counts needed
+    assert sound_study.soundness_steps(cfg, 10, "quick") == (1, 5, 10, 50, 100)
+    assert sound_study.soundness_steps(cfg, 2, "tiny") == (1, 2, 10, 20)
+    assert sound_study.soundness_steps(cfg, 100, "paper") == (1, 10, 50, 100, 500, 1000)
+    assert sound_study.soundness_steps(cfg, 1, "quick") == (1, 5, 10)
     custom = dataclasses.replace(cfg, steps=(1, 20, 200))
-    assert sound_study.soundness_steps(custom, 100, "paper") == (1, 20, 100, 200)
+    assert sound_study.soundness_steps(custom, 100, "paper") == (1, 20, 100, 200, 500, 1000)
 
 
 def test_no_soundness_flag_parses():
@@ -276,3 +302,34 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
     assert "differs from the study's attack" in texts[1] and "(higher)" in texts[1]
     table = cli_run.format_summary_table([row])
     assert "DP most robust (strongest attack)" in table
+
+
+def test_findings_and_report_flag_moved_parity_and_non_converged_models():
+    """Issue 13: ``beyond_study_ci`` decides the finding; non-converged models are named."""
+    rec = _record()
+    rec["settings"].update(
+        steps=[1, 5, 10, 50, 100], study_steps=10, restart_steps=100, dlr_steps=100
+    )
+    for r in rec["parity"]:
+        r.update(study_attack="PGD-10", study_defense_parity=0.01)
+        r["beyond_study_ci"] = r["attack"] == results.STRONGEST and r["model"] == "base"
+    rec["models"][0].update(converged=False, not_converged_eps=[0.01], strongest_steps=100)
+    texts = [f["text"] for f in soundness_findings(rec)]
+    moved = next(t for t in texts if "differs from the study's attack" in t)
+    assert "PGD up to 100 steps (the study's: 10)" in moved and "the DLR loss (100 steps)" in moved
+    assert "`base` / gender" in moved
+    flagged = next(t for t in texts if t.startswith("Not converged"))
+    assert "from 50 to 100 PGD steps for `base` (eps 0.01)" in flagged
+    md = report.render_soundness(rec)
+    assert "| higher | **yes** |" in md
+    assert "**Not converged**: robust accuracy still fell from 50 to 100 PGD steps" in md
+    assert "study's steps 10" in md and "DLR loss 100 steps" in md
+    # Within the study's interval: "not distinguishable", and converged models say so.
+    for r in rec["parity"]:
+        r["beyond_study_ci"] = False
+    rec["models"][0].update(converged=True, not_converged_eps=[])
+    texts = [f["text"] for f in soundness_findings(rec)]
+    assert any("not distinguishable from the study's attack" in t for t in texts)
+    assert not any(t.startswith("Not converged") for t in texts)
+    md = report.render_soundness(rec)
+    assert "| higher | no |" in md and "Converged: robust accuracy no longer fell" in md
