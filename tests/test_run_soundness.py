@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import types
 
+import jax
+import numpy as np
 import pytest
 
 from fairrobust import report
@@ -19,6 +21,7 @@ from fairrobust.studies import config as cfg_mod
 from fairrobust.studies import results, summary
 from fairrobust.studies import soundness as sound_study
 from fairrobust.studies.findings import soundness_findings
+from fairrobust.studies.robustness import resolve_groups
 
 # ----------------------------------------------------------------------------- settings
 
@@ -333,3 +336,31 @@ def test_findings_and_report_flag_moved_parity_and_non_converged_models():
     assert not any(t.startswith("Not converged") for t in texts)
     md = report.render_soundness(rec)
     assert "| higher | no |" in md and "Converged: robust accuracy no longer fell" in md
+
+
+def test_parity_rows_mark_parity_beyond_the_study_attack_interval():
+    """``beyond_study_ci``: an attack that breaks one group only leaves the study's interval."""
+    n = 40
+    gender = np.array(["f"] * 20 + ["m"] * 20)
+    speakers = np.arange(n) // 2  # 10 speakers per group
+    eps = np.array([0.0, 0.1], np.float32)
+    study = np.ones((2, n), bool)  # every clip survives the study's attack: parity 0
+    strongest = study.copy()
+    strongest[1, :20] = False  # the stronger attack breaks every "f" clip at eps 0.1
+    rob_cfg = cfg_mod.RobustnessConfig(
+        attributes=("gender",), bootstrap_resamples=50, min_group_size=2
+    )
+    groups = resolve_groups({"gender": gender}, rob_cfg)
+    rows = sound_study.parity_rows(
+        {"PGD-2": study, results.STRONGEST: strongest, "PGD-20": study},
+        eps, groups, speakers, rob_cfg, jax.random.key(0), {"model": "m", "role": ""},
+        study_attack="PGD-2",
+    )  # fmt: skip
+    by = {r["attack"]: r for r in rows}
+    assert by["PGD-2"]["defense_parity"] == 0.0 and by["PGD-2"]["beyond_study_ci"] is False
+    assert by[results.STRONGEST]["defense_parity"] == pytest.approx(0.05)
+    assert by[results.STRONGEST]["beyond_study_ci"] is True
+    assert by[results.STRONGEST]["study_defense_parity"] == 0.0
+    assert by["PGD-20"]["beyond_study_ci"] is False
+    assert all(r["study_attack"] == "PGD-2" for r in rows)
+    assert set(sound_study.PARITY_COLUMNS) <= set(rows[0])
