@@ -173,3 +173,70 @@ def test_robust_correct_skips_attack_for_zero_eps(setup):
     alone = attacks.robust_correct(f, v, x, y, [0.3], jax.random.key(0), **kw)
     np.testing.assert_array_equal(mixed[[0, 2]], np.stack([clean, clean]))
     np.testing.assert_array_equal(mixed[1], alone[0])  # same attack rows, same blocks
+
+
+# ----------------------------------------------------------------------------- DLR loss
+
+
+def _dlr_numpy(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Croce & Hein (2020) Eq. 6 by a plain loop: -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)."""
+    out = []
+    for zi, yi in zip(z.astype(np.float64), y, strict=True):
+        s = np.sort(zi)[::-1]
+        other = max(v for i, v in enumerate(zi) if i != yi)
+        out.append(-(zi[yi] - other) / (s[0] - s[2] + 1e-12))
+    return np.asarray(out)
+
+
+def test_dlr_loss_matches_numpy_on_hand_logits():
+    z = np.array(
+        [[3.0, 1.0, 0.0, -1.0], [0.0, 2.0, 1.0, 5.0], [1.0, 1.0, 0.5, 0.0], [-2.0, 4.0, 4.0, 1.0]],
+        np.float32,
+    )
+    y = np.array([0, 1, 1, 3], np.int32)
+    got = np.asarray(attacks.dlr_loss(jnp.asarray(z), jnp.asarray(y)))
+    # By hand: row 0 -(3-1)/(3-0) = -2/3; row 1 -(2-5)/(5-1) = 3/4; row 2 -(1-1)/(1-0.5) = 0;
+    # row 3 -(1-4)/(4-1) = 1 (misclassified examples have DLR > 0).
+    np.testing.assert_allclose(got, [-2 / 3, 0.75, 0.0, 1.0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got, _dlr_numpy(z, y), rtol=1e-6, atol=1e-7)
+    rng = np.random.default_rng(0)
+    zr = rng.normal(size=(32, 10)).astype(np.float32)
+    yr = rng.integers(0, 10, 32).astype(np.int32)
+    np.testing.assert_allclose(
+        np.asarray(attacks.dlr_loss(jnp.asarray(zr), jnp.asarray(yr))),
+        _dlr_numpy(zr, yr),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(("shift", "scale"), [(7.5, 1.0), (-3.0, 1.0), (0.0, 0.25), (2.0, 40.0)])
+def test_dlr_loss_is_shift_and_scale_invariant(shift, scale):
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(16, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 16).astype(np.int32)
+    base = np.asarray(attacks.dlr_loss(jnp.asarray(z), jnp.asarray(y)))
+    moved = np.asarray(attacks.dlr_loss(jnp.asarray(scale * z + shift), jnp.asarray(y)))
+    np.testing.assert_allclose(moved, base, rtol=1e-4, atol=1e-5)
+    assert np.all(np.isfinite(base))
+
+
+def test_dlr_attack_runs_through_the_pgd_loop():
+    """PGD on the DLR loss of a 3-class linear model finds the L-inf optimum, like CE."""
+    w = np.zeros((4, 3), np.float32)
+    w[:, 0], w[:, 1] = [0.25, -0.25, 0.25, 0.25], [-0.25, 0.25, -0.25, -0.25]
+
+    def apply_fn(v, x):
+        return x @ v["w"] + jnp.array([[0.0, 0.0, -10.0]])
+
+    x = np.array([[0.1, 0.0, 0.0, 0.0], [0.4, -0.4, 0.4, 0.4]], np.float32)
+    y = np.array([0, 0], np.int32)  # margins u.x = 0.025 and 0.4
+    v = {"w": jnp.asarray(w)}
+    eps = np.array([0.0, 0.1, 0.5], np.float32)
+    kw = {"num_steps": 10, "rel_step": 0.2, "batch_size": 2, "progress": False}
+    dlr = attacks.robust_correct(apply_fn, v, x, y, eps, jax.random.key(0), loss="dlr", **kw)
+    ce = attacks.robust_correct(apply_fn, v, x, y, eps, jax.random.key(0), **kw)
+    np.testing.assert_array_equal(dlr, [[True, True], [False, True], [False, False]])
+    np.testing.assert_array_equal(dlr, ce)
+    with pytest.raises(ValueError, match="loss"):
+        attacks.robust_correct(apply_fn, v, x, y, eps, jax.random.key(0), loss="hinge", **kw)

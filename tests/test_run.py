@@ -340,7 +340,9 @@ def test_soundness_section_and_records(tiny_run):
     assert rec["verdict"] in ("pass", "warn") and len(rec["inputs_hash"]) == 16
     assert rec["data_fingerprint"] == ds.fingerprint() and rec["library_version"]
     st = rec["settings"]
-    assert st["steps"] == [1, 2] and st["restarts"] == 1 and st["epsilons"] == [0.01, 0.1]
+    # Issue 13: 5x and 10x the study's 2 steps are added; restarts and DLR use the longest.
+    assert st["steps"] == [1, 2, 10, 20] and st["restarts"] == 1 and st["epsilons"] == [0.01, 0.1]
+    assert st["study_steps"] == 2 and st["restart_steps"] == 20 and st["dlr_steps"] == 20
     assert st["smoothing"]["num_noise"] == 2 and st["smoothing"]["num_samples"] == 8
     assert rec["checks"] and all(c["verdict"] in ("pass", "warn") for c in rec["checks"])
     checks = {c["check"] for c in rec["checks"]}
@@ -361,6 +363,9 @@ def test_soundness_section_and_records(tiny_run):
     assert ("RS base (rejection study)", "smoothed: EOT") in attacks
     for r in parity:
         assert r["defense_parity"] is None or r["ci_low"] is not None
+        assert r["study_attack"] in (base["study_attack"], "smoothed: plain PGD on base")
+        assert r["beyond_study_ci"] in (True, False, None)
+    assert "PGD-DLR-20" in base["attacks"] and isinstance(base["converged"], bool)
     md = (out / "report.md").read_text()
     section = md.split("## Soundness of the attack evaluation", 1)[1].split("\n## ", 1)[0]
     assert "| pass |" in section or "| warn |" in section

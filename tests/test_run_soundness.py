@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import types
 
+import jax
+import numpy as np
 import pytest
 
 from fairrobust import report
@@ -19,6 +21,7 @@ from fairrobust.studies import config as cfg_mod
 from fairrobust.studies import results, summary
 from fairrobust.studies import soundness as sound_study
 from fairrobust.studies.findings import soundness_findings
+from fairrobust.studies.robustness import resolve_groups
 
 # ----------------------------------------------------------------------------- settings
 
@@ -28,7 +31,10 @@ def test_soundness_presets_and_toml_overrides(tmp_path):
     assert quick.enabled and quick.models == ("baseline", "most_robust")
     assert quick.restarts == 2 and quick.transfer and quick.smoothing
     paper = cfg_mod.preset("soundness", "paper")
-    assert paper.restarts == 5 and paper.max_examples == 0 and paper.num_samples == 100
+    # Restarts now run at the largest step count (5x the study's 100): 2, not 5, keep the
+    # paper preset affordable (issue 13).
+    assert paper.restarts == 2 and paper.max_examples == 0 and paper.num_samples == 100
+    assert paper.step_multipliers == (5,) and quick.step_multipliers == (5, 10)
     assert not cfg_mod.load_configs("quick", soundness=False).soundness.enabled
     toml = tmp_path / "run.toml"
     toml.write_text('[soundness]\nrestarts = 3\nmodels = ["all"]\nsteps = [1, 4]\n')
@@ -44,6 +50,26 @@ def test_soundness_presets_and_toml_overrides(tmp_path):
         cfg_mod.preset("soundness", "huge")
 
 
+@pytest.mark.parametrize("name", sorted(cfg_mod.SOUNDNESS_PRESETS))
+def test_soundness_steps_exceed_the_study_attack_in_every_preset(name):
+    """The strongest PGD tried has >= 5x the study's steps; the study's own is included."""
+    study = cfg_mod.preset("robustness", name).attack_steps
+    sound = cfg_mod.preset("soundness", name)
+    steps = sound_study.soundness_steps(sound, study, name)
+    assert study in steps and steps == tuple(sorted(set(steps)))
+    assert steps[-1] >= 5 * study and steps[-2] >= study
+    assert [s for s in steps if s > study] == [m * study for m in sound.step_multipliers]
+    expected = {
+        "quick": (1, 5, 10, 50, 100),
+        "tiny": (1, 2, 10, 20),
+        "paper": (1, 10, 50, 100, 500),
+    }
+    assert steps == expected[name]
+    # Explicit step counts never drop the stronger ones.
+    explicit = dataclasses.replace(sound, steps=(1, 3))
+    assert sound_study.soundness_steps(explicit, study, name)[-1] == steps[-1]
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -51,6 +77,8 @@ def test_soundness_presets_and_toml_overrides(tmp_path):
         ("num_noise", 0),
         ("num_samples", 0),
         ("steps", (0, 5)),
+        ("step_multipliers", (1,)),
+        ("step_multipliers", ()),
         ("tolerance", 1.5),
         ("models", ()),
         ("max_examples", True),
@@ -62,13 +90,14 @@ def test_soundness_config_rejects_bad_values(field, value):
 
 
 def test_soundness_steps_always_include_the_study_attack():
+    # Issue 13: 5x and 10x the study's steps are always added (the default multipliers).
     cfg = cfg_mod.SoundnessConfig()
-    assert sound_study.soundness_steps(cfg, 10, "quick") == (1, 5, 10)
-    assert sound_study.soundness_steps(cfg, 2, "tiny") == (1, 2)
-    assert sound_study.soundness_steps(cfg, 100, "paper") == (1, 10, 50, 100)
-    assert sound_study.soundness_steps(cfg, 1, "quick") == (1, 2)  # two distinct counts needed
+    assert sound_study.soundness_steps(cfg, 10, "quick") == (1, 5, 10, 50, 100)
+    assert sound_study.soundness_steps(cfg, 2, "tiny") == (1, 2, 10, 20)
+    assert sound_study.soundness_steps(cfg, 100, "paper") == (1, 10, 50, 100, 500, 1000)
+    assert sound_study.soundness_steps(cfg, 1, "quick") == (1, 5, 10)
     custom = dataclasses.replace(cfg, steps=(1, 20, 200))
-    assert sound_study.soundness_steps(custom, 100, "paper") == (1, 20, 100, 200)
+    assert sound_study.soundness_steps(custom, 100, "paper") == (1, 20, 100, 200, 500, 1000)
 
 
 def test_no_soundness_flag_parses():
@@ -276,3 +305,62 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
     assert "differs from the study's attack" in texts[1] and "(higher)" in texts[1]
     table = cli_run.format_summary_table([row])
     assert "DP most robust (strongest attack)" in table
+
+
+def test_findings_and_report_flag_moved_parity_and_non_converged_models():
+    """Issue 13: ``beyond_study_ci`` decides the finding; non-converged models are named."""
+    rec = _record()
+    rec["settings"].update(
+        steps=[1, 5, 10, 50, 100], study_steps=10, restart_steps=100, dlr_steps=100
+    )
+    for r in rec["parity"]:
+        r.update(study_attack="PGD-10", study_defense_parity=0.01)
+        r["beyond_study_ci"] = r["attack"] == results.STRONGEST and r["model"] == "base"
+    rec["models"][0].update(converged=False, not_converged_eps=[0.01], strongest_steps=100)
+    texts = [f["text"] for f in soundness_findings(rec)]
+    moved = next(t for t in texts if "differs from the study's attack" in t)
+    assert "PGD up to 100 steps (the study's: 10)" in moved and "the DLR loss (100 steps)" in moved
+    assert "`base` / gender" in moved
+    flagged = next(t for t in texts if t.startswith("Not converged"))
+    assert "from 50 to 100 PGD steps for `base` (eps 0.01)" in flagged
+    md = report.render_soundness(rec)
+    assert "| higher | **yes** |" in md
+    assert "**Not converged**: robust accuracy still fell from 50 to 100 PGD steps" in md
+    assert "study's steps 10" in md and "DLR loss 100 steps" in md
+    # Within the study's interval: "not distinguishable", and converged models say so.
+    for r in rec["parity"]:
+        r["beyond_study_ci"] = False
+    rec["models"][0].update(converged=True, not_converged_eps=[])
+    texts = [f["text"] for f in soundness_findings(rec)]
+    assert any("not distinguishable from the study's attack" in t for t in texts)
+    assert not any(t.startswith("Not converged") for t in texts)
+    md = report.render_soundness(rec)
+    assert "| higher | no |" in md and "Converged: robust accuracy no longer fell" in md
+
+
+def test_parity_rows_mark_parity_beyond_the_study_attack_interval():
+    """``beyond_study_ci``: an attack that breaks one group only leaves the study's interval."""
+    n = 40
+    gender = np.array(["f"] * 20 + ["m"] * 20)
+    speakers = np.arange(n) // 2  # 10 speakers per group
+    eps = np.array([0.0, 0.1], np.float32)
+    study = np.ones((2, n), bool)  # every clip survives the study's attack: parity 0
+    strongest = study.copy()
+    strongest[1, :20] = False  # the stronger attack breaks every "f" clip at eps 0.1
+    rob_cfg = cfg_mod.RobustnessConfig(
+        attributes=("gender",), bootstrap_resamples=50, min_group_size=2
+    )
+    groups = resolve_groups({"gender": gender}, rob_cfg)
+    rows = sound_study.parity_rows(
+        {"PGD-2": study, results.STRONGEST: strongest, "PGD-20": study},
+        eps, groups, speakers, rob_cfg, jax.random.key(0), {"model": "m", "role": ""},
+        study_attack="PGD-2",
+    )  # fmt: skip
+    by = {r["attack"]: r for r in rows}
+    assert by["PGD-2"]["defense_parity"] == 0.0 and by["PGD-2"]["beyond_study_ci"] is False
+    assert by[results.STRONGEST]["defense_parity"] == pytest.approx(0.05)
+    assert by[results.STRONGEST]["beyond_study_ci"] is True
+    assert by[results.STRONGEST]["study_defense_parity"] == 0.0
+    assert by["PGD-20"]["beyond_study_ci"] is False
+    assert all(r["study_attack"] == "PGD-2" for r in rows)
+    assert set(sound_study.PARITY_COLUMNS) <= set(rows[0])

@@ -32,6 +32,8 @@ import pytest
 
 from fairrobust import attacks, evaluation
 from fairrobust.attacks import eot as attacks_eot
+from fairrobust.studies import config as cfg_mod
+from fairrobust.studies import soundness as sound_study
 
 T = 16
 N = 48
@@ -395,6 +397,55 @@ def test_report_shows_warnings(data):
     assert budget.summary().startswith("acc ") and "chance 0.500" in budget.summary()
     assert any(r.startswith("plateau_above_chance") for r in budget.all_reasons)
     json.dumps(rep.to_dict(), allow_nan=False)
+
+
+# ------------------------------------------------------------------- stronger than the study
+
+
+def three_class_apply(v, x):
+    """Logits ``(u.x, -u.x, -10)``: class 2 never wins; the L-inf optimum is ``-eps sign(u)``."""
+    m = x @ v["u"]
+    return jnp.stack([m, -m, jnp.full_like(m, -10.0)], axis=-1)
+
+
+def test_soundness_run_is_stronger_than_an_unconverged_study_attack():
+    """Issue 13: the study's 2-step PGD at step eps / 5 moves at most 0.4 eps, so it has not
+    converged; the soundness run (tiny preset's step counts, 5x and 10x the study's) reaches
+    the L-inf optimum and lowers accuracy, and its strongest attack matches the closed form."""
+    study_steps, rel_step = 2, 0.2
+    steps = sound_study.soundness_steps(cfg_mod.preset("soundness", "tiny"), study_steps, "tiny")
+    assert steps == (1, 2, 10, 20) and max(steps) > study_steps
+    rng = np.random.default_rng(3)
+    u = _weights(5)  # ||u||_1 = 1
+    x = rng.uniform(-0.5, 0.5, size=(64, T)).astype(np.float32)
+    margin = np.abs(x @ u)
+    eps = np.array([0.0, 0.05, 0.1, 0.2], np.float32)
+    # Keep margins away from both thresholds (0.4 eps after 2 steps, eps at the optimum).
+    ok = np.all(np.abs(margin[:, None] - np.concatenate([eps, 0.4 * eps])[None]) > 1e-3, 1)
+    x, margin = x[ok], margin[ok]
+    y = (x @ u < 0).astype(np.int32)  # the clean prediction: every clip starts correct
+    v = {"u": jnp.asarray(u)}
+    # The study's own check (steps 1, 2) already says it has not converged.
+    old = evaluation.attack_convergence(
+        three_class_apply, v, x, y, eps, jax.random.key(0), steps=(1, study_steps),
+        rel_step=rel_step, progress=False,
+    )  # fmt: skip
+    assert any(r.startswith("not_converged") for r in old.all_reasons)
+    rep = evaluation.run_soundness_checks(
+        three_class_apply, v, x, y, eps, jax.random.key(1), num_classes=3, steps=steps,
+        restarts=1, rel_step=rel_step, progress=False,
+    )  # fmt: skip
+    study = rep.accuracy[f"PGD-{study_steps}"]
+    strongest = rep.accuracy["strongest (base model)"]
+    np.testing.assert_allclose(study, (margin[None] > 0.4 * eps[:, None]).mean(-1))
+    np.testing.assert_allclose(strongest, (margin[None] > eps[:, None]).mean(-1))
+    assert np.all(strongest <= study) and np.all(strongest[1:] < study[1:])
+    # The stronger attacks tried: 10x steps, restarts of the longest run, the DLR loss.
+    assert rep.config["steps"][-1] == 20 and rep.config["restart_steps"] == 20
+    assert rep.config["dlr_steps"] == 20 and "PGD-DLR-20" in rep.correct
+    np.testing.assert_allclose(rep.accuracy["PGD-DLR-20"], strongest)
+    # Between 10 and 20 steps accuracy no longer falls: the new check has converged.
+    assert not any(r.startswith("not_converged") for r in rep.convergence.all_reasons)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -52,11 +52,14 @@ from fairrobust.models import ApplyFn
 
 __all__ = [
     "ATTACK_ROWS",
+    "LOSSES",
     "NORMS",
     "Objective",
     "clean_correct",
     "cross_entropy",
     "default_block_rows",
+    "dlr_loss",
+    "dlr_margin",
     "fgsm",
     "pgd",
     "pgd_kernel",
@@ -185,6 +188,74 @@ def pgd_loop(
         return jnp.clip(x + delta, clip_min, clip_max)
 
     return lax.fori_loop(0, num_steps, step, x0)
+
+
+def dlr_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Per-example Difference of Logits Ratio loss (Croce & Hein 2020, APGD-DLR).
+
+    ``DLR(z, y) = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)`` with
+    ``z_pi1 >= z_pi2 >= ...`` the logits sorted in decreasing order. It is a margin
+    loss (positive exactly when the example is misclassified) normalised by the
+    spread of the top logits, so it is invariant to shifting the logits and, up to
+    the ``1e-12``, to scaling them by a positive factor; it does not saturate as
+    cross-entropy does on confident models. The ratio needs C >= 3; with two classes
+    it would be the constant ``+-1`` (no gradient), so the plain margin
+    ``-(z_y - z_other)`` is used instead (shift- but not scale-invariant).
+
+    Args:
+      logits: ``[b, C]``, C >= 2 (the ratio for C >= 3).
+      y: integer labels ``[b]``.
+
+    Returns:
+      ``[b]``: larger is better for the attacker.
+
+    References:
+      F. Croce and M. Hein, "Reliable evaluation of adversarial robustness with an
+      ensemble of diverse parameter-free attacks", ICML 2020, Eq. (6).
+    """
+    num_classes = logits.shape[-1]
+    z_y = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
+    others = jnp.where(jax.nn.one_hot(y, num_classes, dtype=bool), -jnp.inf, logits)
+    margin = z_y - jnp.max(others, axis=-1)
+    if num_classes < 3:
+        return -margin
+    z_sorted = jnp.sort(logits, axis=-1)
+    spread = z_sorted[:, -1] - z_sorted[:, -3]  # z_pi1 - z_pi3
+    return -margin / (spread + 1e-12)
+
+
+def dlr_margin(apply_fn: ApplyFn, variables: Any, y: jax.Array) -> Objective:
+    """The APGD-DLR objective: per-example :func:`dlr_loss` of ``f(x_adv)`` (step ignored).
+
+    Args:
+      apply_fn: ``apply_fn(variables, x) -> logits [b, C]``.
+      variables: model variables.
+      y: integer labels ``[b]``.
+
+    Returns:
+      An :data:`Objective`.
+    """
+
+    def objective(xa: jax.Array, step: jax.Array) -> jax.Array:
+        del step
+        return dlr_loss(apply_fn(variables, xa), y)
+
+    return objective
+
+
+#: The per-example losses a sweep can ascend (``robust_correct(..., loss=...)``):
+#: ``"ce"`` (cross-entropy, the studies' PGD) and ``"dlr"`` (:func:`dlr_margin`).
+LOSSES: dict[str, Callable[[ApplyFn, Any, jax.Array], Objective]] = {
+    "ce": cross_entropy,
+    "dlr": dlr_margin,
+}
+
+
+def _check_loss(loss: str) -> str:
+    """``loss`` if it names one of :data:`LOSSES`, else ``ValueError`` listing them."""
+    if loss not in LOSSES:
+        fail("loss", f"one of {sorted(LOSSES)}", repr(loss))
+    return loss
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "num_steps", "norm", "random_start"))
@@ -339,7 +410,8 @@ def default_block_rows(num_rows: int, platform: str | None = None) -> int:
 
 
 @functools.partial(
-    jax.jit, static_argnames=("apply_fn", "num_steps", "norm", "random_start", "block_rows")
+    jax.jit,
+    static_argnames=("apply_fn", "num_steps", "norm", "random_start", "block_rows", "loss"),
 )
 def sweep_correct(
     apply_fn: ApplyFn,
@@ -354,6 +426,7 @@ def sweep_correct(
     norm: str,
     random_start: bool,
     block_rows: int | None = None,
+    loss: str = "ce",
 ) -> jax.Array:
     """Correctness ``[e, b]`` under PGD at every epsilon: the jitted kernel of ``robust_correct``.
 
@@ -376,6 +449,8 @@ def sweep_correct(
       rel_step: step size as a fraction of eps (a float32 scalar array).
       num_steps, norm, random_start: as in :func:`pgd` (static).
       block_rows: (epsilon, example) rows per ``lax.map`` step (static).
+      loss: the objective ascended, a key of :data:`LOSSES` (static; default
+        cross-entropy).
 
     Returns:
       Boolean ``[e, b]``.
@@ -401,7 +476,7 @@ def sweep_correct(
     def attack(args: tuple[jax.Array, ...]) -> jax.Array:
         xb, yb, eb, ub = args
         x0 = jnp.clip(xb + ub * eb, -one, one) if random_start else xb
-        objective = cross_entropy(apply_fn, variables, yb)
+        objective = LOSSES[loss](apply_fn, variables, yb)
         x_adv = pgd_loop(objective, xb, eb, x0, rel_step, -one, one, num_steps, norm)
         return jnp.argmax(apply_fn(variables, x_adv), axis=-1) == yb
 
@@ -493,6 +568,7 @@ def robust_correct(
     batch_size: int = 64,
     block_rows: int | None = None,
     progress: bool = True,
+    loss: str = "ce",
 ) -> np.ndarray:
     """Per-example correctness under PGD for a sweep of budgets.
 
@@ -523,10 +599,13 @@ def robust_correct(
         rows on accelerators).
       progress: show a progress bar over the batches (also silenced by
         ``FAIRROBUST_NO_PROGRESS``).
+      loss: the objective PGD ascends: ``"ce"`` (cross-entropy, the studies' attack)
+        or ``"dlr"`` (:func:`dlr_margin`, APGD-DLR's loss run through the same loop).
 
     Returns:
       Boolean array, shape (e, n).
     """
+    _check_loss(loss)
     x, y, eps, bs, rows = prepare_sweep(x, y, epsilons, num_steps, norm, batch_size, block_rows)
     n = x.shape[0]
     out = np.zeros((eps.shape[0], n), dtype=bool)
@@ -539,7 +618,7 @@ def robust_correct(
     attacked = np.flatnonzero(~zero)
     eps_a = eps[attacked]
     xb, yb = padded_batches((x, y), bs) if attacked.size else (x[:0], y[:0])
-    desc = f"PGD-{norm} x{attacked.size} eps"
+    desc = f"PGD-{norm}{'' if loss == 'ce' else '-' + loss} x{attacked.size} eps"
     with _progress(len(xb), desc=desc, enabled=progress) as bar:
         for j in range(len(xb)):
             correct = sweep_correct(
@@ -554,6 +633,7 @@ def robust_correct(
                 norm=norm,
                 random_start=bool(random_start),
                 block_rows=rows,
+                loss=loss,
             )
             start = j * bs
             m = min(bs, n - start)

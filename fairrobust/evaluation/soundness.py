@@ -163,13 +163,14 @@ def _base_model_checks(
     restarts: int | None,
     r_steps: int,
     surrogate: tuple[ApplyFn, Any] | None,
+    dlr: bool,
     num_classes: int,
     tolerance: float,
     chance_margin: float,
     attack_kw: dict[str, Any],
     bar: Any,
 ) -> tuple[Any, ...]:
-    """Steps 1-4 of :func:`run_soundness_checks`: the base model's checks, in report order.
+    """Steps 1-5 of :func:`run_soundness_checks`: the base model's checks, in report order.
 
     Returns:
       ``(convergence, budget, restarts or None, transfer or None, correct by attack,
@@ -180,7 +181,7 @@ def _base_model_checks(
         steps=step_counts, tolerance=tolerance, **attack_kw,
     )  # fmt: skip
     bar.update(1)
-    main = conv.correct[-1]  # the longest PGD run: the attack the study uses
+    main = conv.correct[-1]  # the longest PGD run: the strongest cross-entropy PGD
     # Per-example correctness of every attack, in table order; accuracies and
     # Defense Parity are derived from it.
     correct_by_attack = {f"PGD-{s}": conv.correct[i] for i, s in enumerate(conv.steps)}
@@ -217,6 +218,15 @@ def _base_model_checks(
         correct_by_attack["transfer"] = t_correct
         strongest.append(t_correct)
         bar.update(1)
+
+    if dlr:  # a second loss through the same PGD loop (APGD-DLR's objective)
+        d_correct = robust_correct(
+            apply_fn, variables, x, y, eps, jax.random.fold_in(key, 4),
+            num_steps=step_counts[-1], loss="dlr", **attack_kw,
+        )  # fmt: skip
+        correct_by_attack[f"PGD-DLR-{step_counts[-1]}"] = d_correct
+        strongest.append(d_correct)
+        bar.update(1)
     return conv, budget, restart_check, transfer_check, correct_by_attack, strongest
 
 
@@ -233,6 +243,7 @@ def run_soundness_checks(
     restarts: int | None = 5,
     restart_steps: int | None = None,
     surrogate: tuple[ApplyFn, Any] | None = None,
+    dlr: bool = True,
     smoothing_config: SmoothingAttackConfig | tuple | dict | None = None,
     masks: Any = None,
     valid: Any = None,
@@ -256,10 +267,12 @@ def run_soundness_checks(
        model: ``attacks.transfer_attack``, warning ``transfer_stronger_than_whitebox``
        when the transfer attack beats white-box PGD by more than ``tolerance``
        (a gradient-masking symptom; key ``fold_in(key, 2)``);
-    5. with ``smoothing_config``: ``smoothed_robust_correct`` (key ``fold_in(key, 3)``).
+    5. with ``dlr``: PGD-DLR-``max(steps)``, the same PGD loop on APGD-DLR's loss
+       (``attacks.dlr_margin``; Croce & Hein 2020; key ``fold_in(key, 4)``);
+    6. with ``smoothing_config``: ``smoothed_robust_correct`` (key ``fold_in(key, 3)``).
 
     The base-model strongest attack is the per-example AND over every PGD step
-    count, FGSM, the restarts and the transfer attack
+    count, FGSM, the restarts, the transfer attack and the DLR attack
     (:func:`strongest_attack_correct`); with ``masks`` Defense Parity
     (``metrics.auc_acc`` + ``metrics.defense_parity``) is reported per attack so the
     report can show parity under the strongest attack tried.
@@ -275,6 +288,7 @@ def run_soundness_checks(
       restarts: number of random restarts >= 1, or None to skip.
       restart_steps: PGD steps per restart (default ``max(steps)``).
       surrogate: ``(apply_fn, variables)`` of a surrogate model, or None.
+      dlr: also run PGD on the DLR loss (``max(steps)`` steps).
       smoothing_config: :class:`SmoothingAttackConfig` / ``(sigma, M, N)``, or None.
       masks: group masks ``[g, n]`` for Defense Parity, or None.
       valid: bool ``[g]`` groups counted in parity (``Groups.valid``).
@@ -313,11 +327,12 @@ def run_soundness_checks(
         check_shape("masks", masks, (None, x.shape[0]))
     n = max(x.shape[0], 1)
     attack_kw = {"norm": norm, "rel_step": rel_step, "batch_size": batch_size, "progress": progress}
-    total = 2 + (restarts is not None) + (surrogate is not None) + (cfg is not None)
+    total = 2 + (restarts is not None) + (surrogate is not None) + dlr + (cfg is not None)
     with _progress(total, desc="soundness checks", enabled=progress) as bar:
         base = _base_model_checks(
             apply_fn, variables, x, y, eps, key, step_counts=step_counts, restarts=restarts,
-            r_steps=r_steps, surrogate=surrogate, num_classes=num_classes, tolerance=tolerance,
+            r_steps=r_steps, surrogate=surrogate, dlr=bool(dlr), num_classes=num_classes,
+            tolerance=tolerance,
             chance_margin=chance_margin, attack_kw=attack_kw, bar=bar,
         )  # fmt: skip
         conv, budget, restart_check, transfer_check, correct_by_attack, strongest = base
@@ -339,18 +354,13 @@ def run_soundness_checks(
     accuracy = {name: c.sum(-1) / n for name, c in correct_by_attack.items()}
     group_accuracy, parity = _group_metrics(correct_by_attack, eps, masks, valid)
     config = {
-        "steps": list(step_counts),
-        "restarts": restarts,
+        "steps": list(step_counts), "restarts": restarts,
         "restart_steps": r_steps if restarts is not None else None,
-        "surrogate": surrogate is not None,
-        "smoothing": None if cfg is None else dataclasses.asdict(cfg),
-        "norm": norm,
-        "rel_step": rel_step,
-        "tolerance": tolerance,
-        "chance_margin": chance_margin,
-        "batch_size": batch_size,
-        "num_examples": int(x.shape[0]),
-    }
+        "surrogate": surrogate is not None, "dlr_steps": step_counts[-1] if dlr else None,
+        "smoothing": None if cfg is None else dataclasses.asdict(cfg), "norm": norm,
+        "rel_step": rel_step, "tolerance": tolerance, "chance_margin": chance_margin,
+        "batch_size": batch_size, "num_examples": int(x.shape[0]),
+    }  # fmt: skip
     return SoundnessReport(
         epsilons=eps,
         num_classes=num_classes,

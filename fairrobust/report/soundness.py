@@ -37,6 +37,10 @@ def soundness_settings(rec: Mapping[str, Any]) -> str:
         "bootstrap": f"{st.get('bootstrap')} resamples, {fmt(100 * (st.get('ci_level') or 0))}% "
         "intervals (stratified by group, clustered by speaker)",
     }
+    if st.get("study_steps") is not None:  # records before the stronger attacks lack them
+        items["study's steps"] = st["study_steps"]
+    if st.get("dlr_steps"):
+        items["DLR loss"] = f"{st['dlr_steps']} steps"
     sm = st.get("smoothing")
     if sm:
         items["EOT on smoothing"] = (
@@ -70,8 +74,10 @@ def render_soundness(rec: Mapping[str, Any]) -> str:
         "",
         "A Defense Parity number is only as good as the attack behind it. These checks "
         "(`fairrobust.evaluation`; Carlini et al. 2019, Athalye et al. 2018) re-attack the "
-        "clean baseline and the most robust model with more steps, FGSM, random restarts and a "
-        "transfer attack, and attack the randomized-smoothing classifier adaptively (EOT).",
+        "clean baseline and the most robust model with more steps than the study's attack (5x "
+        "and 10x by default), FGSM, random restarts of the longest run, the DLR loss of "
+        "APGD-DLR (Croce & Hein 2020) and a transfer attack, all on the same clips, and "
+        "attack the randomized-smoothing classifier adaptively (EOT).",
         "",
         soundness_settings(rec),
         "",
@@ -115,12 +121,14 @@ def _strongest_row(
             estimate(p1, "worst_auc_acc", "worst_auc_acc_ci_low", "worst_auc_acc_ci_high")
         )
     )
+    beyond = None if p1 is None else p1.get("beyond_study_ci")
     return [
         f"`{m['model']}`",
         a,
         f"{study}: {fmt_estimate(t0)}",
         fmt_estimate(t1),
         compare_intervals(t1, t0),
+        "n/a" if beyond is None else ("**yes**" if beyond else "no"),
         worst,
     ]
 
@@ -134,8 +142,9 @@ def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
         "",
         "Per model and attribute: Defense Parity under the study's attack (PGD with the "
         "study's steps) and under the strongest attack tried (per clip, the worst case over "
-        "every PGD step count, FGSM, the restarts and the transfer attack), on the same "
-        "clips, with bootstrap intervals.",
+        "every PGD step count, FGSM, the restarts, the DLR loss and the transfer attack), on "
+        "the same clips, with bootstrap intervals; *beyond study CI*: the strongest attack's "
+        "Defense Parity lies outside the study attack's interval.",
         "",
     ]
     rows = [r for m in models for a in attrs if (r := _strongest_row(m, a, par)) is not None]
@@ -147,12 +156,14 @@ def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
                 "Defense Parity: study attack",
                 "Defense Parity: strongest attack",
                 "strongest vs study",
+                "beyond study CI",
                 "worst group (AUC_acc, strongest)",
             ],
             rows,
         ),
         "",
     ]
+    out += _convergence_lines(rec)
     for m in models:
         acc = m.get("report", {}).get("accuracy", {})
         eps = m.get("report", {}).get("epsilons", [])
@@ -170,6 +181,31 @@ def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
             "",
         ]
     return out
+
+
+def _convergence_lines(rec: Mapping[str, Any]) -> list[str]:
+    """Which models' accuracy still fell between the two largest step counts."""
+    steps = rec.get("settings", {}).get("steps") or []
+    flagged = [m for m in rec.get("models", []) if "converged" in m]
+    if len(steps) < 2 or not flagged:
+        return []
+    bad = [m for m in flagged if not m["converged"]]
+    if not bad:
+        return [
+            f"Converged: robust accuracy no longer fell materially from {steps[-2]} to "
+            f"{steps[-1]} PGD steps for every checked model.",
+            "",
+        ]
+    return [
+        f"**Not converged**: robust accuracy still fell from {steps[-2]} to {steps[-1]} PGD "
+        "steps for "
+        + ", ".join(
+            f"`{m['model']}` (eps {', '.join(fmt(e) for e in m.get('not_converged_eps', []))})"
+            for m in bad
+        )
+        + "; even the strongest attack tried may overstate their robustness.",
+        "",
+    ]
 
 
 def _smoothing_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:

@@ -424,12 +424,20 @@ class SoundnessConfig:
       models: robustness-study members to check: member ids, ``"baseline"`` (the
         clean baseline), ``"most_robust"`` (the non-excluded model with the largest
         AUC_acc) or ``"all"``.
-      steps: PGD step counts of the convergence check; empty = automatic
-        (``quick`` / ``tiny``: 1, attack_steps // 2, attack_steps; ``paper``: 1, 10,
-        50, attack_steps). The study's ``attack_steps`` is always included, so the
-        study's own attack is one of the attacks tried.
-      restarts: random restarts of the study's attack (``attack_steps`` steps each,
+      steps: extra PGD step counts of the convergence check; empty = automatic
+        (``quick`` / ``tiny``: 1, attack_steps // 2; ``paper``: 1, 10, 50). The
+        study's ``attack_steps`` and ``step_multipliers`` times it are always added,
+        so the study's own attack is one of the attacks tried and the longest runs
+        are strictly stronger than it by construction.
+      step_multipliers: multiples (each >= 2) of the study's ``attack_steps`` always
+        in the convergence check (``quick`` / ``tiny``: 5 and 10, e.g. 50 and 100
+        steps for quick's 10; ``paper``: 5 only, 500 steps for the paper's 100, which
+        keeps the check at a few times the cost of one grid member's attack). The
+        convergence verdict compares the two largest step counts.
+      restarts: random restarts of the longest PGD run (the largest step count,
         worst case per example); 0 = none.
+      dlr: also run PGD on the margin-ratio loss of APGD-DLR (Croce & Hein 2020)
+        with the largest step count, through the same PGD loop.
       transfer: transfer attack from another trained grid member of the same
         architecture (a clean-trained one when there is one).
       smoothing: EOT attack on the smoothed classifier of the rejection study's RS
@@ -451,7 +459,9 @@ class SoundnessConfig:
     enabled: bool = True
     models: tuple[str, ...] = ("baseline", "most_robust")
     steps: tuple[int, ...] = ()
+    step_multipliers: tuple[int, ...] = (5, 10)
     restarts: int = 2
+    dlr: bool = True
     transfer: bool = True
     smoothing: bool = True
     num_noise: int = 4
@@ -476,6 +486,13 @@ class SoundnessConfig:
                 f"SoundnessConfig.steps: expected integers >= 1 (or [] = automatic), "
                 f"got {self.steps!r}"
             )
+        if not self.step_multipliers or any(
+            isinstance(m, bool) or not isinstance(m, int) or m < 2 for m in self.step_multipliers
+        ):
+            raise ValueError(
+                f"SoundnessConfig.step_multipliers: expected at least one integer >= 2 (more "
+                f"steps than the study's attack), got {self.step_multipliers!r}"
+            )
         for name in ("tolerance", "chance_margin"):
             v = getattr(self, name)
             if not 0.0 <= float(v) <= 1.0:
@@ -487,8 +504,15 @@ class SoundnessConfig:
 #: Soundness settings per run preset (``tiny``: tests; the numbers mean nothing).
 SOUNDNESS_PRESETS: Mapping[str, SoundnessConfig] = {
     "quick": SoundnessConfig(),
+    # 5x only and 2 restarts: 1 + 10 + 50 + 100 + 500 steps, 2 x 500 restarts, 500 DLR
+    # and 500 transfer steps per checked model, about 27 times one member's attack.
     "paper": SoundnessConfig(
-        restarts=5, num_noise=8, num_samples=100, smoothing_examples=0, max_examples=0
+        step_multipliers=(5,),
+        restarts=2,
+        num_noise=8,
+        num_samples=100,
+        smoothing_examples=0,
+        max_examples=0,
     ),
     "tiny": SoundnessConfig(
         restarts=1,

@@ -99,6 +99,27 @@ def soundness_findings(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
         f"({what}); see the soundness section."
     )
     out = [_finding("soundness", text, warned=[c["check"] for c in warned], n=len(checks))]
+    out += _strongest_findings(rec)
+    out += _convergence_findings(rec)
+    return out
+
+
+def _strongest_attack_words(rec: Mapping[str, Any]) -> str:
+    """What the strongest attack tried was made of (from the settings)."""
+    st = rec.get("settings", {})
+    steps = st.get("steps") or []
+    parts = [f"PGD up to {max(steps)} steps" if steps else "PGD"]
+    if st.get("study_steps") is not None:
+        parts[0] += f" (the study's: {st['study_steps']})"
+    if st.get("restarts"):
+        parts.append(f"{st['restarts']} random restarts x {st.get('restart_steps')} steps")
+    if st.get("dlr_steps"):
+        parts.append(f"the DLR loss ({st['dlr_steps']} steps)")
+    return ", ".join(parts)
+
+
+def _strongest_findings(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Where Defense Parity under the strongest attack left the study attack's interval."""
     par = soundness_parity(rec)
     changed, same = [], []
     for m in rec.get("models", []):
@@ -108,8 +129,16 @@ def soundness_findings(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
             t1 = estimate(r, *_SOUND_DP)
             t0 = estimate(par.get((model, m.get("study_attack"), attr)), *_SOUND_DP)
             verdict = compare_intervals(t1, t0)
+            if "beyond_study_ci" in r:
+                beyond = r["beyond_study_ci"]
+                if beyond is None:
+                    continue  # a number or the study attack's interval is missing
+            else:  # records written before the field: judge by the intervals
+                beyond = verdict not in ("not distinguishable", "equal (no CI)")
             item = (model, attr, t0, t1, verdict)
-            (same if verdict in ("not distinguishable", "equal (no CI)") else changed).append(item)
+            (changed if beyond else same).append(item)
+    words = _strongest_attack_words(rec)
+    out = []
     if changed:
         parts = [
             f"`{mdl}` / {a}: {fmt_estimate(t1)} vs {fmt_estimate(t0)} ({v})"
@@ -118,21 +147,46 @@ def soundness_findings(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
         out.append(
             _finding(
                 "soundness",
-                "Under the strongest attack tried, Defense Parity differs from the study's "
-                f"attack for {_join(parts)}.",
+                f"Under the strongest attack tried ({words}), Defense Parity differs from the "
+                f"study's attack (moved beyond its interval, same clips) for {_join(parts)}.",
                 cases=[{"model": c[0], "attribute": c[1], "verdict": c[4]} for c in changed],
             )
         )
-    elif same:
+    if same:
         out.append(
             _finding(
                 "soundness",
-                "Under the strongest attack tried, Defense Parity is not distinguishable from "
-                f"the study's attack for every checked model and attribute ({len(same)} cases).",
+                f"Under the strongest attack tried ({words}), Defense Parity is not "
+                f"distinguishable from the study's attack (within its interval, same clips) in "
+                f"{len(same)} "
+                f"{'case' if len(same) == 1 else 'cases'} (model x attribute)"
+                + (f" of {len(same) + len(changed)}." if changed else "."),
                 n=len(same),
             )
         )
     return out
+
+
+def _convergence_findings(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Models whose accuracy still fell between the two largest step counts."""
+    steps = rec.get("settings", {}).get("steps") or []
+    bad = [m for m in rec.get("models", []) if m.get("converged") is False]
+    if not bad or len(steps) < 2:
+        return []
+    parts = [
+        f"`{m['model']}` (eps {', '.join(fmt(e) for e in m.get('not_converged_eps', []))})"
+        for m in bad
+    ]
+    return [
+        _finding(
+            "soundness",
+            f"Not converged: robust accuracy still fell from {steps[-2]} to {steps[-1]} PGD "
+            f"steps for {_join(parts)}; even the strongest attack tried may overstate "
+            "robustness there (raise the step counts).",
+            models=[m["model"] for m in bad],
+            steps=steps[-2:],
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- robustness

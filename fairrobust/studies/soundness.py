@@ -7,7 +7,10 @@ study's randomized-smoothing base model (folder, sigma, evaluated clips), and ru
 :attr:`SoundnessConfig.models` plus the EOT attack on the smoothed classifier
 (:func:`fairrobust.evaluation.smoothed_robust_correct`). For every attack tried and
 every attribute it reports Defense Parity with bootstrap intervals, so a reader
-can see whether the study's parity holds under the strongest attack tried.
+can see whether the study's parity holds under the strongest attack tried. The
+attacks tried include ones strictly stronger than the study's by construction: 5x
+and 10x its PGD steps (paper preset: 5x), random restarts of the longest run and
+the DLR loss of APGD-DLR, all on the same clips as the study's attack.
 
 Files (``results/``, atomic): ``soundness.json`` (settings, input hash, verdicts,
 numbers, per-model reports) and ``soundness_parity.{csv,json}``; the report
@@ -45,6 +48,7 @@ from fairrobust.train import TrainConfig
 __all__ = [
     "PARITY_COLUMNS",
     "SOUNDNESS_FILES",
+    "convergence_flags",
     "parity_rows",
     "pick_surrogate",
     "remove_soundness",
@@ -67,6 +71,9 @@ PARITY_COLUMNS = (
     "worst_auc_acc",
     "worst_auc_acc_ci_low",
     "worst_auc_acc_ci_high",
+    "study_attack",
+    "study_defense_parity",
+    "beyond_study_ci",
 )
 #: Every file of the soundness study under ``results/``.
 SOUNDNESS_FILES = (
@@ -80,15 +87,23 @@ _SALT_SMOOTH, _SALT_BASE = 0x5E0, 0x5E1
 
 
 def soundness_steps(cfg: SoundnessConfig, attack_steps: int, preset: str) -> tuple[int, ...]:
-    """PGD step counts of the convergence check (see :attr:`SoundnessConfig.steps`)."""
+    """PGD step counts of the convergence check, sorted.
+
+    ``cfg.steps`` (or the preset's automatic counts, see
+    :attr:`SoundnessConfig.steps`), the study's ``attack_steps`` and
+    ``m * attack_steps`` for every ``m`` in ``cfg.step_multipliers`` (each >= 2): the
+    largest counts are strictly above the study's, so the strongest attack tried is
+    stronger than the study's by construction (quick: 10 -> 50, 100).
+    """
+    attack_steps = int(attack_steps)
     if cfg.steps:
         base = set(cfg.steps)
     elif preset == "paper":
         base = {1, 10, 50}
     else:
         base = {1, max(1, attack_steps // 2)}
-    out = sorted(base | {int(attack_steps)})
-    return tuple(out) if len(out) >= 2 else (out[0], out[0] + 1)
+    more = {int(m) * attack_steps for m in cfg.step_multipliers}
+    return tuple(sorted(base | {attack_steps} | more))
 
 
 def resolve_targets(cfg: SoundnessConfig, rob_res: RobustnessResults) -> list[tuple[Any, str]]:
@@ -143,13 +158,18 @@ def parity_rows(
     rob_cfg: RobustnessConfig,
     key: jax.Array,
     base: Mapping[str, Any],
+    study_attack: str | None = None,
 ) -> list[dict[str, Any]]:
     """Defense Parity (and the worst group's AUC_acc) per attack and attribute, with CIs.
 
     ``correct``: attack name -> per-example correctness ``[e, n]``. Per attribute, every
     attack's AUC_acc / Defense Parity and their bootstrap intervals are one vmapped
     computation (``metrics.bootstrap_ci`` with ``AucAccStat``; stratified by group,
-    clustered by speaker; the robustness study's resamples and level).
+    clustered by speaker; the robustness study's resamples and level). With
+    ``study_attack`` (a key of ``correct``), every row also carries that attack's
+    Defense Parity on the same clips (``study_defense_parity``) and
+    ``beyond_study_ci``: whether the row's Defense Parity lies outside the study
+    attack's interval (None when either number or the interval is missing).
     """
     names = list(correct)
     stack = np.stack([np.asarray(correct[a], np.float32) for a in names])  # [A, e, n]
@@ -192,7 +212,33 @@ def parity_rows(
                     "worst_auc_acc_ci_high": None if w is None else _finite(hi["auc_acc"][a, w]),
                 }
             )
+    if study_attack is not None:
+        _mark_study_interval(rows, study_attack)
     return rows
+
+
+def _mark_study_interval(rows: list[dict[str, Any]], study_attack: str) -> None:
+    """Adds ``study_attack``, ``study_defense_parity`` and ``beyond_study_ci`` in place."""
+    study = {r["attribute"]: r for r in rows if r["attack"] == study_attack}
+    for r in rows:
+        s = study.get(r["attribute"])
+        ref, lo, hi = (
+            (None, None, None) if s is None else (s["defense_parity"], s["ci_low"], s["ci_high"])
+        )
+        dp = r["defense_parity"]
+        beyond = None if dp is None or lo is None or hi is None else bool(dp < lo or dp > hi)
+        r.update(study_attack=study_attack, study_defense_parity=ref, beyond_study_ci=beyond)
+
+
+def convergence_flags(conv: Any) -> dict[str, Any]:
+    """``converged`` and the epsilons where accuracy still fell between the two largest
+    step counts (``not_converged_eps``) of a ``ConvergenceCheck``."""
+    eps = [
+        float(e)
+        for e, rs in zip(conv.epsilons, conv.reasons, strict=True)
+        if any(r.startswith("not_converged") for r in rs)
+    ]
+    return {"converged": not eps, "not_converged_eps": eps}
 
 
 def _check_rows(model: str, role: str, checks: Sequence[Any]) -> list[dict[str, Any]]:
@@ -246,9 +292,12 @@ def _plan(
         smooth_idx = ev[pos]
     settings = {
         "models": list(cfg.models),
+        "study_steps": attack_steps,
         "steps": list(steps),
+        "step_multipliers": list(cfg.step_multipliers),
         "restarts": cfg.restarts,
-        "restart_steps": attack_steps if cfg.restarts else None,
+        "restart_steps": steps[-1] if cfg.restarts else None,
+        "dlr_steps": steps[-1] if cfg.dlr else None,
         "transfer": cfg.transfer,
         "norm": "linf",
         "epsilons": [float(e) for e in rob_cfg.attack_eps],
@@ -338,7 +387,8 @@ def _check_members(
         spec = member.spec
         log(
             f"  soundness: {spec.member_id} ({role or 'requested'}): PGD steps "
-            f"{list(plan.steps)}, {cfg.restarts} restarts, transfer from "
+            f"{list(plan.steps)} (study: {attack_steps}), {cfg.restarts} restarts x "
+            f"{plan.steps[-1]} steps, DLR {'on' if cfg.dlr else 'off'}, transfer from "
             f"{'-' if sur is None else sur.spec.member_id}"
         )
         apply_fn, variables = _member_model(dataset, member, run_dir, progress)
@@ -347,21 +397,24 @@ def _check_members(
         mkey = jax.random.fold_in(key, int(spec.eval_hash[:7], 16))
         rep = run_soundness_checks(
             fn, variables, x, y, plan.eps, mkey, num_classes=dataset.num_classes,
-            steps=plan.steps, restarts=cfg.restarts or None, restart_steps=attack_steps,
-            surrogate=surrogate, rel_step=float(rob_cfg.attack_rel_step),
+            steps=plan.steps, restarts=cfg.restarts or None, restart_steps=None,
+            surrogate=surrogate, dlr=cfg.dlr, rel_step=float(rob_cfg.attack_rel_step),
             tolerance=cfg.tolerance, chance_margin=cfg.chance_margin,
             batch_size=cfg.batch_size, progress=progress,
         )  # fmt: skip
         base = {"model": spec.member_id, "role": role}
         checks += _check_rows(spec.member_id, role, rep.checks)
         parity += parity_rows(
-            rep.correct, plan.eps, groups, speakers, rob_cfg, jax.random.fold_in(mkey, 7), base
-        )
+            rep.correct, plan.eps, groups, speakers, rob_cfg, jax.random.fold_in(mkey, 7), base,
+            study_attack=f"PGD-{attack_steps}",
+        )  # fmt: skip
         records.append(
             {
                 **base,
                 "surrogate": None if sur is None else sur.spec.member_id,
                 "study_attack": f"PGD-{attack_steps}",
+                "strongest_steps": plan.steps[-1],
+                **convergence_flags(rep.convergence),
                 "attacks": list(rep.correct),
                 "verdict": rep.verdict,
                 "report": rep.to_dict(),
@@ -415,7 +468,7 @@ def _check_smoothed(
     groups = resolve_groups({k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}, rob_cfg)
     parity = parity_rows(
         correct, plan.eps, groups, np.asarray(dataset.speakers)[idx], rob_cfg,
-        jax.random.fold_in(skey, 7), base,
+        jax.random.fold_in(skey, 7), base, study_attack="smoothed: plain PGD on base",
     )  # fmt: skip
     n = max(int(idx.size), 1)
     record = {
@@ -444,11 +497,14 @@ def run_soundness(
     For each robustness-study member of ``cfg.models``:
     :func:`fairrobust.evaluation.run_soundness_checks` on the study's test clips and
     attack budgets (PGD L-inf, the study's step size, clean start): convergence over
-    :func:`soundness_steps`, FGSM, the budget curve, ``cfg.restarts`` random restarts
-    of the study's attack and a transfer attack from :func:`pick_surrogate`. With
+    :func:`soundness_steps` (the study's steps and 5x / 10x more), FGSM, the budget
+    curve, ``cfg.restarts`` random restarts of the longest run, PGD on the DLR loss
+    and a transfer attack from :func:`pick_surrogate`. With
     ``rejection`` and ``cfg.smoothing``: the EOT attack on the rejection study's RS
     base model. For every attack and attribute, Defense Parity with bootstrap
-    intervals (:func:`parity_rows`).
+    intervals (:func:`parity_rows`), and whether it lies outside the study attack's
+    interval on the same clips (``beyond_study_ci``); each model record says whether
+    accuracy still fell between the two largest step counts (``converged``).
 
     Args:
       dataset: the ``AudioDataset`` both studies ran on.
