@@ -13,6 +13,7 @@ from fairrobust.data.dataset import AudioDataset, LoadReport
 from fairrobust.report.markdown import render_markdown
 from fairrobust.studies import config as study_config
 from fairrobust.studies import rejection as rj
+from fairrobust.studies import robustness as rb
 from fairrobust.studies.results import load_run
 
 T = 6848  # M5's shortest input
@@ -92,4 +93,23 @@ def test_no_usable_attribute_fails_before_training(tmp_path):
     cfg = study_config.preset("rejection", "quick").replace(**TINY)
     with pytest.raises(ValueError, match=r"no usable attribute.*age: every test clip.*constant:"):
         rj.run_study(ds, cfg, tmp_path, progress=False)
+    assert not (tmp_path / "models").exists()
+
+
+def test_robustness_eval_set_keeps_usable_attributes_only():
+    ds = _dataset({"gender": GENDER, "constant": ["x"] * 60, "age": ["unknown"] * 60})
+    cfg = study_config.preset("robustness", "tiny")
+    test = rb.load_eval_set(ds, cfg)
+    assert list(test.groups) == ["gender"]
+    status = {s.attribute: s.status for s in test.attribute_status}
+    assert status == {"age": "all_unknown", "constant": "one_group", "gender": "usable"}
+
+
+def test_robustness_no_usable_attribute_fails_before_training(tmp_path):
+    ds = _dataset({"constant": ["x"] * 60})
+    cfg = study_config.preset("robustness", "tiny")
+    with pytest.raises(
+        ValueError, match=r"no usable attribute to analyse \(constant: one known group"
+    ):
+        rb.run_study(ds, cfg, tmp_path, progress=False, make_figures=False)
     assert not (tmp_path / "models").exists()
