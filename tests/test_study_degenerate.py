@@ -8,7 +8,9 @@ import logging
 
 import numpy as np
 import pytest
+from fixtures_data import make_fsdd
 
+from fairrobust import cli
 from fairrobust.data.dataset import AudioDataset, LoadReport
 from fairrobust.report.markdown import render_markdown
 from fairrobust.studies import config as study_config
@@ -113,3 +115,17 @@ def test_robustness_no_usable_attribute_fails_before_training(tmp_path):
     ):
         rb.run_study(ds, cfg, tmp_path, progress=False, make_figures=False)
     assert not (tmp_path / "models").exists()
+
+
+def test_cli_fails_fast_naming_each_attribute(tmp_path, capsys):
+    """FSDD layout where every speaker is male and English: the command stops before training."""
+    make_fsdd(tmp_path / "fsdd", takes=4)
+    out = tmp_path / "run"
+    argv = ["study", "rejection", "--dataset", "fsdd", "--data-dir", str(tmp_path / "fsdd")]
+    argv += ["--preset", "tiny", "--attributes", "gender,language", "--out", str(out)]
+    assert cli.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fairrobust: error: attributes: no usable attribute to analyse")
+    assert "gender: one known group in test ('male')" in err
+    assert "language: one known group in test ('english')" in err
+    assert not (out / "models").exists()
