@@ -192,7 +192,8 @@ def _attributes_section(data: RunData) -> list[str]:
         "number, table row or figure; the reason is given.",
         "",
     ]
-    for study, records in data.attributes.items():
+    for prefix, records in data.attributes.items():
+        study = prefix.split("_")[0]  # robustness_<dataset> -> robustness
         for r in records:
             line = f"- {study}: `{r['attribute']}`: "
             if r.get("usable"):
