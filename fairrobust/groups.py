@@ -34,10 +34,15 @@ __all__ = [
     "ALL_PAIRS",
     "SEPARATOR",
     "UNKNOWN",
+    "UNUSABLE_STATUSES",
+    "USABLE",
+    "AttributeStatus",
     "Groups",
     "all_groups",
+    "classify_attributes",
     "group_masks",
     "parse_intersections",
+    "require_usable",
     "training_group_sizes",
 ]
 
@@ -325,3 +330,183 @@ def _checked_spec(names: tuple[str, ...], spec: object) -> tuple[str, ...]:
             f"attributes), got {spec!r}"
         )
     return names
+
+
+#: Status of an attribute that the studies analyse.
+USABLE = "usable"
+#: Statuses of attributes left out of every analysis and figure (with their reason).
+UNUSABLE_STATUSES = ("missing_key", "all_unknown", "one_group", "too_few_groups")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributeStatus:
+    """Whether one attribute can be analysed, and why not.
+
+    Attributes:
+      attribute: attribute name.
+      status: ``"usable"``; or, left out of analyses, ``"missing_key"`` (the
+        metadata has no such key: every value ``"unknown"``), ``"all_unknown"``,
+        ``"one_group"`` (one known group in the evaluated split),
+        ``"too_few_groups"`` (fewer than two groups with ``min_clips`` evaluated clips).
+      reason: one human-readable sentence (empty for a plain usable attribute).
+      groups: known group names in the evaluated split, sorted.
+      same_as: an earlier attribute inducing the same partition of the evaluated
+        clips (the attribute is still analysed; its numbers repeat that one's), or None.
+      small_groups: records ``{"group", "split", "clips", "speakers"}`` of groups
+        with fewer than ``min_clips`` clips or ``min_speakers`` speakers in the
+        training or the evaluated split (0 clips = absent from that split).
+    """
+
+    attribute: str
+    status: str
+    reason: str = ""
+    groups: tuple[str, ...] = ()
+    same_as: str | None = None
+    small_groups: tuple[dict, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        """Whether the attribute is analysed (``status == "usable"``)."""
+        return self.status == USABLE
+
+    def to_dict(self) -> dict:
+        """JSON-able record."""
+        return {
+            "attribute": self.attribute,
+            "status": self.status,
+            "usable": self.usable,
+            "reason": self.reason,
+            "groups": list(self.groups),
+            "same_as": self.same_as,
+            "small_groups": [dict(g) for g in self.small_groups],
+        }
+
+
+def _first_seen_labels(col: np.ndarray) -> tuple[int, ...]:
+    """Partition labels numbered in order of first appearance (equal iff same partition)."""
+    seen: dict[str, int] = {}
+    return tuple(seen.setdefault(str(v), len(seen)) for v in col)
+
+
+def _small_groups(
+    col: np.ndarray,
+    speakers: np.ndarray,
+    mask: np.ndarray,
+    split: str,
+    groups: Sequence[str],
+    min_clips: int,
+    min_speakers: int,
+) -> list[dict]:
+    """Groups of ``groups`` under ``min_clips`` clips or ``min_speakers`` speakers in ``mask``."""
+    out = []
+    for g in groups:
+        in_g = mask & (col == g)
+        clips, spk = int(in_g.sum()), len(set(speakers[in_g].tolist()))
+        if clips < min_clips or spk < min_speakers:
+            out.append({"group": g, "split": split, "clips": clips, "speakers": spk})
+    return out
+
+
+def classify_attributes(
+    attributes: Mapping[str, np.ndarray],
+    splits: np.ndarray,
+    speakers: np.ndarray,
+    evaluated: np.ndarray,
+    *,
+    names: Iterable[str] | None = None,
+    min_clips: int = 1,
+    min_speakers: int = 2,
+    keep_unknown: bool = False,
+    missing_keys: Iterable[str] = (),
+    split_name: str = "test",
+) -> list[AttributeStatus]:
+    """Classify each attribute before any training: usable, or why it cannot be analysed.
+
+    An attribute is analysed only when its evaluated clips fall into at least
+    two known groups with ``min_clips`` clips or more each (FPR Parity and Defense
+    Parity are gaps between groups). Otherwise its status says why: the
+    metadata key is missing (``missing_keys``, from the loader), every value is
+    ``"unknown"``, one known group, or fewer than two groups of ``min_clips``.
+    Usable attributes are also checked for a partition of the evaluated clips
+    identical to an earlier one's (``same_as``) and for groups under the
+    minimum clips / speakers in the training or the evaluated split
+    (``small_groups``); these are reported, not dropped.
+
+    Args:
+      attributes: attribute name -> str ``[n]`` over the whole dataset.
+      splits: str ``[n]``, ``"train"`` / ``"val"`` / ``"test"``.
+      speakers: str ``[n]`` speaker ids.
+      evaluated: int indices (or bool mask ``[n]``) of the evaluated clips.
+      names: attributes to classify (default every attribute, sorted).
+      min_clips: the study's minimum group size (``min_group_size``), >= 1.
+      min_speakers: groups with fewer speakers are listed in ``small_groups``.
+      keep_unknown: count ``"unknown"`` as a group (as :func:`group_masks` does).
+      missing_keys: attributes the loader found absent from the metadata.
+      split_name: name of the evaluated split in the records.
+
+    Returns:
+      One :class:`AttributeStatus` per attribute, in the order of ``names``.
+
+    Raises:
+      ValueError: an attribute name the table does not have.
+    """
+    names = sorted(attributes) if names is None else list(names)
+    splits, speakers = np.asarray(splits).astype(str), np.asarray(speakers).astype(str)
+    n = splits.shape[0]
+    ev = np.zeros(n, dtype=bool)
+    ev[np.asarray(evaluated)] = True
+    train = splits == "train"
+    missing = set(missing_keys)
+    out: list[AttributeStatus] = []
+    partitions: dict[tuple[int, ...], str] = {}
+    for name in names:
+        if name not in attributes:
+            raise ValueError(
+                f"attribute: unknown attribute {name!r}; available: {sorted(attributes)}"
+            )
+        col = _column(attributes, name, n)
+        values = sorted(set(col[ev].tolist()))
+        known = [v for v in values if keep_unknown or v != UNKNOWN]
+        sizes = {g: int((col[ev] == g).sum()) for g in known}
+        big = [g for g in known if sizes[g] >= min_clips]
+        status, reason = USABLE, ""
+        if name in missing:
+            status, reason = "missing_key", "metadata key missing: every value is 'unknown'"
+        elif not known:
+            status, reason = "all_unknown", f"every {split_name} clip is 'unknown'"
+        elif len(known) == 1:
+            status, reason = "one_group", f"one known group in {split_name} ({known[0]!r})"
+        elif len(big) < 2:
+            status = "too_few_groups"
+            reason = f"fewer than two groups with >= {min_clips} {split_name} clips (sizes {sizes})"
+        same_as = None
+        small: list[dict] = []
+        if status == USABLE:
+            key = _first_seen_labels(col[ev])
+            same_as = partitions.setdefault(key, name)
+            same_as = None if same_as == name else same_as
+            if same_as is not None:
+                reason = f"same partition of the {split_name} clips as {same_as!r}"
+            small = _small_groups(col, speakers, train, "train", known, min_clips, min_speakers)
+            small += _small_groups(col, speakers, ev, split_name, known, min_clips, min_speakers)
+        out.append(AttributeStatus(name, status, reason, tuple(known), same_as, tuple(small)))
+    return out
+
+
+def require_usable(statuses: Sequence[AttributeStatus]) -> list[str]:
+    """Names of the usable attributes; ``ValueError`` naming each attribute and why if none.
+
+    Args:
+      statuses: records of :func:`classify_attributes`.
+
+    Returns:
+      The usable attribute names, in order.
+
+    Raises:
+      ValueError: no attribute is usable (the message lists every attribute and its reason).
+    """
+    usable = [s.attribute for s in statuses if s.usable]
+    if not usable:
+        why = "; ".join(f"{s.attribute}: {s.reason}" for s in statuses) or "no attribute given"
+        raise ValueError(f"attributes: no usable attribute to analyse ({why})")
+    return usable

@@ -1,5 +1,7 @@
 """FSDD, AudioMNIST, Common Voice and folder-CSV loaders on small directories in their layouts."""
 
+import json
+
 import numpy as np
 import pytest
 from fixtures_data import SHARED, make_audiomnist, make_common_voice, make_folder, make_fsdd
@@ -244,3 +246,21 @@ def test_folder_resamples_downmixes_and_rejects_nan(tmp_path):
         load_folder(root)
     skipped = load_folder(root, on_error="skip")
     assert skipped.report.excluded == {"1 NaN/Inf samples": ("audio/1_dog.wav",)}
+
+
+def test_audiomnist_missing_metadata_key_is_reported(tmp_path):
+    """No speaker has an "age" key: the load report lists it as missing, not just unknown."""
+    make_audiomnist(tmp_path, speakers=("01", "02"), digits=(0,), takes=2)
+    meta_path = tmp_path / "audioMNIST_meta.txt"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(
+        json.dumps({s: {k: v for k, v in m.items() if k != "age"} for s, m in meta.items()})
+    )
+    ds = load_audiomnist(tmp_path, cache=False)
+    assert ds.report.missing_keys == ("age",)
+    assert set(ds.attributes["age"]) == {"unknown"}
+    assert "metadata key missing (every value 'unknown'): age" in ds.report.summary()
+    make_audiomnist(tmp_path / "full", speakers=("01", "02"), digits=(0,), takes=2)
+    with pytest.warns(UserWarning, match="impossible age"):
+        full = load_audiomnist(tmp_path / "full", cache=False)
+    assert full.report.missing_keys == ()

@@ -13,6 +13,7 @@ in every split (closed-user setting).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import warnings
@@ -83,6 +84,15 @@ def normalize_accent(value: Any) -> str:
     if text == UNKNOWN:
         return text
     return re.sub(r"[^\W\d_]+", lambda m: m[0].capitalize(), text)
+
+
+#: Attribute -> its key in ``audioMNIST_meta.txt``.
+_META_KEYS = {
+    "gender": "gender",
+    "age": "age",
+    "accent": "accent",
+    "native_speaker": "native speaker",
+}
 
 
 def _speaker_attributes(
@@ -212,4 +222,10 @@ def load_audiomnist(
         on_error=on_error,
         num_workers=num_workers,
     )
-    return execute(plan)
+    ds = execute(plan)
+    # A key no speaker has (e.g. no "age" in the file) is reported as missing, not just unknown;
+    # set after execute so that cached and fresh loads agree and the cache key is unchanged.
+    missing = tuple(
+        a for a, key in _META_KEYS.items() if not any(key in dict(v) for v in meta.values())
+    )
+    return dataclasses.replace(ds, report=dataclasses.replace(ds.report, missing_keys=missing))

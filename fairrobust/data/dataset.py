@@ -26,18 +26,22 @@ class LoadReport:
       n_loaded: examples in the returned dataset.
       excluded: reason -> list of file paths (or row ids) left out.
       notes: human-readable remarks (resampled, down-mixed, unknown ages, ...).
+      missing_keys: attributes whose metadata key no speaker / row has (every
+        value :data:`UNKNOWN` because the key is absent, not because it was blank).
     """
 
     n_files: int = 0
     n_loaded: int = 0
     excluded: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    missing_keys: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line per exclusion reason and note."""
         lines = [f"{self.n_loaded} of {self.n_files} files loaded"]
         lines += [f"excluded ({reason}): {len(paths)}" for reason, paths in self.excluded.items()]
         lines += list(self.notes)
+        lines += [f"metadata key missing (every value {UNKNOWN!r}): {k}" for k in self.missing_keys]
         return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fairrobust._io import atomic_write_bytes
+from fairrobust.figures.robustness import no_data_panel
 
 __all__ = [
     "plot_auc_fpr_bars",
@@ -56,8 +57,8 @@ def _check(name: str, arr: np.ndarray, shape: tuple[int | None, ...]) -> None:
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return math.ceil(n / cols), cols
+    cols = max(min(n, max_cols), 1)
+    return max(math.ceil(n / cols), 1), cols
 
 
 def plot_fpr_curves(
@@ -98,6 +99,11 @@ def plot_fpr_curves(
     rows, cols = _grid(len(method_labels))
     fig = Figure(figsize=(3.4 * cols, 2.9 * rows + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
+    if not method_labels or not group_labels or thresholds.size == 0:
+        no_data_panel(axes[0], "no data (no method, group or threshold)")
+        if title:
+            fig.suptitle(title)
+        return _save(fig, path)
     for i, ax in enumerate(axes):
         if i >= len(method_labels):
             ax.set_visible(False)
@@ -170,7 +176,14 @@ def plot_fpr_parity_vs_n(
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for i, ax in enumerate(axes):
         if i >= p:
-            ax.set_visible(False)
+            if p:
+                ax.set_visible(False)
+            else:
+                no_data_panel(ax, "no attribute with two or more groups")
+            continue
+        if not (np.isfinite(rs[i]).any() or np.isfinite(nr[i])) or n.size == 0 or np.any(n <= 0):
+            ax.set_title(attribute_labels[i], fontsize=10)
+            no_data_panel(ax, "no data (FPR Parity undefined)")
             continue
         ax.plot(n, rs[i], marker="o", color="C0", label="RS")
         if rs_ci is not None:
@@ -179,6 +192,9 @@ def plot_fpr_parity_vs_n(
             ax.axhline(nr[i], color="C3", linestyle="--", label="NR")
             if nr_ci is not None and np.all(np.isfinite(nr_ci[i])):
                 ax.axhspan(nr_ci[i, 0], nr_ci[i, 1], color="C3", alpha=0.12)
+        if not np.isfinite(rs[i]).any():
+            # no RS point gives the x axis no data limits, which a log scale rejects
+            ax.set_xlim(n.min() / 1.5, n.max() * 1.5)
         ax.set_xscale("log")
         ax.set_xticks(n, [f"{int(v):d}" for v in n])
         ax.set_title(attribute_labels[i], fontsize=10)
@@ -218,6 +234,11 @@ def plot_auc_fpr_bars(
     ax = fig.subplots()
     width = 0.8 / max(m, 1)
     x = np.arange(g, dtype=float)
+    if m == 0 or g == 0:
+        no_data_panel(ax, "no data (no method or group)")
+        if title:
+            ax.set_title(title)
+        return _save(fig, path)
     for i, label in enumerate(method_labels):
         ax.bar(x + (i - (m - 1) / 2) * width, np.nan_to_num(auc[i], nan=0.0), width, label=label)
     ax.set_xticks(
@@ -281,7 +302,10 @@ def plot_certified_accuracy(
     ax.set_ylabel("certified accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(group_labels):
+        ax.legend(fontsize=8)
+    else:
+        no_data_panel(ax, "no group")
     if title:
         ax.set_title(title)
     return _save(fig, path)

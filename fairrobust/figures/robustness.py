@@ -34,6 +34,7 @@ __all__ = [
     "accuracy_vs_epsilon",
     "correlation_heatmap",
     "group_auc_bars",
+    "no_data_panel",
     "save_figure",
 ]
 
@@ -54,6 +55,18 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
 def _check_2d(name: str, arr: np.ndarray, shape: tuple[int, int]) -> None:
     if arr.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+
+
+def no_data_panel(ax, text: str = "no data") -> None:
+    """Mark ``ax`` as an empty panel: centred ``text``, no ticks (0 series is not an error).
+
+    Args:
+      ax: a Matplotlib ``Axes``.
+      text: the message drawn in the middle of the panel.
+    """
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#555555")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def correlation_heatmap(
@@ -100,6 +113,11 @@ def correlation_heatmap(
     height = 1.4 + 0.42 * max(n_rows, 1)
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.add_subplot()
+    if n_rows == 0 or n_cols == 0:
+        no_data_panel(ax, "no data (no outcome or intervention)")
+        if title:
+            ax.set_title(title, fontsize=10)
+        return save_figure(fig, path)
     masked = np.ma.masked_invalid(r)
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#d9d9d9")
     im = ax.imshow(masked, cmap=cmap, vmin=-1.0, vmax=1.0, aspect="auto")

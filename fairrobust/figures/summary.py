@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from fairrobust.figures.robustness import save_figure
+from fairrobust.figures.robustness import no_data_panel, save_figure
 
 __all__ = ["interval_bars"]
 
@@ -91,5 +91,8 @@ def interval_bars(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncols=min(s, 4), loc="best")
+    if s and c:
+        ax.legend(fontsize=7, ncols=min(s, 4), loc="best")
+    else:
+        no_data_panel(ax, "no data (no series or category)")
     return save_figure(fig, path)

@@ -68,6 +68,7 @@ def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) ->
     else:
         parts.append("No findings: the run has no comparable numbers.")
     parts.append("")
+    parts += _attributes_section(data)
     parts += _groups_section(data)
     if data.rob is not None:
         parts += robustness_section(data, base, best, img, figures)
@@ -178,6 +179,35 @@ def _summary_section(
             "",
         ]
     return parts
+
+
+def _attributes_section(data: RunData) -> list[str]:
+    """Each study's attributes: analysed, or left out with the reason (``*_attributes.json``)."""
+    if not data.attributes:
+        return []
+    parts = [
+        "## Attributes",
+        "",
+        "Classified from the data before any training. An attribute left out has no parity "
+        "number, table row or figure; the reason is given.",
+        "",
+    ]
+    for prefix, records in data.attributes.items():
+        study = prefix.split("_")[0]  # robustness_<dataset> -> robustness
+        for r in records:
+            line = f"- {study}: `{r['attribute']}`: "
+            if r.get("usable"):
+                line += "analysed" + (f" ({r['reason']})" if r.get("reason") else "")
+            else:
+                line += f"left out: {r.get('reason') or r.get('status')}"
+            small = [
+                f"{g['group']} in {g['split']} ({g['clips']} clips, {g['speakers']} speakers)"
+                for g in r.get("small_groups", [])
+            ]
+            if small:
+                line += "; groups under the minimum clips or speakers: " + ", ".join(small)
+            parts.append(line)
+    return [*parts, ""]
 
 
 def _groups_section(data: RunData) -> list[str]:

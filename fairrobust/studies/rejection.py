@@ -92,7 +92,13 @@ import numpy as np
 
 from fairrobust import _io, metrics, smoothing
 from fairrobust.data import AudioDataset
-from fairrobust.groups import Groups, all_groups, parse_intersections, training_group_sizes
+from fairrobust.groups import (
+    AttributeStatus,
+    Groups,
+    all_groups,
+    parse_intersections,
+    training_group_sizes,
+)
 from fairrobust.neural_rejection import NeuralRejection
 from fairrobust.studies._store import (
     TrainedModel,
@@ -105,6 +111,7 @@ from fairrobust.studies._store import (
     write_provenance,
     write_table,
 )
+from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RejectionConfig
 from fairrobust.studies.rejection_figures import write_figures
 from fairrobust.studies.rejection_tables import (
@@ -228,6 +235,7 @@ class EvalSet:
       attributes: every dataset attribute at the evaluated examples, ``[n]`` each.
       groups: attribute (or intersection) -> ``fairrobust.groups.Groups`` over ``n``.
       train_sizes: the same keys -> training examples per group ``[g]``.
+      attribute_status: every requested attribute, usable or why not (``groups`` has the usable).
     """
 
     dataset: str
@@ -241,6 +249,7 @@ class EvalSet:
     attributes: Mapping[str, np.ndarray]
     groups: Mapping[str, Groups]
     train_sizes: Mapping[str, np.ndarray]
+    attribute_status: tuple[AttributeStatus, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -364,18 +373,14 @@ def load_eval_set(dataset: AudioDataset, config: RejectionConfig) -> EvalSet:
     attrs = {k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}
     names = list(config.attributes) or sorted(attrs)
     inter = parse_intersections(config.intersections, names)
-    for a in names + [x for t in inter for x in t]:
-        if a not in attrs:
-            raise ValueError(
-                f"attributes: dataset {dataset.name!r} has no attribute {a!r}; "
-                f"available: {sorted(attrs)}"
-            )
+    # before any training: unknown names raise, unusable attributes are left out, none usable
+    # fails here
+    names, inter, status = study_attributes(
+        dataset, idx, names, inter, min_clips=config.min_group_size,
+        keep_unknown=config.keep_unknown, split_name=config.split,
+    )  # fmt: skip
     grps = all_groups(
-        attrs,
-        names,
-        inter,
-        min_size=config.min_group_size,
-        keep_unknown=config.keep_unknown,
+        attrs, names, inter, min_size=config.min_group_size, keep_unknown=config.keep_unknown
     )
     train_mask = np.asarray(dataset.splits) == "train"
     train_attrs = {k: np.asarray(v)[train_mask] for k, v in dataset.attributes.items()}
@@ -391,6 +396,7 @@ def load_eval_set(dataset: AudioDataset, config: RejectionConfig) -> EvalSet:
         attributes=attrs,
         groups=grps,
         train_sizes={n: training_group_sizes(train_attrs, g) for n, g in grps.items()},
+        attribute_status=tuple(status),
     )
 
 
@@ -786,6 +792,7 @@ def write_results(
     files["groups"] = _io.atomic_write_json(
         results_dir / RESULT_FILES["groups"], {n: g.to_dict() for n, g in ev.groups.items()}
     )
+    files["attributes"] = write_attribute_status(results_dir, "rejection", ev.attribute_status)
     files["per_example"] = results_dir / RESULT_FILES["per_example"]
     _write_per_example(files["per_example"], config, ev, nr, rs, analysis.thresholds)
     files.update(_write_certification(results_dir, ev, cert, tables))

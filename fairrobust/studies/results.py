@@ -84,6 +84,8 @@ class RunData:
         ``fairrobust.report.render_soundness``; ``soundness_md`` is the fallback).
       run_summary: rows of ``results/run_summary.json`` when present.
       run_findings: records of ``results/run_findings.json`` when present.
+      attributes: study -> attribute status records of ``results/<study>_attributes.json``
+        (usable, or why an attribute was left out; empty for runs without them).
     """
 
     run_dir: Path
@@ -94,6 +96,7 @@ class RunData:
     soundness: dict[str, Any] | None = None
     run_summary: list[dict[str, Any]] | None = None
     run_findings: list[dict[str, Any]] | None = None
+    attributes: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
 
 def _read(path: Path, default: Any = None) -> Any:
@@ -161,6 +164,10 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         soundness=sound_json if isinstance(sound_json, dict) else None,
         run_summary=_read(results / f"{SUMMARY_STEM}.json"),
         run_findings=_read(results / FINDINGS_FILE),
+        attributes={
+            p.name[: -len("_attributes.json")]: list(_io.read_json(p).get("attributes", []))
+            for p in sorted(results.glob("*_attributes.json"))
+        },
     )
 
 

@@ -73,7 +73,7 @@ from fairrobust import _io
 from fairrobust.attacks import robust_correct
 from fairrobust.data import AudioDataset
 from fairrobust.defenses import Preprocess, parse_preprocess, with_preprocess
-from fairrobust.groups import Groups, all_groups, parse_intersections
+from fairrobust.groups import AttributeStatus, Groups, all_groups, parse_intersections
 from fairrobust.studies._store import (
     TrainedModel,
     check_config_change,
@@ -90,6 +90,7 @@ from fairrobust.studies._store import (
     write_provenance,
     write_table,
 )
+from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RobustnessConfig
 from fairrobust.studies.robustness_figures import write_figures
 from fairrobust.studies.robustness_tables import aggregate, clean_part, sweep_epsilons
@@ -331,7 +332,9 @@ class EvalSet:
       x: float32 waveforms ``[n, T]``.
       y: int32 labels ``[n]``.
       speakers: speaker of each example ``[n]`` (bootstrap clusters).
-      groups: attribute -> :class:`fairrobust.groups.Groups` over the ``n`` examples.
+      groups: attribute -> :class:`fairrobust.groups.Groups` over the ``n`` examples
+        (usable attributes only).
+      attribute_status: every requested attribute, usable or why not.
     """
 
     dataset: str
@@ -343,6 +346,7 @@ class EvalSet:
     y: np.ndarray
     speakers: np.ndarray
     groups: Mapping[str, Groups]
+    attribute_status: tuple[AttributeStatus, ...] = ()
 
 
 # ============================================================================ stages
@@ -385,10 +389,17 @@ def load_eval_set(dataset: AudioDataset, config: RobustnessConfig) -> EvalSet:
     """The :class:`EvalSet` of ``config`` (:func:`select_test`, :func:`resolve_groups`).
 
     Raises:
-      ValueError: empty test split, unknown attribute, malformed intersection.
+      ValueError: empty test split, unknown attribute, malformed intersection, no
+        usable attribute (:func:`fairrobust.studies.attributes.study_attributes`).
     """
     index = select_test(dataset, config)
     test = dataset.select(index)
+    groups = resolve_groups(test.attributes, config)  # checks the names first
+    names = list(config.attributes) or sorted(test.attributes)
+    inter = parse_intersections(config.intersections, names)
+    # before any training: unusable attributes are left out, none usable fails here
+    _, _, status = study_attributes(dataset, index, names, inter, min_clips=config.min_group_size)
+    usable = {s.attribute for s in status if s.usable}
     return EvalSet(
         dataset=dataset.name,
         data_fingerprint=dataset.fingerprint(),
@@ -398,7 +409,8 @@ def load_eval_set(dataset: AudioDataset, config: RobustnessConfig) -> EvalSet:
         x=np.asarray(test.waveforms, np.float32),
         y=np.asarray(test.labels, np.int32),
         speakers=np.asarray(dataset.speakers)[index],
-        groups=resolve_groups(test.attributes, config),
+        groups={k: g for k, g in groups.items() if set(g.components) <= usable},
+        attribute_status=tuple(status),
     )
 
 
@@ -823,6 +835,7 @@ def write_results(
         )
     summary = _summary(config, test, members, agg["tables"]["models"], root, files, figures)
     files["summary"] = _io.atomic_write_json(results_dir / f"{prefix}_summary.json", summary)
+    files["attributes"] = write_attribute_status(results_dir, prefix, test.attribute_status)
     # Written last: vouches for the bytes of every results file of this run.
     files["provenance"] = write_provenance(
         results_dir,
