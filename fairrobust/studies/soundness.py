@@ -266,6 +266,7 @@ class _Plan:
     smooth_idx: np.ndarray | None  # dataset indices of the smoothing check
     settings: dict[str, Any]
     inputs_hash: str
+    attributes: frozenset[str]  # the robustness study's analysed (usable) attributes
 
 
 def _plan(
@@ -346,7 +347,14 @@ def _plan(
         smooth_idx=smooth_idx,
         settings=settings,
         inputs_hash=_io.stable_hash(inputs),
+        attributes=frozenset(rob_res.groups),
     )
+
+
+def _groups(dataset: Any, idx: np.ndarray, rob_cfg: RobustnessConfig, analysed: frozenset[str]):
+    """The robustness study's groups on clips ``idx``: only the attributes it analysed."""
+    attrs = {k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}
+    return {k: g for k, g in resolve_groups(attrs, rob_cfg).items() if k in analysed}
 
 
 def _member_model(dataset: Any, member: MemberResult, run_dir: Path, progress: bool):
@@ -380,7 +388,7 @@ def _check_members(
     idx = plan.test_idx
     x = np.asarray(dataset.waveforms[idx], np.float32)
     y = np.asarray(dataset.labels[idx], np.int32)
-    groups = resolve_groups({k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}, rob_cfg)
+    groups = _groups(dataset, idx, rob_cfg, plan.attributes)
     speakers = np.asarray(dataset.speakers)[idx]
     attack_steps = int(rob_cfg.attack_steps)
     for member, role, sur in plan.targets:
@@ -465,7 +473,7 @@ def _check_smoothed(
         "smoothed: EOT": check.eot_correct,
         "smoothed: strongest": check.strongest_correct,
     }
-    groups = resolve_groups({k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}, rob_cfg)
+    groups = _groups(dataset, idx, rob_cfg, plan.attributes)
     parity = parity_rows(
         correct, plan.eps, groups, np.asarray(dataset.speakers)[idx], rob_cfg,
         jax.random.fold_in(skey, 7), base, study_attack="smoothed: plain PGD on base",
