@@ -36,6 +36,9 @@ from fairrobust.smoothing.certification import certified_accuracy as certified_a
 from fairrobust.smoothing.certification import certify as certify
 from fairrobust.smoothing.certification import clopper_pearson_lower as clopper_pearson_lower
 from fairrobust.smoothing.certification import predict_pvalues as predict_pvalues
+from fairrobust.smoothing.certification import (
+    smallest_answerable_alpha as smallest_answerable_alpha,
+)
 from fairrobust.smoothing.certification import smoothed_predict as smoothed_predict
 from fairrobust.smoothing.noise import NoiseFn as NoiseFn
 from fairrobust.smoothing.noise import available_noises as available_noises
@@ -71,5 +74,6 @@ __all__ = [
     "register_noise",
     "resolve_noise",
     "sample_counts",
+    "smallest_answerable_alpha",
     "smoothed_predict",
 ]
