@@ -84,9 +84,9 @@ def pearsonr(x: Any, y: Any, *, where: Any = None) -> tuple[Any, Any]:
         entries take part (e.g. models not excluded as random guessers).
 
     Returns:
-      ``(r, p)``, each ``[...]`` (NumPy float64 for concrete inputs). NaN where a vector is constant or fewer than 3
-      entries take part; when that can be seen outside ``jit`` a
-      ``RuntimeWarning`` is issued.
+      ``(r, p)``, each ``[...]`` (NumPy float64 for concrete inputs). NaN where a
+      vector is constant or fewer than 3 entries take part; when that can be seen
+      outside ``jit`` a ``RuntimeWarning`` is issued.
 
     Raises:
       ValueError: the last axes differ or do not broadcast.
