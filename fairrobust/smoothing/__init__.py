@@ -30,6 +30,7 @@ Reference: J. Cohen, E. Rosenfeld, Z. Kolter. Certified adversarial robustness v
 randomized smoothing. ICML 2019.
 """
 
+from fairrobust.smoothing.certification import PVALUE_RTOL as PVALUE_RTOL
 from fairrobust.smoothing.certification import CertifyResult as CertifyResult
 from fairrobust.smoothing.certification import binom_test_pvalue as binom_test_pvalue
 from fairrobust.smoothing.certification import certified_accuracy as certified_accuracy
@@ -60,6 +61,7 @@ __all__ = [
     "FORWARD_ROWS",
     "MODES",
     "PRNG_IMPLS",
+    "PVALUE_RTOL",
     "CertifyResult",
     "NoiseFn",
     "available_noises",

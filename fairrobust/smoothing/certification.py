@@ -33,6 +33,7 @@ from fairrobust.smoothing.noise import NoiseFn
 from fairrobust.smoothing.sampling import check_sigma, sample_counts
 
 __all__ = [
+    "PVALUE_RTOL",
     "CertifyResult",
     "binom_test_pvalue",
     "certified_accuracy",

@@ -106,6 +106,7 @@ from fairrobust.studies._store import (
     write_table,
 )
 from fairrobust.studies.config import RejectionConfig
+from fairrobust.studies.rejection_answerability import answerable_summary, common_range_table
 from fairrobust.studies.rejection_figures import write_figures
 from fairrobust.studies.rejection_tables import (
     RejectionAnalysis,
@@ -170,6 +171,7 @@ RESULT_FILES: dict[str, str] = {
     "auc_fpr": "rejection_auc_fpr.csv",
     "auc_fpr_long": "rejection_auc_fpr_long.csv",
     "fpr_parity": "rejection_fpr_parity.csv",
+    "common_range": "rejection_common_range.csv",
     "correlation": "rejection_correlation.csv",
     "fpr_curves": "rejection_fpr_curves.csv",
     "groups": "rejection_groups.json",
@@ -636,6 +638,7 @@ def analyse(
         "auc_fpr": auc_fpr_table(analysis),
         "auc_fpr_long": auc_fpr_long_table(analysis),
         "fpr_parity": fpr_parity_table(analysis),
+        "common_range": common_range_table(analysis),
         "correlation": correlation_table(analysis),
         "certified_accuracy": [],
     }
@@ -678,6 +681,7 @@ def _summary(
             for a in analysis.attributes.values()
         },
         "small_groups": {name: list(g.small) for name, g in ev.groups.items()},
+        "rs_answerable": answerable_summary(analysis),
         "threshold_grid": [config.alpha_min, config.alpha_max, config.alpha_step],
         "certify": None
         if cert is None
@@ -777,7 +781,8 @@ def write_results(
     }
     trained = {"train_nr": base.nr_config, "train_rs": base.rs_config}
     _io.atomic_write_json(files["config"], {**provenance, "config": config, **trained})
-    for name in ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "correlation"):
+    names = ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "common_range", "correlation")
+    for name in names:
         files[name] = results_dir / RESULT_FILES[name]
         _, files[f"{name}_json"] = write_table(files[name].with_suffix(""), tables[name])
     files["fpr_curves"] = write_csv(
