@@ -765,8 +765,7 @@ def train(
         )
 
     total = max(0, config.epochs - epoch) * steps_per_epoch
-    step = int(state.step)
-    epoch_seconds: list[float] = []
+    step, epoch_seconds = int(state.step), list[float]()  # wall-clock: timings.json only
     with _io.progress(total, desc=f"train {config.model} w{config.width}", enabled=progress) as bar:
         while epoch < config.epochs:
             t0 = time.perf_counter()
