@@ -42,6 +42,8 @@ Result files (``<out>/results/``; every table also as ``.json``, a list of rows)
 * ``rejection_fpr_parity.csv`` -- method, num_samples, label, attribute,
   fpr_parity, worst_group, worst_auc_fpr, best_group, best_auc_fpr,
   n_valid_groups, ci_low, ci_high.
+* ``rejection_common_range.csv`` -- smallest alpha RS answers per N, and AUC_FPR /
+  FPR Parity over the range every method answers (``rejection_answerability``).
 * ``rejection_correlation.csv`` -- attribute (or ``all``), method (NR / RS /
   RS mean), num_samples, r, r_std, p_value, n_groups.
 * ``rejection_accuracy.csv`` -- model, attribute, group, n, accuracy, abstain_rate,
