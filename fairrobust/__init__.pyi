@@ -79,6 +79,7 @@ from .smoothing import clopper_pearson_lower as clopper_pearson_lower
 from .smoothing import predict_pvalues as predict_pvalues
 from .smoothing import register_noise as register_noise
 from .smoothing import sample_counts as sample_counts
+from .smoothing import smallest_answerable_alpha as smallest_answerable_alpha
 from .smoothing import smoothed_predict as smoothed_predict
 from .train import TrainConfig as TrainConfig
 from .train import extract_features as extract_features

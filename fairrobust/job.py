@@ -6,7 +6,7 @@ results, write the summary and findings (:mod:`fairrobust.studies.summary`) and
 render the report (:mod:`fairrobust.report`)::
 
     runs/<YYYYmmdd-HHMMSS>/            (or --out DIR)
-      config.json                       dataset, preset, seed and every study config
+      config.json                       dataset, preset, seed, every study config, environment
       run.json                          wall time per step (not a result: differs per run)
       results/robustness_<dataset>_*.{csv,json}   AUC_acc, Defense Parity, CIs, correlations
       results/rejection_*.{csv,json,npz}          AUC_FPR, FPR Parity, CIs, certified accuracy
@@ -48,7 +48,7 @@ from typing import Any
 
 from fairrobust import _io, report
 from fairrobust.data import AudioDataset, load_bundled, load_dataset
-from fairrobust.studies import library_version
+from fairrobust.studies import environment, library_version
 from fairrobust.studies import rejection as rj
 from fairrobust.studies import robustness as rb
 from fairrobust.studies.config import RunConfigs, SoundnessConfig, load_configs
@@ -244,6 +244,7 @@ def run(
         "rejection": _io.to_jsonable(configs.rejection),
         "soundness": _io.to_jsonable(configs.soundness),
         "library_version": library_version(),
+        "environment": environment(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     _io.atomic_write_json(run_dir / "config.json", config_record)

@@ -70,6 +70,7 @@ __all__ = [
     "save_checkpoint",
     "train",
     "training_arrays",
+    "write_timings",
 ]
 
 _FORMAT = "fairrobust-checkpoint"
@@ -546,10 +547,13 @@ class TrainResult:
       model: the trained :class:`~fairrobust.models.M5`.
       variables: the variables with the lowest validation loss.
       history: one dict per epoch: ``epoch``, ``lr``, ``train_loss``,
-        ``train_acc``, ``val_loss``, ``val_acc``, ``time_s``.
+        ``train_acc``, ``val_loss``, ``val_acc`` (no wall-clock times, so that
+        same-seed checkpoints are byte-identical).
       best_epoch: 1-based epoch of ``variables``.
       config: the :class:`TrainConfig`.
       out_dir: checkpoint directory, or None.
+      epoch_seconds: wall-clock seconds of the epochs run by this call (also in
+        ``out_dir/timings.json``, kept apart from the checkpoints).
     """
 
     model: models.M5
@@ -558,6 +562,7 @@ class TrainResult:
     best_epoch: int
     config: TrainConfig
     out_dir: Path | None = None
+    epoch_seconds: tuple[float, ...] = ()
 
     @property
     def apply_fn(self) -> Callable[[Any, jax.Array], jax.Array]:
@@ -760,7 +765,7 @@ def train(
         )
 
     total = max(0, config.epochs - epoch) * steps_per_epoch
-    step = int(state.step)
+    step, epoch_seconds = int(state.step), list[float]()  # wall-clock: timings.json only
     with _io.progress(total, desc=f"train {config.model} w{config.width}", enabled=progress) as bar:
         while epoch < config.epochs:
             t0 = time.perf_counter()
@@ -796,9 +801,9 @@ def train(
                     "train_acc": train_acc,
                     "val_loss": val_loss,
                     "val_acc": val_acc,
-                    "time_s": time.perf_counter() - t0,
                 }
             )
+            epoch_seconds.append(time.perf_counter() - t0)
             bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
             if out is not None:
                 save_checkpoint(
@@ -810,6 +815,7 @@ def train(
                         out / "best.ckpt",
                         checkpoint(best_variables, None, step, with_best=False),
                     )
+                write_timings(out, {"epoch_seconds": epoch_seconds})
     return TrainResult(
         model=model,
         variables=best_variables,
@@ -817,4 +823,24 @@ def train(
         best_epoch=best_epoch,
         config=config,
         out_dir=out,
+        epoch_seconds=tuple(epoch_seconds),
     )
+
+
+def write_timings(out_dir: str | os.PathLike[str], timings: Mapping[str, Any]) -> Path:
+    """Merge ``timings`` into ``out_dir/timings.json`` (wall-clock seconds).
+
+    Wall-clock times live only here, never in ``metrics.json`` or checkpoints, so
+    that two same-seed runs in the same environment write byte-identical results.
+
+    Args:
+      out_dir: the training output folder.
+      timings: JSON-serialisable entries (e.g. ``epoch_seconds``, ``train_seconds``)
+        replacing entries of the same name.
+
+    Returns:
+      The path written.
+    """
+    path = Path(out_dir) / "timings.json"
+    old = _io.read_json(path) if path.exists() else {}
+    return _io.atomic_write_json(path, {**(old if isinstance(old, dict) else {}), **timings})

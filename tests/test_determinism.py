@@ -78,3 +78,21 @@ def test_robustness_other_seed_changes_training(tmp_path, tmp_path_factory):
     b = json.loads((tmp_path / "seed1" / "results" / "robustness_folder_summary.json").read_text())
     assert a["config_hash"] != b["config_hash"]
     assert [m["train_id"] for m in a["members"]] != [m["train_id"] for m in b["members"]]
+
+
+def test_train_same_seed_twice_is_byte_identical(tmp_path, tmp_path_factory):
+    """``fairrobust train``: metrics.json and checkpoints carry no wall-clock time."""
+    from fixtures_studies import data_csv
+
+    from fairrobust.cli import main
+
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        argv = ["train", "--dataset", "folder", "--data-dir", str(data_csv(tmp_path_factory))]
+        argv += ["--width", "4", "--epochs", "1", "--batch-size", "8", "--no-progress"]
+        assert main([*argv, "--out", str(out)]) == 0
+    for name in ("metrics.json", "last.ckpt", "best.ckpt"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    assert "seconds" not in (outs[0] / "metrics.json").read_text()
+    timings = json.loads((outs[0] / "timings.json").read_text())
+    assert len(timings["epoch_seconds"]) == 1 and timings["train_seconds"] > 0

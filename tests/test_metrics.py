@@ -328,6 +328,52 @@ def test_fairness_vs_sklearn_oracle_with_abstain():
     assert M.equal_opportunity_difference is M.true_positive_rate_difference
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_fairness_binary_matches_fairlearn(seed):
+    # Binary labels with the default average="mean": the positive class only, as fairlearn.
+    fm = pytest.importorskip("fairlearn.metrics")
+    rng = np.random.default_rng(seed)
+    n, g = 60 + 20 * seed, 2 + seed % 3
+    yt = rng.integers(0, 2, n)
+    yp = np.where(rng.random(n) < 0.4 + 0.1 * seed, yt, rng.integers(0, 2, n))
+    groups = rng.integers(0, g, n)
+    groups[:g] = np.arange(g)  # every group present
+    masks = groups[None, :] == np.arange(g)[:, None]
+    out = M.fairness_metrics(yt, yp, masks, 2)
+    kw = {"sensitive_features": groups}
+    ref = {
+        "demographic_parity_difference": fm.demographic_parity_difference(yt, yp, **kw),
+        "true_positive_rate_difference": fm.equal_opportunity_difference(yt, yp, **kw),
+        "false_positive_rate_difference": fm.false_positive_rate_difference(yt, yp, **kw),
+        "equalized_odds_difference": fm.equalized_odds_difference(yt, yp, **kw),
+        "p_rule": 100 * fm.demographic_parity_ratio(yt, yp, **kw),
+    }
+    for k, v in ref.items():
+        np.testing.assert_allclose(out[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(
+        M.equal_opportunity_difference(yt, yp, masks, 2),
+        fm.true_positive_rate_difference(yt, yp, **kw),
+        rtol=1e-5,
+    )
+
+
+def test_fairness_binary_mean_is_positive_class_multiclass_is_mean():
+    # The audit's case: class-0 and class-1 values differ, the binary default is class 1.
+    masks = np.array([[1, 1, 0, 0], [0, 0, 1, 1]], bool)
+    yt, yp = np.array([1, 0, 1, 0]), np.array([1, 0, 0, 0])
+    per_class = M.fairness_metrics(yt, yp, masks, 2, average=None)
+    mean = M.fairness_metrics(yt, yp, masks, 2)
+    for k, v in per_class.items():
+        np.testing.assert_allclose(mean[k], np.asarray(v)[1], err_msg=k)
+    np.testing.assert_allclose(mean["true_positive_rate_difference"], 1.0)
+    np.testing.assert_allclose(mean["p_rule"], 0.0)
+    # The same labels declared 3-class: the mean over (non-NaN) classes, as before.
+    mean3 = M.fairness_metrics(yt, yp, masks, 3)
+    per3 = M.fairness_metrics(yt, yp, masks, 3, average=None)
+    for k, v in per3.items():
+        np.testing.assert_allclose(mean3[k], np.nanmean(np.asarray(v)), err_msg=k)
+
+
 def test_fairness_hand_values_and_abstain_semantics():
     # group 0 = examples 0-1, group 1 = examples 2-3; binary labels
     masks = np.array([[1, 1, 0, 0], [0, 0, 1, 1]], bool)
@@ -410,6 +456,25 @@ def test_pearsonr_vs_scipy(m):
         np.testing.assert_allclose(p64, ref.pvalue, rtol=1e-8, atol=1e-14)
 
 
+@pytest.mark.parametrize("m", [3, 7, 50, 500])
+def test_pearsonr_float64_by_default_vs_scipy(m):
+    # Concrete inputs are computed in float64 without an x64 context: r and p match
+    # scipy to ~1e-12 (float32 p-values were off by up to 3e-4 relative).
+    rng = np.random.default_rng(100 + m)
+    x = rng.normal(size=m)
+    y = rng.normal(size=(5, m)) + np.linspace(0, 1, 5)[:, None] * x
+    r, p = M.pearsonr(x, y)
+    assert r.dtype == p.dtype == np.float64
+    ref = scipy.stats.pearsonr(np.broadcast_to(x, y.shape), y, axis=-1)
+    np.testing.assert_allclose(r, ref.statistic, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(p, ref.pvalue, rtol=1e-11, atol=1e-300)
+    keep = rng.random(m) < 0.8
+    keep[:3] = True
+    rw, pw = M.pearsonr(x, y[0], where=keep)
+    refw = scipy.stats.pearsonr(x[keep], y[0, keep])
+    np.testing.assert_allclose([rw, pw], [refw.statistic, refw.pvalue], rtol=1e-11)
+
+
 def test_pearsonr_hand_values_and_where():
     r, p = M.pearsonr(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0]))
     assert float(r) == pytest.approx(1.0) and float(p) == pytest.approx(0.0, abs=1e-6)
@@ -423,7 +488,7 @@ def test_pearsonr_hand_values_and_where():
     np.testing.assert_allclose([r, p], [ref.statistic, ref.pvalue], rtol=1e-4, atol=1e-6)
     rj, pj = jax.jit(M.pearsonr)(x, y)
     rn, pn = M.pearsonr(x, y)
-    np.testing.assert_allclose([rj, pj], [rn, pn], rtol=1e-6)
+    np.testing.assert_allclose([rj, pj], [rn, pn], rtol=1e-5)  # float32 under jit
 
 
 def test_pearsonr_nan_cases():

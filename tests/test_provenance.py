@@ -131,3 +131,45 @@ def test_report_tables_are_covered_by_a_sidecar(tmp_path, tmp_path_factory):
     assert (results / "run_summary.csv").is_file()
     report.write_report(tmp_path)
     assert _covered_by_a_sidecar(results) == []
+
+
+ENVIRONMENT_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "librosa",
+)
+
+
+def _check_environment(env):
+    assert env["python"].count(".") == 2
+    assert sorted(env["packages"]) == sorted(ENVIRONMENT_PACKAGES)
+    assert env["packages"]["jax"] == __import__("jax").__version__
+    assert env["packages"]["numpy"] == __import__("numpy").__version__
+    assert env["jax_backend"] in ("cpu", "gpu", "tpu", "cuda", "rocm")
+    assert env["jax_devices"] and all(":" in d for d in env["jax_devices"])
+    assert env["cpu_model"] and env["platform"]
+
+
+def test_environment_fields_and_sidecar_is_byte_identical(tmp_path):
+    from fairrobust import studies
+
+    env = studies.environment()
+    _check_environment(env)
+    assert env == studies.environment()
+    (tmp_path / "x_table.csv").write_text("a\n1\n")
+    kw = dict(study="s", dataset="d", data_fingerprint="f", config={"seed": 0}, config_hash="h")
+    first = _store.write_provenance(tmp_path, "x", **kw).read_bytes()
+    second = _store.write_provenance(tmp_path, "x", **kw).read_bytes()
+    assert first == second
+    _check_environment(json.loads(first)["environment"])
+
+
+@pytest.mark.parametrize("study", ["robustness", "rejection"])
+def test_study_sidecar_records_the_environment(study, tmp_path_factory):
+    results = reference_run(tmp_path_factory, study) / "results"
+    _check_environment(_json(results / f"{PREFIX[study]}_provenance.json")["environment"])

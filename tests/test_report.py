@@ -177,6 +177,7 @@ def _rej(parity):
         "accuracy": [],
         "auc_fpr_long": long,
         "fpr_parity": rows,
+        "common_range": [],
         "correlation": [],
         "certified_accuracy": [],
     }
@@ -348,6 +349,32 @@ def test_write_report_from_dir_on_hand_run(hand_run):
     assert "<img" in html_path.read_text()
     # deterministic: regenerating gives the same markdown
     assert report.write_report_from_dir(hand_run)[0].read_text() == md
+
+
+def test_report_shows_rs_answerability_and_common_range(tmp_path):
+    rej = _rej({"gender": {"RS N=10": (0.2, 0.1, 0.3), "NR": (0.1, 0.05, 0.15)}})
+    rej["summary"]["rs_answerable"] = {
+        "smallest_alpha": {"10": 2 * 0.5**10},
+        "common_range": [0.002, 1.0],
+        "unanswerable_n": [10],
+    }
+    for label, common, full in (("RS N=10", 0.25, 0.26), ("NR", 0.125, 0.126)):
+        for attr, group in (("all", "all"), ("gender", "(parity)")):
+            rej["common_range"].append(
+                {"label": label, "attribute": attr, "group": group,
+                 "auc_fpr_common": common, "auc_fpr": full}
+            )  # fmt: skip
+    rob = _rob(
+        {"f": (0.05, 0.04, 0.06), "m": (0.06, 0.05, 0.07)},
+        dp_base=(0.002, 0.0, 0.01),
+        dp_robust=(0.01, 0.0, 0.03),
+    )
+    run = _write_hand_run(tmp_path / "run", rob, rej)
+    summary.write_summary(run)
+    md = report.write_report_from_dir(run)[0].read_text()
+    assert "### Where RS can answer" in md and "N = 10: 0.001953" in md
+    assert "different scales" in md and "[0.002, 1]" in md
+    assert "| FPR Parity, gender | 0.25 (0.26) | 0.125 (0.126) |" in md
 
 
 def test_write_summary_files_and_provenance(hand_run):

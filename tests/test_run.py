@@ -272,6 +272,11 @@ def test_run_folder_layout(tiny_run):
     assert config["preset"] == "tiny" and config["dataset"] == "synthetic"
     assert config["robustness"]["attack_eps"] == [0.01, 0.1]
     assert config["rejection"]["num_samples"] == [10, 50]
+    env = config["environment"]  # what the numbers depend on besides config, data, seed
+    assert {"python", "packages", "jax_backend", "jax_devices", "cpu_model"} <= set(env)
+    assert {"jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn", "librosa"} == set(
+        env["packages"]
+    )
     results = {p.name for p in (out / "results").iterdir()}
     for name in (
         "robustness_synthetic_models.csv",
@@ -280,6 +285,7 @@ def test_run_folder_layout(tiny_run):
         "rejection_fpr_parity.csv",
         "rejection_auc_fpr_long.json",
         "rejection_certified_accuracy.csv",
+        "rejection_common_range.csv",
         "run_summary.csv",
         "run_summary.json",
         "run_findings.json",

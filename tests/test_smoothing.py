@@ -1,6 +1,8 @@
 """Tests for fairrobust.smoothing: sampling invariants, statistics vs scipy, closed forms."""
 
 import itertools
+import math
+import warnings
 
 import chex
 import flax.linen as nn
@@ -87,7 +89,8 @@ def test_predict_floor_alpha_0001_small_n():
     counts = np.array(
         [c for n in range(1, 11) for c in itertools.product(range(n + 1), repeat=3) if sum(c) == n]
     )
-    assert np.all(S.smoothed_predict(counts, 0.001) == -1)
+    with pytest.warns(UserWarning, match=r"N = 10 cannot reach alpha = 0\.001"):
+        assert np.all(S.smoothed_predict(counts, 0.001) == -1)
     # ... whereas N = 11 unanimous draws do not (2 * 0.5^11 < 1e-3).
     assert S.smoothed_predict(np.array([[0, 11, 0]]), 0.001)[0] == 1
 
@@ -99,9 +102,52 @@ def test_predict_pvalues_top_two_and_sweep_shapes():
     assert top[0, 0] == 1 and p[0, 1] == 1.0
     np.testing.assert_allclose(p[0, 0], st.binomtest(90, 97, 0.5).pvalue, rtol=1e-9)
     alphas = np.array([0.001, 0.5, 1.0])[:, None, None]
-    pred = S.smoothed_predict(counts, alphas)
+    with pytest.warns(UserWarning, match="N = 5 cannot reach"):  # [0, 0, 5] at 0.001
+        pred = S.smoothed_predict(counts, alphas)
     assert pred.shape == (3, 2, 2)
     assert np.all(pred[2] == top)  # alpha = 1 never abstains
+
+
+def test_predict_at_exact_pvalue_alpha_predicts():
+    # Exact p-values (k/2^m): binom_test_pvalue may land a few ulp above them, so the
+    # rule compares with scipy's relative tolerance and predicts at alpha == p.
+    rows = [(6, 1), (5, 0), (4, 1), (7, 1), (3, 0), (9, 3), (10, 0), (12, 4), (8, 0)]
+    for a_cnt, b_cnt in rows:
+        exact = st.binomtest(a_cnt, a_cnt + b_cnt, 0.5).pvalue
+        num = sum(math.comb(a_cnt + b_cnt, k) for k in range(max(a_cnt, b_cnt), a_cnt + b_cnt + 1))
+        assert exact == min(1.0, 2 * num / 2 ** (a_cnt + b_cnt))  # an exact binary fraction
+        np.testing.assert_allclose(S.binom_test_pvalue([a_cnt], [b_cnt]), exact, rtol=1e-12)
+        # Alone and inside a mixed batch (the float error depends on the batch).
+        batch = np.array([[a_cnt, b_cnt, 0], [1000, 3, 2], [0, a_cnt, b_cnt]])
+        for counts in (batch[:1], batch):
+            pred = S.smoothed_predict(counts, exact)
+            assert pred[0] == 0 and pred[-1] == (1 if len(counts) > 1 else 0)
+        # Just below the exact p-value (beyond the tolerance) it abstains.
+        with warnings.catch_warnings():  # (5, 0) and (3, 0): below N's floor
+            warnings.simplefilter("ignore", UserWarning)
+            assert S.smoothed_predict(batch[:1], exact * (1 - 1e-6))[0] == -1
+    assert S.smoothed_predict(np.array([[6, 1]]), 0.125)[0] == 0
+
+
+def test_smallest_answerable_alpha_closed_form_and_warning():
+    n = np.array([0, 1, 2, 10, 11, 20])
+    np.testing.assert_array_equal(
+        S.smallest_answerable_alpha(n), np.minimum(1.0, 2 * 0.5 ** n.astype(float))
+    )
+    # It is the p-value of N unanimous draws, and alpha at the floor answers silently.
+    for k in [1, 5, 10, 20]:
+        floor = float(S.smallest_answerable_alpha(k))
+        np.testing.assert_allclose(S.binom_test_pvalue([k], [0]), floor, rtol=1e-12)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert S.smoothed_predict(np.array([[k, 0]]), floor)[0] == 0
+        with pytest.warns(UserWarning, match=rf"N = {k} cannot reach alpha"):
+            assert S.smoothed_predict(np.array([[k, 0]]), floor / 2)[0] == -1
+    with warnings.catch_warnings():  # N = 11 reaches 1e-3: silent
+        warnings.simplefilter("error")
+        S.smoothed_predict(np.array([[0, 11, 0]]), 0.001)
+    with pytest.raises(ValueError, match="num_samples"):
+        S.smallest_answerable_alpha(-1)
 
 
 # ----------------------------------------------------------------------------- Clopper-Pearson
@@ -125,17 +171,24 @@ def test_certify_floor_needs_n_ge_10():
     const = (jnp.zeros_like(const[0]), jnp.array([0.0, 5.0]))
     x = jnp.zeros((3, T))
     for n, certified in [(9, False), (10, True)]:
-        r = S.certify(
-            linear_apply,
-            const,
-            x,
-            jax.random.key(0),
-            n0=9,  # shares the compiled sampler with n = 9
-            n=n,
-            alpha=0.001,
-            sigma=0.25,
-            num_classes=2,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = S.certify(
+                linear_apply,
+                const,
+                x,
+                jax.random.key(0),
+                n0=9,  # shares the compiled sampler with n = 9
+                n=n,
+                alpha=0.001,
+                sigma=0.25,
+                num_classes=2,
+            )
+        # The answerability warning fires exactly when nothing can be certified.
+        assert [str(w.message) for w in caught if w.category is UserWarning] == (
+            [] if certified else ["randomized smoothing abstains on every input: N = 9 cannot "
+                                  "reach alpha = 0.001 (smallest answerable alpha 0.00195312)"]
+        )  # fmt: skip
         assert np.all((r.pred == 1) == certified)
         assert np.all((r.radius > 0) == certified)
 

@@ -1,6 +1,7 @@
 """Training: loss decreases, PGD-AT and noise steps, checkpoints, resume, determinism, errors."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -109,7 +110,11 @@ def test_train_checkpoint_resume_and_determinism(ds, tmp_path):
     full = train.train(ds, CFG, out_dir=tmp_path / "full", progress=False)
     assert len(full.history) == 2 and 1 <= full.best_epoch <= 2
     for rec in full.history:
-        assert {"epoch", "lr", "train_loss", "val_loss", "val_acc", "time_s"} <= set(rec)
+        assert {"epoch", "lr", "train_loss", "val_loss", "val_acc"} <= set(rec)
+        assert "time_s" not in rec  # wall-clock times live in timings.json only
+    assert len(full.epoch_seconds) == 2
+    timings = json.loads((tmp_path / "full" / "timings.json").read_text())
+    assert timings["epoch_seconds"] == list(full.epoch_seconds)
     assert (tmp_path / "full" / "last.ckpt").exists() and (tmp_path / "full" / "best.ckpt").exists()
 
     # same seed, no out_dir: identical parameters

@@ -66,13 +66,15 @@ def _pvalue(r: jax.Array, n: jax.Array) -> jax.Array:
     return _pvalue_flat(jnp.asarray(rp), jnp.asarray(np_))[:k].reshape(r.shape)
 
 
-def pearsonr(x: Any, y: Any, *, where: Any = None) -> tuple[jax.Array, jax.Array]:
+def pearsonr(x: Any, y: Any, *, where: Any = None) -> tuple[Any, Any]:
     """Pearson correlation and two-sided p-value, as ``scipy.stats.pearsonr``.
 
     ``r = sum (x - xbar)(y - ybar) / sqrt(sum (x - xbar)^2 sum (y - ybar)^2)``;
     the p-value is that of the t-test of zero correlation with ``n - 2``
     degrees of freedom, computed as ``betainc((n - 2) / 2, 1 / 2, 1 - r^2)``
-    (the same as scipy's beta-distribution form).
+    (the same as scipy's beta-distribution form). Concrete inputs are computed in
+    float64 (under ``jax.enable_x64(True)``, returned as NumPy float64, matching
+    scipy to ~1e-12); traced inputs (inside ``jit``) stay in their float dtype.
 
     Args:
       x: ``[..., m]`` (e.g. an intervention code per model).
@@ -82,16 +84,25 @@ def pearsonr(x: Any, y: Any, *, where: Any = None) -> tuple[jax.Array, jax.Array
         entries take part (e.g. models not excluded as random guessers).
 
     Returns:
-      ``(r, p)``, each ``[...]``. NaN where a vector is constant or fewer than 3
-      entries take part; when that can be seen outside ``jit`` a
-      ``RuntimeWarning`` is issued.
+      ``(r, p)``, each ``[...]`` (NumPy float64 for concrete inputs). NaN where a
+      vector is constant or fewer than 3 entries take part; when that can be seen
+      outside ``jit`` a ``RuntimeWarning`` is issued.
 
     Raises:
       ValueError: the last axes differ or do not broadcast.
     """
+    if not any(is_tracer(a) for a in (x, y, where)):
+        # A float64 jax.Array escaping the x64 context would be truncated: return NumPy.
+        with jax.enable_x64(True):
+            r, p = _pearsonr(np.asarray(x), np.asarray(y), where, jnp.float64)
+            return np.asarray(r, np.float64), np.asarray(p, np.float64)
     xx, yy = jnp.asarray(x), jnp.asarray(y)
-    dt = jnp.result_type(float_dtype(xx), float_dtype(yy))
-    xx, yy = xx.astype(dt), yy.astype(dt)
+    return _pearsonr(xx, yy, where, jnp.result_type(float_dtype(xx), float_dtype(yy)))
+
+
+def _pearsonr(x: Any, y: Any, where: Any, dt: Any) -> tuple[jax.Array, jax.Array]:
+    """``pearsonr`` in dtype ``dt`` (float64 only under ``jax.enable_x64``)."""
+    xx, yy = jnp.asarray(x).astype(dt), jnp.asarray(y).astype(dt)
     if xx.ndim < 1 or yy.ndim < 1 or xx.shape[-1] != yy.shape[-1]:
         raise ValueError(f"x, y: expected the same last axis, got shapes {xx.shape} and {yy.shape}")
     try:
@@ -110,14 +121,14 @@ def pearsonr(x: Any, y: Any, *, where: Any = None) -> tuple[jax.Array, jax.Array
         warnings.warn(
             f"pearsonr: need at least 3 entries, got {xx.shape[-1]}; returning NaN",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     elif not any(is_tracer(a) for a in (xx, yy, w)) and bool(jnp.any(jnp.isnan(r))):
         warnings.warn(
             "pearsonr: an input is constant (or fewer than 3 entries are selected); "
             "the correlation is undefined and returned as NaN",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return r, p
 

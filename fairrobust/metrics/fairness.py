@@ -104,8 +104,11 @@ def group_confusion(
 
 
 def _aggregate(per_class: jax.Array, average: str | None, worst: str) -> jax.Array:
+    """Reduce the class axis; binary ``"mean"`` keeps the positive class 1 (fairlearn)."""
     if average is None:
         return per_class
+    if average == "mean" and per_class.shape[-1] == 2:
+        return per_class[..., 1]
     if average == "mean":
         return jnp.nanmean(per_class, axis=-1)
     return jnp.nanmax(per_class, axis=-1) if worst == "max" else jnp.nanmin(per_class, axis=-1)
@@ -145,12 +148,23 @@ def fairness_metrics(
     * ``p_rule``: ``100 min_s P(yhat=c|s) / max_s P(yhat=c|s)`` in percent (100 =
       parity; below 80 fails the "80% rule"); NaN for a class nobody predicts.
 
+    Binary data (``num_classes = 2``) with the default ``average="mean"`` follows
+    fairlearn: only the positive class 1 counts, so the values equal fairlearn's
+    ``demographic_parity_difference``, ``true_positive_rate_difference`` (=
+    ``equal_opportunity_difference``), ``false_positive_rate_difference``,
+    ``equalized_odds_difference`` and ``100 * demographic_parity_ratio`` (p-rule)
+    with ``pos_label=1`` (on data without abstentions, which fairlearn cannot
+    express). Multiclass data (``num_classes > 2``) has no positive class: the
+    one-vs-rest values are averaged over classes (a choice of ours; fairlearn's
+    rates are binary only). ``"worst"`` and ``None`` treat every class alike for
+    any ``num_classes``.
+
     Args:
       y_true, y_pred, masks, num_classes, weights: as in :func:`group_confusion`.
       valid: optional bool ``[g]`` (``Groups.valid``).
-      average: ``"mean"`` (mean over classes, NaN classes skipped), ``"worst"``
-        (largest per-class gap; smallest per-class p-rule), or ``None``
-        (per-class values ``[..., C]``).
+      average: ``"mean"`` (mean over classes, NaN classes skipped; the positive
+        class 1 alone when ``num_classes = 2``), ``"worst"`` (largest per-class
+        gap; smallest per-class p-rule), or ``None`` (per-class values ``[..., C]``).
 
     Returns:
       dict name -> ``[...]`` (``[..., C]`` with ``average=None``); a leading
@@ -187,7 +201,9 @@ def true_positive_rate_difference(
     """True-positive-rate difference (equal opportunity difference), one-vs-rest.
 
     fairlearn's ``true_positive_rate_difference``; :data:`equal_opportunity_difference`
-    is the same function under its other common name.
+    is the same function under its other common name. Binary data with the default
+    ``average="mean"`` uses the positive class 1 only (= fairlearn's
+    ``equal_opportunity_difference``); multiclass data averages over classes.
 
     Per class ``c``: ``max_s TPR_s(c) - min_s TPR_s(c)``, ``TPR_s(c) = P(yhat = c |
     y = c, s)``; an abstention is a false negative. As :func:`fairness_metrics`.
@@ -231,8 +247,10 @@ def p_rule(
 ) -> jax.Array:
     """p-rule in percent: per class ``100 min_s P(yhat=c|s) / max_s P(yhat=c|s)``.
 
-    Aggregated over classes by ``average`` (``"worst"`` = smallest class value).
-    100 is perfect parity. As :func:`fairness_metrics`.
+    Aggregated over classes by ``average`` (``"worst"`` = smallest class value);
+    binary data with the default ``average="mean"`` uses the positive class 1 only,
+    i.e. ``100 * fairlearn.metrics.demographic_parity_ratio``; multiclass data
+    averages over classes. 100 is perfect parity. As :func:`fairness_metrics`.
     """
     return fairness_metrics(
         y_true, y_pred, masks, num_classes, valid=valid, weights=weights, average=average

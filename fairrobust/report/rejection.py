@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +108,60 @@ def rejection_section(data: RunData, img: ImageLinks, figures: Mapping[str, Path
         "table above).*",
         "",
     ]
+    out += _answerable_block(rej, attrs)
     out += [img(fig_dir / "rejection_fpr_curves_all.png", "false rejection, all clips"), ""]
     for a in attrs:
         out += _attribute_block(data, a, methods, par, img, figures)
     out += _size_correlation_block(rej["correlation"])
     out += _certified_block(data, attrs, img)
+    return out
+
+
+def _answerable_block(rej: Mapping[str, Any], attrs: Sequence[str]) -> list[str]:
+    """Smallest alpha RS answers per N, and AUC_FPR / FPR Parity over the common range."""
+    rows = rej.get("common_range") or []
+    answerable = rej["summary"].get("rs_answerable") or {}
+    if not rows or not answerable:
+        return []
+    floors = answerable.get("smallest_alpha", {})
+    lo, hi = answerable.get("common_range", [None, None])
+    out = [
+        "### Where RS can answer",
+        "",
+        "With N noise draws the smallest PREDICT p-value is 2 * 0.5^N, so below that alpha "
+        "RS abstains on every clip and its false rejection rate is 1 by construction, which "
+        "inflates its AUC_FPR over the full grid. Smallest alpha RS can answer: "
+        + ", ".join(f"N = {n}: {fmt(f)}" for n, f in floors.items())
+        + ". NR's threshold axis is a probability (the top SVM score) and RS's a p-value: "
+        "the two are different scales, so AUC_FPR compares each method with itself across "
+        "groups, not NR with RS.",
+        "",
+    ]
+    if lo is None:
+        return [*out, "No grid threshold is answerable by every method.", ""]
+    methods = list(dict.fromkeys(r["label"] for r in rows))
+    cell = {(r["attribute"], r["group"], r["label"]): r for r in rows}
+
+    def both(r: Mapping[str, Any] | None) -> str:
+        if r is None:
+            return ""
+        return f"{fmt(r.get('auc_fpr_common'))} ({fmt(r.get('auc_fpr'))})"
+
+    out += [
+        f"AUC_FPR of all clips and FPR Parity per attribute over the range every method can "
+        f"answer, alpha / t in [{fmt(lo)}, {fmt(hi)}] (full-grid value in parentheses; "
+        "`results/rejection_common_range.csv`):",
+        "",
+        md_table(
+            ["", *methods],
+            [["AUC_FPR, all clips", *[both(cell.get(("all", "all", m))) for m in methods]]]
+            + [
+                [f"FPR Parity, {a}", *[both(cell.get((a, "(parity)", m))) for m in methods]]
+                for a in attrs
+            ],
+        ),
+        "",
+    ]
     return out
 
 

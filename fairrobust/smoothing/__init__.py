@@ -30,12 +30,16 @@ Reference: J. Cohen, E. Rosenfeld, Z. Kolter. Certified adversarial robustness v
 randomized smoothing. ICML 2019.
 """
 
+from fairrobust.smoothing.certification import PVALUE_RTOL as PVALUE_RTOL
 from fairrobust.smoothing.certification import CertifyResult as CertifyResult
 from fairrobust.smoothing.certification import binom_test_pvalue as binom_test_pvalue
 from fairrobust.smoothing.certification import certified_accuracy as certified_accuracy
 from fairrobust.smoothing.certification import certify as certify
 from fairrobust.smoothing.certification import clopper_pearson_lower as clopper_pearson_lower
 from fairrobust.smoothing.certification import predict_pvalues as predict_pvalues
+from fairrobust.smoothing.certification import (
+    smallest_answerable_alpha as smallest_answerable_alpha,
+)
 from fairrobust.smoothing.certification import smoothed_predict as smoothed_predict
 from fairrobust.smoothing.noise import NoiseFn as NoiseFn
 from fairrobust.smoothing.noise import available_noises as available_noises
@@ -57,6 +61,7 @@ __all__ = [
     "FORWARD_ROWS",
     "MODES",
     "PRNG_IMPLS",
+    "PVALUE_RTOL",
     "CertifyResult",
     "NoiseFn",
     "available_noises",
@@ -71,5 +76,6 @@ __all__ = [
     "register_noise",
     "resolve_noise",
     "sample_counts",
+    "smallest_answerable_alpha",
     "smoothed_predict",
 ]

@@ -19,6 +19,7 @@ silently truncated (with a warning) by later float32 JAX code.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -32,14 +33,21 @@ from fairrobust.smoothing.noise import NoiseFn
 from fairrobust.smoothing.sampling import check_sigma, sample_counts
 
 __all__ = [
+    "PVALUE_RTOL",
     "CertifyResult",
     "binom_test_pvalue",
     "certified_accuracy",
     "certify",
     "clopper_pearson_lower",
     "predict_pvalues",
+    "smallest_answerable_alpha",
     "smoothed_predict",
 ]
+
+# Relative tolerance of the PREDICT rule ``p <= alpha``: the float64 p-value lands a
+# few ulp from exact values such as 1/8, so ``p <= alpha * (1 + 1e-7)`` keeps Cohen's
+# rule at alpha equal to an exact p-value (scipy.stats.binomtest uses the same 1e-7).
+PVALUE_RTOL = 1e-7
 
 
 def _check_alpha(alpha: Any, *, allow_one: bool) -> None:
@@ -108,6 +116,46 @@ def binom_test_pvalue(n_a: Any, n_b: Any) -> np.ndarray:
         return np.asarray(p, dtype=np.float64)
 
 
+def smallest_answerable_alpha(num_samples: Any) -> np.ndarray:
+    """Smallest alpha at which PREDICT with N draws can return a class.
+
+    The smallest two-sided p-value of N draws is that of ``nA = N, nB = 0``:
+    ``2 * 0.5^N`` (capped at 1), so for ``alpha < 2 * 0.5^N`` every input abstains
+    (N = 10: 0.00195). N = 0 gives 1 (the p-value is always 1).
+
+    Args:
+      num_samples: non-negative integer N, any shape.
+
+    Returns:
+      float64 NumPy array ``min(1, 2 * 0.5^N)`` of the shape of ``num_samples``.
+
+    Raises:
+      ValueError: negative or non-integer N.
+    """
+    n = np.asarray(num_samples)
+    if not np.issubdtype(n.dtype, np.integer) or np.any(n < 0):
+        fail("num_samples", "non-negative integers", repr(num_samples))
+    return np.minimum(1.0, np.ldexp(1.0, 1 - n.astype(np.int64)))
+
+
+def _warn_unanswerable(num_samples: np.ndarray, alpha: np.ndarray, floor: np.ndarray) -> None:
+    """UserWarning naming each N whose floor (smallest answerable alpha) exceeds alpha."""
+    n_b, a_b, f_b = np.broadcast_arrays(num_samples, alpha, floor)
+    bad = a_b < f_b / (1.0 + PVALUE_RTOL)
+    if not np.any(bad):
+        return
+    parts = [
+        f"N = {n} cannot reach alpha = {a_b[bad & (n_b == n)].min():g} "
+        f"(smallest answerable alpha {f_b[bad & (n_b == n)].max():g})"
+        for n in np.unique(n_b[bad])
+    ]
+    warnings.warn(
+        "randomized smoothing abstains on every input: " + "; ".join(parts),
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def predict_pvalues(counts: Any) -> tuple[np.ndarray, np.ndarray]:
     """Top class and PREDICT p-value from class counts (Cohen et al. 2019, PREDICT).
 
@@ -131,9 +179,13 @@ def smoothed_predict(counts: Any, alpha: Any) -> np.ndarray:
     """PREDICT of Cohen et al. (2019): the smoothed prediction or -1 (abstain).
 
     ``pred = top class`` if ``binom_test_pvalue(nA, nB) <= alpha`` else ``-1``. The
-    probability of returning a class other than g(x) is at most alpha. Known floor:
-    with N <= 10 draws the smallest possible p-value is ``2 * 0.5^10 ~ 0.00195``, so at
-    alpha = 0.001 every input abstains.
+    probability of returning a class other than g(x) is at most alpha. The comparison
+    uses a relative tolerance ``p <= alpha * (1 + 1e-7)`` (as scipy.stats.binomtest),
+    so at alpha equal to an exact p-value such as 1/8 the rule predicts although the
+    float64 p-value is a few ulp above it. Known floor: with N draws the smallest
+    possible p-value is ``2 * 0.5^N`` (``smallest_answerable_alpha``; N = 10: 0.00195),
+    so at a smaller alpha every input abstains; a ``UserWarning`` naming N and alpha
+    says so.
 
     Args:
       counts: integer counts ``(..., b, C)``.
@@ -146,7 +198,10 @@ def smoothed_predict(counts: Any, alpha: Any) -> np.ndarray:
     """
     _check_alpha(alpha, allow_one=True)
     top, p = predict_pvalues(counts)
-    return np.where(p > np.asarray(alpha, np.float64), -1, top)
+    a = np.asarray(alpha, np.float64)
+    n = np.asarray(counts).sum(axis=-1)
+    _warn_unanswerable(n, a, smallest_answerable_alpha(n))
+    return np.where(p > a * (1.0 + PVALUE_RTOL), -1, top)
 
 
 @functools.partial(jax.jit, static_argnames=("iters",))
@@ -257,8 +312,9 @@ def certify(
 
     The radius formula is the Gaussian one; for other noise families ``radius`` is
     still ``sigma * Phi^-1(pA_lower)`` but has no L2 guarantee. Known floor: even with
-    ``nA = n`` the bound is ``alpha^(1/n)``, so at alpha = 0.001 nothing is certified
-    unless ``n >= 10``.
+    ``nA = n`` the bound is ``alpha^(1/n)``, so nothing is certified when
+    ``alpha < 0.5^n`` (at alpha = 0.001 unless ``n >= 10``); a ``UserWarning`` naming
+    n and alpha says so.
 
     Args:
       apply_fn, variables, x, key, num_classes, noise, chunk_size, indices, mode,
@@ -280,6 +336,8 @@ def certify(
     n = check_int("n", n, 1)
     _check_alpha(alpha, allow_one=False)
     check_sigma(sigma)
+    # pA_lower <= alpha^(1/n) < 1/2 when alpha < 0.5^n: every input abstains.
+    _warn_unanswerable(np.asarray(n), np.asarray(alpha, np.float64), np.ldexp(1.0, -n))
 
     def run(k: jax.Array, num: int) -> jax.Array:
         return sample_counts(

@@ -21,9 +21,10 @@ The package itself re-exports the store helpers other layers use; the study
 modules are imported as submodules (``from fairrobust.studies import robustness``).
 """
 
+from fairrobust.studies._store import environment as environment
 from fairrobust.studies._store import format_value as format_value
 from fairrobust.studies._store import library_version as library_version
 from fairrobust.studies._store import seeded_subset as seeded_subset
 from fairrobust.studies._store import verify_provenance as verify_provenance
 
-__all__ = ["format_value", "library_version", "seeded_subset", "verify_provenance"]
+__all__ = ["environment", "format_value", "library_version", "seeded_subset", "verify_provenance"]

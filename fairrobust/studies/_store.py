@@ -23,13 +23,15 @@ Public functions:
   * :func:`check_config_change` -- compare with the config a previous run saved.
   * :func:`write_provenance` / :func:`verify_provenance` -- the provenance sidecar
     ``results/<prefix>_provenance.json`` of a study's results files.
-  * :func:`library_version`.
+  * :func:`library_version`; :func:`environment` -- Python, library versions, JAX
+    backend and devices, CPU model.
 
 Provenance: every results file of a study (``results/<prefix>_*``) is vouched for by
 the sidecar ``<prefix>_provenance.json``, written last: the study, dataset name, data
-fingerprint, full config and its hash, the library version, and the SHA-256 of every
-results file of that run. A table whose bytes do not match the sidecar (e.g. left by
-a run that was killed while rewriting the tables) is detected by
+fingerprint, full config and its hash, the library version, the environment
+(:func:`environment`), and the SHA-256 of every results file of that run. A table
+whose bytes do not match the sidecar (e.g. left by a run that was killed while
+rewriting the tables) is detected by
 :func:`verify_provenance`. The sidecar holds no timestamps, so it is byte-identical
 across reruns like the tables it describes.
 """
@@ -39,16 +41,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import importlib.metadata
 import io
 import itertools
 import logging
 import os
+import platform
 import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jax
 import numpy as np
 
 from fairrobust import _io, models
@@ -68,6 +73,7 @@ __all__ = [
     "TrainedModel",
     "cached_batches",
     "check_config_change",
+    "environment",
     "expand_grid",
     "format_value",
     "library_version",
@@ -97,6 +103,56 @@ C = TypeVar("C")
 def library_version() -> str:
     """The fairrobust version (``fairrobust.__version__``)."""
     return __version__
+
+
+#: Distributions whose versions :func:`environment` records.
+ENVIRONMENT_PACKAGES = (
+    "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn", "librosa",
+)  # fmt: skip
+
+
+def _cpu_model() -> str:
+    """``model name`` of ``/proc/cpuinfo`` (Linux), else ``platform``'s description."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers of a run depend on besides config, data and seed.
+
+    Recorded in every provenance sidecar (:func:`write_provenance`) and in a run's
+    ``config.json``, so that results that differ from another machine's can be
+    traced to a version, backend or CPU. Deterministic on one machine (no times,
+    no host names), so sidecars stay byte-identical across reruns.
+
+    Returns:
+      ``{"python": "3.11.x", "packages": {name: version or "not installed"}`` for
+      jax, jaxlib, flax, optax, numpy, scipy, scikit-learn, librosa, ``"platform"``
+      (OS and machine), ``"jax_backend"`` (``jax.default_backend()``),
+      ``"jax_devices"`` (``"<platform>: <device kind>"`` per device) and
+      ``"cpu_model"`` (``/proc/cpuinfo``'s model name, else ``platform``'s).
+    """
+    packages = {}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = "not installed"
+    return {
+        "python": platform.python_version(),
+        "packages": packages,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [f"{d.platform}: {d.device_kind}" for d in jax.devices()],
+        "cpu_model": _cpu_model(),
+    }
 
 
 def format_value(value: Any) -> str:
@@ -533,6 +589,7 @@ def write_provenance(
         "config": to_jsonable(config),
         "config_hash": config_hash,
         "library_version": library_version(),
+        "environment": environment(),
         "files": {p.name: _sha256(p) for p in _study_files(results_dir, prefix)},
         "note": "SHA-256 of every results file of this run; a file that is missing or "
         "differs was not produced by this run (verify with "

@@ -42,6 +42,8 @@ Result files (``<out>/results/``; every table also as ``.json``, a list of rows)
 * ``rejection_fpr_parity.csv`` -- method, num_samples, label, attribute,
   fpr_parity, worst_group, worst_auc_fpr, best_group, best_auc_fpr,
   n_valid_groups, ci_low, ci_high.
+* ``rejection_common_range.csv`` -- smallest alpha RS answers per N, and AUC_FPR /
+  FPR Parity over the range every method answers (``rejection_answerability``).
 * ``rejection_correlation.csv`` -- attribute (or ``all``), method (NR / RS /
   RS mean), num_samples, r, r_std, p_value, n_groups.
 * ``rejection_accuracy.csv`` -- model, attribute, group, n, accuracy, abstain_rate,
@@ -113,6 +115,7 @@ from fairrobust.studies._store import (
 )
 from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RejectionConfig
+from fairrobust.studies.rejection_answerability import answerable_summary, common_range_table
 from fairrobust.studies.rejection_figures import write_figures
 from fairrobust.studies.rejection_tables import (
     RejectionAnalysis,
@@ -177,6 +180,7 @@ RESULT_FILES: dict[str, str] = {
     "auc_fpr": "rejection_auc_fpr.csv",
     "auc_fpr_long": "rejection_auc_fpr_long.csv",
     "fpr_parity": "rejection_fpr_parity.csv",
+    "common_range": "rejection_common_range.csv",
     "correlation": "rejection_correlation.csv",
     "fpr_curves": "rejection_fpr_curves.csv",
     "groups": "rejection_groups.json",
@@ -642,6 +646,7 @@ def analyse(
         "auc_fpr": auc_fpr_table(analysis),
         "auc_fpr_long": auc_fpr_long_table(analysis),
         "fpr_parity": fpr_parity_table(analysis),
+        "common_range": common_range_table(analysis),
         "correlation": correlation_table(analysis),
         "certified_accuracy": [],
     }
@@ -684,6 +689,7 @@ def _summary(
             for a in analysis.attributes.values()
         },
         "small_groups": {name: list(g.small) for name, g in ev.groups.items()},
+        "rs_answerable": answerable_summary(analysis),
         "threshold_grid": [config.alpha_min, config.alpha_max, config.alpha_step],
         "certify": None
         if cert is None
@@ -783,7 +789,8 @@ def write_results(
     }
     trained = {"train_nr": base.nr_config, "train_rs": base.rs_config}
     _io.atomic_write_json(files["config"], {**provenance, "config": config, **trained})
-    for name in ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "correlation"):
+    names = ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "common_range", "correlation")
+    for name in names:
         files[name] = results_dir / RESULT_FILES[name]
         _, files[f"{name}_json"] = write_table(files[name].with_suffix(""), tables[name])
     files["fpr_curves"] = write_csv(
