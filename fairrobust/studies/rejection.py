@@ -28,40 +28,26 @@ accuracy per group.
 Usage::
 
     from fairrobust.data import load_bundled
-    from fairrobust.studies import rejection
-    ds = load_bundled()
-    res = rejection.run_study(ds, rejection.preset("quick"), "runs/rej")
+    from fairrobust.studies import config, rejection
+    res = rejection.run_study(load_bundled(), config.preset("rejection", "quick"), "runs/rej")
     print(res.tables["auc_fpr"])          # the Table-1 layout
 
-Result files (``<out>/results/``; every table also as ``.json``, a list of rows):
-
-* ``rejection_auc_fpr.csv`` -- Table 1 layout: method, num_samples, label,
-  overall, ``<attribute>=<group>``...
-* ``rejection_auc_fpr_long.csv`` -- method, num_samples, label, attribute, group,
-  n, n_train, valid, auc_fpr, ci_low, ci_high.
-* ``rejection_fpr_parity.csv`` -- method, num_samples, label, attribute,
-  fpr_parity, worst_group, worst_auc_fpr, best_group, best_auc_fpr,
-  n_valid_groups, ci_low, ci_high.
-* ``rejection_common_range.csv`` -- smallest alpha RS answers per N, and AUC_FPR /
-  FPR Parity over the range every method answers (``rejection_answerability``).
-* ``rejection_correlation.csv`` -- attribute (or ``all``), method (NR / RS /
-  RS mean), num_samples, r, r_std, p_value, n_groups.
-* ``rejection_accuracy.csv`` -- model, attribute, group, n, accuracy, abstain_rate,
-  accuracy_ci_low / _high, abstain_rate_ci_low / _high (bootstrap intervals).
-* ``rejection_certified_accuracy.csv`` -- attribute, group, n, valid, radius,
-  certified_accuracy, ci_low, ci_high; ``rejection_certify_per_example.csv`` as
-  ``fairrobust certify``.
-* ``rejection_fpr_curves.csv`` -- method, num_samples, label, attribute, group,
-  threshold, fpr, ci_low, ci_high (CSV only).
-* ``rejection_per_example.npz`` -- pvalues [k, n], counts [k, n, C], nr_scores,
-  nr_stat, labels, thresholds, attributes (``attr_<name>``): every metric can be
-  recomputed with ``rejection_tables.analyze``.
-* ``rejection_config.json``, ``rejection_groups.json``, ``rejection_summary.json``
-  (each with the dataset, data fingerprint, config hash and library version).
-* ``rejection_provenance.json`` -- written last: dataset, data fingerprint, config
-  and hash, library version, training configs and the SHA-256 of every
-  ``rejection_*`` results file of the run
-  (``fairrobust.studies._store.verify_provenance`` checks them).
+Result files (``<out>/results/``, every table also as ``.json``; :data:`RESULT_FILES`;
+columns in the ``rejection_tables`` builders): ``rejection_auc_fpr.csv`` (Table 1
+layout), ``rejection_auc_fpr_long.csv`` (per method and group, with intervals),
+``rejection_fpr_parity.csv``, ``rejection_common_range.csv`` (smallest alpha RS
+answers per N; AUC_FPR / FPR Parity over the range every method answers),
+``rejection_correlation.csv`` (training-set size vs AUC_FPR),
+``rejection_accuracy.csv`` (accuracy and abstention per model and group),
+``rejection_certified_accuracy.csv`` and ``rejection_certify_per_example.csv``,
+``rejection_fpr_curves.csv`` (CSV only), ``rejection_per_example.npz`` (p-values,
+counts, NR scores, labels, attributes: every metric can be recomputed with
+``rejection_tables.analyze``), ``rejection_attributes.json``, and
+``rejection_config.json``, ``rejection_groups.json``, ``rejection_summary.json``
+(each with the dataset, data fingerprint, config hash and library version);
+``rejection_provenance.json``, written last, holds the environment, training configs
+and the SHA-256 of every ``rejection_*`` results file of the run
+(``fairrobust.studies.verify_provenance`` checks them).
 
 Figures (``<out>/figures/``): ``rejection_fpr_curves_<attr>.png``,
 ``rejection_auc_fpr_<attr>.png``, ``rejection_fpr_parity_vs_n.png``,
