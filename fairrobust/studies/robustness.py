@@ -30,9 +30,9 @@ later run batched or sharded: :func:`load_eval_set` -> :func:`plan_members`
 Typical use::
 
     from fairrobust.data import load_bundled
-    from fairrobust.studies import robustness
-    config = robustness.preset("quick")
-    results = robustness.run_study(load_bundled(), config, "out/")
+    from fairrobust.studies import config, robustness
+    cfg = config.preset("robustness", "quick")
+    results = robustness.run_study(load_bundled(), cfg, "out/")
     results.tables["models"]          # the paper's Tables 1-2
 
 Command line: ``fairrobust study robustness --preset quick --out out/``.
