@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from fairrobust.figures.summary import interval_bars
+from fairrobust.studies import attribute_slug
 from fairrobust.studies.intervals import Estimate, estimate
 from fairrobust.studies.results import (
     RunData,
     rejection_attributes,
-    rejection_slug,
     robustness_attributes,
     robustness_slug,
 )
@@ -133,7 +133,7 @@ def _rejection_figures(data: RunData) -> dict[str, Path]:
         )
         out[f"auc_fpr_{attr}"] = _bars(
             arr,
-            fig_dir / f"report_auc_fpr_{rejection_slug(attr)}.png",
+            fig_dir / f"report_auc_fpr_{attribute_slug(attr)}.png",
             categories=[f"{g} (n={idx[(methods[0], g)]['n']})" for g in groups],
             series=methods,
             title=f"AUC_FPR per {attr} group (bootstrap intervals; lower = fewer rejections)",

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from fairrobust.report.blocks import ImageLinks, md_table, settings_line
+from fairrobust.studies import attribute_slug
 from fairrobust.studies.intervals import estimate, fmt, fmt_ci
 from fairrobust.studies.results import (
     RunData,
     rejection_attributes,
     rejection_config,
-    rejection_slug,
 )
 
 __all__ = ["certify_settings", "rejection_section", "rejection_settings"]
@@ -207,7 +207,7 @@ def _attribute_block(
     if f"auc_fpr_{a}" in figures:
         out += [img(figures[f"auc_fpr_{a}"], f"AUC_FPR per {a} group with intervals"), ""]
     out += [
-        img(fig_dir / f"rejection_fpr_curves_{rejection_slug(a)}.png", f"FPR vs alpha by {a}"),
+        img(fig_dir / f"rejection_fpr_curves_{attribute_slug(a)}.png", f"FPR vs alpha by {a}"),
         "",
         "*Shaded bands: bootstrap intervals of each group's false-rejection rate at every "
         "threshold (`rejection_fpr_curves.csv`: `ci_low`, `ci_high`); their integral "
@@ -316,7 +316,7 @@ def _certified_block(data: RunData, attrs: list[str], img: ImageLinks) -> list[s
     for a in attrs:
         out += [
             img(
-                fig_dir / f"rejection_certified_accuracy_{rejection_slug(a)}.png",
+                fig_dir / f"rejection_certified_accuracy_{attribute_slug(a)}.png",
                 f"certified accuracy by {a}",
             ),
             "",

@@ -21,6 +21,7 @@ The package itself re-exports the store helpers other layers use; the study
 modules are imported as submodules (``from fairrobust.studies import robustness``).
 """
 
+from fairrobust.studies._store import attribute_slug as attribute_slug
 from fairrobust.studies._store import environment as environment
 from fairrobust.studies._store import format_value as format_value
 from fairrobust.studies._store import library_version as library_version

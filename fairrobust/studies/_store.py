@@ -71,6 +71,7 @@ from fairrobust.train import TrainConfig, load_checkpoint, train
 
 __all__ = [
     "TrainedModel",
+    "attribute_slug",
     "cached_batches",
     "check_config_change",
     "environment",
@@ -163,6 +164,15 @@ def format_value(value: Any) -> str:
         text = np.format_float_positional(value, trim="-")
         return text
     return str(value)
+
+
+def attribute_slug(name: str) -> str:
+    """File-name form of an attribute name (``"gender x age"`` -> ``"gender_x_age"``).
+
+    The rejection study's figure and per-example array names use it; the report finds
+    those figures with it.
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "attr"
 
 
 def slugify(text: str) -> str:

@@ -90,6 +90,7 @@ from fairrobust.groups import (
 from fairrobust.neural_rejection import NeuralRejection
 from fairrobust.studies._store import (
     TrainedModel,
+    attribute_slug,
     cached_batches,
     library_version,
     load_cached,
@@ -107,7 +108,6 @@ from fairrobust.studies.rejection_tables import (
     RejectionAnalysis,
     accuracy_table,
     analyze,
-    attribute_slug,
     auc_fpr_long_table,
     auc_fpr_table,
     certified_accuracy_table,

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from fairrobust.figures import rejection as figs
-from fairrobust.studies.rejection_tables import RejectionAnalysis, attribute_slug
+from fairrobust.studies._store import attribute_slug
+from fairrobust.studies.rejection_tables import RejectionAnalysis
 
 __all__ = ["write_figures"]
 

@@ -16,7 +16,6 @@ import dataclasses
 import io
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ __all__ = [
     "accuracy_rows",
     "accuracy_table",
     "analyze",
-    "attribute_slug",
     "auc_fpr_long_table",
     "auc_fpr_table",
     "certified_accuracy_table",
@@ -868,11 +866,6 @@ def write_csv(
     for r in rows:
         w.writerow([_cell(r.get(c)) for c in columns])
     return _io.atomic_write_text(path, buf.getvalue())
-
-
-def attribute_slug(name: str) -> str:
-    """File-name form of an attribute name (``"gender x age"`` -> ``"gender_x_age"``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "attr"
 
 
 #: Result files written by :func:`run_study` under ``<out>/results/`` (figures under

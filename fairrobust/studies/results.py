@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ __all__ = [
     "load_run",
     "rejection_attributes",
     "rejection_config",
-    "rejection_slug",
     "robustness_attributes",
     "robustness_slug",
     "soundness_parity",
@@ -262,8 +260,3 @@ def soundness_parity(rec: Mapping[str, Any]) -> dict[tuple[str, str, str], Mappi
 def robustness_slug(text: str) -> str:
     """The slug the robustness study puts in figure names (``curves_<slug>_...``)."""
     return slugify(text)
-
-
-def rejection_slug(text: str) -> str:
-    """The slug the rejection study puts in figure names (``rejection_fpr_curves_<slug>``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "attr"
