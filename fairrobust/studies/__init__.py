@@ -28,4 +28,11 @@ from fairrobust.studies._store import library_version as library_version
 from fairrobust.studies._store import seeded_subset as seeded_subset
 from fairrobust.studies._store import verify_provenance as verify_provenance
 
-__all__ = ["attribute_slug", "environment", "format_value", "library_version", "seeded_subset", "verify_provenance"]
+__all__ = [
+    "attribute_slug",
+    "environment",
+    "format_value",
+    "library_version",
+    "seeded_subset",
+    "verify_provenance",
+]
