@@ -40,7 +40,10 @@ Modules (every public name is re-exported here): ``groups`` (group reductions
 :func:`size_correlation`); ``rejection`` (:func:`alpha_grid`,
 :func:`rejection_curves`, :func:`auc_fpr`, :func:`auc_fpr_by_attribute`);
 ``bootstrap`` (:func:`resample_weights`, :func:`bootstrap_ci`,
-:class:`GroupRateStat`, :class:`AucAccStat`, :class:`AucFprStat`).
+:class:`GroupRateStat`, :class:`AucAccStat`, :class:`AucFprStat`); ``comparisons``
+(:func:`gap_interval`, :func:`pairwise_intervals`, :func:`paired_difference`,
+:func:`holm`, :func:`clusters_per_group`: intervals of parity gaps and of paired
+differences from bootstrap replicates, and the family-wise correction).
 """
 
 from fairrobust.metrics.bootstrap import AucAccStat as AucAccStat
@@ -49,6 +52,13 @@ from fairrobust.metrics.bootstrap import BootstrapResult as BootstrapResult
 from fairrobust.metrics.bootstrap import GroupRateStat as GroupRateStat
 from fairrobust.metrics.bootstrap import bootstrap_ci as bootstrap_ci
 from fairrobust.metrics.bootstrap import resample_weights as resample_weights
+from fairrobust.metrics.comparisons import Difference as Difference
+from fairrobust.metrics.comparisons import PairwiseIntervals as PairwiseIntervals
+from fairrobust.metrics.comparisons import clusters_per_group as clusters_per_group
+from fairrobust.metrics.comparisons import gap_interval as gap_interval
+from fairrobust.metrics.comparisons import holm as holm
+from fairrobust.metrics.comparisons import paired_difference as paired_difference
+from fairrobust.metrics.comparisons import pairwise_intervals as pairwise_intervals
 from fairrobust.metrics.correlation import correlation_matrix as correlation_matrix
 from fairrobust.metrics.correlation import pearsonr as pearsonr
 from fairrobust.metrics.correlation import size_correlation as size_correlation
@@ -92,7 +102,9 @@ __all__ = [
     "AucAccStat",
     "AucFprStat",
     "BootstrapResult",
+    "Difference",
     "GroupRateStat",
+    "PairwiseIntervals",
     "accuracy_curves",
     "alpha_grid",
     "auc_acc",
@@ -101,6 +113,7 @@ __all__ = [
     "auc_fpr_by_attribute",
     "bootstrap_ci",
     "by_group",
+    "clusters_per_group",
     "correlation_matrix",
     "defense_parity",
     "demographic_parity_difference",
@@ -110,14 +123,18 @@ __all__ = [
     "fairness_metrics",
     "false_positive_rate_difference",
     "fpr_parity",
+    "gap_interval",
     "group_confusion",
     "group_max",
     "group_min",
     "group_rates",
+    "holm",
     "max_gap",
     "p_rule",
+    "paired_difference",
     "parity_pair",
     "parity_pair_names",
+    "pairwise_intervals",
     "pearsonr",
     "ratio",
     "rejection_curves",

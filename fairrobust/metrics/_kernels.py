@@ -136,3 +136,60 @@ def split_parity(values: jax.Array, masks: tuple, valids: tuple) -> list:
         out.append((vals, masked_max_gap(vals, valid)))
         start += m.shape[0]
     return out
+
+
+def cluster_scale(clusters: jax.Array) -> jax.Array:
+    """``sqrt(C / (C - 1))`` per group (1 for C < 2): the small-sample variance correction
+    of a bootstrap that resamples C clusters (its variance is ``(C - 1) / C`` times too small)."""
+    c = jnp.asarray(clusters, jnp.float32)
+    return jnp.where(c >= 2, jnp.sqrt(c / jnp.maximum(c - 1.0, 1.0)), 1.0)
+
+
+@jax.jit
+def pairwise_band(
+    est: jax.Array, samples: jax.Array, valid: jax.Array, level: jax.Array, scale: jax.Array
+):
+    """Sup-t simultaneous intervals of ``est_i - est_j`` (``est [..., g]``, ``samples [R, ..., g]``).
+
+    ``scale [g]`` multiplies each group's replicate deviations from the estimate
+    (:func:`cluster_scale`). Returns ``(difference, low, high [..., g, g],
+    critical [...])``; NaN for pairs with an invalid or non-finite group and on the
+    diagonal (see ``metrics.comparisons``).
+    """
+    samples = est[None] + (samples - est[None]) * jnp.broadcast_to(scale, est.shape)[None]
+    g = est.shape[-1]
+    ok = jnp.isfinite(est) & jnp.broadcast_to(valid, est.shape)  # [..., g]
+    pair_ok = (
+        ok[..., :, None]
+        & ok[..., None, :]
+        & jnp.broadcast_to(~jnp.eye(g, dtype=bool), (*est.shape, g))
+    )
+    d = est[..., :, None] - est[..., None, :]  # [..., g, g]
+    ds = samples[..., :, None] - samples[..., None, :]  # [R, ..., g, g]
+    se = jnp.sqrt(jnp.nanmean((ds - jnp.nanmean(ds, axis=0)[None]) ** 2, axis=0))
+    use = (pair_ok & (se > 0))[None]
+    t = jnp.where(use, jnp.abs(ds - d[None]) / jnp.where(se > 0, se, 1.0)[None], 0.0)
+    t_max = jnp.max(jnp.where(jnp.isfinite(t), t, 0.0), axis=(-2, -1))  # [R, ...]
+    c = jnp.quantile(t_max, level, axis=0)  # [...]
+    half = c[..., None, None] * se
+    nan = jnp.full_like(d, jnp.nan)
+    return (
+        jnp.where(pair_ok, d, nan),
+        jnp.where(pair_ok, d - half, nan),
+        jnp.where(pair_ok, d + half, nan),
+        c,
+    )
+
+
+def gap_from_band(d: jax.Array, low: jax.Array, high: jax.Array, critical: jax.Array):
+    """``(gap, low, high) [...]`` of ``max_ij |d_ij|`` from simultaneous pair intervals."""
+    del critical
+    ok = jnp.isfinite(d)
+    dist0 = jnp.where(low > 0, low, jnp.where(high < 0, -high, 0.0))
+    far = jnp.maximum(jnp.abs(low), jnp.abs(high))
+    any_ok = jnp.any(ok, axis=(-2, -1))
+
+    def pmax(x):
+        return jnp.where(any_ok, jnp.max(jnp.where(ok, x, -jnp.inf), axis=(-2, -1)), jnp.nan)
+
+    return pmax(jnp.abs(d)), pmax(dist0), pmax(far)

@@ -12,14 +12,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fairrobust._checks import check_choice, check_shape, is_tracer
-from fairrobust.metrics._kernels import HI, group_means, masked_max_gap
+from fairrobust.metrics._kernels import (
+    HI,
+    cluster_scale,
+    gap_from_band,
+    group_means,
+    masked_max_gap,
+    pairwise_band,
+)
 from fairrobust.metrics._validate import as_grid, as_values, as_weights
 from fairrobust.metrics.rejection import REJECT_IF
 from fairrobust.metrics.robustness import auc_acc_kernel
@@ -175,9 +182,8 @@ class BootstrapResult:
       num_strata: number of strata.
       clusters_per_group: numpy int ``[g]``: distinct clusters in each group. A
         group with one cluster (a single example or a single speaker) always
-        resamples to itself: its interval has zero width and says nothing about
-        uncertainty; such groups should be flagged (they are normally under the
-        minimum size).
+        resamples to itself: its interval would have zero width and say nothing
+        about uncertainty; groups under ``min_clusters`` get NaN intervals.
       samples: the ``R`` bootstrap replicates (leading axis ``R``) if requested.
     """
 
@@ -192,8 +198,25 @@ class BootstrapResult:
     samples: Any = None
 
 
-@functools.partial(jax.jit, static_argnames=("stat_fn", "num_resamples", "batch_size", "keep"))
-def _bootstrap(stat_fn, values, masks, key, plan_arrays, level, num_resamples, batch_size, keep):
+@functools.partial(
+    jax.jit,
+    static_argnames=("stat_fn", "num_resamples", "batch_size", "keep", "gap_of", "group_keys"),
+)
+def _bootstrap(
+    stat_fn,
+    values,
+    masks,
+    key,
+    plan_arrays,
+    level,
+    enough,
+    scale,
+    num_resamples,
+    batch_size,
+    keep,
+    gap_of,
+    group_keys,
+):
     cluster_of_example, order, slot_start, slot_count = plan_arrays
 
     def one(k, is_estimate):
@@ -212,13 +235,38 @@ def _bootstrap(stat_fn, values, masks, key, plan_arrays, level, num_resamples, b
     samples = jax.tree_util.tree_map(lambda x: x[1:], out)
     q = jnp.stack([(1.0 - level) / 2.0, (1.0 + level) / 2.0])
 
-    def interval(s):
+    def interval(s, e):
         s = jnp.asarray(s)
-        return jnp.nanquantile(s.astype(jnp.promote_types(s.dtype, jnp.float32)), q, axis=0)
+        b = jnp.nanquantile(s.astype(jnp.promote_types(s.dtype, jnp.float32)), q, axis=0)
+        # A percentile interval can miss its own estimate (a skewed statistic); widen it.
+        ok = jnp.isfinite(e)
+        return jnp.stack(
+            [jnp.where(ok, jnp.minimum(b[0], e), b[0]), jnp.where(ok, jnp.maximum(b[1], e), b[1])]
+        )
 
-    bounds = jax.tree_util.tree_map(interval, samples)  # leaves [2, ...]
+    bounds = jax.tree_util.tree_map(interval, samples, estimate)  # leaves [2, ...]
     lower = jax.tree_util.tree_map(lambda b: b[0], bounds)
     upper = jax.tree_util.tree_map(lambda b: b[1], bounds)
+    if isinstance(lower, dict):
+        lower, upper = dict(lower), dict(upper)
+        for k in group_keys:  # small-cluster correction; too few clusters: no interval
+            e = estimate[k]
+            ok, sc = jnp.broadcast_to(enough, e.shape), jnp.broadcast_to(scale, e.shape)
+            lower[k] = jnp.where(ok, e + (lower[k] - e) * sc, jnp.nan)
+            upper[k] = jnp.where(ok, e + (upper[k] - e) * sc, jnp.nan)
+        stat_valid = jnp.asarray(_valid_arg(getattr(stat_fn, "valid", None), enough.shape[0]))
+        rests_on_few = jnp.any(stat_valid & ~enough)
+        for gap_key, group_key in gap_of:
+            band = pairwise_band(
+                estimate[group_key].astype(jnp.float32),
+                samples[group_key].astype(jnp.float32),
+                stat_valid,
+                level,
+                scale,
+            )
+            _, lo, hi = gap_from_band(*band)
+            lower[gap_key] = jnp.where(rests_on_few, jnp.nan, lo)
+            upper[gap_key] = jnp.where(rests_on_few, jnp.nan, hi)
     return estimate, lower, upper, (samples if keep else None)
 
 
@@ -234,6 +282,7 @@ def bootstrap_ci(
     strata: Any = None,
     batch_size: int | None = None,
     return_samples: bool = False,
+    min_clusters: int = 2,
 ) -> BootstrapResult:
     """Percentile bootstrap confidence intervals for any statistic of per-example values.
 
@@ -248,10 +297,23 @@ def bootstrap_ci(
     (:class:`GroupRateStat`, :class:`AucAccStat`, :class:`AucFprStat`), and a
     weighted statistic equals the statistic on the copied resample.
 
-    Groups under the minimum size are resampled like any group (within their own
-    stratum) and get intervals; they are not dropped, and parity statistics
-    exclude them through their ``valid`` flags. ``BootstrapResult.clusters_per_group``
-    shows which intervals are degenerate (one cluster).
+    Intervals: per-group outputs and other smooth statistics get percentile
+    intervals, widened where needed so that they contain the estimate. A statistic
+    may name its per-group outputs (``group_keys``, last axis = groups) and its
+    parity gaps (``gap_of = (("defense_parity", "auc_acc"),)``); then groups with
+    fewer than ``min_clusters`` independent clusters (speakers, or examples without
+    speakers) get no interval (NaN: a group of one speaker resamples to itself);
+    with ``speakers``, the deviations of a group's replicates from its estimate
+    are scaled by ``sqrt(C / (C - 1))`` (C = its speakers; a bootstrap of C
+    clusters has ``(C - 1) / C`` of the sampling variance), for its interval and
+    its gaps;
+    and each gap gets the interval of :func:`fairrobust.metrics.gap_interval`
+    (simultaneous pairwise intervals; the percentile interval of a max-min
+    statistic is biased upward and never covers a gap of 0) over the statistic's
+    ``valid`` groups, NaN when one of them has too few clusters. The built-in
+    statistics (:class:`GroupRateStat`, :class:`AucAccStat`, :class:`AucFprStat`)
+    declare both. Groups under the minimum size are resampled like any group and
+    parity statistics exclude them through their ``valid`` flags.
 
     Args:
       stat_fn: ``stat_fn(values, masks, weights [n]) -> pytree of arrays``; pure
@@ -269,7 +331,9 @@ def bootstrap_ci(
         stratum.
       strata: optional ``[n]`` stratum labels overriding the mask patterns.
       batch_size: optional number of resamples evaluated at once.
-      return_samples: keep the replicates in the result.
+      return_samples: keep the replicates in the result (for paired comparisons:
+        :func:`fairrobust.metrics.paired_difference`).
+      min_clusters: fewest independent clusters for a group's interval (default 2).
 
     Returns:
       :class:`BootstrapResult`.
@@ -284,6 +348,8 @@ def bootstrap_ci(
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
+    if isinstance(min_clusters, bool) or not isinstance(min_clusters, int) or min_clusters < 1:
+        raise ValueError(f"min_clusters: expected an integer >= 1, got {min_clusters!r}")
     _, plan = _bootstrap_plan(masks, strata, speakers, None, num_resamples)
     m = jnp.asarray(masks)
     mb = np.asarray(m).astype(bool)
@@ -306,9 +372,15 @@ def bootstrap_ci(
         key,
         arrays,
         jnp.float32(level),
+        jnp.asarray(clusters_per_group >= min_clusters),
+        cluster_scale(jnp.asarray(clusters_per_group))
+        if speakers is not None
+        else jnp.ones(len(clusters_per_group), jnp.float32),
         int(num_resamples),
         batch_size,
         bool(return_samples),
+        tuple(getattr(stat_fn, "gap_of", ())),
+        tuple(getattr(stat_fn, "group_keys", ())),
     )
     return BootstrapResult(
         estimate=estimate,
@@ -343,6 +415,8 @@ class GroupRateStat:
     """
 
     valid: tuple[bool, ...] | None = None
+    gap_of: ClassVar[tuple[tuple[str, str], ...]] = (("parity", "rates"),)
+    group_keys: ClassVar[tuple[str, ...]] = ("rates",)
 
     def __post_init__(self):
         object.__setattr__(self, "valid", _tuple_or_none(self.valid, bool))
@@ -367,6 +441,8 @@ class AucAccStat:
     epsilons: tuple[float, ...]
     valid: tuple[bool, ...] | None = None
     normalize: bool = False
+    gap_of: ClassVar[tuple[tuple[str, str], ...]] = (("defense_parity", "auc_acc"),)
+    group_keys: ClassVar[tuple[str, ...]] = ("auc_acc",)
 
     def __post_init__(self):
         object.__setattr__(self, "epsilons", _tuple_or_none(self.epsilons, float))
@@ -393,6 +469,8 @@ class AucFprStat:
     valid: tuple[bool, ...] | None = None
     reject_if: str = "above"
     normalize: bool = False
+    gap_of: ClassVar[tuple[tuple[str, str], ...]] = (("fpr_parity", "auc_fpr"),)
+    group_keys: ClassVar[tuple[str, ...]] = ("auc_fpr",)
 
     def __post_init__(self):
         # Keep float32 values exactly so thresholds match alpha_grid's.
