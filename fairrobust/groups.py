@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,7 @@ __all__ = [
     "parse_intersections",
     "require_usable",
     "training_group_sizes",
+    "with_speakers",
 ]
 
 #: Value of a missing demographic attribute (same as ``fairrobust.data.dataset.UNKNOWN``).
@@ -69,6 +71,10 @@ class Groups:
       min_size: the minimum group size for a group to count in parity numbers.
       small: names of the groups with ``sizes < min_size`` (kept, flagged).
       unknown_kept: whether groups with an ``"unknown"`` value were kept.
+      speaker_counts: numpy int ``[g]`` distinct speakers in each group, or None
+        when not known (:func:`with_speakers`).
+      min_speakers: the fewest speakers (independent clusters) for a group to
+        count in parity numbers and comparisons (1 without speaker counts).
     """
 
     attribute: str
@@ -80,11 +86,41 @@ class Groups:
     min_size: int
     small: tuple[str, ...]
     unknown_kept: bool
+    speaker_counts: np.ndarray | None = None
+    min_speakers: int = 1
 
     @property
     def valid(self) -> np.ndarray:
-        """numpy bool ``[g]``: groups that count for parity (``size >= min_size``)."""
-        return np.asarray(self.sizes) >= self.min_size
+        """numpy bool ``[g]``: groups that count for parity and comparisons
+        (``size >= min_size`` and, with speaker counts, ``speakers >= min_speakers``)."""
+        ok = np.asarray(self.sizes) >= self.min_size
+        if self.speaker_counts is not None:
+            ok &= np.asarray(self.speaker_counts) >= self.min_speakers
+        return ok
+
+    @property
+    def few_speakers(self) -> tuple[str, ...]:
+        """Names of the groups with fewer than ``min_speakers`` speakers."""
+        if self.speaker_counts is None:
+            return ()
+        return tuple(
+            n
+            for n, c in zip(self.names, np.asarray(self.speaker_counts), strict=True)
+            if c < self.min_speakers
+        )
+
+    def reason(self, j: int) -> str:
+        """Why group ``j`` is left out of parity ("" when it counts)."""
+        why = []
+        if int(np.asarray(self.sizes)[j]) < self.min_size:
+            why.append(f"under min size {self.min_size}")
+        if self.speaker_counts is not None and self.speaker_counts[j] < self.min_speakers:
+            k = int(self.speaker_counts[j])
+            why.append(
+                f"{k} speaker{'' if k == 1 else 's'} (fewer than {self.min_speakers}: "
+                "no interval, no comparison)"
+            )
+        return "; ".join(why)
 
     @property
     def num_groups(self) -> int:
@@ -116,6 +152,11 @@ class Groups:
             "min_size": int(self.min_size),
             "small": list(self.small),
             "unknown_kept": bool(self.unknown_kept),
+            "speaker_counts": None
+            if self.speaker_counts is None
+            else [int(c) for c in self.speaker_counts],
+            "min_speakers": int(self.min_speakers),
+            "few_speakers": list(self.few_speakers),
         }
 
 
@@ -234,6 +275,31 @@ def all_groups(
         g = group_masks(attributes, spec, **kwargs)
         out[g.attribute] = g
     return out
+
+
+def with_speakers(groups: Groups, speakers: Any, min_speakers: int) -> Groups:
+    """``groups`` with its speaker counts: groups under ``min_speakers`` stop counting.
+
+    A group of one speaker is one independent unit: its examples are not
+    independent evidence about the group, a bootstrap resamples it to itself, and a
+    difference between two one-speaker groups is a difference between two people.
+
+    Args:
+      groups: groups over ``n`` examples.
+      speakers: ``[n]`` speaker id of each example.
+      min_speakers: integer >= 1.
+
+    Returns:
+      A copy with ``speaker_counts`` and ``min_speakers`` set.
+    """
+    if isinstance(min_speakers, bool) or not isinstance(min_speakers, int) or min_speakers < 1:
+        raise ValueError(f"min_speakers: expected an integer >= 1, got {min_speakers!r}")
+    sp = np.asarray(speakers).astype(str)
+    m = np.asarray(groups.masks).astype(bool)
+    if sp.shape != (m.shape[1],):
+        raise ValueError(f"speakers: expected shape ({m.shape[1]},), got {sp.shape}")
+    counts = np.asarray([len(np.unique(sp[row])) for row in m], np.int64).reshape(-1)
+    return dataclasses.replace(groups, speaker_counts=counts, min_speakers=int(min_speakers))
 
 
 def training_group_sizes(train_attributes: Mapping[str, np.ndarray], groups: Groups) -> np.ndarray:

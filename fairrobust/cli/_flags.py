@@ -82,8 +82,8 @@ def add_study(parser: argparse.ArgumentParser, *, study: str) -> argparse._Argum
     """The settings every study command has; returns the group for more flags.
 
     ``--preset``, ``--config``, ``--seed``, ``--attributes``, ``--intersections``,
-    ``--max-examples``, ``--min-group-size``, ``--bootstrap-resamples``, ``--out``,
-    ``--resume [DIR]`` / ``--no-resume``, ``--no-progress``.
+    ``--max-examples``, ``--min-group-size``, ``--min-speakers``, ``--bootstrap-resamples``,
+    ``--out``, ``--resume [DIR]`` / ``--no-resume``, ``--no-progress``.
     """
     g = parser.add_argument_group(study)
     g.add_argument(
@@ -126,6 +126,12 @@ def add_study(parser: argparse.ArgumentParser, *, study: str) -> argparse._Argum
         type=int,
         default=None,
         help="groups with fewer test clips are reported but left out of parity",
+    )
+    g.add_argument(
+        "--min-speakers",
+        type=int,
+        default=None,
+        help="groups with fewer test speakers get no interval and no comparison (default 2)",
     )
     g.add_argument(
         "--bootstrap-resamples",
@@ -178,6 +184,7 @@ def study_overrides(
         "intersections": "intersections",
         "max_examples": "max_examples",
         "min_group_size": "min_group_size",
+        "min_speakers": "min_speakers",
         "bootstrap_resamples": "bootstrap_resamples",
         **(fields or {}),
     }

@@ -149,7 +149,7 @@ def cluster_scale(clusters: jax.Array) -> jax.Array:
 def pairwise_band(
     est: jax.Array, samples: jax.Array, valid: jax.Array, level: jax.Array, scale: jax.Array
 ):
-    """Sup-t simultaneous intervals of ``est_i - est_j`` (``est [..., g]``, ``samples [R, ..., g]``).
+    """Sup-t simultaneous intervals of ``est_i - est_j`` (``est [..., g]``, ``samples [R, ...]``).
 
     ``scale [g]`` multiplies each group's replicate deviations from the estimate
     (:func:`cluster_scale`). Returns ``(difference, low, high [..., g, g],

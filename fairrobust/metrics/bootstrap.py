@@ -249,11 +249,10 @@ def _bootstrap(
     upper = jax.tree_util.tree_map(lambda b: b[1], bounds)
     if isinstance(lower, dict):
         lower, upper = dict(lower), dict(upper)
-        for k in group_keys:  # small-cluster correction; too few clusters: no interval
-            e = estimate[k]
-            ok, sc = jnp.broadcast_to(enough, e.shape), jnp.broadcast_to(scale, e.shape)
-            lower[k] = jnp.where(ok, e + (lower[k] - e) * sc, jnp.nan)
-            upper[k] = jnp.where(ok, e + (upper[k] - e) * sc, jnp.nan)
+        for k in group_keys:  # too few clusters: no interval
+            ok = jnp.broadcast_to(enough, estimate[k].shape)
+            lower[k] = jnp.where(ok, lower[k], jnp.nan)
+            upper[k] = jnp.where(ok, upper[k], jnp.nan)
         stat_valid = jnp.asarray(_valid_arg(getattr(stat_fn, "valid", None), enough.shape[0]))
         rests_on_few = jnp.any(stat_valid & ~enough)
         for gap_key, group_key in gap_of:
@@ -303,10 +302,11 @@ def bootstrap_ci(
     parity gaps (``gap_of = (("defense_parity", "auc_acc"),)``); then groups with
     fewer than ``min_clusters`` independent clusters (speakers, or examples without
     speakers) get no interval (NaN: a group of one speaker resamples to itself);
-    with ``speakers``, the deviations of a group's replicates from its estimate
-    are scaled by ``sqrt(C / (C - 1))`` (C = its speakers; a bootstrap of C
-    clusters has ``(C - 1) / C`` of the sampling variance), for its interval and
-    its gaps;
+    with ``speakers``, for the gap intervals the deviations of a group's
+    replicates from its estimate are scaled by ``sqrt(C / (C - 1))`` (C = its
+    speakers; a bootstrap of C clusters has ``(C - 1) / C`` of the sampling
+    variance; per-group percentile intervals are left unscaled so that they stay
+    in the statistic's range);
     and each gap gets the interval of :func:`fairrobust.metrics.gap_interval`
     (simultaneous pairwise intervals; the percentile interval of a max-min
     statistic is biased upward and never covers a gap of 0) over the statistic's

@@ -1,12 +1,18 @@
-"""Estimates with bootstrap intervals: read them from result rows, compare and format them.
+"""Estimates with bootstrap intervals and the comparisons the findings cite.
 
 An estimate is a triple ``(value, low, high)`` of floats or None (missing, NaN
 and non-numbers read as None). The findings (:mod:`fairrobust.studies.summary`)
 and the report (:mod:`fairrobust.report`) share these rules so that a sentence
 and a table cell print the same number the same way:
 
-* :func:`compare_intervals` calls two estimates different only when their
-  intervals are disjoint; overlapping intervals are "not distinguishable";
+* two numbers are compared only through the interval of their *difference*
+  on the same clips and the same bootstrap resamples
+  (:func:`comparison_rows`, ``fairrobust.metrics.paired_difference``), never by
+  the overlap of their own intervals; a family of comparisons is corrected with
+  Holm's method (:func:`apply_holm`), and :func:`verdict` calls a difference
+  "higher" / "lower" only when it is significant after that correction;
+* a parity gap's own interval (``fairrobust.metrics.gap_interval``) says whether
+  the groups of one attribute differ at all (:func:`gap_verdict`);
 * :func:`fmt` prints 4 significant digits, :func:`fmt_ci` adds ``[low, high]``
   or says ``(no CI)``.
 """
@@ -17,14 +23,21 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from fairrobust.metrics import holm, paired_difference
+
 __all__ = [
     "Estimate",
+    "apply_holm",
     "as_number",
-    "compare_intervals",
+    "comparison_rows",
     "estimate",
     "fmt",
     "fmt_ci",
     "fmt_estimate",
+    "gap_verdict",
+    "verdict",
 ]
 
 #: ``(value, low, high)``; None where a number is missing.
@@ -78,22 +91,88 @@ def estimate(row: Mapping[str, Any] | None, key: str, lo_key: str, hi_key: str) 
     return (as_number(row.get(key)), as_number(row.get(lo_key)), as_number(row.get(hi_key)))
 
 
-def compare_intervals(a: Estimate, b: Estimate) -> str:
-    """How estimate ``a`` compares with ``b``, judged by their intervals.
+def comparison_rows(
+    base: Mapping[str, Any],
+    value: Any,
+    samples: Any,
+    ref_value: Any,
+    ref_samples: Any,
+    *,
+    level: float,
+) -> list[dict[str, Any]]:
+    """Rows of paired differences ``value - ref_value`` (one per entry of the ``[k]`` arrays).
+
+    Args:
+      base: fields shared by every row (family, attribute, ...); per-row fields may
+        be given as lists of length ``k`` under the same keys.
+      value, ref_value: ``[k]`` estimates on the same clips.
+      samples, ref_samples: ``[R, k]`` replicates on the same resamples.
+      level: interval level.
 
     Returns:
-      ``"lower"`` / ``"higher"`` when the intervals are disjoint;
-      ``"not distinguishable"`` when they overlap; ``"lower (no CI)"`` /
-      ``"higher (no CI)"`` / ``"equal (no CI)"`` when either interval is missing;
-      ``"undefined"`` when either value is missing.
+      Rows with ``value``, ``reference_value``, ``difference``, ``ci_low``,
+      ``ci_high``, ``p_value`` (``fairrobust.metrics.paired_difference``); call
+      :func:`apply_holm` on the whole family afterwards.
     """
-    (av, alo, ahi), (bv, blo, bhi) = a, b
-    if av is None or bv is None:
+    v = np.atleast_1d(np.asarray(value, np.float64))
+    r = np.atleast_1d(np.asarray(ref_value, np.float64))
+    vs = np.asarray(samples, np.float64).reshape(-1, v.size)
+    rs = np.asarray(ref_samples, np.float64).reshape(-1, r.size)
+    d = paired_difference(v, vs, r, rs, level=level)
+    rows = []
+    for i in range(v.size):
+        row = {k: (x[i] if isinstance(x, list) else x) for k, x in base.items()}
+        row.update(
+            value=as_number(v[i]),
+            reference_value=as_number(r[i]),
+            difference=as_number(d.difference[i]),
+            ci_low=as_number(d.low[i]),
+            ci_high=as_number(d.high[i]),
+            p_value=as_number(d.p_value[i]),
+            ci_level=float(level),
+        )
+        rows.append(row)
+    return rows
+
+
+def apply_holm(rows: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+    """Adds ``p_holm``, ``n_comparisons`` and ``significant`` to each family of rows, in place.
+
+    A family is the rows sharing ``row["family"]``; ``n_comparisons`` counts its rows
+    with a p-value; ``significant`` is ``p_holm < alpha`` (False without a p-value).
+    """
+    families: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        families.setdefault(str(r.get("family", "")), []).append(r)
+    for fam in families.values():
+        p = np.asarray([np.nan if r.get("p_value") is None else r["p_value"] for r in fam])
+        adj = holm(p)
+        m = int(np.isfinite(p).sum())
+        for r, a in zip(fam, adj, strict=True):
+            r["p_holm"] = as_number(a)
+            r["n_comparisons"] = m
+            r["significant"] = bool(np.isfinite(a) and a < alpha)
+    return rows
+
+
+def verdict(row: Mapping[str, Any] | None) -> str:
+    """``"higher"`` / ``"lower"`` (significant after Holm), ``"not distinguishable"``,
+    or ``"undefined"`` (no row, or no interval: e.g. a group with too few speakers)."""
+    if row is None or as_number(row.get("difference")) is None:
         return "undefined"
-    if alo is None or ahi is None or blo is None or bhi is None:
-        return ("lower" if av < bv else "higher" if av > bv else "equal") + " (no CI)"
-    if ahi < blo:
-        return "lower"
-    if alo > bhi:
-        return "higher"
-    return "not distinguishable"
+    if row.get("p_value") is None:
+        return "undefined"
+    if not row.get("significant"):
+        return "not distinguishable"
+    return "higher" if row["difference"] > 0 else "lower"
+
+
+def gap_verdict(t: Estimate) -> str:
+    """Whether a parity gap's interval excludes 0: ``"groups differ"`` /
+    ``"not distinguishable from 0"`` / ``"no interval"`` / ``"undefined"``."""
+    v, lo, hi = t
+    if v is None:
+        return "undefined"
+    if lo is None or hi is None:
+        return "no interval"
+    return "groups differ" if lo > 0 else "not distinguishable from 0"

@@ -86,6 +86,7 @@ from fairrobust.groups import (
     all_groups,
     parse_intersections,
     training_group_sizes,
+    with_speakers,
 )
 from fairrobust.neural_rejection import NeuralRejection
 from fairrobust.studies._store import (
@@ -103,6 +104,7 @@ from fairrobust.studies._store import (
 from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RejectionConfig
 from fairrobust.studies.rejection_answerability import answerable_summary, common_range_table
+from fairrobust.studies.rejection_comparisons import rejection_comparisons
 from fairrobust.studies.rejection_figures import write_figures
 from fairrobust.studies.rejection_tables import (
     RejectionAnalysis,
@@ -168,6 +170,7 @@ RESULT_FILES: dict[str, str] = {
     "fpr_parity": "rejection_fpr_parity.csv",
     "common_range": "rejection_common_range.csv",
     "correlation": "rejection_correlation.csv",
+    "comparisons": "rejection_comparisons.csv",
     "fpr_curves": "rejection_fpr_curves.csv",
     "groups": "rejection_groups.json",
     "per_example": "rejection_per_example.npz",
@@ -369,9 +372,13 @@ def load_eval_set(dataset: AudioDataset, config: RejectionConfig) -> EvalSet:
         dataset, idx, names, inter, min_clips=config.min_group_size,
         keep_unknown=config.keep_unknown, split_name=config.split,
     )  # fmt: skip
-    grps = all_groups(
-        attrs, names, inter, min_size=config.min_group_size, keep_unknown=config.keep_unknown
-    )
+    speakers = np.asarray(dataset.speakers)[idx]
+    grps = {
+        name: with_speakers(g, speakers, config.min_speakers)
+        for name, g in all_groups(
+            attrs, names, inter, min_size=config.min_group_size, keep_unknown=config.keep_unknown
+        ).items()
+    }
     train_mask = np.asarray(dataset.splits) == "train"
     train_attrs = {k: np.asarray(v)[train_mask] for k, v in dataset.attributes.items()}
     return EvalSet(
@@ -381,7 +388,7 @@ def load_eval_set(dataset: AudioDataset, config: RejectionConfig) -> EvalSet:
         index=idx,
         x=np.asarray(dataset.waveforms[idx], dtype=np.float32),
         y=np.asarray(dataset.labels[idx]),
-        speakers=np.asarray(dataset.speakers)[idx],
+        speakers=speakers,
         paths=np.asarray(dataset.paths)[idx],
         attributes=attrs,
         groups=grps,
@@ -615,7 +622,7 @@ def analyse(
     analysis = analyze(
         rs.pvalues, nr.stat, threshold_grid(config), ev.groups,
         num_samples=config.num_samples, train_sizes=ev.train_sizes,
-        key=jax.random.fold_in(base_key, 3), **boot,
+        key=jax.random.fold_in(base_key, 3), min_speakers=config.min_speakers, **boot,
     )  # fmt: skip
     y = ev.y
     models = [
@@ -632,6 +639,7 @@ def analyse(
         "auc_fpr": auc_fpr_table(analysis),
         "auc_fpr_long": auc_fpr_long_table(analysis),
         "fpr_parity": fpr_parity_table(analysis),
+        "comparisons": rejection_comparisons(analysis, config.ci_level),
         "common_range": common_range_table(analysis),
         "correlation": correlation_table(analysis),
         "certified_accuracy": [],
@@ -675,6 +683,7 @@ def _summary(
             for a in analysis.attributes.values()
         },
         "small_groups": {name: list(g.small) for name, g in ev.groups.items()},
+        "few_speaker_groups": {name: list(g.few_speakers) for name, g in ev.groups.items()},
         "rs_answerable": answerable_summary(analysis),
         "threshold_grid": [config.alpha_min, config.alpha_max, config.alpha_step],
         "certify": None
@@ -775,8 +784,8 @@ def write_results(
     }
     trained = {"train_nr": base.nr_config, "train_rs": base.rs_config}
     _io.atomic_write_json(files["config"], {**provenance, "config": config, **trained})
-    names = ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "common_range", "correlation")
-    for name in names:
+    for name in ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "common_range",
+                 "correlation", "comparisons"):  # fmt: skip
         files[name] = results_dir / RESULT_FILES[name]
         _, files[f"{name}_json"] = write_table(files[name].with_suffix(""), tables[name])
     files["fpr_curves"] = write_csv(

@@ -96,6 +96,8 @@ class RejectionAnalysis:
       ci_level: level of the bootstrap intervals (None without bootstrap).
       num_resamples: bootstrap resamples (0 without bootstrap).
       num_examples: n, the number of evaluated examples.
+      parity_samples: bootstrap replicates of FPR Parity ``[R, p, m]`` (attribute,
+        method) on shared resamples, for paired comparisons (None without bootstrap).
     """
 
     thresholds: np.ndarray
@@ -108,6 +110,7 @@ class RejectionAnalysis:
     num_resamples: int = 0
     num_examples: int = 0
     overall_curves_ci: np.ndarray | None = None
+    parity_samples: np.ndarray | None = None
 
 
 def method_labels(num_samples: Sequence[int]) -> tuple[str, ...]:
@@ -220,6 +223,7 @@ def analyze(
     ci_level: float = 0.95,
     key: Any = None,
     speakers: np.ndarray | None = None,
+    min_speakers: int = 2,
 ) -> RejectionAnalysis:
     """FPR curves, AUC_FPR and FPR Parity per group for RS at every N and for NR.
 
@@ -246,6 +250,8 @@ def analyze(
       ci_level: interval level.
       key: PRNG key of the bootstrap (required when ``bootstrap_resamples > 0``).
       speakers: optional speaker id per example ``(n,)``.
+      min_speakers: groups with fewer speakers get no interval; FPR Parity
+        intervals are ``fairrobust.metrics.gap_interval``'s (valid groups).
 
     Returns:
       A :class:`RejectionAnalysis`.
@@ -277,6 +283,7 @@ def analyze(
     auc_ci = np.full((m, all_masks.shape[0], 2), np.nan)
     parity_ci = np.full((len(spans), m, 2), np.nan)
     curves_ci = np.full((*curves.shape, 2), np.nan)  # [m, a, G, 2]
+    parity_samples = None
     if bootstrap_resamples:
         stat_fn = _BootstrapStat(
             tuple(float(t) for t in thresholds.astype(np.float32)),
@@ -291,9 +298,26 @@ def analyze(
             num_resamples=int(bootstrap_resamples),
             level=float(ci_level),
             speakers=speakers,
+            min_clusters=int(min_speakers),
+            return_samples=True,
         )
         auc_ci = np.stack([np.asarray(res.lower["auc"]), np.asarray(res.upper["auc"])], -1)
-        parity_ci = np.stack([np.asarray(res.lower["parity"]), np.asarray(res.upper["parity"])], -1)
+        few = res.clusters_per_group < min_speakers
+        auc_ci[:, few] = np.nan
+        clusters = res.clusters_per_group if speakers is not None else None
+        for i, (lo, hi) in enumerate(spans):
+            if hi - lo < 2:
+                continue  # fewer than two groups: no parity, no interval
+            c = None if clusters is None else clusters[lo:hi]
+            _, p_lo, p_hi = metrics.gap_interval(
+                res.estimate["auc"][:, lo:hi],
+                res.samples["auc"][:, :, lo:hi],
+                all_valid[lo:hi],
+                level=float(ci_level),
+                clusters=c,
+            )
+            parity_ci[i] = np.stack([np.asarray(p_lo), np.asarray(p_hi)], -1)
+        parity_samples = np.asarray(res.samples["parity"], np.float64)
         curves_ci = np.stack([np.asarray(res.lower["curves"]), np.asarray(res.upper["curves"])], -1)
 
     per_attr: dict[str, AttributeRejection] = {}
@@ -324,6 +348,7 @@ def analyze(
         num_resamples=int(bootstrap_resamples),
         num_examples=int(n),
         overall_curves_ci=curves_ci[:, :, 0],
+        parity_samples=parity_samples,
     )
 
 

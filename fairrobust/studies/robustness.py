@@ -73,7 +73,13 @@ from fairrobust import _io
 from fairrobust.attacks import robust_correct
 from fairrobust.data import AudioDataset
 from fairrobust.defenses import Preprocess, parse_preprocess, with_preprocess
-from fairrobust.groups import AttributeStatus, Groups, all_groups, parse_intersections
+from fairrobust.groups import (
+    AttributeStatus,
+    Groups,
+    all_groups,
+    parse_intersections,
+    with_speakers,
+)
 from fairrobust.studies._store import (
     TrainedModel,
     check_config_change,
@@ -400,6 +406,7 @@ def load_eval_set(dataset: AudioDataset, config: RobustnessConfig) -> EvalSet:
     # before any training: unusable attributes are left out, none usable fails here
     _, _, status = study_attributes(dataset, index, names, inter, min_clips=config.min_group_size)
     usable = {s.attribute for s in status if s.usable}
+    speakers = np.asarray(dataset.speakers)[index]
     return EvalSet(
         dataset=dataset.name,
         data_fingerprint=dataset.fingerprint(),
@@ -408,8 +415,12 @@ def load_eval_set(dataset: AudioDataset, config: RobustnessConfig) -> EvalSet:
         index=index,
         x=np.asarray(test.waveforms, np.float32),
         y=np.asarray(test.labels, np.int32),
-        speakers=np.asarray(dataset.speakers)[index],
-        groups={k: g for k, g in groups.items() if set(g.components) <= usable},
+        speakers=speakers,
+        groups={
+            k: with_speakers(g, speakers, config.min_speakers)
+            for k, g in groups.items()
+            if set(g.components) <= usable
+        },
         attribute_status=tuple(status),
     )
 
@@ -665,7 +676,8 @@ def run_study(
         preprocess_description, bpda, n_test, clean_accuracy, auc_acc (over all
         evaluated examples, raw integral), auc_acc_normalized (divided by the
         epsilon range), acc@<eps> per attack budget, random_guess_p, excluded.
-      * ``groups``: attribute, group, n_test, valid (>= min_group_size), note.
+      * ``groups``: attribute, group, n_test, n_speakers, valid (>= min_group_size
+        clips and >= min_speakers speakers), note (why a group does not count).
       * ``group_metrics``: member coordinates, excluded, attribute, group, n,
         valid, clean_accuracy, auc_acc [, auc_acc_ci_low, auc_acc_ci_high].
       * ``group_curves``: member_id, attribute, group, n, valid, epsilon (0 = clean),
@@ -676,6 +688,11 @@ def run_study(
       * ``correlations``: outcome (``defense_parity`` | ``group_auc_acc``),
         attribute, group, intervention, kind (``binary`` | ``level``), r, p,
         n_models, note (why r is undefined); non-excluded models only.
+      * ``comparisons``: paired differences with the clean baseline on the same
+        clips and resamples (``robustness_tables.comparisons``): family,
+        statistic, attribute, group, member_id, reference_id, value,
+        reference_value, difference, ci_low, ci_high, p_value, p_holm,
+        n_comparisons, significant.
       * ``summary.json``: dataset, fingerprint, config and hash, library version,
         epsilons, n_test, excluded members, groups, preprocess descriptions, files.
 

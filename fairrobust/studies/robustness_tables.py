@@ -38,6 +38,8 @@ from fairrobust.metrics import (
 )
 from fairrobust.studies._store import format_value
 from fairrobust.studies.config import RobustnessConfig
+from fairrobust.studies.intervals import apply_holm, comparison_rows
+from fairrobust.studies.selection import select_baseline, select_most_robust
 
 __all__ = [
     "BINARY_INTERVENTIONS",
@@ -46,6 +48,7 @@ __all__ = [
     "attacked_part",
     "bootstrap_options",
     "clean_part",
+    "comparisons",
     "correlation_rows",
     "intervention_codes",
     "random_guess_test",
@@ -272,8 +275,9 @@ def bootstrap_options(
 ) -> dict[str, Any]:
     """Keyword arguments of ``metrics.bootstrap_ci`` for the robustness study's intervals.
 
-    ``config.bootstrap_resamples`` percentile resamples at ``config.ci_level``,
-    clustered by ``speakers`` when given, in batches of at most 50. The soundness
+    ``config.bootstrap_resamples`` resamples at ``config.ci_level``, clustered by
+    ``speakers`` when given, in batches of at most 50; groups with fewer than
+    ``config.min_speakers`` speakers get no interval. The soundness
     study uses the same, so its intervals are comparable with the study's.
     """
     return {
@@ -282,6 +286,7 @@ def bootstrap_options(
         "level": config.ci_level,
         "speakers": speakers,
         "batch_size": min(config.bootstrap_resamples, 50),
+        "min_clusters": config.min_speakers,
     }
 
 
@@ -309,7 +314,7 @@ def _bootstrap(
     valid = tuple(bool(v) for v in np.asarray(groups.valid))
     kw = bootstrap_options(config, key, speakers)
     stat = AucAccStat(tuple(map(float, eps)), valid)
-    auc = bootstrap_ci(stat, attacked_part(values), groups.masks, **kw)
+    auc = bootstrap_ci(stat, attacked_part(values), groups.masks, return_samples=True, **kw)
     acc = bootstrap_ci(GroupRateStat(valid), clean_part(values), groups.masks, **kw)
     curves = bootstrap_ci(GroupRateStat(valid), values, groups.masks, **kw)
     return {
@@ -323,20 +328,29 @@ def _bootstrap(
         "acc_high": np.asarray(acc.upper["rates"]),
         "gap_low": np.asarray(acc.lower["parity"]),
         "gap_high": np.asarray(acc.upper["parity"]),
+        # replicates on the same resamples for every model: paired comparisons
+        "auc_est": np.asarray(auc.estimate["auc_acc"]),
+        "auc_samples": np.asarray(auc.samples["auc_acc"]),
+        "dp_est": np.asarray(auc.estimate["defense_parity"]),
+        "dp_samples": np.asarray(auc.samples["defense_parity"]),
     }
 
 
 def _group_rows(attr: str, grp: Any) -> list[dict[str, Any]]:
     """The ``groups`` table rows of one attribute: size and validity of each group."""
+    speakers = grp.speaker_counts
     return [
         {
             "attribute": attr,
             "group": name,
             "n_test": int(size),
+            "n_speakers": None if speakers is None else int(speakers[j]),
             "valid": bool(ok),
-            "note": "" if ok else f"under min size {grp.min_size}",
+            "note": grp.reason(j),
         }
-        for name, size, ok in zip(grp.names, np.asarray(grp.sizes), grp.valid, strict=True)
+        for j, (name, size, ok) in enumerate(
+            zip(grp.names, np.asarray(grp.sizes), grp.valid, strict=True)
+        )
     ]
 
 
@@ -392,7 +406,9 @@ def _parity_row(
         row["clean_accuracy_gap"] = float(c.max() - c.min())
     else:
         row["defense_parity"] = float("nan")
-        row["note"] = f"fewer than 2 groups of size >= {grp.min_size}"
+        row["note"] = (
+            f"fewer than 2 groups with >= {grp.min_size} clips and >= {grp.min_speakers} speakers"
+        )
     if ci is not None:
         row["defense_parity_ci_low"] = float(ci["dp_low"][i])
         row["defense_parity_ci_high"] = float(ci["dp_high"][i])
@@ -453,6 +469,77 @@ def _attribute_tables(
                 curve_rows.append(curve_row)
         dp_rows.append(_parity_row(base, grp, auc[i], clean[i], dp[i], ci, i))
     return {"group_metrics": metric_rows, "group_curves": curve_rows, "defense_parity": dp_rows}
+
+
+def comparisons(
+    models: Sequence[Mapping[str, Any]],
+    cis: Mapping[str, Mapping[str, np.ndarray]],
+    groups: Mapping[str, Any],
+    level: float,
+) -> list[dict[str, Any]]:
+    """Paired comparisons with the clean baseline, per attribute, Holm-corrected per family.
+
+    Families (``family`` column): ``defense_parity_vs_baseline`` (every other
+    non-excluded model's Defense Parity minus the baseline's) and
+    ``group_auc_acc_robust_vs_baseline`` (each valid group's AUC_acc, most robust
+    model minus baseline). Every difference is on the same clips and the same
+    bootstrap resamples (:func:`fairrobust.studies.intervals.comparison_rows`); the
+    baseline and most robust model are :mod:`fairrobust.studies.selection`'s.
+
+    Args:
+      models: the ``models`` table.
+      cis: attribute -> the study's bootstrap record (``auc_est [m, g]``,
+        ``auc_samples [R, m, g]``, ``dp_est [m]``, ``dp_samples [R, m]``).
+      groups: attribute -> ``fairrobust.groups.Groups``.
+      level: interval level (Holm at ``1 - level``).
+    """
+    base, best = select_baseline(models), select_most_robust(models)
+    if base is None:
+        return []
+    ids = [m["member_id"] for m in models]
+    b = ids.index(base["member_id"])
+    others = [i for i, m in enumerate(models) if i != b and not m.get("excluded")]
+    rows: list[dict[str, Any]] = []
+    for attr, ci in cis.items():
+        if others:
+            head = {
+                "family": "defense_parity_vs_baseline",
+                "statistic": "defense_parity",
+                "attribute": attr,
+                "group": "",
+                "member_id": [ids[i] for i in others],
+                "reference_id": ids[b],
+            }
+            ref = [b] * len(others)
+            rows += comparison_rows(
+                head,
+                ci["dp_est"][others],
+                ci["dp_samples"][:, others],
+                ci["dp_est"][ref],
+                ci["dp_samples"][:, ref],
+                level=level,
+            )
+        if best is not None and best["member_id"] != base["member_id"]:
+            r = ids.index(best["member_id"])
+            gv = np.flatnonzero(np.asarray(groups[attr].valid))
+            if gv.size:
+                head = {
+                    "family": "group_auc_acc_robust_vs_baseline",
+                    "statistic": "auc_acc",
+                    "attribute": attr,
+                    "group": [groups[attr].names[g] for g in gv],
+                    "member_id": ids[r],
+                    "reference_id": ids[b],
+                }
+                rows += comparison_rows(
+                    head,
+                    ci["auc_est"][r, gv],
+                    ci["auc_samples"][:, r, gv],
+                    ci["auc_est"][b, gv],
+                    ci["auc_samples"][:, b, gv],
+                    level=level,
+                )
+    return apply_holm(rows, 1.0 - level)
 
 
 def aggregate(
@@ -522,6 +609,7 @@ def aggregate(
     }
     outcomes: list[tuple[Mapping[str, Any], np.ndarray]] = []
     matrices: dict[str, dict[str, np.ndarray]] = {}
+    cis: dict[str, dict[str, np.ndarray]] = {}
     for attr, grp in groups.items():
         if attr not in by_attr:
             tables["defense_parity"] += _no_group_rows(attr, coords, excluded)
@@ -540,6 +628,7 @@ def aggregate(
         if ci is not None:
             matrices[attr]["curves_low"] = ci["curve_low"]
             matrices[attr]["curves_high"] = ci["curve_high"]
+            cis[attr] = ci
         parts = _attribute_tables(attr, grp, auc, dp, curves, ci, coords, excluded, eps)
         for name, rows in parts.items():
             tables[name] += rows
@@ -551,4 +640,5 @@ def aggregate(
             if valid[g]
         ]
     tables["correlations"] = correlation_rows(intervention_codes(members), outcomes, ~excluded)
+    tables["comparisons"] = comparisons(tables["models"], cis, groups, config.ci_level)
     return {"tables": tables, "matrices": matrices, "excluded": excluded, "random_guess_p": pvals}
