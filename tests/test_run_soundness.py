@@ -326,7 +326,7 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
         dataclasses.replace(data, rob=None, run_summary=[row], run_findings=[])
     )
     assert "| Defense Parity: baseline (296 clips) |" in md
-    assert "clips (40 of the study's 296 test clips)" in md
+    assert "clips (40 of the study's 296 test clips)" in md and "not with the table above" in md
     assert "| baseline: study attack (40 clips) | baseline: strongest attack (40 clips) |" in md
     assert "| gender | 0.01 [0.005, 0.02] | 0.05 [0.03, 0.08] |" in md
     sec = report.render_soundness(rec)

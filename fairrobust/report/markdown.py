@@ -177,12 +177,14 @@ def _summary_section(
     strongest = [r for r in srows if "dp_robust_strongest" in r]
     if strongest:
         sound = (data.soundness or {}).get("settings", {})
-        clips = clips_phrase(sound.get("n_examples"), sound.get("study_n_examples"))
+        n, total = sound.get("n_examples"), sound.get("study_n_examples")
+        subset = total is None or n != total  # a subset of the study's clips (or unknown)
         parts += [
             "Defense Parity under the study's attack re-run on the soundness checks' clips "
-            f"({clips}) and under the strongest attack tried on the same clips; compare these "
-            "two with each other, not with the table above (all test clips). See the soundness "
-            "section:",
+            f"({clips_phrase(n, total)}) and under the strongest attack tried on the same "
+            "clips; compare these two with each other"
+            + (", not with the table above (all test clips)" if subset else "")
+            + ". See the soundness section:",
             "",
             _strongest_table(strongest),
             "",

@@ -171,14 +171,14 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
             for tag, m in (("baseline", base), ("robust", best)):
                 mid = None if m is None else m["member_id"]
                 rec = checked.get(mid) or {}
-                r = spar.get((mid, STRONGEST, attr))
+                r = None if mid is None else spar.get((mid, STRONGEST, attr))
                 v, lo, hi = estimate(r, "defense_parity", "ci_low", "ci_high")
                 row[f"dp_{tag}_strongest"], row[f"dp_{tag}_strongest_ci_low"] = v, lo
                 row[f"dp_{tag}_strongest_ci_high"] = hi
                 # The study's attack on the same clips (records before issue 13 name it
                 # only in the model record).
                 study = (r or {}).get("study_attack") or rec.get("study_attack")
-                s = spar.get((mid, study, attr))
+                s = None if mid is None or study is None else spar.get((mid, study, attr))
                 v, lo, hi = estimate(s, "defense_parity", "ci_low", "ci_high")
                 key = f"dp_{tag}_study_attack_same_clips"
                 row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = v, lo, hi
