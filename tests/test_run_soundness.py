@@ -17,6 +17,7 @@ import pytest
 from fairrobust import report
 from fairrobust.cli import build_parser
 from fairrobust.cli import run as cli_run
+from fairrobust.report import markdown as report_markdown
 from fairrobust.studies import config as cfg_mod
 from fairrobust.studies import results, summary
 from fairrobust.studies import soundness as sound_study
@@ -272,6 +273,8 @@ def test_render_soundness_section():
 
 
 def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
+    rec = _record()
+    rec["settings"]["study_n_examples"] = 296  # the study's test clips; the checks use 40
     data = results.RunData(
         run_dir=tmp_path,
         config={},
@@ -286,13 +289,14 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
                     "preprocess": "none",
                     "auc_acc": 0.01,
                     "excluded": False,
+                    "n_test": 296,
                 }
             ],
             "defense_parity": [],
             "group_metrics": [],
         },
         rej=None,
-        soundness=_record(),
+        soundness=rec,
     )
     (row,) = summary.summary_rows(data)
     assert row["dp_baseline_strongest"] == 0.05
@@ -300,11 +304,67 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
         0.03,
         0.08,
     )
+    # Issue 13: beside the strongest attack, the study's attack on the same 40 clips, and
+    # the clip count of every Defense Parity number (the study's own: all 296).
+    assert row["dp_baseline_study_attack_same_clips"] == 0.01
+    assert (
+        row["dp_baseline_study_attack_same_clips_ci_low"],
+        row["dp_baseline_study_attack_same_clips_ci_high"],
+    ) == (0.005, 0.02)
+    assert row["dp_baseline_strongest_n"] == 40 and row["dp_baseline_n"] == 296
+    assert row["dp_robust_strongest_n"] == 40 and row["dp_robust_n"] == 296
     texts = [f["text"] for f in soundness_findings(data.soundness)]
     assert "warn in 1 of 2 checks" in texts[0]
     assert "differs from the study's attack" in texts[1] and "(higher)" in texts[1]
     table = cli_run.format_summary_table([row])
-    assert "DP most robust (strongest attack)" in table
+    assert "DP most robust (296 clips)" in table
+    assert "DP most robust (study attack, 40 clips)" in table
+    assert "DP most robust (strongest attack, 40 clips)" in table
+    assert "0.01 [0.005, 0.02]" in table and "0.05 [0.03, 0.08]" in table
+    # The report: the summary's tables and the soundness section say how many clips.
+    md = report_markdown.render_markdown(
+        dataclasses.replace(data, rob=None, run_summary=[row], run_findings=[])
+    )
+    assert "| Defense Parity: baseline (296 clips) |" in md
+    assert "clips (40 of the study's 296 test clips)" in md and "not with the table above" in md
+    assert "| baseline: study attack (40 clips) | baseline: strongest attack (40 clips) |" in md
+    assert "| gender | 0.01 [0.005, 0.02] | 0.05 [0.03, 0.08] |" in md
+    sec = report.render_soundness(rec)
+    assert "clips 40 of the robustness study's 296 test clips" in sec
+    assert "both on the same clips (40 of the study's 296 test clips)" in sec
+    assert "Defense Parity: study attack (40 clips)" in sec
+    assert "computed on all 296 test clips" in sec
+    assert "Robust accuracy by attack, `base` (40 of the study's 296 test clips;" in sec
+
+
+def test_summary_rows_without_a_checked_model_or_older_records(tmp_path):
+    """A model the checks skipped gets None; a record without ``study_n_examples`` (written
+    before it) still renders, with the soundness clip count alone."""
+    rec = _record()
+    rec["models"][0]["model"] = "other"  # the baseline was not checked
+    data = results.RunData(
+        run_dir=tmp_path,
+        config={},
+        rob={
+            "summary": {"groups": {"gender": {}}, "config": {"ci_level": 0.95}},
+            "models": [{"member_id": "b", "preprocess": "none", "auc_acc": 0.01}],
+            "defense_parity": [],
+            "group_metrics": [],
+        },
+        rej=None,
+        soundness=rec,
+    )
+    (row,) = summary.summary_rows(data)
+    for key in (
+        "dp_baseline_strongest",
+        "dp_baseline_study_attack_same_clips",
+        "dp_baseline_strongest_n",
+        "dp_baseline_n",
+    ):
+        assert row[key] is None, key
+    sec = report.render_soundness(_record())
+    assert "clips 40 clips;" in sec and "both on the same clips (40 clips)" in sec
+    assert "computed on all" not in sec
 
 
 def test_findings_and_report_flag_moved_parity_and_non_converged_models():

@@ -34,6 +34,7 @@ from fairrobust import attacks, evaluation
 from fairrobust.attacks import eot as attacks_eot
 from fairrobust.studies import config as cfg_mod
 from fairrobust.studies import soundness as sound_study
+from fairrobust.studies.robustness import resolve_groups
 
 T = 16
 N = 48
@@ -446,6 +447,67 @@ def test_soundness_run_is_stronger_than_an_unconverged_study_attack():
     np.testing.assert_allclose(rep.accuracy["PGD-DLR-20"], strongest)
     # Between 10 and 20 steps accuracy no longer falls: the new check has converged.
     assert not any(r.startswith("not_converged") for r in rep.convergence.all_reasons)
+
+
+def test_soundness_model_check_flags_a_study_attack_that_had_not_converged():
+    """Issue 13 (done-when): the study's attack, 2 PGD steps of eps / 100, moves at most
+    0.02 eps and has not converged. The soundness run of that model
+    (:func:`fairrobust.studies.soundness.check_model`, what ``run_soundness`` runs per
+    member) attacks the same clips with 5x and 10x the study's steps: its longest PGD lowers
+    robust accuracy below the study attack's, and because even 20 steps (0.2 eps) have not
+    converged, the model is flagged ``converged: False`` at the epsilons where accuracy still
+    fell from 10 to 20 steps. All accuracies match the closed form of the linear margin."""
+    rel_step, study_steps = 0.01, 2
+    eps = np.array([0.25, 0.5, 1.0], np.float32)
+    rob_cfg = cfg_mod.RobustnessConfig(
+        attributes=("gender",), attack_eps=tuple(float(e) for e in eps),
+        attack_steps=study_steps, attack_rel_step=rel_step, bootstrap_resamples=20,
+        min_group_size=2,
+    )  # fmt: skip
+    cfg = cfg_mod.SoundnessConfig(steps=(1,), restarts=1, transfer=False, smoothing=False)
+    steps = sound_study.soundness_steps(cfg, study_steps, "tiny")
+    assert steps == (1, 2, 10, 20)
+    u = _weights(5)  # ||u||_1 = 1: k steps lower the margin by k * rel_step * eps
+    x = np.random.default_rng(4).uniform(-0.5, 0.5, size=(96, T)).astype(np.float32)
+    margin = np.abs(x @ u)
+    moves = np.concatenate([k * rel_step * eps for k in (1, *steps)] + [eps])  # + FGSM
+    x = x[np.all(np.abs(margin[:, None] - moves[None]) > 1e-3, 1)][:64]
+    margin = np.abs(x @ u)
+    y = (x @ u < 0).astype(np.int32)  # the clean prediction of three_class_apply
+    n = len(y)
+    gender = np.where(np.arange(n) % 2 == 0, "f", "m")
+    groups = resolve_groups({"gender": gender}, rob_cfg)
+    checks, parity, rec = sound_study.check_model(
+        three_class_apply, {"u": jnp.asarray(u)}, x, y, groups, np.arange(n) // 2,
+        jax.random.key(2), cfg=cfg, rob_cfg=rob_cfg, steps=steps, num_classes=3,
+        base={"model": "m", "role": "most robust"}, progress=False,
+    )  # fmt: skip
+
+    def closed(k: float) -> np.ndarray:  # accuracy after k steps of rel_step * eps
+        return (margin[None] > k * rel_step * eps[:, None]).mean(-1)
+
+    # The strongest attack has more steps than the study's and is computed on the same clips.
+    assert rec["study_attack"] == "PGD-2" and rec["strongest_steps"] == 20 > study_steps
+    assert rec["n_examples"] == n
+    acc = {k: np.asarray(v) for k, v in rec["report"]["accuracy"].items()}
+    np.testing.assert_allclose(acc["PGD-2"], closed(2))
+    np.testing.assert_allclose(acc["PGD-20"], closed(20))
+    # ... and lowers accuracy materially where the study's attack had not converged.
+    assert np.all(acc["PGD-20"] <= acc["PGD-2"])
+    assert np.max(acc["PGD-2"] - acc["PGD-20"]) > 0.2
+    assert np.all(acc["strongest (base model)"] <= acc["PGD-20"])
+    # Still falling from 10 to 20 steps: flagged, with the epsilons.
+    still = [float(e) for e, d in zip(eps, closed(10) - closed(20), strict=True) if d > 0.02]
+    assert still == [0.25, 0.5, 1.0]
+    assert rec["converged"] is False and rec["not_converged_eps"] == still
+    conv = next(c for c in checks if c["check"] == "attack convergence")
+    assert conv["verdict"] == "warn"
+    assert any(r.startswith("not_converged: eps=0.5") for r in conv["reasons"])
+    # Parity rows set the strongest attack beside the study's attack on the same clips.
+    by = {r["attack"]: r for r in parity}
+    assert set(by) == set(rec["attacks"]) and "PGD-20" in by
+    assert by["strongest (base model)"]["study_attack"] == "PGD-2"
+    assert by["strongest (base model)"]["study_defense_parity"] == by["PGD-2"]["defense_parity"]
 
 
 # ----------------------------------------------------------------------------- bad input

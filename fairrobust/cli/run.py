@@ -82,6 +82,18 @@ def _fmt_ci(v: Any, low: Any, high: Any) -> str:
     return fmt_ci(v, low, high)
 
 
+def _clips(rows: Sequence[Mapping[str, Any]], key: str) -> str:
+    """``"200 clips"`` when every row's ``key`` names the same clip count, else ``""``."""
+    ns = {r.get(key) for r in rows} - {None}
+    return f"{ns.pop()} clips" if len(ns) == 1 else ""
+
+
+def _label(head: str, *parts: str) -> str:
+    """``head (part, part)`` over the non-empty parts (``head`` alone without any)."""
+    parts = tuple(p for p in parts if p)
+    return f"{head} ({', '.join(parts)})" if parts else head
+
+
 def format_summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The closing summary table as aligned text (one row per attribute)."""
 
@@ -89,13 +101,13 @@ def format_summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ("attribute", lambda r: r["attribute"]),
         ("worst-served (AUC_acc)", lambda r: r.get("worst_group_auc_acc") or "-"),
         (
-            "DP clean baseline",
+            _label("DP clean baseline", _clips(rows, "dp_baseline_n")),
             lambda r: _fmt_ci(
                 r.get("dp_baseline"), r.get("dp_baseline_ci_low"), r.get("dp_baseline_ci_high")
             ),
         ),
         (
-            "DP most robust",
+            _label("DP most robust", _clips(rows, "dp_robust_n")),
             lambda r: _fmt_ci(
                 r.get("dp_robust"), r.get("dp_robust_ci_low"), r.get("dp_robust_ci_high")
             ),
@@ -119,17 +131,22 @@ def format_summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ),
     ]
     if any("dp_robust_strongest" in r for r in rows):  # with the soundness checks
-        cols.insert(
-            4,
+        # Both on the soundness checks' clips (a subset of the study's test clips): the
+        # study's attack re-run there, then the strongest attack tried.
+        n = _clips(rows, "dp_robust_strongest_n")
+        for i, (head, key) in enumerate(
             (
-                "DP most robust (strongest attack)",
-                lambda r: _fmt_ci(
-                    r.get("dp_robust_strongest"),
-                    r.get("dp_robust_strongest_ci_low"),
-                    r.get("dp_robust_strongest_ci_high"),
+                (_label("DP most robust", "study attack", n), "dp_robust_study_attack_same_clips"),
+                (_label("DP most robust", "strongest attack", n), "dp_robust_strongest"),
+            )
+        ):
+            cols.insert(
+                4 + i,
+                (
+                    head,
+                    lambda r, k=key: _fmt_ci(r.get(k), r.get(f"{k}_ci_low"), r.get(f"{k}_ci_high")),
                 ),
-            ),
-        )
+            )
     cells = [[fn(r) for _, fn in cols] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
     lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True))]

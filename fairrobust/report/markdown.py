@@ -24,7 +24,7 @@ from typing import Any
 from fairrobust.report.blocks import ImageLinks, md_table
 from fairrobust.report.rejection import rejection_section
 from fairrobust.report.robustness import robustness_section, robustness_settings
-from fairrobust.report.soundness import render_soundness
+from fairrobust.report.soundness import clips_phrase, render_soundness
 from fairrobust.studies.findings import describe_member
 from fairrobust.studies.intervals import fmt, fmt_ci
 from fairrobust.studies.results import RunData, largest_rs_n, rejection_config
@@ -107,13 +107,19 @@ def _header(data: RunData) -> list[str]:
     ]
 
 
+def _clips(srows: list[dict[str, Any]], key: str) -> str:
+    """`` (296 clips)`` when every row's ``key`` names the same clip count, else ``""``."""
+    ns = {r.get(key) for r in srows} - {None}
+    return f" ({ns.pop()} clips)" if len(ns) == 1 else ""
+
+
 def _summary_table(srows: list[dict[str, Any]], n_max: int | None) -> str:
     return md_table(
         [
             "attribute",
             "worst-served group (AUC_acc, most robust model)",
-            "Defense Parity: baseline",
-            "Defense Parity: most robust",
+            "Defense Parity: baseline" + _clips(srows, "dp_baseline_n"),
+            "Defense Parity: most robust" + _clips(srows, "dp_robust_n"),
             "most rejected (NR)",
             "FPR Parity: NR",
             f"FPR Parity: RS N = {n_max}",
@@ -137,14 +143,19 @@ def _summary_table(srows: list[dict[str, Any]], n_max: int | None) -> str:
 
 
 def _strongest_table(strongest: list[dict[str, Any]]) -> str:
-    def cell(r: Mapping[str, Any], tag: str) -> str:
-        key = f"dp_{tag}_strongest"
+    """Per attribute and model: the study's attack and the strongest one, on the same clips."""
+
+    def cell(r: Mapping[str, Any], key: str) -> str:
+        if key not in r:  # summaries written before the same-clips numbers
+            return "n/a"
         return fmt_ci(r[key], r[f"{key}_ci_low"], r[f"{key}_ci_high"])
 
-    return md_table(
-        ["attribute", "baseline: strongest attack", "most robust: strongest attack"],
-        [[r["attribute"], cell(r, "baseline"), cell(r, "robust")] for r in strongest],
-    )
+    heads, keys = ["attribute"], []
+    for tag, who in (("baseline", "baseline"), ("robust", "most robust")):
+        n = _clips(strongest, f"dp_{tag}_strongest_n")
+        heads += [f"{who}: study attack{n}", f"{who}: strongest attack{n}"]
+        keys += [f"dp_{tag}_study_attack_same_clips", f"dp_{tag}_strongest"]
+    return md_table(heads, [[r["attribute"], *[cell(r, k) for k in keys]] for r in strongest])
 
 
 def _summary_section(
@@ -165,9 +176,15 @@ def _summary_section(
     parts += [_summary_table(srows, largest_rs_n(data)), ""]
     strongest = [r for r in srows if "dp_robust_strongest" in r]
     if strongest:
+        sound = (data.soundness or {}).get("settings", {})
+        n, total = sound.get("n_examples"), sound.get("study_n_examples")
+        subset = total is None or n != total  # a subset of the study's clips (or unknown)
         parts += [
-            "Defense Parity under the strongest attack tried (soundness checks, same clips; "
-            "see the soundness section):",
+            "Defense Parity under the study's attack re-run on the soundness checks' clips "
+            f"({clips_phrase(n, total)}) and under the strongest attack tried on the same "
+            "clips; compare these two with each other"
+            + (", not with the table above (all test clips)" if subset else "")
+            + ". See the soundness section:",
             "",
             _strongest_table(strongest),
             "",

@@ -13,9 +13,20 @@ from fairrobust.report.blocks import md_table, settings_line
 from fairrobust.studies.intervals import compare_intervals, estimate, fmt, fmt_estimate
 from fairrobust.studies.results import STRONGEST, soundness_parity
 
-__all__ = ["render_soundness", "soundness_settings"]
+__all__ = ["clips_phrase", "render_soundness", "soundness_settings"]
 
 _DP = ("defense_parity", "ci_low", "ci_high")
+
+
+def clips_phrase(n: Any, total: Any, study: str = "the study's", what: str = "test clips") -> str:
+    """How many clips a number was computed on: ``"200 of the study's 296 test clips"``.
+
+    ``"200 clips"`` when ``total`` (the study's count; records written before it was
+    recorded lack it) is unknown, ``"n/a clips"`` when ``n`` is.
+    """
+    if n is None:
+        return "n/a clips"
+    return f"{n} clips" if total is None else f"{n} of {study} {total} {what}"
 
 
 def soundness_settings(rec: Mapping[str, Any]) -> str:
@@ -31,7 +42,9 @@ def soundness_settings(rec: Mapping[str, Any]) -> str:
         "transfer": "from another trained grid member of the same architecture"
         if st.get("transfer")
         else "off",
-        "clips": st.get("n_examples"),
+        "clips": clips_phrase(
+            st.get("n_examples"), st.get("study_n_examples"), "the robustness study's"
+        ),
         "tolerance": st.get("tolerance"),
         "seed": st.get("seed"),
         "bootstrap": f"{st.get('bootstrap')} resamples, {fmt(100 * (st.get('ci_level') or 0))}% "
@@ -46,7 +59,13 @@ def soundness_settings(rec: Mapping[str, Any]) -> str:
         items["EOT on smoothing"] = (
             f"sigma {fmt(sm['sigma'])} ({sm['noise']}), M {sm['num_noise']} draws per step, "
             f"{sm['num_steps']} steps, smoothed prediction by majority vote over N "
-            f"{sm['num_samples']} draws, {sm['n_examples']} clips"
+            f"{sm['num_samples']} draws, "
+            + clips_phrase(
+                sm["n_examples"],
+                sm.get("study_n_examples"),
+                "the rejection study's",
+                "evaluated clips",
+            )
         )
     return settings_line(items)
 
@@ -137,14 +156,24 @@ def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
     """Defense Parity under the study's attack vs the strongest one; accuracy by attack."""
     par = soundness_parity(rec)
     models = rec.get("models", [])
+    st = rec.get("settings", {})
+    n, total = st.get("n_examples"), st.get("study_n_examples")
+    clips = clips_phrase(n, total)
+    whole = (
+        f" The robustness section's Defense Parity is computed on all {total} test clips and is "
+        "not compared with these numbers."
+        if total is not None and total != n
+        else ""
+    )
     out = [
         "### Defense Parity under the strongest attack tried",
         "",
         "Per model and attribute: Defense Parity under the study's attack (PGD with the "
-        "study's steps) and under the strongest attack tried (per clip, the worst case over "
-        "every PGD step count, FGSM, the restarts, the DLR loss and the transfer attack), on "
-        "the same clips, with bootstrap intervals; *beyond study CI*: the strongest attack's "
-        "Defense Parity lies outside the study attack's interval.",
+        "study's steps, re-run here) and under the strongest attack tried (per clip, the "
+        "worst case over every PGD step count, FGSM, the restarts, the DLR loss and the "
+        f"transfer attack), both on the same clips ({clips}), with bootstrap intervals; "
+        "*beyond study CI*: the strongest attack's Defense Parity lies outside the study "
+        f"attack's interval.{whole}",
         "",
     ]
     rows = [r for m in models for a in attrs if (r := _strongest_row(m, a, par)) is not None]
@@ -153,8 +182,8 @@ def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
             [
                 "model",
                 "attribute",
-                "Defense Parity: study attack",
-                "Defense Parity: strongest attack",
+                f"Defense Parity: study attack ({n} clips)",
+                f"Defense Parity: strongest attack ({n} clips)",
                 "strongest vs study",
                 "beyond study CI",
                 "worst group (AUC_acc, strongest)",
@@ -171,7 +200,7 @@ def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
             continue
         out += [
             f"Robust accuracy by attack, `{m['model']}` "
-            f"({rec.get('settings', {}).get('n_examples')} clips; transfer from "
+            f"({clips}; transfer from "
             f"`{m.get('surrogate') or '-'}`):",
             "",
             md_table(
@@ -214,12 +243,20 @@ def _smoothing_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
     sm = rec["smoothing"]
     names = list(sm.get("attacks") or sm.get("accuracy", {}))
     eps = rec.get("settings", {}).get("epsilons", [])
+    sm_n = rec.get("settings", {}).get("smoothing") or {}
     return [
         "### Adaptive attack on randomized smoothing",
         "",
         "The smoothed classifier of the rejection study's RS base model under PGD on the "
         "base model (the non-adaptive attack) and under EOT (PGD on the expected prediction "
-        "over the smoothing noise). An abstention counts as an error.",
+        "over the smoothing noise). An abstention counts as an error. Computed on "
+        + clips_phrase(
+            sm_n.get("n_examples"),
+            sm_n.get("study_n_examples"),
+            "the rejection study's",
+            "evaluated clips",
+        )
+        + ".",
         "",
         md_table(
             ["attack", *[f"acc eps={fmt(e)}" for e in eps], *[f"DP {a}" for a in attrs]],

@@ -13,7 +13,9 @@ and 10x its PGD steps (paper preset: 5x), random restarts of the longest run and
 the DLR loss of APGD-DLR, all on the same clips as the study's attack.
 
 Files (``results/``, atomic): ``soundness.json`` (settings, input hash, verdicts,
-numbers, per-model reports) and ``soundness_parity.{csv,json}``; the report
+numbers, per-model reports) and ``soundness_parity.{csv,json}``; the settings
+record the clip counts (``n_examples`` of the study's ``study_n_examples`` test
+clips), so every number can be read with the clips it was computed on; the report
 renders ``soundness.md`` from ``soundness.json``. A rerun with the same inputs
 (models, data, clips, attack and check settings, seed) reuses ``soundness.json``.
 """
@@ -48,6 +50,7 @@ from fairrobust.train import TrainConfig
 __all__ = [
     "PARITY_COLUMNS",
     "SOUNDNESS_FILES",
+    "check_model",
     "convergence_flags",
     "parity_rows",
     "pick_surrogate",
@@ -307,6 +310,7 @@ def _plan(
         "tolerance": cfg.tolerance,
         "chance_margin": cfg.chance_margin,
         "n_examples": int(sel.size),
+        "study_n_examples": len(test_index),
         "bootstrap": int(rob_cfg.bootstrap_resamples),
         "ci_level": float(rob_cfg.ci_level),
         "seed": int(rob_cfg.seed),
@@ -321,6 +325,7 @@ def _plan(
             "objective": "mean_softmax",
             "num_steps": attack_steps,
             "n_examples": int(smooth_idx.size),
+            "study_n_examples": len(rej_res.eval_index),
             "seed": int(rej_res.config.seed),
         },
     }
@@ -368,6 +373,77 @@ def _member_model(dataset: Any, member: MemberResult, run_dir: Path, progress: b
     return trained.apply_fn, trained.variables
 
 
+def check_model(
+    apply_fn: Any,
+    variables: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: Mapping[str, Any],
+    speakers: np.ndarray,
+    key: jax.Array,
+    *,
+    cfg: SoundnessConfig,
+    rob_cfg: RobustnessConfig,
+    steps: Sequence[int],
+    num_classes: int,
+    base: Mapping[str, Any],
+    surrogate: tuple[Any, Any] | None = None,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """The soundness checks of one robustness-study model on the soundness clips.
+
+    What :func:`run_soundness` runs per checked member:
+    :func:`fairrobust.evaluation.run_soundness_checks` with the study's budgets and step
+    size over ``steps`` (:func:`soundness_steps`: the study's ``attack_steps`` and more),
+    ``cfg``'s restarts and DLR loss, then :func:`parity_rows` of every attack against
+    the study's attack (``PGD-<attack_steps>``) re-run on the same clips, and
+    :func:`convergence_flags`.
+
+    Args:
+      apply_fn, variables: the model (preprocessing defense already composed in).
+      x: the soundness clips, float32 ``[n, T]``; y: their labels ``[n]``.
+      groups: attribute -> ``Groups`` of the same clips; speakers: ``[n]``.
+      key: PRNG key of this model's checks.
+      cfg: the :class:`SoundnessConfig`; rob_cfg: the robustness study's config
+        (``attack_eps``, ``attack_steps``, ``attack_rel_step``, bootstrap settings).
+      steps: PGD step counts of the convergence check, sorted.
+      num_classes: C.
+      base: fields every row and the record start with (``model``, ``role``).
+      surrogate: ``(apply_fn, variables)`` of the transfer attack's source, or None.
+      progress: show progress bars.
+
+    Returns:
+      ``(check rows, parity rows, model record)``; the record holds ``study_attack``,
+      ``strongest_steps`` (the largest step count), ``n_examples`` (clips),
+      ``converged`` / ``not_converged_eps``, ``attacks``, ``verdict`` and ``report``.
+    """
+    steps = tuple(int(s) for s in steps)
+    eps = np.asarray(rob_cfg.attack_eps, np.float32)
+    study_attack = f"PGD-{int(rob_cfg.attack_steps)}"
+    rep = run_soundness_checks(
+        apply_fn, variables, x, y, eps, key, num_classes=num_classes, steps=steps,
+        restarts=cfg.restarts or None, restart_steps=None, surrogate=surrogate, dlr=cfg.dlr,
+        rel_step=float(rob_cfg.attack_rel_step), tolerance=cfg.tolerance,
+        chance_margin=cfg.chance_margin, batch_size=cfg.batch_size, progress=progress,
+    )  # fmt: skip
+    model, role = base["model"], base["role"]
+    parity = parity_rows(
+        rep.correct, eps, groups, speakers, rob_cfg, jax.random.fold_in(key, 7), base,
+        study_attack=study_attack,
+    )  # fmt: skip
+    record = {
+        **base,
+        "study_attack": study_attack,
+        "strongest_steps": max(steps),
+        "n_examples": int(np.shape(x)[0]),
+        **convergence_flags(rep.convergence),
+        "attacks": list(rep.correct),
+        "verdict": rep.verdict,
+        "report": rep.to_dict(),
+    }
+    return _check_rows(model, role, rep.checks), parity, record
+
+
 def _check_members(
     dataset: Any,
     run_dir: Path,
@@ -397,37 +473,22 @@ def _check_members(
             f"  soundness: {spec.member_id} ({role or 'requested'}): PGD steps "
             f"{list(plan.steps)} (study: {attack_steps}), {cfg.restarts} restarts x "
             f"{plan.steps[-1]} steps, DLR {'on' if cfg.dlr else 'off'}, transfer from "
-            f"{'-' if sur is None else sur.spec.member_id}"
+            f"{'-' if sur is None else sur.spec.member_id}, on {idx.size} of the study's "
+            f"{plan.settings['study_n_examples']} test clips"
         )
         apply_fn, variables = _member_model(dataset, member, run_dir, progress)
         fn = with_preprocess(apply_fn, parse_preprocess(spec.preprocess, dataset.sample_rate))
         surrogate = None if sur is None else _member_model(dataset, sur, run_dir, progress)
-        mkey = jax.random.fold_in(key, int(spec.eval_hash[:7], 16))
-        rep = run_soundness_checks(
-            fn, variables, x, y, plan.eps, mkey, num_classes=dataset.num_classes,
-            steps=plan.steps, restarts=cfg.restarts or None, restart_steps=None,
-            surrogate=surrogate, dlr=cfg.dlr, rel_step=float(rob_cfg.attack_rel_step),
-            tolerance=cfg.tolerance, chance_margin=cfg.chance_margin,
-            batch_size=cfg.batch_size, progress=progress,
+        c, p, record = check_model(
+            fn, variables, x, y, groups, speakers,
+            jax.random.fold_in(key, int(spec.eval_hash[:7], 16)), cfg=cfg, rob_cfg=rob_cfg,
+            steps=plan.steps, num_classes=dataset.num_classes,
+            base={"model": spec.member_id, "role": role}, surrogate=surrogate,
+            progress=progress,
         )  # fmt: skip
-        base = {"model": spec.member_id, "role": role}
-        checks += _check_rows(spec.member_id, role, rep.checks)
-        parity += parity_rows(
-            rep.correct, plan.eps, groups, speakers, rob_cfg, jax.random.fold_in(mkey, 7), base,
-            study_attack=f"PGD-{attack_steps}",
-        )  # fmt: skip
-        records.append(
-            {
-                **base,
-                "surrogate": None if sur is None else sur.spec.member_id,
-                "study_attack": f"PGD-{attack_steps}",
-                "strongest_steps": plan.steps[-1],
-                **convergence_flags(rep.convergence),
-                "attacks": list(rep.correct),
-                "verdict": rep.verdict,
-                "report": rep.to_dict(),
-            }
-        )
+        checks += c
+        parity += p
+        records.append({**record, "surrogate": None if sur is None else sur.spec.member_id})
     return checks, parity, records
 
 

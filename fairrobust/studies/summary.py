@@ -80,9 +80,24 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
     and of the most robust model, with ``_ci_low`` / ``_ci_high``) and their
     ``member_id``\\ s; ``worst_group_nr`` / ``worst_group_rs`` (highest AUC_FPR);
     ``fpr_parity_nr`` / ``fpr_parity_rs`` (RS at the largest N ``rs_n``) with
-    intervals; ``ci_level``; with the soundness checks, ``dp_baseline_strongest`` /
-    ``dp_robust_strongest`` (Defense Parity under the strongest attack tried, with
-    ``_ci_low`` / ``_ci_high``; None when that model was not checked).
+    intervals; ``ci_level``.
+
+    Clip sets: ``dp_baseline`` / ``dp_robust`` are the study's numbers, computed on
+    all of its test clips (``dp_baseline_n`` / ``dp_robust_n`` clips, the model's
+    ``n_test``). With the soundness checks, every model they checked also has numbers
+    computed on the soundness checks' clips (a seeded subset of the study's test
+    clips, ``SoundnessConfig.max_examples``), which are compared only with each other:
+
+    * ``dp_<tag>_strongest`` (with ``_ci_low`` / ``_ci_high``): Defense Parity under
+      the strongest attack tried (per clip, the worst case over every attack);
+    * ``dp_<tag>_study_attack_same_clips`` (with ``_ci_low`` / ``_ci_high``): Defense
+      Parity under the study's attack (PGD with the study's steps) re-run on those
+      same clips, the number to set beside ``dp_<tag>_strongest``;
+    * ``dp_<tag>_strongest_n``: the number of clips both were computed on;
+
+    where ``<tag>`` is ``baseline`` or ``robust``; all None when that model was not
+    checked. A reader compares ``dp_robust_strongest`` with
+    ``dp_robust_study_attack_same_clips``, never with ``dp_robust``.
 
     Args:
       data: from :func:`fairrobust.studies.results.load_run`.
@@ -100,20 +115,36 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
         dpb, dpr = defense_parity_row(data, base, attr), defense_parity_row(data, best, attr)
         row["baseline_member"] = None if base is None else base["member_id"]
         row["robust_member"] = None if best is None else best["member_id"]
-        for tag, r in (("baseline", dpb), ("robust", dpr)):
+        for tag, r, m in (("baseline", dpb, base), ("robust", dpr, best)):
             v, lo, hi = estimate(
                 r, "defense_parity", "defense_parity_ci_low", "defense_parity_ci_high"
             )
             row[f"dp_{tag}"], row[f"dp_{tag}_ci_low"], row[f"dp_{tag}_ci_high"] = v, lo, hi
+            row[f"dp_{tag}_n"] = None if m is None else m.get("n_test")
         valid = [g for g in group_metric_rows(data, best, attr) if g["valid"]]
         worst = min(valid, key=lambda g: g["auc_acc"]) if valid else None
         if data.soundness is not None:
             spar = soundness_parity(data.soundness)
+            checked = {rec["model"]: rec for rec in data.soundness.get("models", [])}
+            n_sound = data.soundness.get("settings", {}).get("n_examples")
             for tag, m in (("baseline", base), ("robust", best)):
-                r = None if m is None else spar.get((m["member_id"], STRONGEST, attr))
+                mid = None if m is None else m["member_id"]
+                rec = checked.get(mid) or {}
+                r = None if mid is None else spar.get((mid, STRONGEST, attr))
                 v, lo, hi = estimate(r, "defense_parity", "ci_low", "ci_high")
                 row[f"dp_{tag}_strongest"], row[f"dp_{tag}_strongest_ci_low"] = v, lo
                 row[f"dp_{tag}_strongest_ci_high"] = hi
+                # The study's attack on the same clips (records before issue 13 name it
+                # only in the model record).
+                study = (r or {}).get("study_attack") or rec.get("study_attack")
+                s = None if mid is None or study is None else spar.get((mid, study, attr))
+                v, lo, hi = estimate(s, "defense_parity", "ci_low", "ci_high")
+                key = f"dp_{tag}_study_attack_same_clips"
+                row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = v, lo, hi
+                checked_here = bool(rec) or r is not None
+                row[f"dp_{tag}_strongest_n"] = (
+                    rec.get("n_examples", n_sound) if checked_here else None
+                )
         row["worst_group_auc_acc"] = None if worst is None else worst["group"]
         row["worst_auc_acc"], row["worst_auc_acc_ci_low"], row["worst_auc_acc_ci_high"] = estimate(
             worst, "auc_acc", "auc_acc_ci_low", "auc_acc_ci_high"
