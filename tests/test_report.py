@@ -21,12 +21,24 @@ def test_fmt_and_fmt_ci():
     assert intervals.fmt_ci(None, 0.1, 0.2) == "n/a"
 
 
-def test_compare_uses_interval_overlap():
-    assert intervals.compare_intervals((0.1, 0.05, 0.15), (0.3, 0.2, 0.4)) == "lower"
-    assert intervals.compare_intervals((0.3, 0.2, 0.4), (0.1, 0.05, 0.15)) == "higher"
-    assert intervals.compare_intervals((0.1, 0.05, 0.25), (0.3, 0.2, 0.4)) == "not distinguishable"
-    assert intervals.compare_intervals((0.1, None, None), (0.3, 0.2, 0.4)) == "lower (no CI)"
-    assert intervals.compare_intervals((None, None, None), (0.3, 0.2, 0.4)) == "undefined"
+def test_verdicts_use_the_paired_difference_after_holm_not_overlap():
+    # Overlapping marginal intervals, but a significant paired difference: "higher".
+    rows = [
+        {"family": "f", "difference": 0.02, "p_value": 0.001},
+        {"family": "f", "difference": -0.01, "p_value": 0.03},
+        {"family": "f", "difference": 0.01, "p_value": 0.04},
+        {"family": "g", "difference": 0.01, "p_value": None},
+    ]
+    intervals.apply_holm(rows, 0.05)
+    assert [r["n_comparisons"] for r in rows] == [3, 3, 3, 0]
+    assert [intervals.verdict(r) for r in rows] == [
+        "higher", "not distinguishable", "not distinguishable", "undefined"
+    ]  # fmt: skip
+    assert rows[1]["p_holm"] == pytest.approx(0.06)  # 2 x 0.03, then monotone
+    assert intervals.verdict(None) == "undefined"
+    assert intervals.gap_verdict((0.01, 0.002, 0.02)) == "groups differ"
+    assert intervals.gap_verdict((0.01, 0.0, 0.02)) == "not distinguishable from 0"
+    assert intervals.gap_verdict((0.01, None, None)) == "no interval"
 
 
 # ----------------------------------------------------------------------------- hand-built run
@@ -47,8 +59,20 @@ def _member(mid, at, noise, auc, excluded=False):
     }
 
 
-def _rob(gm_robust, dp_base, dp_robust):
-    """Two models (baseline, AT) and one attribute (gender: f, m; plus a small group x)."""
+def _comp(family, attr, diff, significant, **extra):
+    lo, hi = (diff - 0.001, diff + 0.001) if significant else (diff - 1.0, diff + 1.0)
+    return {
+        "family": family, "attribute": attr, "difference": diff, "ci_low": lo, "ci_high": hi,
+        "p_value": 0.001 if significant else 0.5, "p_holm": 0.002 if significant else 1.0,
+        "n_comparisons": 2, "significant": significant, **extra,
+    }  # fmt: skip
+
+
+def _rob(gm_robust, dp_base, dp_robust, sig_groups=(), dp_sig=False):
+    """Two models (baseline, AT) and one attribute (gender: f, m; plus a small group x).
+
+    ``sig_groups``: groups whose AUC_acc change is significant (paired, after Holm);
+    ``dp_sig``: whether the Defense Parity change is."""
     models = [_member("base", 0.0, 0.0, 0.01), _member("at", 0.01, 0.0, 0.05)]
     gm = []
     for mid, vals in (
@@ -119,11 +143,35 @@ def _rob(gm_robust, dp_base, dp_robust):
         "group_metrics": gm,
         "defense_parity": dp,
         "correlations": [],
+        "comparisons": [
+            _comp(
+                "group_auc_acc_robust_vs_baseline",
+                "gender",
+                gm_robust[g][0] - base,
+                g in sig_groups,
+                group=g,
+                member_id="at",
+                reference_id="base",
+            )
+            for g, base in (("f", 0.01), ("m", 0.012))
+        ]
+        + [
+            _comp(
+                "defense_parity_vs_baseline",
+                "gender",
+                dp_robust[0] - dp_base[0],
+                dp_sig,
+                group="",
+                member_id="at",
+                reference_id="base",
+            )
+        ],  # fmt: skip
     }
 
 
-def _rej(parity):
-    """``parity``: attribute -> {label: (v, lo, hi)} for labels 'RS N=10', 'RS N=1000', 'NR'."""
+def _rej(parity, sig=()):
+    """``parity``: attribute -> {label: (v, lo, hi)} for labels 'RS N=10', 'RS N=1000', 'NR';
+    ``sig``: ``(family, attribute)`` pairs whose paired difference is significant."""
     rows, long = [], []
     for attr, by_label in parity.items():
         for label, (v, lo, hi) in by_label.items():
@@ -180,6 +228,33 @@ def _rej(parity):
         "common_range": [],
         "correlation": [],
         "certified_accuracy": [],
+        "comparisons": [
+            _comp(
+                "fpr_parity_rs_vs_nr",
+                a,
+                p[f"RS N={n}"][0] - p["NR"][0],
+                ("fpr_parity_rs_vs_nr", a) in sig,
+                method="RS",
+                reference="NR",
+                num_samples=n,
+            )
+            for a, p in parity.items()
+            for n in (10, 1000)
+            if f"RS N={n}" in p
+        ]
+        + [
+            _comp(
+                "fpr_parity_largest_vs_smallest_n",
+                a,
+                p["RS N=1000"][0] - p["RS N=10"][0],
+                ("fpr_parity_largest_vs_smallest_n", a) in sig,
+                method="RS",
+                reference="RS N=10",
+                num_samples=1000,
+            )
+            for a, p in parity.items()
+            if "RS N=1000" in p and "RS N=10" in p
+        ],  # fmt: skip
     }
 
 
@@ -187,66 +262,56 @@ def _data(tmp_path, rob=None, rej=None):
     return results.RunData(run_dir=tmp_path, config={"dataset": "hand"}, rob=rob, rej=rej)
 
 
-def test_rs_vs_nr_all_attributes_lower(tmp_path):
-    rej = _rej(
-        {
-            "gender": {
-                "RS N=10": (0.2, 0.15, 0.25),
-                "RS N=1000": (0.01, 0.0, 0.02),
-                "NR": (0.1, 0.05, 0.15),
-            },
-            "dialect": {
-                "RS N=10": (0.2, 0.15, 0.25),
-                "RS N=1000": (0.02, 0.0, 0.03),
-                "NR": (0.2, 0.1, 0.3),
-            },
-        }
-    )
-    fs = summary.findings(_data(tmp_path, rej=rej))
+_ALL = {
+    "gender": {
+        "RS N=10": (0.2, 0.15, 0.25),
+        "RS N=1000": (0.01, 0.0, 0.02),
+        "NR": (0.1, 0.05, 0.15),
+    },
+    "dialect": {
+        "RS N=10": (0.2, 0.15, 0.25),
+        "RS N=1000": (0.02, 0.0, 0.03),
+        "NR": (0.2, 0.1, 0.3),
+    },
+}
+
+
+def test_rs_vs_nr_uses_significant_paired_differences(tmp_path):
+    sig = {
+        ("fpr_parity_rs_vs_nr", "gender"),
+        ("fpr_parity_rs_vs_nr", "dialect"),
+        ("fpr_parity_largest_vs_smallest_n", "gender"),
+    }
+    fs = summary.findings(_data(tmp_path, rej=_rej(_ALL, sig)))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
-    assert text.startswith("RS at N = 1000 has lower FPR Parity than NR for all attributes")
-    assert "gender: 0.01 [0, 0.02] vs 0.1 [0.05, 0.15]" in text
+    assert text.startswith("FPR Parity of RS at N = 1000 vs NR (paired differences on the same")
+    assert "Holm over 2 comparisons" in text
+    assert "gender: RS 0.01 [0, 0.02] is lower than NR 0.1 [0.05, 0.15]" in text
+    assert "Holm p = 0.002" in text
     trend = next(f["text"] for f in fs if f["topic"] == "FPR Parity vs N")
-    assert "gender fell from 0.2 [0.15, 0.25] to 0.01 [0, 0.02]" in trend
+    assert "gender fell: 0.2 [0.15, 0.25] -> 0.01 [0, 0.02]" in trend
+    assert "dialect did not change significantly" in trend
 
 
-def test_rs_vs_nr_overlap_is_not_distinguishable(tmp_path):
-    rej = _rej(
-        {
-            "gender": {
-                "RS N=10": (0.2, 0.15, 0.25),
-                "RS N=1000": (0.05, 0.0, 0.12),
-                "NR": (0.1, 0.05, 0.15),
-            },
-            "dialect": {
-                "RS N=10": (0.2, 0.15, 0.25),
-                "RS N=1000": (0.02, 0.0, 0.03),
-                "NR": (0.2, 0.1, 0.3),
-            },
-        }
-    )
-    fs = summary.findings(_data(tmp_path, rej=rej))
+def test_rs_vs_nr_disjoint_marginal_intervals_are_not_a_test(tmp_path):
+    # dialect: RS 0.02 [0, 0.03] and NR 0.2 [0.1, 0.3] are disjoint, but the paired
+    # difference is not significant after Holm: no difference is claimed.
+    fs = summary.findings(_data(tmp_path, rej=_rej(_ALL, {("fpr_parity_rs_vs_nr", "gender")})))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
-    assert "For gender RS at N = 1000 and NR have FPR Parity that is not distinguishable" in text
-    assert "lower FPR Parity than NR for dialect" in text
-    assert "all attributes" not in text
+    assert "dialect: RS 0.02 [0, 0.03] is not distinguishable from NR 0.2 [0.1, 0.3]" in text
+    assert "gender: RS 0.01 [0, 0.02] is lower than NR" in text
     numbers = next(f["numbers"] for f in fs if f["topic"] == "RS vs NR")
-    assert numbers["per_attribute"]["gender"]["comparison"] == "not distinguishable"
+    assert numbers["per_attribute"]["dialect"]["verdict"] == "not distinguishable"
 
 
-def test_rs_vs_nr_without_intervals_says_no_ci(tmp_path):
-    rej = _rej(
-        {
-            "gender": {
-                "RS N=10": (0.2, None, None),
-                "RS N=1000": (0.01, None, None),
-                "NR": (0.1, None, None),
-            }
-        }
-    )
+def test_rs_vs_nr_without_comparisons_claims_nothing(tmp_path):
+    rej = _rej({"gender": {"RS N=10": (0.2, None, None), "RS N=1000": (0.01, None, None),
+                           "NR": (0.1, None, None)}})  # fmt: skip
+    rej["comparisons"] = []  # no bootstrap: no paired differences
     fs = summary.findings(_data(tmp_path, rej=rej))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
-    assert "lower (no CI) FPR Parity" in text and "(no CI)" in text
+    assert "not distinguishable" in text and "no comparison" in text
+    assert "lower than" not in text
 
 
 def test_adversarial_training_findings(tmp_path):
@@ -254,30 +319,51 @@ def test_adversarial_training_findings(tmp_path):
         {"f": (0.05, 0.04, 0.06), "m": (0.06, 0.05, 0.07)},
         dp_base=(0.002, 0.0, 0.01),
         dp_robust=(0.01, 0.0, 0.03),
+        sig_groups=("f", "m"),
     )
     fs = summary.findings(_data(tmp_path, rob=rob))
     text = next(f["text"] for f in fs if f["topic"] == "robustness: gender")
-    assert "raised AUC_acc for every gender group (every rise with disjoint intervals)" in text
-    assert (
-        "Defense Parity for gender went from 0.002 [0, 0.01] to 0.01 [0, 0.03] "
-        "(not distinguishable)" in text
-    )
+    assert "significantly raised AUC_acc for f and m" in text
+    assert "Holm over 2 group comparisons" in text
+    assert "f: 0.01 [0.005, 0.015] -> 0.05 [0.04, 0.06]" in text
+    assert "Defense Parity for gender went from 0.002 [0, 0.01] to 0.01 [0, 0.03]" in text
+    assert "not significant" in text
     worst = next(f["text"] for f in fs if f["topic"] == "worst-served: gender")
-    assert "is f (AUC_acc 0.05 [0.04, 0.06])" in worst and "not distinguishable" in worst
+    assert "is f (AUC_acc 0.05 [0.04, 0.06])" in worst
+    assert "includes 0, so the data do not show unequal protection" in worst
     small = next(f["text"] for f in fs if f["topic"].startswith("small groups"))
     assert "x (n = 3)" in small
 
 
-def test_adversarial_training_partial_rise(tmp_path):
+def test_adversarial_training_partial_rise_and_parity_that_excludes_zero(tmp_path):
     rob = _rob(
-        {"f": (0.011, 0.004, 0.02), "m": (0.011, 0.009, 0.02)},
+        {"f": (0.011, 0.004, 0.02), "m": (0.02, 0.015, 0.025)},
         dp_base=(0.002, 0.0, 0.004),
         dp_robust=(0.04, 0.03, 0.05),
+        sig_groups=("m",),
+        dp_sig=True,
     )
     fs = summary.findings(_data(tmp_path, rob=rob))
     text = next(f["text"] for f in fs if f["topic"] == "robustness: gender")
-    assert "raised AUC_acc for 1 of 2 gender groups" in text
-    assert "not distinguishable" in text and "(higher than the baseline)" in text
+    assert "significantly raised AUC_acc for m (" in text
+    assert "(difference 0.038 [0.037, 0.039], Holm p = 0.002: higher)" in text
+    worst = next(f["text"] for f in fs if f["topic"] == "worst-served: gender")
+    assert "0.04 [0.03, 0.05] excludes 0, so the gender groups are not equally protected" in worst
+
+
+def test_under_trained_models_are_named(tmp_path):
+    rob = _rob(
+        {"f": (0.05, 0.04, 0.06), "m": (0.06, 0.05, 0.07)},
+        dp_base=(0.002, 0.0, 0.01),
+        dp_robust=(0.01, 0.0, 0.03),
+    )
+    rob["summary"]["num_classes"] = 10
+    rob["models"][1]["clean_accuracy"] = 0.3  # chance 0.1: below 0.55
+    fs = summary.findings(_data(tmp_path, rob=rob))
+    text = next(f["text"] for f in fs if f["topic"] == "under-trained models")
+    assert "`at` (0.3)" in text and "Raise the epochs" in text
+    assert "`base`" not in text
+    assert any("`at` is under-trained" in f["text"] for f in fs)
 
 
 def test_summary_rows_pick_baseline_and_most_robust(tmp_path):
@@ -340,7 +426,7 @@ def test_write_report_from_dir_on_hand_run(hand_run):
     summary.write_summary(hand_run)
     md_path, html_path = report.write_report_from_dir(hand_run)
     md = md_path.read_text()
-    assert "## Findings" in md and "RS at N = 1000 has lower FPR Parity than NR" in md
+    assert "## Findings" in md and "FPR Parity of RS at N = 1000 vs NR" in md
     assert "x | 3 | under minimum size 10" in md  # small group listed, not dropped
     assert "0.05 [0.04, 0.06]" in md  # group AUC_acc with its interval
     assert "*Settings:*" in md and "N [10, 1000]" in md and "alpha grid [0.001, 1.0]" in md
@@ -500,7 +586,14 @@ def _passing_record():
         ],
         "parity": [
             _parity_row("base", "PGD-2", 0.01, 0.0, 0.02),
-            _parity_row("base", results.STRONGEST, 0.015, 0.005, 0.03),
+            {
+                **_parity_row("base", results.STRONGEST, 0.015, 0.005, 0.03),
+                "difference": 0.005,
+                "difference_ci_low": -0.002,
+                "difference_ci_high": 0.012,
+                "p_holm": 0.4,
+                "beyond_study_ci": False,
+            },
             _parity_row(rs, "smoothed: plain PGD on base", 0.02, 0.01, 0.03),
             _parity_row(rs, "smoothed: EOT", 0.025, 0.01, 0.04),
         ],
@@ -540,7 +633,7 @@ def test_render_soundness_all_checks_pass():
     # Defense Parity of each attack with its interval, study attack vs strongest.
     assert "Defense Parity" in md
     assert "| `base` | gender | PGD-2: 0.01 [0, 0.02] | 0.015 [0.005, 0.03] | " in md
-    assert "not distinguishable |" in md
+    assert "| 0.005 [-0.002, 0.012] (Holm p = 0.4) | no |" in md
     # Robust accuracy by attack, one column per epsilon, one row per attack in order.
     assert "| attack | eps=0.01 | eps=0.1 |" in md
     rows = [

@@ -191,6 +191,18 @@ def _record():
                 "worst_auc_acc_ci_high": 0.15,
             }
         )
+    # The paired difference strongest - study attack (same clips, same resamples).
+    parity[1].update(
+        study_attack="PGD-10",
+        study_defense_parity=0.01,
+        difference=0.04,
+        difference_ci_low=0.02,
+        difference_ci_high=0.06,
+        p_value=0.002,
+        p_holm=0.004,
+        n_comparisons=2,
+        beyond_study_ci=True,
+    )
     return {
         "verdict": "warn",
         "settings": {
@@ -264,8 +276,11 @@ def test_render_soundness_section():
     assert "| `base` | clean baseline | attack convergence | warn |" in md
     assert "| `base` | clean baseline | budget curve | pass |" in md
     assert "### Defense Parity under the strongest attack tried" in md
-    # Study attack vs strongest, with intervals and the overlap verdict (disjoint -> higher).
-    assert "PGD-10: 0.01 [0.005, 0.02] | 0.05 [0.03, 0.08] | higher |" in md
+    # Study attack vs strongest, with intervals and their paired difference (Holm).
+    assert (
+        "PGD-10: 0.01 [0.005, 0.02] | 0.05 [0.03, 0.08] | 0.04 [0.02, 0.06] (Holm p = 0.004) "
+        "| **yes** |" in md
+    )
     assert "### Adaptive attack on randomized smoothing" in md
     assert "| smoothed: EOT | 0.6 | 0.1 | 0.02 [0.01, 0.03] |" in md
     assert "- `base`, attack convergence: not_converged" in md
@@ -315,7 +330,8 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
     assert row["dp_robust_strongest_n"] == 40 and row["dp_robust_n"] == 296
     texts = [f["text"] for f in soundness_findings(data.soundness)]
     assert "warn in 1 of 2 checks" in texts[0]
-    assert "differs from the study's attack" in texts[1] and "(higher)" in texts[1]
+    assert "differs from the study's attack" in texts[1]
+    assert "(difference 0.04 [0.02, 0.06])" in texts[1]
     table = cli_run.format_summary_table([row])
     assert "DP most robust (296 clips)" in table
     assert "DP most robust (study attack, 40 clips)" in table
@@ -384,18 +400,19 @@ def test_findings_and_report_flag_moved_parity_and_non_converged_models():
     flagged = next(t for t in texts if t.startswith("Not converged"))
     assert "from 50 to 100 PGD steps for `base` (eps 0.01)" in flagged
     md = report.render_soundness(rec)
-    assert "| higher | **yes** |" in md
+    assert "(Holm p = 0.004) | **yes** |" in md
     assert "**Not converged**: robust accuracy still fell from 50 to 100 PGD steps" in md
     assert "study's steps 10" in md and "DLR loss 100 steps" in md
-    # Within the study's interval: "not distinguishable", and converged models say so.
+    # Not significant after Holm: no claim of a change, and converged models say so.
     for r in rec["parity"]:
         r["beyond_study_ci"] = False
     rec["models"][0].update(converged=True, not_converged_eps=[])
     texts = [f["text"] for f in soundness_findings(rec)]
-    assert any("not distinguishable from the study's attack" in t for t in texts)
+    assert any("change in Defense Parity from the study's attack is not significant" in t
+               for t in texts)  # fmt: skip
     assert not any(t.startswith("Not converged") for t in texts)
     md = report.render_soundness(rec)
-    assert "| higher | no |" in md and "Converged: robust accuracy no longer fell" in md
+    assert "(Holm p = 0.004) | no |" in md and "Converged: robust accuracy no longer fell" in md
 
 
 def test_parity_rows_mark_parity_beyond_the_study_attack_interval():
@@ -417,10 +434,15 @@ def test_parity_rows_mark_parity_beyond_the_study_attack_interval():
         study_attack="PGD-2",
     )  # fmt: skip
     by = {r["attack"]: r for r in rows}
-    assert by["PGD-2"]["defense_parity"] == 0.0 and by["PGD-2"]["beyond_study_ci"] is False
+    # the study attack's own row: no comparison
+    assert by["PGD-2"]["defense_parity"] == 0.0 and by["PGD-2"]["beyond_study_ci"] is None
     assert by[results.STRONGEST]["defense_parity"] == pytest.approx(0.05)
     assert by[results.STRONGEST]["beyond_study_ci"] is True
     assert by[results.STRONGEST]["study_defense_parity"] == 0.0
-    assert by["PGD-20"]["beyond_study_ci"] is False
+    assert by[results.STRONGEST]["difference"] == pytest.approx(0.05)
+    lo, hi = by[results.STRONGEST]["difference_ci_low"], by[results.STRONGEST]["difference_ci_high"]
+    assert 0 < lo <= hi and lo - 1e-6 <= 0.05 <= hi + 1e-6
+    assert by[results.STRONGEST]["n_comparisons"] == 2  # strongest and PGD-20, one attribute
+    assert by["PGD-20"]["beyond_study_ci"] is False and by["PGD-20"]["difference"] == 0.0
     assert all(r["study_attack"] == "PGD-2" for r in rows)
     assert set(sound_study.PARITY_COLUMNS) <= set(rows[0])

@@ -11,8 +11,8 @@ Statistical honesty rules the report follows:
   epsilon grid, PGD steps, seeds, bootstrap resamples / level);
 * the findings (``results/run_findings.json``, written by
   :func:`fairrobust.studies.summary.write_summary`) only state comparisons the
-  numbers support: two estimates whose intervals overlap are called "not
-  distinguishable".
+  numbers support: a difference is called one only when the interval of the
+  paired difference (same clips, same resamples) says so after Holm's correction.
 """
 
 from __future__ import annotations
@@ -102,7 +102,12 @@ def _header(data: RunData) -> list[str]:
         "groups (lower = more equal). AUC_FPR(s) integrates the false-rejection rate of clean "
         "clips of group s over the rejection threshold (lower = fewer false rejections); FPR "
         "Parity is the largest AUC_FPR gap (lower = more equal). Brackets are bootstrap "
-        "confidence intervals; two numbers whose intervals overlap are not distinguishable.",
+        "confidence intervals (clustered by speaker; a parity gap's interval comes from "
+        "simultaneous intervals of every group difference, so it can include 0). Groups with "
+        "fewer test speakers than the minimum get no interval and take part in no comparison. "
+        "Two numbers are compared only through the interval of their difference on the same "
+        "clips and resamples, never by whether their own intervals overlap; families of "
+        "comparisons are Holm-corrected and their size is given.",
         "",
     ]
 

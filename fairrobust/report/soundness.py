@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fairrobust.report.blocks import md_table, settings_line
-from fairrobust.studies.intervals import compare_intervals, estimate, fmt, fmt_estimate
+from fairrobust.studies.intervals import estimate, fmt, fmt_estimate
 from fairrobust.studies.results import STRONGEST, soundness_parity
 
 __all__ = ["clips_phrase", "render_soundness", "soundness_settings"]
@@ -75,7 +75,7 @@ def render_soundness(rec: Mapping[str, Any]) -> str:
 
     One pass / warn row per check and model with its numbers, Defense Parity under
     the study's attack next to the strongest attack tried (with intervals and the
-    interval-overlap verdict), robust accuracy by attack, the smoothing check
+    paired difference), robust accuracy by attack, the smoothing check
     (EOT vs plain PGD on the base model) and every warning.
 
     Args:
@@ -141,12 +141,14 @@ def _strongest_row(
         )
     )
     beyond = None if p1 is None else p1.get("beyond_study_ci")
+    diff = estimate(p1, "difference", "difference_ci_low", "difference_ci_high")
+    p_holm = None if p1 is None else p1.get("p_holm")
     return [
         f"`{m['model']}`",
         a,
         f"{study}: {fmt_estimate(t0)}",
         fmt_estimate(t1),
-        compare_intervals(t1, t0),
+        fmt_estimate(diff) + ("" if p_holm is None else f" (Holm p = {fmt(p_holm)})"),
         "n/a" if beyond is None else ("**yes**" if beyond else "no"),
         worst,
     ]
@@ -172,8 +174,9 @@ def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
         "study's steps, re-run here) and under the strongest attack tried (per clip, the "
         "worst case over every PGD step count, FGSM, the restarts, the DLR loss and the "
         f"transfer attack), both on the same clips ({clips}), with bootstrap intervals; "
-        "*beyond study CI*: the strongest attack's Defense Parity lies outside the study "
-        f"attack's interval.{whole}",
+        "*strongest - study*: their paired difference (same clips, same resamples) with its "
+        "interval and Holm-corrected p-value over the model's attacks x attributes; *moved*: "
+        f"that difference is significant after the correction.{whole}",
         "",
     ]
     rows = [r for m in models for a in attrs if (r := _strongest_row(m, a, par)) is not None]
@@ -184,8 +187,8 @@ def _strongest_block(rec: Mapping[str, Any], attrs: list[str]) -> list[str]:
                 "attribute",
                 f"Defense Parity: study attack ({n} clips)",
                 f"Defense Parity: strongest attack ({n} clips)",
-                "strongest vs study",
-                "beyond study CI",
+                "strongest - study",
+                "moved",
                 "worst group (AUC_acc, strongest)",
             ],
             rows,

@@ -1,9 +1,14 @@
 """The findings of a run: sentences that state only what the numbers show, each with its numbers.
 
-Each finding is a record ``{"topic", "text", "numbers"}``. Comparisons of two
-estimates use their bootstrap intervals (:func:`fairrobust.studies.intervals.
-compare_intervals`): disjoint intervals -> "lower" / "higher"; overlapping ->
-"not distinguishable"; missing intervals -> the direction with "(no CI)".
+Each finding is a record ``{"topic", "text", "numbers"}``. Two numbers are
+compared only through the interval of their paired difference on the same clips
+and bootstrap resamples, written by the studies (``comparisons`` tables; the
+soundness record's parity rows), Holm-corrected within a family whose size the
+sentence states (:func:`fairrobust.studies.intervals.verdict`). Whether the
+groups of one attribute differ at all is read from the parity gap's own interval
+(:func:`fairrobust.studies.intervals.gap_verdict`). Groups with fewer test
+speakers than ``min_speakers`` take part in no claim; under-trained models are
+named and every conclusion about them says so.
 
 :func:`fairrobust.studies.summary.findings` puts them together (robustness,
 rejection, soundness) and :func:`fairrobust.studies.summary.write_summary`
@@ -16,13 +21,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fairrobust import _io
+from fairrobust.metrics import holm
 from fairrobust.studies.intervals import (
-    Estimate,
     as_number,
-    compare_intervals,
     estimate,
     fmt,
     fmt_estimate,
+    gap_verdict,
+    verdict,
 )
 from fairrobust.studies.results import (
     STRONGEST,
@@ -33,6 +39,7 @@ from fairrobust.studies.results import (
     group_metric_rows,
     largest_rs_n,
     rejection_attributes,
+    rejection_config,
     robustness_attributes,
     soundness_parity,
 )
@@ -119,48 +126,49 @@ def _strongest_attack_words(rec: Mapping[str, Any]) -> str:
 
 
 def _strongest_findings(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Where Defense Parity under the strongest attack left the study attack's interval."""
+    """Where Defense Parity under the strongest attack differs from the study's attack
+    (paired difference on the same clips, Holm-corrected per model)."""
     par = soundness_parity(rec)
     changed, same = [], []
+    n_tests = 0
     for m in rec.get("models", []):
         for (model, attack, attr), r in par.items():
             if model != m["model"] or attack != STRONGEST:
                 continue
-            t1 = estimate(r, *_SOUND_DP)
+            beyond = r.get("beyond_study_ci")
+            if beyond is None:
+                continue  # a number or the intervals are missing
+            n_tests = max(n_tests, int(r.get("n_comparisons") or 0))
             t0 = estimate(par.get((model, m.get("study_attack"), attr)), *_SOUND_DP)
-            verdict = compare_intervals(t1, t0)
-            if "beyond_study_ci" in r:
-                beyond = r["beyond_study_ci"]
-                if beyond is None:
-                    continue  # a number or the study attack's interval is missing
-            else:  # records written before the field: judge by the intervals
-                beyond = verdict not in ("not distinguishable", "equal (no CI)")
-            item = (model, attr, t0, t1, verdict)
-            (changed if beyond else same).append(item)
+            t1 = estimate(r, *_SOUND_DP)
+            diff = estimate(r, "difference", "difference_ci_low", "difference_ci_high")
+            (changed if beyond else same).append((model, attr, t0, t1, diff))
     words = _strongest_attack_words(rec)
+    fam = f"Holm-corrected over up to {n_tests} comparisons per model"
     out = []
     if changed:
         parts = [
-            f"`{mdl}` / {a}: {fmt_estimate(t1)} vs {fmt_estimate(t0)} ({v})"
-            for mdl, a, t0, t1, v in changed
+            f"`{mdl}` / {a}: {fmt_estimate(t1)} vs {fmt_estimate(t0)} (difference "
+            f"{fmt_estimate(d)})"
+            for mdl, a, t0, t1, d in changed
         ]
         out.append(
             _finding(
                 "soundness",
                 f"Under the strongest attack tried ({words}), Defense Parity differs from the "
-                f"study's attack (moved beyond its interval, same clips) for {_join(parts)}.",
-                cases=[{"model": c[0], "attribute": c[1], "verdict": c[4]} for c in changed],
+                f"study's attack (paired difference on the same clips, {fam}) for "
+                f"{_join(parts)}: the study's attack misjudges parity there.",
+                cases=[{"model": c[0], "attribute": c[1], "difference": c[4]} for c in changed],
             )
         )
     if same:
         out.append(
             _finding(
                 "soundness",
-                f"Under the strongest attack tried ({words}), Defense Parity is not "
-                f"distinguishable from the study's attack (within its interval, same clips) in "
-                f"{len(same)} "
-                f"{'case' if len(same) == 1 else 'cases'} (model x attribute)"
-                + (f" of {len(same) + len(changed)}." if changed else "."),
+                f"Under the strongest attack tried ({words}), the change in Defense Parity from "
+                f"the study's attack is not significant (paired difference on the same clips, "
+                f"{fam}) in {len(same)} {'case' if len(same) == 1 else 'cases'} "
+                "(model x attribute)" + (f" of {len(same) + len(changed)}." if changed else "."),
                 n=len(same),
             )
         )
@@ -222,6 +230,19 @@ def robustness_findings(
                 n_models=len(models),
             )
         )
+    weak = _under_trained(data)
+    if weak:
+        out.append(
+            _finding(
+                "under-trained models",
+                f"Under-trained (clean accuracy below halfway from chance to 1, or "
+                f"indistinguishable from random guessing): "
+                f"{_join(f'`{m}` ({fmt(a)})' for m, a in weak.items())}. Raise the epochs "
+                "(or use the paper preset); parity numbers of an under-trained model describe "
+                "that model, not the defense.",
+                models=weak,
+            )
+        )
     if base is None or best is None:
         return out
     if best["member_id"] == base["member_id"]:
@@ -240,45 +261,56 @@ def robustness_findings(
         if best["member_id"] != base["member_id"] and b_rows:
             out.append(_rise_finding(data, attr, base, best, b_rows, r_rows))
         if len(r_rows) >= 2:
-            out.append(_worst_served_finding(attr, best, r_rows))
+            out.append(_worst_served_finding(data, attr, best, r_rows))
         small = [g for g in data.rob["groups"] if g["attribute"] == attr and not g["valid"]]
         if small:
-            min_size = data.rob["summary"]["config"].get("min_group_size")
+            why = [f"{_sized(g['group'], g['n_test'])}: {g.get('note') or 'small'}" for g in small]
             out.append(
                 _finding(
                     f"small groups (robustness): {attr}",
-                    f"{attr} groups under the minimum size {min_size} are reported but left out of "
-                    f"Defense Parity: {_join(_sized(g['group'], g['n_test']) for g in small)}.",
+                    f"{attr} groups reported but left out of Defense Parity and every "
+                    f"comparison (too few clips or speakers): {'; '.join(why)}.",
                     attribute=attr,
-                    groups={g["group"]: g["n_test"] for g in small},
+                    groups={g["group"]: g.get("note", "") for g in small},
                 )
             )
+        for m in {base["member_id"], best["member_id"]} & set(weak):
+            out[-1]["text"] += f" (`{m}` is under-trained: see above.)"
     corr = _correlation_finding(data.rob["correlations"])
     return out + ([] if corr is None else [corr])
 
 
-def _rise_text(attr: str, verdicts: Mapping[str, tuple[str, Estimate, Estimate]]) -> str:
-    """Which groups the most robust model raised AUC_acc for, and how clearly."""
-    raised = [
-        g
-        for g, (_, a, b) in verdicts.items()
-        if a[0] is not None and b[0] is not None and a[0] > b[0]
-    ]
-    clear = [g for g, (v, _, _) in verdicts.items() if v == "higher"]
-    if len(raised) == len(verdicts):
-        what = f"raised AUC_acc for every {attr} group"
-    elif raised:
-        what = f"raised AUC_acc for {len(raised)} of {len(verdicts)} {attr} groups"
-    else:
-        what = f"raised AUC_acc for no {attr} group"
-    if raised:
-        if len(clear) == len(raised):
-            what += " (every rise with disjoint intervals)"
-        elif clear:
-            what += f" (disjoint intervals only for {_join(clear)})"
-        else:
-            what += " (no rise with disjoint intervals: not distinguishable)"
-    return what
+def _under_trained(data: RunData) -> dict[str, float]:
+    """``member_id -> clean accuracy`` of models below halfway from chance to 1, or excluded."""
+    assert data.rob is not None
+    k = as_number(data.rob["summary"].get("num_classes"))
+    chance = 1.0 / k if k else 0.0
+    out = {}
+    for r in data.rob["models"]:
+        acc = as_number(r.get("clean_accuracy"))
+        if r.get("excluded") or (acc is not None and acc < chance + 0.5 * (1.0 - chance)):
+            out[r["member_id"]] = acc if acc is not None else float("nan")
+    return out
+
+
+def _comparison(
+    rows: list[dict[str, Any]], family: str, attr: str, **match: Any
+) -> dict[str, Any] | None:
+    """The comparisons-table row of ``family`` for ``attr`` matching ``match`` (None: absent)."""
+    for r in rows:
+        if r.get("family") == family and r.get("attribute") == attr:
+            if all(r.get(k) == v for k, v in match.items()):
+                return r
+    return None
+
+
+def _diff_text(r: Mapping[str, Any] | None) -> str:
+    """``difference d [lo, hi], Holm p = q`` of a comparison row."""
+    if r is None:
+        return "no comparison"
+    t = estimate(r, "difference", "ci_low", "ci_high")
+    p = as_number(r.get("p_holm"))
+    return f"difference {fmt_estimate(t)}" + ("" if p is None else f", Holm p = {fmt(p)}")
 
 
 def _rise_finding(
@@ -289,53 +321,66 @@ def _rise_finding(
     b_rows: Mapping[str, Mapping[str, Any]],
     r_rows: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """Group AUC_acc and Defense Parity of the most robust model vs the clean baseline."""
-    verdicts = {}
+    """Group AUC_acc and Defense Parity of the most robust model vs the clean baseline,
+    judged by paired differences (same clips and resamples, Holm-corrected)."""
+    assert data.rob is not None
+    comps = data.rob.get("comparisons", [])
+    fam = "group_auc_acc_robust_vs_baseline"
+    verdicts, parts = {}, []
     for g in b_rows:
-        a = estimate(r_rows.get(g), *_AUC)
-        b = estimate(b_rows[g], *_AUC)
-        verdicts[g] = (compare_intervals(a, b), a, b)
-    what = _rise_text(attr, verdicts)
-    nums = "; ".join(
-        f"{g}: {fmt_estimate(b)} -> {fmt_estimate(a)}" for g, (_, a, b) in verdicts.items()
-    )
+        c = _comparison(comps, fam, attr, group=g, member_id=best["member_id"])
+        a, b = estimate(r_rows.get(g), *_AUC), estimate(b_rows[g], *_AUC)
+        verdicts[g] = verdict(c)
+        parts.append(f"{g}: {fmt_estimate(b)} -> {fmt_estimate(a)} ({_diff_text(c)})")
+    up = [g for g, v in verdicts.items() if v == "higher"]
+    down = [g for g, v in verdicts.items() if v == "lower"]
+    n_fam = next((int(r["n_comparisons"]) for r in comps if r.get("family") == fam), 0)
+    if up or down:
+        what = (f"significantly raised AUC_acc for {_join(up)}" if up else "") + (
+            ("; " if up else "") + f"significantly lowered it for {_join(down)}" if down else ""
+        )
+    else:
+        what = f"changed no {attr} group's AUC_acc significantly"
+    what += f" (paired differences, Holm over {n_fam} group comparisons)"
+    dpc = _comparison(comps, "defense_parity_vs_baseline", attr, member_id=best["member_id"])
     dpb = estimate(defense_parity_row(data, base, attr), *_DP)
     dpr = estimate(defense_parity_row(data, best, attr), *_DP)
-    cmp = compare_intervals(dpr, dpb)
-    dp_text = f"Defense Parity for {attr} went from {fmt_estimate(dpb)} to {fmt_estimate(dpr)}" + (
-        " (not distinguishable)"
-        if cmp == "not distinguishable"
-        else f" ({cmp} than the baseline)"
-        if cmp != "undefined"
-        else ""
+    v = verdict(dpc)
+    dp_text = (
+        f"Defense Parity for {attr} went from {fmt_estimate(dpb)} to {fmt_estimate(dpr)} "
+        f"({_diff_text(dpc)}: "
+        + ("not significant" if v in ("not distinguishable", "undefined") else f"{v}")
+        + ")"
     )
     return _finding(
         f"robustness: {attr}",
         f"Compared with the clean baseline {describe_member(base)}, {describe_member(best)} "
-        f"{what} ({nums}); {dp_text}.",
+        f"{what}: {'; '.join(parts)}. {dp_text}.",
         attribute=attr,
         baseline=base["member_id"],
         robust=best["member_id"],
-        auc_acc={g: {"baseline": b, "robust": a} for g, (_, a, b) in verdicts.items()},
-        defense_parity={"baseline": dpb, "robust": dpr, "comparison": cmp},
+        group_verdicts=verdicts,
+        defense_parity={"baseline": dpb, "robust": dpr, "comparison": dpc},
     )
 
 
 def _worst_served_finding(
-    attr: str, best: Mapping[str, Any], r_rows: Mapping[str, Mapping[str, Any]]
+    data: RunData, attr: str, best: Mapping[str, Any], r_rows: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The worst- and best-served group of the most robust model."""
+    """The worst- and best-served group of the most robust model, and whether its groups
+    differ at all (Defense Parity's interval, from simultaneous pairwise intervals)."""
     ordered = sorted(r_rows.values(), key=lambda g: g["auc_acc"])
     lo_g, hi_g = ordered[0], ordered[-1]
     a = estimate(lo_g, *_AUC)
     b = estimate(hi_g, *_AUC)
-    cmp = compare_intervals(a, b)
-    if cmp == "not distinguishable":
-        tail = "their intervals overlap, so the groups are not distinguishable"
-    elif cmp == "lower":
-        tail = "the intervals are disjoint"
-    else:
-        tail = f"comparison: {cmp}"
+    dp = estimate(defense_parity_row(data, best, attr), *_DP)
+    gv = gap_verdict(dp)
+    tail = {
+        "groups differ": f"Defense Parity {fmt_estimate(dp)} excludes 0, so the {attr} groups "
+        "are not equally protected",
+        "not distinguishable from 0": f"Defense Parity {fmt_estimate(dp)} includes 0, so the "
+        f"data do not show unequal protection across {attr} groups",
+    }.get(gv, f"Defense Parity {fmt_estimate(dp)} has no interval")
     return _finding(
         f"worst-served: {attr}",
         f"Under attack, the {attr} group served worst by `{best['member_id']}` is "
@@ -347,24 +392,24 @@ def _worst_served_finding(
         best=hi_g["group"],
         worst_auc_acc=a,
         best_auc_acc=b,
-        comparison=cmp,
+        defense_parity=dp,
+        comparison=gv,
     )
 
 
 def _correlation_finding(correlations: list[dict[str, Any]]) -> dict[str, Any] | None:
     """How many intervention-vs-Defense-Parity correlations have p < 0.05 (None: none tested)."""
-    sig = [
-        r
-        for r in correlations
-        if r["outcome"] == "defense_parity" and as_number(r.get("p")) is not None and r["p"] < 0.05
-    ]
     tested = [
         r
         for r in correlations
-        if r["outcome"] == "defense_parity" and as_number(r.get("r")) is not None
+        if r["outcome"] == "defense_parity"
+        and as_number(r.get("r")) is not None
+        and as_number(r.get("p")) is not None
     ]
     if not tested:
         return None
+    adj = holm([r["p"] for r in tested])
+    sig = [r for r, p in zip(tested, adj, strict=True) if p < 0.05]
     n_models = max(r["n_models"] for r in tested)
     if sig:
         items = [
@@ -373,14 +418,15 @@ def _correlation_finding(correlations: list[dict[str, Any]]) -> dict[str, Any] |
         ]
         text = (
             f"Of {len(tested)} intervention-vs-Defense-Parity correlations (across "
-            f"{n_models} non-excluded models, uncorrected for multiple comparisons), "
-            f"{len(sig)} have p < 0.05: {_join(items)}."
+            f"{n_models} non-excluded models), {len(sig)} remain significant after Holm's "
+            f"correction over the {len(tested)} tests: {_join(items)}."
         )
     else:
         text = (
-            f"None of {len(tested)} intervention-vs-Defense-Parity correlations has p < 0.05 "
-            f"(across {n_models} non-excluded models; with this few models only large "
-            f"correlations can be detected)."
+            f"None of {len(tested)} intervention-vs-Defense-Parity correlations is significant "
+            f"after Holm's correction over the {len(tested)} tests (across {n_models} "
+            "non-excluded models; with this few models only large correlations can be "
+            "detected)."
         )
     return _finding(
         "correlations",
@@ -419,7 +465,7 @@ def rejection_findings(data: RunData) -> list[dict[str, Any]]:
             if r["valid"] and as_number(r["auc_fpr"]) is not None
         ]
         if len(rows) >= 2:
-            out.append(_most_rejected_finding(attr, rows))
+            out.append(_most_rejected_finding(data, attr, rows))
     small = {a: g for a, g in data.rej["summary"].get("small_groups", {}).items() if g}
     if small:
         min_size = (data.rej.get("config") or {}).get("config", {}).get("min_group_size")
@@ -440,94 +486,100 @@ def rejection_findings(data: RunData) -> list[dict[str, Any]]:
                 groups=small,
             )
         )
+    few = {a: g for a, g in data.rej["summary"].get("few_speaker_groups", {}).items() if g}
+    if few:
+        k = rejection_config(data).get("min_speakers")
+        out.append(
+            _finding(
+                "few speakers (rejection)",
+                f"Groups with fewer than {k} test speakers get no interval and are left out of "
+                f"FPR Parity and every comparison (one speaker is one person, not a group): "
+                f"{'; '.join(f'{a}: {_join(gs)}' for a, gs in few.items())}.",
+                groups=few,
+            )
+        )
     size = _training_size_finding(data.rej["correlation"])
     return out + ([] if size is None else [size])
 
 
 def _rs_vs_nr_finding(data: RunData, attrs: list[str]) -> dict[str, Any] | None:
-    """FPR Parity of RS at the largest N vs NR, grouped by verdict (None without attributes)."""
+    """FPR Parity of RS at the largest N vs NR per attribute: paired differences on the
+    same clips and resamples, Holm-corrected (None without attributes)."""
+    assert data.rej is not None
     n_max = largest_rs_n(data)
-    by_verdict: dict[str, list[str]] = {}
-    numbers = {}
+    comps = data.rej.get("comparisons", [])
+    fam = "fpr_parity_rs_vs_nr"
+    items, numbers = [], {}
     for attr in attrs:
         rs = estimate(fpr_parity_row(data, attr, "RS", n_max), *_FPR_PARITY)
         nr = estimate(fpr_parity_row(data, attr, "NR"), *_FPR_PARITY)
-        v = compare_intervals(rs, nr)
-        by_verdict.setdefault(v, []).append(attr)
-        numbers[attr] = {"rs": rs, "nr": nr, "comparison": v}
+        c = _comparison(comps, fam, attr, num_samples=n_max)
+        v = verdict(c)
+        numbers[attr] = {"rs": rs, "nr": nr, "comparison": c, "verdict": v}
+        if rs[0] is None or nr[0] is None:
+            items.append(f"{attr}: undefined (fewer than two groups that count)")
+            continue
+        word = {"higher": "higher than", "lower": "lower than"}.get(v, "not distinguishable from")
+        items.append(
+            f"{attr}: RS {fmt_estimate(rs)} is {word} NR {fmt_estimate(nr)} ({_diff_text(c)})"
+        )
     if not numbers:
         return None
-    parts = []
-    for v, names in by_verdict.items():
-        nums = "; ".join(
-            f"{a}: {fmt_estimate(numbers[a]['rs'])} vs {fmt_estimate(numbers[a]['nr'])}"
-            for a in names
-        )
-        scope = "all attributes" if len(names) == len(attrs) and len(attrs) > 1 else _join(names)
-        if v == "undefined":
-            parts.append(
-                f"FPR Parity is undefined for {scope} (fewer than two groups of minimum size)"
-            )
-        elif v == "not distinguishable":
-            parts.append(
-                f"for {scope} RS at N = {n_max} and NR have FPR Parity that is not "
-                f"distinguishable (intervals overlap; RS vs NR: {nums})"
-            )
-        else:
-            parts.append(
-                f"RS at N = {n_max} has {v} FPR Parity than NR for {scope} (RS vs NR: {nums})"
-            )
-    text = "; ".join(parts)
+    n_fam = next((int(r["n_comparisons"]) for r in comps if r.get("family") == fam), 0)
     return _finding(
         "RS vs NR",
-        text[0].upper() + text[1:] + ".",
+        f"FPR Parity of RS at N = {n_max} vs NR (paired differences on the same clips, Holm over "
+        f"{n_fam} comparisons): {'; '.join(items)}.",
         num_samples=n_max,
         per_attribute=numbers,
     )
 
 
 def _parity_vs_n_finding(data: RunData, attrs: list[str]) -> dict[str, Any] | None:
-    """How the FPR Parity of RS moves from the smallest to the largest N."""
+    """How the FPR Parity of RS moves from the smallest to the largest N (paired)."""
     assert data.rej is not None
     ns = sorted({r["num_samples"] for r in data.rej["fpr_parity"] if r["method"] == "RS"})
     if len(ns) < 2:
         return None
+    comps = data.rej.get("comparisons", [])
+    fam = "fpr_parity_largest_vs_smallest_n"
     items, nums = [], {}
     for attr in attrs:
         a = estimate(fpr_parity_row(data, attr, "RS", ns[-1]), *_FPR_PARITY)
         b = estimate(fpr_parity_row(data, attr, "RS", ns[0]), *_FPR_PARITY)
-        v = compare_intervals(a, b)
-        nums[attr] = {"small_n": b, "large_n": a, "comparison": v}
+        c = _comparison(comps, fam, attr)
+        v = verdict(c)
+        nums[attr] = {"small_n": b, "large_n": a, "comparison": c, "verdict": v}
         if v == "undefined":
             continue
-        word = {"lower": "fell", "higher": "rose"}.get(v, v)
-        if v == "not distinguishable":
-            items.append(f"{attr} {fmt_estimate(b)} -> {fmt_estimate(a)} (not distinguishable)")
-        else:
-            items.append(f"{attr} {word} from {fmt_estimate(b)} to {fmt_estimate(a)}")
+        word = {"lower": "fell", "higher": "rose"}.get(v, "did not change significantly")
+        items.append(f"{attr} {word}: {fmt_estimate(b)} -> {fmt_estimate(a)} ({_diff_text(c)})")
     if not items:
         return None
+    n_fam = next((int(r["n_comparisons"]) for r in comps if r.get("family") == fam), 0)
     return _finding(
         "FPR Parity vs N",
-        f"From N = {ns[0]} to N = {ns[-1]}, the FPR Parity of RS: {'; '.join(items)}.",
+        f"From N = {ns[0]} to N = {ns[-1]} (paired differences, Holm over {n_fam} "
+        f"comparisons), the FPR Parity of RS: {'; '.join(items)}.",
         per_attribute=nums,
     )
 
 
-def _most_rejected_finding(attr: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The group NR falsely rejects most and least (``rows``: valid NR ``auc_fpr_long`` rows)."""
+def _most_rejected_finding(data: RunData, attr: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The group NR falsely rejects most and least, and whether NR's groups differ at all
+    (its FPR Parity interval; ``rows``: valid NR ``auc_fpr_long`` rows)."""
     rows = sorted(rows, key=lambda r: r["auc_fpr"])
     lo, hi = rows[0], rows[-1]
     a = estimate(hi, "auc_fpr", "ci_low", "ci_high")
     b = estimate(lo, "auc_fpr", "ci_low", "ci_high")
-    cmp = compare_intervals(a, b)
-    tail = (
-        "their intervals overlap, so the difference is not distinguishable"
-        if cmp == "not distinguishable"
-        else "the intervals are disjoint"
-        if cmp == "higher"
-        else f"comparison: {cmp}"
-    )
+    par = estimate(fpr_parity_row(data, attr, "NR"), *_FPR_PARITY)
+    gv = gap_verdict(par)
+    tail = {
+        "groups differ": f"NR's FPR Parity {fmt_estimate(par)} excludes 0, so its false "
+        f"rejections differ between {attr} groups",
+        "not distinguishable from 0": f"NR's FPR Parity {fmt_estimate(par)} includes 0, so the "
+        f"data do not show unequal false rejection across {attr} groups",
+    }.get(gv, f"NR's FPR Parity {fmt_estimate(par)} has no interval")
     return _finding(
         f"most rejected (NR): {attr}",
         f"NR falsely rejects the {attr} group {hi['group']} most (AUC_FPR {fmt_estimate(a)}, "
@@ -537,7 +589,8 @@ def _most_rejected_finding(attr: str, rows: list[dict[str, Any]]) -> dict[str, A
         least=lo["group"],
         most_auc_fpr=a,
         least_auc_fpr=b,
-        comparison=cmp,
+        fpr_parity=par,
+        comparison=gv,
     )
 
 

@@ -38,13 +38,15 @@ from fairrobust.evaluation import (
     run_soundness_checks,
     smoothed_robust_correct,
 )
+from fairrobust.groups import with_speakers
 from fairrobust.metrics import AucAccStat, bootstrap_ci
 from fairrobust.studies._store import library_version, seeded_subset, train_or_load, write_table
 from fairrobust.studies.config import SOUNDNESS_ALIASES, RobustnessConfig, SoundnessConfig
+from fairrobust.studies.intervals import apply_holm, comparison_rows
 from fairrobust.studies.rejection import RejectionResults
 from fairrobust.studies.robustness import MemberResult, RobustnessResults, resolve_groups
 from fairrobust.studies.robustness_tables import bootstrap_options
-from fairrobust.studies.summary import select_baseline, select_most_robust
+from fairrobust.studies.selection import select_baseline, select_most_robust
 from fairrobust.train import TrainConfig
 
 __all__ = [
@@ -170,9 +172,13 @@ def parity_rows(
     computation (``metrics.bootstrap_ci`` with ``AucAccStat``; stratified by group,
     clustered by speaker; the robustness study's resamples and level). With
     ``study_attack`` (a key of ``correct``), every row also carries that attack's
-    Defense Parity on the same clips (``study_defense_parity``) and
-    ``beyond_study_ci``: whether the row's Defense Parity lies outside the study
-    attack's interval (None when either number or the interval is missing).
+    Defense Parity on the same clips (``study_defense_parity``), the paired
+    difference ``defense_parity - study_defense_parity`` on the same resamples
+    (``difference``, ``difference_ci_low`` / ``_high``, ``p_value``; see
+    ``fairrobust.metrics.paired_difference``), Holm-corrected over this call's
+    attacks x attributes (``p_holm``, ``n_comparisons``), and ``beyond_study_ci``:
+    whether that difference is significant after the correction (None for the
+    study attack's own rows and when a number or the intervals are missing).
     """
     names = list(correct)
     stack = np.stack([np.asarray(correct[a], np.float32) for a in names])  # [A, e, n]
@@ -182,13 +188,15 @@ def parity_rows(
             continue
         valid = tuple(bool(v) for v in np.asarray(grp.valid))
         stat = AucAccStat(tuple(float(e) for e in eps), valid)
+        dp_samples = None
         if rob_cfg.bootstrap_resamples > 0:
             kw = bootstrap_options(rob_cfg, jax.random.fold_in(key, i_attr), speakers)
-            res = bootstrap_ci(stat, stack, grp.masks, **kw)
+            res = bootstrap_ci(stat, stack, grp.masks, return_samples=True, **kw)
             est, lo, hi = (
                 {k: np.asarray(v, np.float64) for k, v in d.items()}
                 for d in (res.estimate, res.lower, res.upper)
             )
+            dp_samples = np.asarray(res.samples["defense_parity"], np.float64)  # [R, A]
         else:
             est = {
                 k: np.asarray(v, np.float64)
@@ -215,22 +223,47 @@ def parity_rows(
                     "worst_auc_acc_ci_high": None if w is None else _finite(hi["auc_acc"][a, w]),
                 }
             )
+        if study_attack is not None:
+            _compare_with_study(rows[-len(names) :], names, est, dp_samples, study_attack, rob_cfg)
     if study_attack is not None:
-        _mark_study_interval(rows, study_attack)
+        apply_holm([r for r in rows if "p_value" in r], 1.0 - rob_cfg.ci_level)
+        for r in rows:
+            r["beyond_study_ci"] = r.pop("significant") if r.get("p_value") is not None else None
+            r.pop("family", None)
     return rows
 
 
-def _mark_study_interval(rows: list[dict[str, Any]], study_attack: str) -> None:
-    """Adds ``study_attack``, ``study_defense_parity`` and ``beyond_study_ci`` in place."""
-    study = {r["attribute"]: r for r in rows if r["attack"] == study_attack}
-    for r in rows:
-        s = study.get(r["attribute"])
-        ref, lo, hi = (
-            (None, None, None) if s is None else (s["defense_parity"], s["ci_low"], s["ci_high"])
+def _compare_with_study(
+    rows: list[dict[str, Any]],
+    names: list[str],
+    est: Mapping[str, np.ndarray],
+    dp_samples: np.ndarray | None,
+    study_attack: str,
+    rob_cfg: RobustnessConfig,
+) -> None:
+    """Adds the paired difference with the study attack to one attribute's rows, in place."""
+    s = names.index(study_attack)
+    dp = est["defense_parity"]
+    for a, r in enumerate(rows):
+        r.update(study_attack=study_attack, study_defense_parity=_finite(dp[s]))
+        if a == s or dp_samples is None:  # no comparison: beyond_study_ci is None
+            r.update(difference=None, difference_ci_low=None, difference_ci_high=None)
+            continue
+        (c,) = comparison_rows(
+            {"family": "strongest_vs_study"},
+            dp[a],
+            dp_samples[:, a],
+            dp[s],
+            dp_samples[:, s],
+            level=rob_cfg.ci_level,
         )
-        dp = r["defense_parity"]
-        beyond = None if dp is None or lo is None or hi is None else bool(dp < lo or dp > hi)
-        r.update(study_attack=study_attack, study_defense_parity=ref, beyond_study_ci=beyond)
+        r.update(
+            family=c["family"],
+            difference=c["difference"],
+            difference_ci_low=c["ci_low"],
+            difference_ci_high=c["ci_high"],
+            p_value=c["p_value"],
+        )
 
 
 def convergence_flags(conv: Any) -> dict[str, Any]:
@@ -359,7 +392,12 @@ def _plan(
 def _groups(dataset: Any, idx: np.ndarray, rob_cfg: RobustnessConfig, analysed: frozenset[str]):
     """The robustness study's groups on clips ``idx``: only the attributes it analysed."""
     attrs = {k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}
-    return {k: g for k, g in resolve_groups(attrs, rob_cfg).items() if k in analysed}
+    speakers = np.asarray(dataset.speakers)[idx]
+    return {
+        k: with_speakers(g, speakers, rob_cfg.min_speakers)
+        for k, g in resolve_groups(attrs, rob_cfg).items()
+        if k in analysed
+    }
 
 
 def _member_model(dataset: Any, member: MemberResult, run_dir: Path, progress: bool):

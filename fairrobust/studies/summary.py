@@ -166,9 +166,8 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
 def findings(data: RunData) -> list[dict[str, Any]]:
     """Sentences that state only what the numbers show, each with its numbers.
 
-    Comparisons of two estimates use their bootstrap intervals: disjoint
-    intervals -> "lower" / "higher"; overlapping -> "not distinguishable";
-    missing intervals -> the direction is stated with "(no CI)" (see
+    Two numbers are compared through the interval of their paired difference on
+    the same clips and resamples, Holm-corrected (see
     :mod:`fairrobust.studies.findings`).
 
     Args:
