@@ -409,7 +409,7 @@ def load_eval_set(dataset: AudioDataset, config: RobustnessConfig) -> EvalSet:
         x=np.asarray(test.waveforms, np.float32),
         y=np.asarray(test.labels, np.int32),
         speakers=np.asarray(dataset.speakers)[index],
-        groups={k: g for k, g in groups.items() if set(g.components) <= usable},
+        groups={k: g for k, g in groups.items() if k in usable},
         attribute_status=tuple(status),
     )
 
