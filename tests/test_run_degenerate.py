@@ -14,7 +14,13 @@ from fixtures_data import cv_rows, make_common_voice, make_folder
 
 from fairrobust import cli
 
+# random_guess_level near 1 keeps models at chance in the analyses, so that the
+# paths after the random-guess filter (most robust model, its soundness checks)
+# run on the degenerate groups too.
 TOML = """
+[robustness]
+random_guess_level = 0.999
+
 [rejection]
 num_samples = [10, 20]
 certify_n = 20
