@@ -226,7 +226,7 @@ def make_folder(
     takes: int = 1,
     n: int = 8000,
 ) -> Path:
-    """``root/metadata.csv`` (path, label, speaker, gender, [columns], [split]) + WAVs in ``root/audio``.
+    """``root/metadata.csv`` (path, label, speaker, gender, [columns], [split]) + ``root/audio``.
 
     Speaker ``s`` gets ``genders[s % len(genders)]``, ``splits[s % len(splits)]``
     and, for each extra column, ``values[s % len(values)]``; each says "cat" and
