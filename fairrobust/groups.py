@@ -401,7 +401,13 @@ def _checked_spec(names: tuple[str, ...], spec: object) -> tuple[str, ...]:
 #: Status of an attribute that the studies analyse.
 USABLE = "usable"
 #: Statuses of attributes left out of every analysis and figure (with their reason).
-UNUSABLE_STATUSES = ("missing_key", "all_unknown", "one_group", "too_few_groups")
+UNUSABLE_STATUSES = (
+    "missing_key",
+    "all_unknown",
+    "one_group",
+    "too_few_groups",
+    "component_left_out",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,7 +419,8 @@ class AttributeStatus:
       status: ``"usable"``; or, left out of analyses, ``"missing_key"`` (the
         metadata has no such key: every value ``"unknown"``), ``"all_unknown"``,
         ``"one_group"`` (one known group in the evaluated split),
-        ``"too_few_groups"`` (fewer than two groups with ``min_clips`` evaluated clips).
+        ``"too_few_groups"`` (fewer than two groups with ``min_clips`` evaluated clips),
+        ``"component_left_out"`` (an intersection one of whose attributes is left out).
       reason: one human-readable sentence (empty for a plain usable attribute).
       groups: known group names in the evaluated split, sorted.
       same_as: an earlier attribute inducing the same partition of the evaluated
@@ -480,6 +487,7 @@ def classify_attributes(
     evaluated: np.ndarray,
     *,
     names: Iterable[str] | None = None,
+    intersections: Iterable[str | Sequence[str]] = (),
     min_clips: int = 1,
     min_speakers: int = 2,
     keep_unknown: bool = False,
@@ -496,7 +504,12 @@ def classify_attributes(
     Usable attributes are also checked for a partition of the evaluated clips
     identical to an earlier one's (``same_as``) and for groups under the
     minimum clips / speakers in the training or the evaluated split
-    (``small_groups``); these are reported, not dropped.
+    (``small_groups``); these are reported, not dropped. Intersections are
+    classified after the plain attributes by the same rules (their groups join
+    the component values with ``" x "``; a clip unknown in any component is
+    unknown), or ``"component_left_out"`` when one of their attributes is not
+    usable; an intersection inducing the partition of one of its attributes
+    (e.g. of two attributes with one partition) gets ``same_as``.
 
     Args:
       attributes: attribute name -> str ``[n]`` over the whole dataset.
@@ -504,6 +517,7 @@ def classify_attributes(
       speakers: str ``[n]`` speaker ids.
       evaluated: int indices (or bool mask ``[n]``) of the evaluated clips.
       names: attributes to classify (default every attribute, sorted).
+      intersections: attribute-name tuples (or ``"a x b"`` strings), after ``names``.
       min_clips: the study's minimum group size (``min_group_size``), >= 1.
       min_speakers: groups with fewer speakers are listed in ``small_groups``.
       keep_unknown: count ``"unknown"`` as a group (as :func:`group_masks` does).
@@ -511,7 +525,8 @@ def classify_attributes(
       split_name: name of the evaluated split in the records.
 
     Returns:
-      One :class:`AttributeStatus` per attribute, in the order of ``names``.
+      One :class:`AttributeStatus` per attribute, in the order of ``names``, then
+      one per intersection (named ``"a x b"``), in the order given.
 
     Raises:
       ValueError: an attribute name the table does not have.
@@ -525,24 +540,17 @@ def classify_attributes(
     missing = set(missing_keys)
     out: list[AttributeStatus] = []
     partitions: dict[tuple[int, ...], str] = {}
-    for name in names:
-        if name not in attributes:
-            raise ValueError(
-                f"attribute: unknown attribute {name!r}; available: {sorted(attributes)}"
-            )
-        col = _column(attributes, name, n)
+
+    def classify(name: str, col: np.ndarray, status: str, reason: str) -> AttributeStatus:
         values = sorted(set(col[ev].tolist()))
         known = [v for v in values if keep_unknown or v != UNKNOWN]
         sizes = {g: int((col[ev] == g).sum()) for g in known}
         big = [g for g in known if sizes[g] >= min_clips]
-        status, reason = USABLE, ""
-        if name in missing:
-            status, reason = "missing_key", "metadata key missing: every value is 'unknown'"
-        elif not known:
+        if status == USABLE and not known:
             status, reason = "all_unknown", f"every {split_name} clip is 'unknown'"
-        elif len(known) == 1:
+        elif status == USABLE and len(known) == 1:
             status, reason = "one_group", f"one known group in {split_name} ({known[0]!r})"
-        elif len(big) < 2:
+        elif status == USABLE and len(big) < 2:
             status = "too_few_groups"
             reason = f"fewer than two groups with >= {min_clips} {split_name} clips (sizes {sizes})"
         same_as = None
@@ -555,7 +563,33 @@ def classify_attributes(
                 reason = f"same partition of the {split_name} clips as {same_as!r}"
             small = _small_groups(col, speakers, train, "train", known, min_clips, min_speakers)
             small += _small_groups(col, speakers, ev, split_name, known, min_clips, min_speakers)
-        out.append(AttributeStatus(name, status, reason, tuple(known), same_as, tuple(small)))
+        return AttributeStatus(name, status, reason, tuple(known), same_as, tuple(small))
+
+    for name in names:
+        if name not in attributes:
+            raise ValueError(
+                f"attribute: unknown attribute {name!r}; available: {sorted(attributes)}"
+            )
+        status, reason = USABLE, ""
+        if name in missing:
+            status, reason = "missing_key", "metadata key missing: every value is 'unknown'"
+        out.append(classify(name, _column(attributes, name, n), status, reason))
+    by_name = {s.attribute: s for s in out}
+    for spec in intersections:
+        comps = _components(attributes, spec)
+        name = SEPARATOR.join(comps)
+        table = np.stack([_column(attributes, a, n) for a in comps], axis=1)
+        col = np.asarray([SEPARATOR.join(row) for row in table.tolist()], dtype=str)
+        if not keep_unknown:  # as group_masks: a clip unknown in any component is in no group
+            col = np.where((table == UNKNOWN).any(axis=1), UNKNOWN, col)
+        status, reason = USABLE, ""
+        left_out = [by_name[a] for a in comps if a in by_name and not by_name[a].usable]
+        if left_out:
+            status = "component_left_out"
+            reason = "; ".join(
+                f"its attribute {c.attribute!r} is left out ({c.reason})" for c in left_out
+            )
+        out.append(classify(name, col, status, reason))
     return out
 
 

@@ -80,8 +80,30 @@ def make_audiomnist(
     return root
 
 
-def make_common_voice(root: Path, accent_column: str = "accent") -> Path:
-    """A CV single-word release: real MP3s in ``clips/`` and TSVs with blanks and firefox rows."""
+def cv_rows(client, words, takes, age, gender, accent, prefix=None):
+    """Common Voice TSV rows of one speaker: every word in ``words`` ``takes`` times."""
+    prefix = prefix or client
+    return [
+        (client, f"{prefix}_{w}_{t}.mp3", w, "2", "0", age, gender, accent, "en", "")
+        for w in words
+        for t in range(takes)
+    ]
+
+
+def make_common_voice(
+    root: Path,
+    accent_column: str = "accent",
+    rows: dict | None = None,
+    n: int = 24000,
+    sr: int = 48000,
+) -> Path:
+    """A CV single-word release: real MP3s in ``clips/`` and TSVs with blanks and firefox rows.
+
+    ``rows`` maps ``train.tsv`` / ``dev.tsv`` / ``test.tsv`` to rows of
+    ``(client_id, path, sentence, up, down, age, gender, accent, locale, segment)``
+    (see :func:`cv_rows`); the default is a small release with quirks. Clips are
+    tones of ``n`` samples at ``sr`` Hz, one frequency per word.
+    """
     (root / "clips").mkdir(parents=True, exist_ok=True)
     cols = [
         "client_id",
@@ -95,7 +117,7 @@ def make_common_voice(root: Path, accent_column: str = "accent") -> Path:
         "locale",
         "segment",
     ]
-    rows = {
+    rows = rows or {
         "train.tsv": [
             ("c1", "a1.mp3", "Yes", "2", "0", "twenties", "male", "us", "en", "Single Word Target"),
             ("c1", "a2.mp3", "no.", "2", "0", "twenties", "male", "us", "en", "Single Word Target"),
@@ -112,12 +134,14 @@ def make_common_voice(root: Path, accent_column: str = "accent") -> Path:
             ("c6", "d2.mp3", "yes", "3", "0", "", "other", "", "en", ""),
         ],
     }
+    words: dict[str, int] = {}  # one tone per word, so that a model can learn the words
     for i, (name, table) in enumerate(rows.items()):
         lines = ["\t".join(cols)] + ["\t".join(r) for r in table]
         (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
         for j, r in enumerate(table):
-            x = tone(24000, 48000, 300 + 40 * j, seed=10 * i + j)
-            sf.write(root / "clips" / r[1], x, 48000, format="MP3")
+            k = words.setdefault(r[2].strip(" .!?").lower(), len(words))
+            x = tone(n, sr, 300 + 150 * k, seed=1000 * i + j)
+            sf.write(root / "clips" / r[1], x, sr, format="MP3")
     return root
 
 
@@ -192,15 +216,33 @@ def make_fsdd(root: Path, speakers=("george", "jackson"), takes=12, sr: int = 80
     return root
 
 
-def make_folder(root: Path, with_split: bool = False, n_speakers: int = 10) -> Path:
-    """``root/metadata.csv`` (path, label, speaker, gender, [split]) + WAVs in ``root/audio``."""
-    lines = ["path,label,speaker,gender" + (",split" if with_split else "")]
+def make_folder(
+    root: Path,
+    with_split: bool = False,
+    n_speakers: int = 10,
+    genders=("female", "male", ""),
+    splits=("train", "dev", "test"),
+    columns: dict | None = None,
+    takes: int = 1,
+    n: int = 8000,
+) -> Path:
+    """``root/metadata.csv`` (path, label, speaker, gender, [columns], [split]) + ``root/audio``.
+
+    Speaker ``s`` gets ``genders[s % len(genders)]``, ``splits[s % len(splits)]``
+    and, for each extra column, ``values[s % len(values)]``; each says "cat" and
+    "dog" ``takes`` times (``n`` samples at 16 kHz).
+    """
+    columns = dict(columns or {})
+    lines = [",".join(["path", "label", "speaker", "gender", *columns] + ["split"] * with_split)]
     for s in range(n_speakers):
         for lab in ("cat", "dog"):
-            rel = f"audio/{s}_{lab}.wav"
-            write_wav(root / rel, tone(8000, 16000, 300 if lab == "cat" else 500, seed=s), 16000)
-            gender = ("female", "male", "")[s % 3]
-            split = ("train", "dev", "test")[s % 3]
-            lines.append(f"{rel},{lab},spk{s},{gender}" + (f",{split}" if with_split else ""))
+            for t in range(takes):
+                rel = f"audio/{s}_{lab}.wav" if takes == 1 else f"audio/{s}_{lab}_{t}.wav"
+                x = tone(n, 16000, 300 if lab == "cat" else 500, seed=s + 1000 * t)
+                write_wav(root / rel, x, 16000)
+                row = [rel, lab, f"spk{s}", genders[s % len(genders)]]
+                row += [v[s % len(v)] for v in columns.values()]
+                row += [splits[s % len(splits)]] * with_split
+                lines.append(",".join(row))
     (root / "metadata.csv").write_text("\n".join(lines) + "\n")
     return root

@@ -75,3 +75,34 @@ def test_require_usable_fails_naming_each_attribute():
 def test_unknown_name_raises():
     with pytest.raises(ValueError, match="unknown attribute 'nope'"):
         classify_attributes(ATTRS, SPLITS, SPEAKERS, TEST, names=["nope"])
+
+
+def test_intersections_classified_after_the_attributes():
+    # usable alone (u: 3, v: 2 test clips); with gender only f x u has 2 clips
+    attrs = {**ATTRS, "pair": np.array(["u"] * 6 + ["u", "u", "v", "w", "u", "v"])}
+    recs = classify_attributes(
+        attrs, SPLITS, SPEAKERS, TEST, names=["gender", "constant", "pair", "absent"],
+        intersections=[("gender", "sex"), ("gender", "constant"), "gender x pair",
+                       ("gender", "absent")],
+        min_clips=2,
+    )  # fmt: skip
+    assert [r.attribute for r in recs][4:] == [
+        "gender x sex", "gender x constant", "gender x pair", "gender x absent",
+    ]  # fmt: skip
+    r = {x.attribute: x for x in recs}
+    # two attributes of one partition: their intersection is that partition again
+    assert r["gender x sex"].usable and r["gender x sex"].same_as == "gender"
+    assert r["gender x sex"].groups == ("f x a", "m x b")
+    left = r["gender x constant"]
+    assert left.status == "component_left_out" and not left.usable
+    assert left.reason == "its attribute 'constant' is left out (one known group in test ('x'))"
+    assert r["pair"].usable and r["gender x pair"].status == "too_few_groups"
+    assert "'f x u': 2, 'f x v': 1" in r["gender x pair"].reason
+    both = r["gender x absent"]
+    assert both.usable and both.same_as is None
+    assert both.groups == ("f x y", "f x z", "m x z")
+    small = {(g["group"], g["split"]): (g["clips"], g["speakers"]) for g in both.small_groups}
+    assert small[("f x z", "train")] == (0, 0) and small[("m x z", "train")] == (0, 0)
+    assert small[("m x z", "test")] == (2, 1)
+    with pytest.raises(ValueError, match="unknown attribute 'nope'"):
+        classify_attributes(ATTRS, SPLITS, SPEAKERS, TEST, intersections=[("gender", "nope")])

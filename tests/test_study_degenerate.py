@@ -74,6 +74,7 @@ def test_constant_and_unknown_attributes_are_reported_and_skipped(tmp_path, capl
     assert status["constant"]["status"] == "one_group" and "'x'" in status["constant"]["reason"]
     assert status["age"]["status"] == "missing_key"
     assert status["sex"]["usable"] and status["sex"]["same_as"] == "gender"
+    assert status["gender x constant"]["status"] == "component_left_out"
     assert res.files["attributes"].name == "rejection_attributes.json"
     with open(tmp_path / "results/rejection_fpr_parity.csv") as f:
         assert {r["attribute"] for r in csv.DictReader(f)} == {"gender", "sex"}
@@ -82,12 +83,17 @@ def test_constant_and_unknown_attributes_are_reported_and_skipped(tmp_path, capl
     assert not list((tmp_path / "figures").glob("*constant*"))
     assert "attribute 'constant' skipped: one known group" in caplog.text
     assert "attribute 'age' skipped: metadata key missing" in caplog.text
+    assert "intersection 'gender x constant' skipped: its attribute 'constant'" in caplog.text
     # the report renders the reasons from the results files
     md = render_markdown(load_run(tmp_path))
     assert "## Attributes" in md
     assert "- rejection: `constant`: left out: one known group in test ('x')" in md
     assert "- rejection: `age`: left out: metadata key missing" in md
     assert "- rejection: `sex`: analysed (same partition of the test clips as 'gender')" in md
+    assert (
+        "- rejection: `gender x constant`: left out: its attribute 'constant' is left out "
+        "(one known group in test ('x'))" in md
+    )
 
 
 def test_no_usable_attribute_fails_before_training(tmp_path):

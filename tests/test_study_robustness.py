@@ -228,6 +228,9 @@ def test_config_validation_names_field():
         study_config.RobustnessConfig(models=("resnet",))
     with pytest.raises(ValueError, match=r"RobustnessConfig\.attack_eps"):
         study_config.RobustnessConfig(attack_eps=(0.1, 0.01))
+    # one budget: AUC_acc has nothing to integrate over (refused before any training)
+    with pytest.raises(ValueError, match=r"attack_eps: expected .*at least two budgets"):
+        study_config.RobustnessConfig(attack_eps=(0.1,))
     with pytest.raises(ValueError, match="preprocess 'blur'"):
         study_config.RobustnessConfig(preprocess=("blur",))
     with pytest.raises(ValueError, match="preprocess 'quantize:bits=99'"):

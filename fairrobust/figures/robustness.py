@@ -260,8 +260,11 @@ def group_auc_bars(
     vals = np.asarray(values, dtype=float)
     _check_2d("values", vals, (len(model_labels), len(group_labels)))
     n_models, n_groups = vals.shape
+    # wide enough for the bars and for the legend (up to 4 columns of group labels)
+    longest = max((len(str(g)) for g in group_labels), default=0)
+    legend_w = min(n_groups, 4) * (0.07 * longest + 0.6) + 0.5
     fig = Figure(
-        figsize=(min(2.0 + 0.55 * n_models * max(n_groups, 1) ** 0.5, 30), 4.4),
+        figsize=(min(max(2.0 + 0.55 * n_models * max(n_groups, 1) ** 0.5, legend_w), 30), 4.4),
         layout="constrained",
     )
     ax = fig.add_subplot()

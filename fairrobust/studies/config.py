@@ -96,7 +96,8 @@ class RobustnessConfig:
         ``"spectral_denoise"``; add ``gradient=exact|bpda`` to choose the attack
         gradient; ``lowpass`` gets the dataset's sample rate). Attacked end to
         end; BPDA where the defense is not differentiable (stated in results).
-      attack_eps: L-inf attack budgets (> 0); epsilon 0 (clean) is always added.
+      attack_eps: L-inf attack budgets (> 0, at least two: AUC_acc integrates over
+        them); epsilon 0 (clean) is always added.
       attack_steps: PGD steps per attack (paper: 100).
       attack_rel_step: PGD step size as a fraction of epsilon (paper: 1/5).
       attack_batch_size: examples per attack batch (memory only, not results).
@@ -203,12 +204,14 @@ def _validate(c: RobustnessConfig) -> None:
     need(len(c.preprocess) > 0, "preprocess", "a non-empty list of defense specs")
     for spec in c.preprocess:
         parse_preprocess(spec)  # raises with the spec in the message
+    # AUC_acc integrates over the attack budgets (paper Eq. 1): one budget has no integral,
+    # and the analysis would fail only after every model is trained and attacked.
     need(
-        len(c.attack_eps) > 0
+        len(c.attack_eps) >= 2
         and all(e > 0 for e in c.attack_eps)
         and list(c.attack_eps) == sorted(set(c.attack_eps)),
         "attack_eps",
-        "a non-empty increasing list of budgets > 0",
+        "an increasing list of at least two budgets > 0 (AUC_acc integrates over them)",
     )
     need(c.attack_steps >= 1, "attack_steps", "an integer >= 1")
     need(0 < c.attack_rel_step <= 1, "attack_rel_step", "a number in (0, 1]")

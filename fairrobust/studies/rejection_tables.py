@@ -730,7 +730,7 @@ def accuracy_rows(
         :func:`group_rate_intervals`).
 
     Returns:
-      Rows with columns model, attribute, group, n, accuracy, abstain_rate,
+      Rows with columns model, attribute, group, n, valid, accuracy, abstain_rate,
       accuracy_ci_low, accuracy_ci_high, abstain_rate_ci_low, abstain_rate_ci_high
       (None where no interval was given).
     """
@@ -742,6 +742,7 @@ def accuracy_rows(
             "attribute": "all",
             "group": "all",
             "n": int(correct.size),
+            "valid": True,
             "accuracy": finite_or_none(correct.mean()) if correct.size else None,
             "abstain_rate": None if ab is None else finite_or_none(ab.mean()),
         }
@@ -759,6 +760,7 @@ def accuracy_rows(
                     "attribute": grp.attribute,
                     "group": g,
                     "n": int(sizes[j]),
+                    "valid": bool(grp.valid[j]),
                     "accuracy": finite_or_none(acc[j]),
                     "abstain_rate": None if abr is None else finite_or_none(abr[j]),
                 }

@@ -419,7 +419,7 @@ def load_eval_set(dataset: AudioDataset, config: RobustnessConfig) -> EvalSet:
         groups={
             k: with_speakers(g, speakers, config.min_speakers)
             for k, g in groups.items()
-            if set(g.components) <= usable
+            if k in usable
         },
         attribute_status=tuple(status),
     )

@@ -97,7 +97,8 @@ def write_figures(
     for attr, mats in agg["matrices"].items():
         grp = groups[attr]
         labels = [
-            f"{nm} (n={int(s)})" + ("" if v else ", small")
+            f"{nm} (n={int(s)})"
+            + ("" if v else ", small" if s < grp.min_size else ", few speakers")
             for nm, s, v in zip(grp.names, mats["sizes"], mats["valid"], strict=True)
         ]
         for mid in focus:
