@@ -165,7 +165,7 @@ def _rob(gm_robust, dp_base, dp_robust, sig_groups=(), dp_sig=False):
                 member_id="at",
                 reference_id="base",
             )
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -254,7 +254,7 @@ def _rej(parity, sig=()):
             )
             for a, p in parity.items()
             if "RS N=1000" in p and "RS N=10" in p
-        ],  # fmt: skip
+        ],
     }
 
 
