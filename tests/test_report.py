@@ -427,7 +427,7 @@ def test_write_report_from_dir_on_hand_run(hand_run):
     md_path, html_path = report.write_report_from_dir(hand_run)
     md = md_path.read_text()
     assert "## Findings" in md and "FPR Parity of RS at N = 1000 vs NR" in md
-    assert "x | 3 | under minimum size 10" in md  # small group listed, not dropped
+    assert "x | 3 | - | under minimum size 10" in md  # small group listed, not dropped
     assert "0.05 [0.04, 0.06]" in md  # group AUC_acc with its interval
     assert "*Settings:*" in md and "N [10, 1000]" in md and "alpha grid [0.001, 1.0]" in md
     assert (hand_run / "figures" / "report_fpr_parity.png").is_file()

@@ -53,6 +53,25 @@ def _status(out, prefix):
     return {r["attribute"]: r for r in records["attributes"]}
 
 
+_CLAIMS = (
+    "significantly raised", "significantly lowered", "is lower than", "is higher than",
+    "excludes 0", "differs from", " fell:", " rose:",
+)  # fmt: skip
+
+
+def _no_claim_on_one_speaker(out, prefix):
+    """No finding claims a difference; every one-speaker test group is left out, with the
+    reason, in the groups table and the findings."""
+    texts = [f["text"] for f in json.loads((out / "results" / "run_findings.json").read_text())]
+    for t in texts:
+        assert not any(c in t for c in _CLAIMS), t
+    groups = json.loads((out / "results" / f"{prefix}_groups.json").read_text())
+    one = [g for g in groups if g["n_speakers"] == 1]
+    assert one and all(not g["valid"] and "1 speaker (fewer than 2" in g["note"] for g in one)
+    assert any("1 speaker (fewer than 2" in t for t in texts)
+    return texts
+
+
 def _small(record):
     return {(g["group"], g["split"]): (g["clips"], g["speakers"]) for g in record["small_groups"]}
 
@@ -97,7 +116,11 @@ def test_common_voice_with_two_test_speakers(tmp_path):
         "'accent'); groups under the minimum clips or speakers: female in test (12 clips, "
         "1 speakers), male in test (12 clips, 1 speakers)</li>" in html
     )
+    texts = _no_claim_on_one_speaker(out, "robustness_common-voice")
+    assert any(t.startswith("age, gender") and "split the clips exactly as accent" in t
+               for t in texts)  # fmt: skip
     summary = json.loads((out / "results" / "run_summary.json").read_text())
+    assert all(r["dp_baseline"] is None and r["fpr_parity_nr"] is None for r in summary)
     assert {r["attribute"] for r in summary} == {
         "accent", "age", "gender", "accent x age", "accent x gender", "age x gender",
     }  # fmt: skip
@@ -124,6 +147,7 @@ def test_folder_with_one_gender_in_test(tmp_path):
             f"- {study}: `gender x age`: left out: its attribute 'gender' is left out "
             "(one known group in test ('male'))" in md
         )
+    _no_claim_on_one_speaker(out, "robustness_folder")
     summary = json.loads((out / "results" / "run_summary.json").read_text())
     assert [r["attribute"] for r in summary] == ["age"]
     assert not list((out / "figures").glob("*gender*"))

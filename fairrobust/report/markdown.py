@@ -238,8 +238,9 @@ def _groups_section(data: RunData) -> list[str]:
         "## Groups",
         "",
         "Every group of every analysed attribute, with its size in each study. Groups under a "
-        "study's minimum size are listed and marked; they are left out of that study's "
-        "parity numbers, never dropped from the tables.",
+        "study's minimum size, or with fewer test speakers than its minimum, are listed and "
+        "marked with the reason; they get no interval and are left out of that study's "
+        "parity numbers and comparisons, never dropped from the tables.",
         "",
     ]
     rob_groups = {(g["attribute"], g["group"]): g for g in (data.rob or {}).get("groups", [])}
@@ -250,6 +251,17 @@ def _groups_section(data: RunData) -> list[str]:
     }
     rob_min = (data.rob or {}).get("summary", {}).get("config", {}).get("min_group_size")
     rej_min = rejection_config(data).get("min_group_size") if data.rej else None
+    rej_spk = rejection_config(data).get("min_speakers") if data.rej else None
+
+    def rob_status(g: dict[str, Any]) -> str:
+        return "ok" if g["valid"] else (g.get("note") or f"under minimum size {rob_min}")
+
+    def rej_status(r: dict[str, Any]) -> str:
+        if r["valid"]:
+            return "ok"
+        small = rej_min is not None and r["n"] < rej_min
+        return f"under minimum size {rej_min}" if small else f"fewer than {rej_spk} speakers"
+
     grows = []
     for key in dict.fromkeys(list(rob_groups) + list(rej_sizes)):
         g, r = rob_groups.get(key), rej_sizes.get(key)
@@ -258,16 +270,18 @@ def _groups_section(data: RunData) -> list[str]:
                 key[0],
                 key[1],
                 "-" if g is None else g["n_test"],
-                "-" if g is None else ("ok" if g["valid"] else f"under minimum size {rob_min}"),
+                "-" if g is None or g.get("n_speakers") is None else g["n_speakers"],
+                "-" if g is None else rob_status(g),
                 "-" if r is None else r["n"],
                 "-" if r is None or r.get("n_train") is None else r["n_train"],
-                "-" if r is None else ("ok" if r["valid"] else f"under minimum size {rej_min}"),
+                "-" if r is None else rej_status(r),
             ]
         )
     headers = [
         "attribute",
         "group",
         "n (robustness test)",
+        "speakers (test)",
         "robustness",
         "n (rejection eval)",
         "n (train)",

@@ -255,7 +255,11 @@ def robustness_findings(
                 auc_acc=base["auc_acc"],
             )
         )
+    same = _same_partition(data, "robustness")
+    out += _same_partition_finding(same, "robustness")
     for attr in robustness_attributes(data):
+        if attr in same:
+            continue
         b_rows = {g["group"]: g for g in group_metric_rows(data, base, attr) if g["valid"]}
         r_rows = {g["group"]: g for g in group_metric_rows(data, best, attr) if g["valid"]}
         if best["member_id"] != base["member_id"] and b_rows:
@@ -280,11 +284,39 @@ def robustness_findings(
     return out + ([] if corr is None else [corr])
 
 
+def _same_partition(data: RunData, study: str) -> dict[str, str]:
+    """``attribute -> earlier attribute`` with the same partition of the evaluated clips."""
+    out: dict[str, str] = {}
+    for name, records in data.attributes.items():
+        if name.startswith(study):
+            out.update({r["attribute"]: r["same_as"] for r in records if r.get("same_as")})
+    return out
+
+
+def _same_partition_finding(same: Mapping[str, str], study: str) -> list[dict[str, Any]]:
+    """One finding naming attributes whose findings would repeat another's (empty: none)."""
+    if not same:
+        return []
+    by: dict[str, list[str]] = {}
+    for a, b in same.items():
+        by.setdefault(b, []).append(a)
+    parts = [f"{_join(v)} split the clips exactly as {k}" for k, v in by.items()]
+    return [
+        _finding(
+            f"same partition ({study})",
+            f"{'; '.join(parts)}: their numbers repeat those of the attribute they copy, "
+            "so their findings are given once, under that attribute.",
+            same_as=dict(same),
+        )
+    ]
+
+
 def _under_trained(data: RunData) -> dict[str, float]:
-    """``member_id -> clean accuracy`` of models below halfway from chance to 1, or excluded."""
+    """``member_id -> clean accuracy`` of models below halfway from chance (the majority-class
+    rate of the evaluated clips) to 1, or excluded."""
     assert data.rob is not None
     k = as_number(data.rob["summary"].get("num_classes"))
-    chance = 1.0 / k if k else 0.0
+    chance = as_number(data.rob["summary"].get("chance_accuracy")) or (1.0 / k if k else 0.0)
     out = {}
     for r in data.rob["models"]:
         acc = as_number(r.get("clean_accuracy"))
@@ -450,8 +482,9 @@ def rejection_findings(data: RunData) -> list[dict[str, Any]]:
       Finding records.
     """
     assert data.rej is not None
-    out = []
-    attrs = rejection_attributes(data)
+    same = _same_partition(data, "rejection")
+    out = _same_partition_finding(same, "rejection")
+    attrs = [a for a in rejection_attributes(data) if a not in same]
     rs_nr = _rs_vs_nr_finding(data, attrs)
     if rs_nr is not None:
         out.append(rs_nr)

@@ -486,9 +486,9 @@ def correlation_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
     """Pearson r between group training-set size and AUC_FPR (paper section 5.2).
 
     Per attribute (valid groups only) and for ``"all"`` (the groups of every plain
-    attribute pooled): one row for NR, one row per RS N, and one ``RS mean`` row
-    with the mean and (population) std of r over N, as the paper reports
-    "-0.499 +- 0.08 (averaged over all sampling)". r is None with fewer than three
+    attribute pooled, each partition of the clips once): one row for NR, one row per
+    RS N, and one ``RS mean`` row with the mean and (population) std of r over N, as
+    the paper reports "-0.499 +- 0.08 (averaged over all sampling)". r is None with fewer than three
     groups or a constant size / AUC_FPR (undefined).
 
     Columns: attribute, method (``NR`` / ``RS`` / ``RS mean``), num_samples, r, r_std,
@@ -501,11 +501,12 @@ def correlation_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
             continue
         v = attr.valid
         pools[attr.attribute] = (attr.train_sizes[v].astype(np.float64), attr.auc[:, v])
-    plain = [
-        a
-        for a in analysis.attributes.values()
-        if a.train_sizes is not None and " x " not in a.attribute
-    ]
+    plain, seen = [], set()
+    for a in analysis.attributes.values():  # one copy of each partition of the clips
+        sig = tuple(sorted(zip(a.sizes.tolist(), np.round(a.auc[-1], 12).tolist(), strict=True)))
+        if a.train_sizes is not None and " x " not in a.attribute and sig not in seen:
+            seen.add(sig)
+            plain.append(a)
     if len(plain) > 1:
         pools["all"] = (
             np.concatenate([a.train_sizes[a.valid].astype(np.float64) for a in plain]),  # type: ignore[index]

@@ -99,7 +99,12 @@ from fairrobust.studies._store import (
 from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RobustnessConfig
 from fairrobust.studies.robustness_figures import write_figures
-from fairrobust.studies.robustness_tables import aggregate, clean_part, sweep_epsilons
+from fairrobust.studies.robustness_tables import (
+    aggregate,
+    clean_part,
+    majority_rate,
+    sweep_epsilons,
+)
 from fairrobust.train import TrainConfig
 
 __all__ = [
@@ -734,6 +739,7 @@ def run_study(
         num_classes=test.num_classes,
         config=config,
         speakers=test.speakers,
+        labels=test.y,
     )
     files, figures = write_results(
         out, prefix, config, test, members, agg, focus=focus, make_figures=make_figures
@@ -782,9 +788,10 @@ def _summary(
         },
         "auc_acc": "trapezoid integral of accuracy over the attack epsilons "
         f"[{config.attack_eps[0]}, {config.attack_eps[-1]}] (raw, paper Eq. 1)",
-        "defense_parity": "max - min of AUC_acc over groups with n >= min_group_size",
+        "defense_parity": "max - min of AUC_acc over groups with n >= min_group_size and "
+        ">= min_speakers speakers",
         "num_classes": test.num_classes,
-        "chance_accuracy": 1.0 / test.num_classes,
+        "chance_accuracy": majority_rate(test.y),
         "n_test": len(test.index),
         "n_models": len(members),
         "excluded": [
@@ -796,8 +803,9 @@ def _summary(
             for r in models_rows
             if r["excluded"]
         ],
-        "random_guess_test": f"one-sided binomial test vs 1/{test.num_classes}, "
-        f"excluded when p > {config.random_guess_level}",
+        "random_guess_test": "one-sided binomial test vs the majority-class rate of the "
+        f"evaluated clips ({majority_rate(test.y):.3g}; 1/{test.num_classes} with balanced "
+        f"classes), excluded when p > {config.random_guess_level}",
         "preprocess": {mr.spec.preprocess: mr.preprocess_description for mr in members},
         "groups": {k: g.to_dict() for k, g in test.groups.items()},
         "members": [{**mr.record(), "file": mr.json_path.relative_to(root)} for mr in members],

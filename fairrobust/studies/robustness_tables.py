@@ -51,6 +51,7 @@ __all__ = [
     "comparisons",
     "correlation_rows",
     "intervention_codes",
+    "majority_rate",
     "random_guess_test",
     "sweep_epsilons",
 ]
@@ -94,12 +95,19 @@ def attacked_part(values: Any) -> Any:
 
 
 def random_guess_test(
-    n_correct: np.ndarray, n: int, num_classes: int, level: float = 0.05
+    n_correct: np.ndarray,
+    n: int,
+    num_classes: int,
+    level: float = 0.05,
+    *,
+    chance: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Is clean accuracy indistinguishable from random guessing?
 
-    One-sided exact binomial test of H0: accuracy = 1 / num_classes against
-    H1: accuracy > 1 / num_classes (``scipy.stats.binomtest``,
+    One-sided exact binomial test of H0: accuracy = chance against H1: accuracy >
+    chance, where chance is ``1 / num_classes`` or the given ``chance`` (the
+    studies pass the majority-class rate of the evaluated clips, which is larger
+    when some classes are rare or absent) (``scipy.stats.binomtest``,
     ``alternative="greater"``). A model is *excluded* when p > ``level``; such a
     model "withstands" any attack trivially and would distort correlations
     (paper section 5.1: 15 of 40 models on AudioMNIST).
@@ -109,6 +117,7 @@ def random_guess_test(
       n: number of evaluated examples (> 0).
       num_classes: number of classes (>= 2).
       level: significance level in (0, 1).
+      chance: accuracy of the guesser in H0 (default ``1 / num_classes``).
 
     Returns:
       ``(pvalues [m], excluded [m] bool)``.
@@ -123,14 +132,22 @@ def random_guess_test(
         raise ValueError(f"num_classes: expected >= 2, got {num_classes}")
     if np.any(k < 0) or np.any(k > n):
         raise ValueError(f"n_correct: expected counts in [0, {n}], got {k.tolist()}")
+    c = 1.0 / num_classes if chance is None else float(chance)
+    if not 0.0 < c < 1.0:
+        raise ValueError(f"chance: expected a number in (0, 1), got {chance!r}")
     p = np.asarray(
-        [
-            scipy.stats.binomtest(int(ki), n, 1.0 / num_classes, alternative="greater").pvalue
-            for ki in k
-        ],
+        [scipy.stats.binomtest(int(ki), n, c, alternative="greater").pvalue for ki in k],
         dtype=float,
     )
     return p, p > level
+
+
+def majority_rate(labels: np.ndarray) -> float:
+    """The accuracy of always guessing the most frequent label (>= 1 / classes present)."""
+    y = np.asarray(labels).reshape(-1)
+    if y.size == 0:
+        raise ValueError("labels: expected at least one label")
+    return float(np.unique(y, return_counts=True)[1].max() / y.size)
 
 
 def _coords(rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -551,6 +568,7 @@ def aggregate(
     num_classes: int,
     config: RobustnessConfig,
     speakers: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """All tables of the study from per-example correctness (pure, no I/O).
 
@@ -569,6 +587,8 @@ def aggregate(
       config: the :class:`fairrobust.studies.config.RobustnessConfig`; supplies
         ``random_guess_level``, ``bootstrap``, ``ci_level`` and ``seed``.
       speakers: optional str ``[n]`` speaker of each example (bootstrap clusters).
+      labels: optional int ``[n]`` labels; the random-guessing test then uses their
+        majority-class rate as chance (else ``1 / num_classes``).
 
     Returns:
       ``{"tables": {name: rows}, "matrices": {...}}`` with tables ``models``,
@@ -590,9 +610,11 @@ def aggregate(
         )
     n = correct.shape[2]
     values = jnp.asarray(correct, jnp.float32)
+    chance = majority_rate(labels) if labels is not None else 1.0 / num_classes
     pvals, excluded = random_guess_test(
-        clean_part(correct).sum(axis=1), n, num_classes, config.random_guess_level
-    )
+        clean_part(correct).sum(axis=1), n, num_classes, config.random_guess_level,
+        chance=min(chance, 1.0 - 1e-9),
+    )  # fmt: skip
     coords = [_coords(rec) for rec in members]
     present = {attr: grp for attr, grp in groups.items() if grp.num_groups}
     by_attr = (
@@ -641,4 +663,10 @@ def aggregate(
         ]
     tables["correlations"] = correlation_rows(intervention_codes(members), outcomes, ~excluded)
     tables["comparisons"] = comparisons(tables["models"], cis, groups, config.ci_level)
-    return {"tables": tables, "matrices": matrices, "excluded": excluded, "random_guess_p": pvals}
+    return {
+        "tables": tables,
+        "matrices": matrices,
+        "excluded": excluded,
+        "random_guess_p": pvals,
+        "chance": float(chance),
+    }
