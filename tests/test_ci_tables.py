@@ -17,6 +17,7 @@ from fairrobust.figures import rejection as rej_figs
 from fairrobust.figures import robustness as rob_figs
 from fairrobust.groups import all_groups
 from fairrobust.studies import config as study_config
+from fairrobust.studies import rejection_accuracy as rja
 from fairrobust.studies import rejection_tables as rjt
 from fairrobust.studies import robustness_tables as rt
 
@@ -44,7 +45,7 @@ def test_group_rate_intervals_hand_values_and_oracle():
     n = 40
     groups = all_groups(_attrs(n), min_size=1)
     ones = np.ones((2, n))
-    lo, hi = rjt.group_rate_intervals(ones, groups, key=jax.random.key(0), num_resamples=30)
+    lo, hi = rja.group_rate_intervals(ones, groups, key=jax.random.key(0), num_resamples=30)
     g_all = 1 + sum(g.num_groups for g in groups.values())
     assert lo.shape == hi.shape == (2, g_all)
     np.testing.assert_array_equal(lo, 1.0)  # a constant rate has a zero-width interval
@@ -52,7 +53,7 @@ def test_group_rate_intervals_hand_values_and_oracle():
     rng = np.random.default_rng(0)
     vals = (rng.uniform(size=(3, n)) < 0.6).astype(np.float32)
     spk = np.array([f"s{i // 2}" for i in range(n)])
-    lo, hi = rjt.group_rate_intervals(
+    lo, hi = rja.group_rate_intervals(
         vals, groups, key=jax.random.key(1), num_resamples=50, speakers=spk
     )
     # Oracle: the same bootstrap called directly on the concatenated masks.
@@ -121,7 +122,7 @@ def test_certified_accuracy_table_intervals():
     radius = rng.uniform(0, 0.3, n)
     radii = (0.0, 0.1, 0.2)
     groups = all_groups(_attrs(n), min_size=1)
-    rows = rjt.certified_accuracy_table(
+    rows = rja.certified_accuracy_table(
         pred, radius, labels, radii, groups, bootstrap_resamples=40, key=jax.random.key(0),
         speakers=np.array([f"s{i // 5}" for i in range(n)]),
     )  # fmt: skip
@@ -135,10 +136,10 @@ def test_certified_accuracy_table_intervals():
     want = smoothing.certified_accuracy(pred, radius, labels, np.asarray(radii), None)[:, 0]
     got = [r["certified_accuracy"] for r in rows if r["attribute"] == "all"]
     np.testing.assert_allclose(got, want)
-    plain = rjt.certified_accuracy_table(pred, radius, labels, radii, groups)
+    plain = rja.certified_accuracy_table(pred, radius, labels, radii, groups)
     assert all(r["ci_low"] is None for r in plain)
     with pytest.raises(ValueError, match="key"):
-        rjt.certified_accuracy_table(pred, radius, labels, radii, groups, bootstrap_resamples=5)
+        rja.certified_accuracy_table(pred, radius, labels, radii, groups, bootstrap_resamples=5)
 
 
 def test_accuracy_rows_with_intervals():
@@ -146,10 +147,10 @@ def test_accuracy_rows_with_intervals():
     groups = all_groups(_attrs(n), min_size=1)
     correct = np.arange(n) % 3 != 0
     abstain = np.arange(n) % 5 == 0
-    lo, hi = rjt.group_rate_intervals(
+    lo, hi = rja.group_rate_intervals(
         np.stack([correct, abstain]), groups, key=jax.random.key(0), num_resamples=30
     )
-    rows = rjt.accuracy_rows(
+    rows = rja.accuracy_rows(
         "m", correct, groups, abstain=abstain, ci={"accuracy": (lo[0], hi[0]),
                                                    "abstain_rate": (lo[1], hi[1])},
     )  # fmt: skip
@@ -159,7 +160,7 @@ def test_accuracy_rows_with_intervals():
             [r[f"{name}_ci_low"] for r in rows],
             [r[f"{name}_ci_high"] for r in rows],
         )
-    rows = rjt.accuracy_rows("m", correct, groups)
+    rows = rja.accuracy_rows("m", correct, groups)
     assert all(r["accuracy_ci_low"] is None and r["abstain_rate_ci_high"] is None for r in rows)
 
 

@@ -17,6 +17,7 @@ from fairrobust.cli import study as cli_study
 from fairrobust.groups import all_groups
 from fairrobust.studies import config as study_config
 from fairrobust.studies import rejection as rj
+from fairrobust.studies import rejection_accuracy as rja
 from fairrobust.studies import rejection_tables as rjt
 
 STEP = 0.01
@@ -261,7 +262,7 @@ def test_certified_accuracy_and_certify_tables():
     pred = np.array([0, 1, -1, 1])
     radius = np.array([0.2, 0.05, 0.0, 0.3])
     groups = _groups({"g": np.array(["a", "a", "b", "b"])})
-    rows = rjt.certified_accuracy_table(pred, radius, labels, [0.0, 0.1], groups)
+    rows = rja.certified_accuracy_table(pred, radius, labels, [0.0, 0.1], groups)
     got = {(r["group"], r["radius"]): r["certified_accuracy"] for r in rows}
     assert got == {
         ("all", 0.0): 0.5,
@@ -300,7 +301,7 @@ def test_certified_accuracy_and_certify_tables():
 
 def test_accuracy_rows():
     groups = _groups({"g": np.array(["a", "a", "b", "b"])})
-    rows = rjt.accuracy_rows(
+    rows = rja.accuracy_rows(
         "RS", np.array([1, 0, 1, 1], bool), groups, abstain=np.array([0, 1, 0, 0], bool)
     )
     assert [(r["group"], r["accuracy"], r["abstain_rate"]) for r in rows] == [

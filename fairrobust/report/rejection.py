@@ -185,7 +185,7 @@ def _attribute_block(
         r0 = idx.get((methods[0], g)) if methods else None
         n = "?" if r0 is None else r0["n"]
         small = r0 is not None and not r0["valid"]
-        head.append(f"{g} (n={n}{', under min size' if small else ''})")
+        head.append(f"{g} (n={n}{', not counted' if small else ''})")
     out += ["AUC_FPR per group (lower = fewer false rejections):", ""]
     out.append(
         md_table(
@@ -298,7 +298,7 @@ def _certified_block(data: RunData, attrs: list[str], img: ImageLinks) -> list[s
             [
                 [
                     a,
-                    g + ("" if v else " (under min size)"),
+                    g + ("" if v else " (not counted)"),
                     n,
                     *[
                         fmt_ci(

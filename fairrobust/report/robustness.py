@@ -147,7 +147,7 @@ def _attribute_block(
         return [*out, "No groups (all values unknown).", ""]
     idx = {(g["member_id"], g["group"]): g for g in gm}
     sizes = {g["group"]: (g["n"], g["valid"]) for g in gm}
-    head = [f"{g} (n={sizes[g][0]}{'' if sizes[g][1] else ', under min size'})" for g in groups]
+    head = [f"{g} (n={sizes[g][0]}{'' if sizes[g][1] else ', not counted'})" for g in groups]
     out += ["Clean accuracy per group:", ""]
     out.append(
         md_table(

@@ -7,15 +7,16 @@
   (tables in ``robustness_tables``, figures in ``robustness_figures``).
 * :mod:`~fairrobust.studies.rejection` -- neural rejection vs randomized
   smoothing: AUC_FPR, FPR Parity, certified accuracy (``rejection_tables``,
-  ``rejection_figures``).
+  ``rejection_accuracy``, ``rejection_comparisons``, ``rejection_figures``).
 * :mod:`~fairrobust.studies.soundness` -- on the two studies' results: is the
   attack strong enough (convergence, restarts, transfer, EOT on smoothing)?
 * :mod:`~fairrobust.studies.summary` -- after the studies: the clean baseline and
   most robust model, one summary row per attribute and the findings, written to
   ``results/run_summary.*`` and ``run_findings.json`` by ``write_summary``
   (:mod:`~fairrobust.studies.findings` words them; :mod:`~fairrobust.studies.results`
-  reads a run folder back; :mod:`~fairrobust.studies.intervals` compares and
-  formats estimates with their bootstrap intervals).
+  reads a run folder back; :mod:`~fairrobust.studies.intervals` builds the paired
+  comparisons (Holm-corrected) and formats estimates with their intervals;
+  :mod:`~fairrobust.studies.selection` picks the baseline and most robust model).
 
 The package itself re-exports the store helpers other layers use; the study
 modules are imported as submodules (``from fairrobust.studies import robustness``).

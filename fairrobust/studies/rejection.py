@@ -103,16 +103,15 @@ from fairrobust.studies._store import (
 )
 from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RejectionConfig
+from fairrobust.studies.rejection_accuracy import accuracy_table, certified_accuracy_table
 from fairrobust.studies.rejection_answerability import answerable_summary, common_range_table
 from fairrobust.studies.rejection_comparisons import rejection_comparisons
 from fairrobust.studies.rejection_figures import write_figures
 from fairrobust.studies.rejection_tables import (
     RejectionAnalysis,
-    accuracy_table,
     analyze,
     auc_fpr_long_table,
     auc_fpr_table,
-    certified_accuracy_table,
     certify_table,
     correlation_table,
     finite_or_none,
