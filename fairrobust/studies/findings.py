@@ -243,6 +243,21 @@ def robustness_findings(
                 models=weak,
             )
         )
+    same = _same_partition(data, "robustness")
+    out += _same_partition_finding(same, "robustness")
+    for attr in robustness_attributes(data):
+        small = [g for g in data.rob["groups"] if g["attribute"] == attr and not g["valid"]]
+        if small and attr not in same:
+            why = [f"{_sized(g['group'], g['n_test'])}: {g.get('note') or 'small'}" for g in small]
+            out.append(
+                _finding(
+                    f"small groups (robustness): {attr}",
+                    f"{attr} groups reported but left out of Defense Parity and every "
+                    f"comparison (too few clips or speakers): {'; '.join(why)}.",
+                    attribute=attr,
+                    groups={g["group"]: g.get("note", "") for g in small},
+                )
+            )
     if base is None or best is None:
         return out
     if best["member_id"] == base["member_id"]:
@@ -255,31 +270,20 @@ def robustness_findings(
                 auc_acc=base["auc_acc"],
             )
         )
-    same = _same_partition(data, "robustness")
-    out += _same_partition_finding(same, "robustness")
     for attr in robustness_attributes(data):
         if attr in same:
             continue
         b_rows = {g["group"]: g for g in group_metric_rows(data, base, attr) if g["valid"]}
         r_rows = {g["group"]: g for g in group_metric_rows(data, best, attr) if g["valid"]}
+        new = []
         if best["member_id"] != base["member_id"] and b_rows:
-            out.append(_rise_finding(data, attr, base, best, b_rows, r_rows))
+            new.append(_rise_finding(data, attr, base, best, b_rows, r_rows))
         if len(r_rows) >= 2:
-            out.append(_worst_served_finding(data, attr, best, r_rows))
-        small = [g for g in data.rob["groups"] if g["attribute"] == attr and not g["valid"]]
-        if small:
-            why = [f"{_sized(g['group'], g['n_test'])}: {g.get('note') or 'small'}" for g in small]
-            out.append(
-                _finding(
-                    f"small groups (robustness): {attr}",
-                    f"{attr} groups reported but left out of Defense Parity and every "
-                    f"comparison (too few clips or speakers): {'; '.join(why)}.",
-                    attribute=attr,
-                    groups={g["group"]: g.get("note", "") for g in small},
-                )
-            )
-        for m in {base["member_id"], best["member_id"]} & set(weak):
-            out[-1]["text"] += f" (`{m}` is under-trained: see above.)"
+            new.append(_worst_served_finding(data, attr, best, r_rows))
+        for f in new:  # conclusions about an under-trained model say so
+            for m in sorted({base["member_id"], best["member_id"]} & set(weak)):
+                f["text"] += f" (`{m}` is under-trained: see above.)"
+        out += new
     corr = _correlation_finding(data.rob["correlations"])
     return out + ([] if corr is None else [corr])
 

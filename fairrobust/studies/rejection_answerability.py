@@ -79,11 +79,10 @@ def common_range_table(analysis: RejectionAnalysis) -> list[dict[str, Any]]:
         v = auc[:, attr.valid]
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(v)
-            gap = np.where(
-                finite.sum(1) >= 2,
-                np.where(finite, v, -np.inf).max(1) - np.where(finite, v, np.inf).min(1),
-                np.nan,
-            )
+            hi_v = np.where(finite, v, -np.inf).max(1, initial=-np.inf)
+            lo_v = np.where(finite, v, np.inf).min(1, initial=np.inf)
+            # fewer than two valid groups (e.g. every group one speaker): no parity
+            gap = np.where(finite.sum(1) >= 2, hi_v - lo_v, np.nan)
         cells.append((attr.attribute, "(parity)", gap, attr.parity))
     k = len(analysis.num_samples)
     rows = []
