@@ -38,11 +38,12 @@ Python::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,10 +257,11 @@ def run(
             f"for {list(configs.soundness.models)}"
         )
         t0 = time.perf_counter()
-        record = run_soundness(
-            ds, run_dir, configs.soundness, rob_res, rej_res, reuse=reuse, progress=progress,
-            log=log,
-        )  # fmt: skip
+        with _stage("the soundness checks"):
+            record = run_soundness(
+                ds, run_dir, configs.soundness, rob_res, rej_res, reuse=reuse,
+                progress=progress, log=log,
+            )  # fmt: skip
         if record is None:
             log("soundness checks: skipped (they check the robustness study's attack)")
             remove_soundness(run_dir)
@@ -272,8 +274,9 @@ def run(
         remove_soundness(run_dir)
     log(f"[{len(studies) + 1}/{len(studies) + 1}] report")
     t0 = time.perf_counter()
-    summary = write_summary(run_dir)
-    md_path, html_path = report.write_report(run_dir)
+    with _stage("the summary and report"):
+        summary = write_summary(run_dir)
+        md_path, html_path = report.write_report(run_dir)
     timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     _io.atomic_write_json(
@@ -300,6 +303,18 @@ def _as_list(items: Sequence[str] | str | None, sep: str) -> list[str]:
     return [p.strip() for item in items for p in str(item).split(sep) if p.strip()]
 
 
+@contextlib.contextmanager
+def _stage(name: str) -> Iterator[None]:
+    """Adds ``[during <name>]`` to a ``ValueError`` raised inside, so that a run's one-line
+    error says which step failed (the message itself names the file, field or attribute)."""
+    try:
+        yield
+    except ValueError as exc:
+        if "[during " in str(exc):
+            raise
+        raise ValueError(f"{exc} [during {name}]") from exc
+
+
 def _run_studies(
     ds: AudioDataset,
     configs: RunConfigs,
@@ -319,7 +334,8 @@ def _run_studies(
             f"eps {list(rob_cfg.attack_eps)}"
         )
         t0 = time.perf_counter()
-        rob_res = rb.run_study(ds, rob_cfg, run_dir, resume=reuse, progress=progress)
+        with _stage("the robustness study"):
+            rob_res = rb.run_study(ds, rob_cfg, run_dir, resume=reuse, progress=progress)
         timings["robustness"] = time.perf_counter() - t0
     if "rejection" in studies:
         step = 1 + ("robustness" in studies)
@@ -328,7 +344,8 @@ def _run_studies(
             f"N {list(rej_cfg.num_samples)}) vs NR on {rej_cfg.max_examples or 'all'} clips"
         )
         t0 = time.perf_counter()
-        rej_res = rj.run_study(ds, rej_cfg, run_dir, resume=reuse, progress=progress)
+        with _stage("the rejection study"):
+            rej_res = rj.run_study(ds, rej_cfg, run_dir, resume=reuse, progress=progress)
         timings["rejection"] = time.perf_counter() - t0
     return rob_res, rej_res
 

@@ -226,6 +226,25 @@ def test_run_main_rejects_bad_preset_and_missing_data_dir(tmp_path, capsys):
         cli_run.main(_parse(["--dataset", "fsdd", "--out", str(tmp_path)]))
 
 
+def test_a_failing_step_is_named_in_the_error(tmp_path, monkeypatch, capsys):
+    """A ValueError raised inside a step says which step (the message keeps its start)."""
+    from fairrobust import cli
+    from fairrobust.studies import rejection as rj
+
+    monkeypatch.setattr(job, "load_bundled", lambda **_: _synthetic_dataset())
+
+    def boom(*_, **__):
+        raise ValueError("attributes: something the data cannot do")
+
+    monkeypatch.setattr(rj, "run_study", boom)
+    argv = ["run", "--preset", "tiny", "--only", "rejection", "--out", str(tmp_path / "r")]
+    assert cli.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "fairrobust: error: attributes: something the data cannot do [during the rejection study]"
+    )
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
