@@ -427,6 +427,10 @@ def test_write_report_from_dir_on_hand_run(hand_run):
     md_path, html_path = report.write_report_from_dir(hand_run)
     md = md_path.read_text()
     assert "## Findings" in md and "FPR Parity of RS at N = 1000 vs NR" in md
+    # every comparison the findings may cite, with its interval and Holm p-value
+    assert "## Paired comparisons" in md
+    assert "| rejection | fpr parity rs vs nr | gender | N = 1000 | RS - NR |" in md
+    assert "| robustness | defense parity vs baseline | gender | - | at - base |" in md
     assert "x | 3 | - | under minimum size 10" in md  # small group listed, not dropped
     assert "0.05 [0.04, 0.06]" in md  # group AUC_acc with its interval
     assert "*Settings:*" in md and "N [10, 1000]" in md and "alpha grid [0.001, 1.0]" in md

@@ -68,6 +68,7 @@ def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) ->
     else:
         parts.append("No findings: the run has no comparable numbers.")
     parts.append("")
+    parts += _comparisons_section(data)
     parts += _attributes_section(data)
     parts += _groups_section(data)
     if data.rob is not None:
@@ -201,6 +202,49 @@ def _summary_section(
             "",
         ]
     return parts
+
+
+_COMPARISON_HEADERS = [
+    "study", "family", "attribute", "group / N", "difference of", "difference", "Holm p", "n",
+    "significant",
+]  # fmt: skip
+
+
+def _comparisons_section(data: RunData) -> list[str]:
+    """Every paired comparison the findings may cite, with its interval and Holm p-value."""
+    rows = []
+    for study, tables in (("robustness", data.rob), ("rejection", data.rej)):
+        for r in (tables or {}).get("comparisons", []):
+            what = r.get("group") or (
+                f"N = {r['num_samples']}" if r.get("num_samples") is not None else ""
+            )
+            subject = r.get("member_id") or r.get("method") or ""
+            reference = r.get("reference_id") or r.get("reference") or ""
+            rows.append(
+                [
+                    study,
+                    r["family"].replace("_", " "),
+                    r["attribute"],
+                    what or "-",
+                    f"{subject} - {reference}",
+                    fmt_ci(r.get("difference"), r.get("ci_low"), r.get("ci_high")),
+                    fmt(r.get("p_holm")),
+                    r.get("n_comparisons", "-"),
+                    "**yes**" if r.get("significant") else "no",
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        "## Paired comparisons",
+        "",
+        "Each difference is computed on the same clips and the same bootstrap resamples; "
+        "p-values are Holm-corrected within each family (n = its size); *significant*: Holm "
+        "p below 1 - the interval level. The findings cite only these.",
+        "",
+        md_table(_COMPARISON_HEADERS, rows),
+        "",
+    ]
 
 
 def _attributes_section(data: RunData) -> list[str]:
