@@ -298,7 +298,10 @@ def test_rs_vs_nr_disjoint_marginal_intervals_are_not_a_test(tmp_path):
     # difference is not significant after Holm: no difference is claimed.
     fs = summary.findings(_data(tmp_path, rej=_rej(_ALL, {("fpr_parity_rs_vs_nr", "gender")})))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
-    assert "dialect: RS 0.02 [0, 0.03] is not distinguishable from NR 0.2 [0.1, 0.3]" in text
+    assert (
+        "dialect: RS 0.02 [0, 0.03] is not distinguishable (after Holm's correction) from NR "
+        "0.2 [0.1, 0.3]" in text
+    )
     assert "gender: RS 0.01 [0, 0.02] is lower than NR" in text
     numbers = next(f["numbers"] for f in fs if f["topic"] == "RS vs NR")
     assert numbers["per_attribute"]["dialect"]["verdict"] == "not distinguishable"

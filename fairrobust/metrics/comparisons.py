@@ -21,9 +21,10 @@ key, masks and speakers, share their resamples, so they are *paired*).
 * :func:`paired_difference`: the interval and two-sided p-value of a difference
   of two statistics on the same resamples (a model vs the baseline, RS vs NR, a
   stronger attack vs the study's): symmetric bootstrap interval
-  ``d +- q_level(|d* - d|)`` and ``p = mean(|d* - d| >= |d|)`` (the bootstrap
-  distribution shifted to the null ``d = 0``), so ``p < 1 - level`` exactly when
-  the interval excludes 0 (up to ties).
+  ``d +- q_level(|d* - d|)`` and ``p = (1 + #{|d* - d| >= |d|}) / (1 + R)`` (the
+  bootstrap distribution shifted to the null ``d = 0``; Davison & Hinkley 1997,
+  eq. 4.11, so never 0), so ``p < 1 - level`` when the interval excludes 0 (up
+  to ties and the ``1 / (1 + R)`` term).
 * :func:`holm`: Holm's step-down adjustment of a family of p-values.
 * :func:`clusters_per_group`: independent clusters (speakers) per group, the
   number behind an interval.
@@ -168,7 +169,8 @@ class Difference:
     Attributes:
       difference: ``a - b`` on the data.
       low, high: symmetric bootstrap interval ``d +- q_level(|d* - d|)``.
-      p_value: two-sided bootstrap p-value of ``d = 0``; NaN where undefined.
+      p_value: two-sided bootstrap p-value of ``d = 0`` (at least ``1 / (1 + R)``);
+        NaN where undefined.
       level: confidence level.
     """
 
@@ -186,7 +188,8 @@ def _paired(d, ds, level):
     n_ok = jnp.sum(ok, axis=0)
     dev_q = jnp.where(ok, dev, jnp.nan)
     half = jnp.nanquantile(dev_q, level, axis=0)
-    p = jnp.sum(ok & (dev >= jnp.abs(d)[None]), axis=0) / jnp.maximum(n_ok, 1)
+    # (1 + #extreme) / (1 + R): never 0 from a finite number of resamples
+    p = (1.0 + jnp.sum(ok & (dev >= jnp.abs(d)[None]), axis=0)) / (1.0 + n_ok)
     defined = jnp.isfinite(d) & (n_ok > 0)
     nan = jnp.full_like(d, jnp.nan)
     return (

@@ -385,7 +385,11 @@ def _rise_finding(
     dp_text = (
         f"Defense Parity for {attr} went from {fmt_estimate(dpb)} to {fmt_estimate(dpr)} "
         f"({_diff_text(dpc)}: "
-        + ("not significant" if v in ("not distinguishable", "undefined") else f"{v}")
+        + (
+            "not significant after Holm's correction"
+            if v in ("not distinguishable", "undefined")
+            else f"{v}"
+        )
         + ")"
     )
     return _finding(
@@ -556,7 +560,9 @@ def _rs_vs_nr_finding(data: RunData, attrs: list[str]) -> dict[str, Any] | None:
         if rs[0] is None or nr[0] is None:
             items.append(f"{attr}: undefined (fewer than two groups that count)")
             continue
-        word = {"higher": "higher than", "lower": "lower than"}.get(v, "not distinguishable from")
+        word = {"higher": "higher than", "lower": "lower than"}.get(
+            v, "not distinguishable (after Holm's correction) from"
+        )
         items.append(
             f"{attr}: RS {fmt_estimate(rs)} is {word} NR {fmt_estimate(nr)} ({_diff_text(c)})"
         )
@@ -589,7 +595,9 @@ def _parity_vs_n_finding(data: RunData, attrs: list[str]) -> dict[str, Any] | No
         nums[attr] = {"small_n": b, "large_n": a, "comparison": c, "verdict": v}
         if v == "undefined":
             continue
-        word = {"lower": "fell", "higher": "rose"}.get(v, "did not change significantly")
+        word = {"lower": "fell", "higher": "rose"}.get(
+            v, "did not change significantly (after Holm's correction)"
+        )
         items.append(f"{attr} {word}: {fmt_estimate(b)} -> {fmt_estimate(a)} ({_diff_text(c)})")
     if not items:
         return None
