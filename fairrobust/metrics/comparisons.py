@@ -146,12 +146,8 @@ def gap_interval(
     Returns:
       ``(gap, low, high)``, each ``[...]``; NaN with fewer than two valid, finite groups.
     """
-    lv = _level(level)
-    est, s = _samples(estimate, samples, "samples")
-    g = est.shape[-1]
-    v = jnp.ones((g,), bool) if valid is None else jnp.asarray(valid, bool)
-    check_shape("valid", v, (g,))
-    return gap_from_band(*pairwise_band(est, s, v, jnp.float32(lv), _scale(clusters, g)))
+    p = pairwise_intervals(estimate, samples, valid, level=level, clusters=clusters)
+    return gap_from_band(p.difference, p.low, p.high, p.critical)
 
 
 def _scale(clusters: Any, g: int) -> jax.Array:
