@@ -56,10 +56,13 @@ from .metrics import equalized_odds_difference as equalized_odds_difference
 from .metrics import fairness_metrics as fairness_metrics
 from .metrics import false_positive_rate_difference as false_positive_rate_difference
 from .metrics import fpr_parity as fpr_parity
+from .metrics import gap_interval as gap_interval
 from .metrics import group_max as group_max
 from .metrics import group_min as group_min
 from .metrics import group_rates as group_rates
+from .metrics import holm as holm
 from .metrics import p_rule as p_rule
+from .metrics import paired_difference as paired_difference
 from .metrics import pearsonr as pearsonr
 from .metrics import ratio as ratio
 from .metrics import rejection_curves as rejection_curves
