@@ -108,13 +108,13 @@ def test_common_voice_with_two_test_speakers(tmp_path):
         line = (
             f"- {study}: `age`: analysed (same partition of the test clips as 'accent'); groups "
             "under the minimum clips or speakers: sixties in train (0 clips, 0 speakers), "
-            "sixties in test (12 clips, 1 speakers), twenties in test (12 clips, 1 speakers)"
+            "sixties in test (12 clips, 1 speaker), twenties in test (12 clips, 1 speaker)"
         )
         assert line in md
     assert (
         "<li>rejection: <code>gender</code>: analysed (same partition of the test clips as "
         "'accent'); groups under the minimum clips or speakers: female in test (12 clips, "
-        "1 speakers), male in test (12 clips, 1 speakers)</li>" in html
+        "1 speaker), male in test (12 clips, 1 speaker)</li>" in html
     )
     texts = _no_claim_on_one_speaker(out, "robustness_common-voice")
     assert any(t.startswith("age, gender") and "split the clips exactly as accent" in t

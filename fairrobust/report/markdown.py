@@ -267,7 +267,8 @@ def _attributes_section(data: RunData) -> list[str]:
             else:
                 line += f"left out: {r.get('reason') or r.get('status')}"
             small = [
-                f"{g['group']} in {g['split']} ({g['clips']} clips, {g['speakers']} speakers)"
+                f"{g['group']} in {g['split']} ({g['clips']} clip{'' if g['clips'] == 1 else 's'}, "
+                f"{g['speakers']} speaker{'' if g['speakers'] == 1 else 's'})"
                 for g in r.get("small_groups", [])
             ]
             if small:
