@@ -56,20 +56,55 @@ def test_group_rate_intervals_hand_values_and_oracle():
     lo, hi = rja.group_rate_intervals(
         vals, groups, key=jax.random.key(1), num_resamples=50, speakers=spk
     )
-    # Oracle: the same bootstrap called directly on the concatenated masks.
-    masks = np.concatenate([np.ones((1, n), bool)] + [np.asarray(g.masks) for g in groups.values()])
-    res = metrics.bootstrap_ci(
-        metrics.GroupRateStat(),
-        vals,
-        masks,
-        key=jax.random.key(1),
-        num_resamples=50,
-        speakers=spk,
-    )
-    np.testing.assert_allclose(lo, np.asarray(res.lower["rates"]), rtol=1e-6)
-    np.testing.assert_allclose(hi, np.asarray(res.upper["rates"]), rtol=1e-6)
+    # Oracle: the same bootstrap called directly, once for "all" and once per attribute
+    # (each stratified by its own groups, not by the joint cells of every attribute).
+    parts = [np.ones((1, n), bool)] + [np.asarray(g.masks) for g in groups.values()]
+    ref_lo, ref_hi = [], []
+    for m in parts:
+        res = metrics.bootstrap_ci(
+            metrics.GroupRateStat(), vals, m, key=jax.random.key(1), num_resamples=50,
+            speakers=spk,
+        )  # fmt: skip
+        ref_lo.append(np.asarray(res.lower["rates"]))
+        ref_hi.append(np.asarray(res.upper["rates"]))
+    np.testing.assert_allclose(lo, np.concatenate(ref_lo, -1), rtol=1e-6)
+    np.testing.assert_allclose(hi, np.concatenate(ref_hi, -1), rtol=1e-6)
+    masks = np.concatenate(parts)
     est = (vals @ masks.T.astype(np.float32)) / masks.sum(1)
     _within(est, lo, hi)
+
+
+def test_intervals_resample_speakers_within_each_attribute_not_the_joint_cells():
+    """Reviewer's case: 6 speakers, 3 per gender, each with its own age. Stratifying by
+    the joint (gender, age) cells would leave every speaker alone in its stratum and give
+    zero-width intervals; per attribute, the speakers of a gender are resampled."""
+    n = 60
+    spk = np.repeat(np.arange(6), 10).astype(str)
+    attrs = {"gender": np.repeat(["f", "m"], 30), "age": np.array(list("abcdef"))[spk.astype(int)]}
+    groups = all_groups(attrs, ["gender", "age"], min_size=1)
+    rng = np.random.default_rng(5)
+    p_spk = rng.uniform(0.2, 0.9, 6)
+    vals = (rng.uniform(size=n) < p_spk[spk.astype(int)]).astype(np.float32)
+    lo, hi = rja.group_rate_intervals(
+        vals, groups, key=jax.random.key(2), num_resamples=200, speakers=spk
+    )
+    names = ["all", *[f"{a}={g}" for a, grp in groups.items() for g in grp.names]]
+    width = dict(zip(names, hi - lo, strict=True))
+    assert width["gender=f"] > 0.05 and width["gender=m"] > 0.05
+    # one speaker per age group: no interval
+    assert all(np.isnan(width[f"age={a}"]) for a in "abcdef")
+    # the rejection analysis: gender's FPR Parity interval is not a zero-width artefact
+    # of stacking age beside it (the methods stay paired within gender)
+    pvals = rng.uniform(size=(2, n))
+    nr = rng.uniform(size=n)
+    an = rjt.analyze(
+        pvals, nr, np.linspace(0.01, 1.0, 20), groups, num_samples=[10, 100],
+        bootstrap_resamples=200, key=jax.random.key(3), speakers=spk,
+    )  # fmt: skip
+    g = an.attributes["gender"]
+    assert np.all(g.parity_ci[:, 1] - g.parity_ci[:, 0] > 0.01), g.parity_ci
+    assert np.all(np.isnan(an.attributes["age"].auc_ci))
+    assert np.isfinite(an.parity_samples[:, 0]).all()  # gender's replicates (span 0)
 
 
 # ----------------------------------------------------------------------------- rejection

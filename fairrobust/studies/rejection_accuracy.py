@@ -37,9 +37,10 @@ def group_rate_intervals(
 
     The groups are those of the tables: one ``all`` group of every example, then
     the groups of each attribute in order. ``fairrobust.metrics.bootstrap_ci``
-    with :class:`fairrobust.metrics.GroupRateStat` (reweighting, stratified by
-    group membership, clustered by ``speakers``) evaluates every row of ``values``
-    on the same resamples in one vmapped computation.
+    with :class:`fairrobust.metrics.GroupRateStat` (reweighting, clustered by
+    ``speakers``) evaluates every row of ``values`` in one vmapped computation per
+    attribute, stratified by that attribute's groups (groups with fewer than 2
+    speakers get NaN).
 
     Args:
       values: per-example values in [0, 1] (e.g. 0/1 correctness), ``(..., n)``.
@@ -54,21 +55,27 @@ def group_rate_intervals(
     """
     values = np.asarray(values, dtype=np.float32)
     n = values.shape[-1]
-    masks = np.concatenate(
-        [np.ones((1, n), bool)]
-        + [np.asarray(g.masks, dtype=bool).reshape(-1, n) for g in groups.values()],
-        axis=0,
-    )
-    res = metrics.bootstrap_ci(
-        metrics.GroupRateStat(),
-        values,
-        masks,
-        key=key,
-        num_resamples=int(num_resamples),
-        level=float(level),
-        speakers=speakers,
-    )
-    return np.asarray(res.lower["rates"], np.float64), np.asarray(res.upper["rates"], np.float64)
+    # One call for the "all" row and one per attribute, each stratified by that
+    # attribute's groups only (stacked masks would stratify by the joint cells of every
+    # attribute, where a speaker is often alone and never resampled).
+    parts = [np.ones((1, n), bool)]
+    parts += [np.asarray(g.masks, dtype=bool).reshape(-1, n) for g in groups.values()]
+    lows, highs = [], []
+    for masks in parts:
+        if masks.shape[0] == 0:
+            continue
+        res = metrics.bootstrap_ci(
+            metrics.GroupRateStat(),
+            values,
+            masks,
+            key=key,
+            num_resamples=int(num_resamples),
+            level=float(level),
+            speakers=speakers,
+        )
+        lows.append(np.asarray(res.lower["rates"], np.float64))
+        highs.append(np.asarray(res.upper["rates"], np.float64))
+    return np.concatenate(lows, axis=-1), np.concatenate(highs, axis=-1)
 
 
 def certified_accuracy_table(

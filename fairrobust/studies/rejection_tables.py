@@ -286,35 +286,52 @@ def analyze(
             spans,
             tuple(bool(v) for v in all_valid),
         )
-        res = metrics.bootstrap_ci(
-            stat_fn,
-            {"rs": pvalues, "nr": nr_stat},
-            all_masks,
-            key=key,
-            num_resamples=int(bootstrap_resamples),
-            level=float(ci_level),
-            speakers=speakers,
-            min_clusters=int(min_speakers),
-            return_samples=True,
+        kw = {
+            "key": key,
+            "num_resamples": int(bootstrap_resamples),
+            "level": float(ci_level),
+            "speakers": speakers,
+            "min_clusters": int(min_speakers),
+            "return_samples": True,
+        }
+        values = {"rs": pvalues, "nr": nr_stat}
+        # The "all" row: one stratum. Each attribute: its own call, stratified by its own
+        # groups only (stacked masks would stratify by the joint cells of every attribute,
+        # where a speaker is often alone, and resample nothing); the same key keeps the
+        # methods of one attribute paired.
+        res = metrics.bootstrap_ci(stat_fn, values, all_masks, strata=np.zeros(n), **kw)
+        auc_ci[:, 0] = np.stack([res.lower["auc"][:, 0], res.upper["auc"][:, 0]], -1)
+        curves_ci[:, :, 0] = np.stack(
+            [res.lower["curves"][:, :, 0], res.upper["curves"][:, :, 0]], -1
         )
-        auc_ci = np.stack([np.asarray(res.lower["auc"]), np.asarray(res.upper["auc"])], -1)
-        few = res.clusters_per_group < min_speakers  # no interval for these groups
-        clusters = res.clusters_per_group if speakers is not None else None
+        parity_samples = np.full((bootstrap_resamples, len(spans), m), np.nan)
         for i, (lo, hi) in enumerate(spans):
+            if hi == lo:
+                continue
+            sub = all_masks[lo:hi]
+            strata = np.where(sub.any(0), sub.argmax(0), -1)
+            res = metrics.bootstrap_ci(stat_fn, values, all_masks, strata=strata, **kw)
+            cols = slice(lo, hi)
+            few = res.clusters_per_group[cols] < min_speakers  # no interval for these groups
+            a_lo, a_hi = (
+                np.asarray(res.lower["auc"])[:, cols],
+                np.asarray(res.upper["auc"])[:, cols],
+            )
+            auc_ci[:, cols] = np.where(few[..., None], np.nan, np.stack([a_lo, a_hi], -1))
+            c_lo = np.asarray(res.lower["curves"])[:, :, cols]
+            c_hi = np.asarray(res.upper["curves"])[:, :, cols]
+            curves_ci[:, :, cols] = np.where(few[..., None], np.nan, np.stack([c_lo, c_hi], -1))
+            parity_samples[:, i] = np.asarray(res.samples["parity"], np.float64)[:, i]
             if hi - lo < 2:
                 continue  # fewer than two groups: no parity, no interval
-            c = None if clusters is None else clusters[lo:hi]
             _, p_lo, p_hi = metrics.gap_interval(
-                res.estimate["auc"][:, lo:hi],
-                res.samples["auc"][:, :, lo:hi],
-                all_valid[lo:hi],
+                res.estimate["auc"][:, cols],
+                res.samples["auc"][:, :, cols],
+                all_valid[cols],
                 level=float(ci_level),
-                clusters=c,
+                clusters=None if speakers is None else res.clusters_per_group[cols],
             )
             parity_ci[i] = np.stack([np.asarray(p_lo), np.asarray(p_hi)], -1)
-        parity_samples = np.asarray(res.samples["parity"], np.float64)
-        curves_ci = np.stack([np.asarray(res.lower["curves"]), np.asarray(res.upper["curves"])], -1)
-        auc_ci[:, few], curves_ci[:, :, few] = np.nan, np.nan
 
     per_attr: dict[str, AttributeRejection] = {}
     for i, (name, grp) in enumerate(groups.items()):
