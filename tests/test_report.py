@@ -313,8 +313,8 @@ def test_rs_vs_nr_without_comparisons_claims_nothing(tmp_path):
     rej["comparisons"] = []  # no bootstrap: no paired differences
     fs = summary.findings(_data(tmp_path, rej=rej))
     text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
-    assert "not distinguishable" in text and "no comparison" in text
-    assert "lower than" not in text
+    assert "not tested: no paired comparison" in text
+    assert "lower than" not in text and "not distinguishable" not in text
 
 
 def test_adversarial_training_findings(tmp_path):
@@ -689,3 +689,24 @@ def test_render_soundness_warnings_without_parity_or_smoothing():
     assert "| PGD-2 | 0.75 | 0.5 |" in md and "| strongest (base model) | 0.75 | 0.5 |" in md
     assert "### Adaptive attack on randomized smoothing" not in md
     assert "smoothed" not in md
+
+
+def test_scaled_and_gap_replicates_match_a_loop():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    est = rng.uniform(size=(2, 3))
+    smp = est[None] + rng.normal(scale=0.1, size=(50, 2, 3))
+    clusters = np.array([1, 2, 5])
+    out = intervals.scaled_replicates(est, smp, clusters)
+    for g, c in enumerate(clusters):
+        s = 1.0 if c < 2 else (c / (c - 1)) ** 0.5
+        np.testing.assert_allclose(
+            out[..., g], est[None, :, g] + (smp[..., g] - est[None, :, g]) * s
+        )
+    np.testing.assert_array_equal(intervals.scaled_replicates(est, smp, None), smp)
+    valid = np.array([True, False, True])
+    gap = intervals.gap_replicates(out, valid)
+    ref = [[max(out[r, m, [0, 2]]) - min(out[r, m, [0, 2]]) for m in range(2)] for r in range(50)]
+    np.testing.assert_allclose(gap, ref)
+    assert np.isnan(intervals.gap_replicates(out, [True, False, False])).all()

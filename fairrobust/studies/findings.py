@@ -371,27 +371,31 @@ def _rise_finding(
     up = [g for g, v in verdicts.items() if v == "higher"]
     down = [g for g, v in verdicts.items() if v == "lower"]
     n_fam = next((int(r["n_comparisons"]) for r in comps if r.get("family") == fam), 0)
+    tested = [g for g, v in verdicts.items() if v != "undefined"]
     if up or down:
-        what = (f"significantly raised AUC_acc for {_join(up)}" if up else "") + (
-            ("; " if up else "") + f"significantly lowered it for {_join(down)}" if down else ""
+        what = "; ".join(
+            ([f"significantly raised AUC_acc for {_join(up)}"] if up else [])
+            + ([f"significantly lowered AUC_acc for {_join(down)}"] if down else [])
         )
-    else:
+    elif tested:
         what = f"changed no {attr} group's AUC_acc significantly"
-    what += f" (paired differences, Holm over {n_fam} group comparisons)"
+    else:
+        what = f"was not compared with it on {attr} (no bootstrap replicates)"
+    if tested:
+        what += f" (paired differences, Holm over {n_fam} group comparisons, all attributes)"
     dpc = _comparison(comps, "defense_parity_vs_baseline", attr, member_id=best["member_id"])
     dpb = estimate(defense_parity_row(data, base, attr), *_DP)
     dpr = estimate(defense_parity_row(data, best, attr), *_DP)
     v = verdict(dpc)
-    dp_text = (
-        f"Defense Parity for {attr} went from {fmt_estimate(dpb)} to {fmt_estimate(dpr)} "
-        f"({_diff_text(dpc)}: "
-        + (
-            "not significant after Holm's correction"
-            if v in ("not distinguishable", "undefined")
-            else f"{v}"
+    dp_text = f"Defense Parity for {attr} went from {fmt_estimate(dpb)} to {fmt_estimate(dpr)}"
+    if v == "undefined":
+        dp_text += " (not tested: no paired comparison)"
+    else:
+        dp_text += (
+            f" ({_diff_text(dpc)}: "
+            + ("not significant after Holm's correction" if v == "not distinguishable" else v)
+            + ")"
         )
-        + ")"
-    )
     return _finding(
         f"robustness: {attr}",
         f"Compared with the clean baseline {describe_member(base)}, {describe_member(best)} "
@@ -423,9 +427,9 @@ def _worst_served_finding(
     }.get(gv, f"Defense Parity {fmt_estimate(dp)} has no interval")
     return _finding(
         f"worst-served: {attr}",
-        f"Under attack, the {attr} group served worst by `{best['member_id']}` is "
-        f"{lo_g['group']} (AUC_acc {fmt_estimate(a)}) and the best is {hi_g['group']} "
-        f"({fmt_estimate(b)}); {tail}.",
+        f"Under attack, the {attr} group served worst by `{best['member_id']}` (by point "
+        f"estimate) is {lo_g['group']} (AUC_acc {fmt_estimate(a)}) and the best is "
+        f"{hi_g['group']} ({fmt_estimate(b)}); {tail}.",
         attribute=attr,
         member=best["member_id"],
         worst=lo_g["group"],
@@ -560,6 +564,12 @@ def _rs_vs_nr_finding(data: RunData, attrs: list[str]) -> dict[str, Any] | None:
         if rs[0] is None or nr[0] is None:
             items.append(f"{attr}: undefined (fewer than two groups that count)")
             continue
+        if v == "undefined":
+            items.append(
+                f"{attr}: RS {fmt_estimate(rs)}, NR {fmt_estimate(nr)} (not tested: no paired "
+                "comparison)"
+            )
+            continue
         word = {"higher": "higher than", "lower": "lower than"}.get(
             v, "not distinguishable (after Holm's correction) from"
         )
@@ -572,7 +582,7 @@ def _rs_vs_nr_finding(data: RunData, attrs: list[str]) -> dict[str, Any] | None:
     return _finding(
         "RS vs NR",
         f"FPR Parity of RS at N = {n_max} vs NR (paired differences on the same clips, Holm over "
-        f"{n_fam} comparisons): {'; '.join(items)}.",
+        f"{n_fam} comparisons, all attributes and N): {'; '.join(items)}.",
         num_samples=n_max,
         per_attribute=numbers,
     )
@@ -627,8 +637,9 @@ def _most_rejected_finding(data: RunData, attr: str, rows: list[dict[str, Any]])
     }.get(gv, f"NR's FPR Parity {fmt_estimate(par)} has no interval")
     return _finding(
         f"most rejected (NR): {attr}",
-        f"NR falsely rejects the {attr} group {hi['group']} most (AUC_FPR {fmt_estimate(a)}, "
-        f"n = {hi['n']}) and {lo['group']} least ({fmt_estimate(b)}, n = {lo['n']}); {tail}.",
+        f"By point estimate, NR falsely rejects the {attr} group {hi['group']} most (AUC_FPR "
+        f"{fmt_estimate(a)}, n = {hi['n']}) and {lo['group']} least ({fmt_estimate(b)}, "
+        f"n = {lo['n']}); {tail}.",
         attribute=attr,
         most=hi["group"],
         least=lo["group"],

@@ -36,7 +36,9 @@ __all__ = [
     "fmt",
     "fmt_ci",
     "fmt_estimate",
+    "gap_replicates",
     "gap_verdict",
+    "scaled_replicates",
     "verdict",
 ]
 
@@ -89,6 +91,34 @@ def estimate(row: Mapping[str, Any] | None, key: str, lo_key: str, hi_key: str) 
     if row is None:
         return (None, None, None)
     return (as_number(row.get(key)), as_number(row.get(lo_key)), as_number(row.get(hi_key)))
+
+
+def scaled_replicates(estimate: Any, samples: Any, clusters: Any) -> np.ndarray:
+    """Replicates ``[R, ..., g]`` with each group's deviations from the estimate scaled by
+    ``sqrt(C / (C - 1))`` (C = its speakers; 1 for C < 2 or unknown speakers).
+
+    A bootstrap that resamples C speakers has ``(C - 1) / C`` of the sampling variance;
+    the paired differences of group statistics use these replicates, as the parity-gap
+    intervals do (``fairrobust.metrics.gap_interval``'s ``clusters``).
+    """
+    est = np.asarray(estimate, np.float64)
+    smp = np.asarray(samples, np.float64)
+    if clusters is None:
+        return smp
+    c = np.asarray(clusters, np.float64)
+    scale = np.where(c >= 2, np.sqrt(c / np.maximum(c - 1.0, 1.0)), 1.0)
+    return est[None] + (smp - est[None]) * scale
+
+
+def gap_replicates(samples: Any, valid: Any) -> np.ndarray:
+    """``max - min`` over valid, finite groups of replicates ``[R, ..., g]`` -> ``[R, ...]``
+    (NaN with fewer than two)."""
+    smp = np.asarray(samples, np.float64)
+    ok = np.isfinite(smp) & np.asarray(valid, bool)
+    with np.errstate(invalid="ignore"):
+        hi = np.where(ok, smp, -np.inf).max(-1, initial=-np.inf)
+        lo = np.where(ok, smp, np.inf).min(-1, initial=np.inf)
+    return np.where(ok.sum(-1) >= 2, hi - lo, np.nan)
 
 
 def comparison_rows(

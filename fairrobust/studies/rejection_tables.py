@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fairrobust import _io, metrics
+from fairrobust.studies.intervals import gap_replicates, scaled_replicates
 
 __all__ = [
     "AttributeRejection",
@@ -231,7 +232,7 @@ def analyze(
     it approaches ``mean_i clip(p_i - alpha_min, 0, alpha_max - alpha_min)``) and
     FPR Parity, the largest AUC_FPR gap between valid groups (Eq. 4), come from
     ``fairrobust.metrics.auc_fpr_by_attribute``; their bootstrap intervals from
-    ``fairrobust.metrics.AucFprStat``.
+    ``_BootstrapStat`` (``metrics.AucFprStat`` per method) and ``metrics.gap_interval``.
 
     Args:
       pvalues: PREDICT p-values in [0, 1], shape ``(k, n)``, row k for ``num_samples[k]``.
@@ -240,9 +241,10 @@ def analyze(
       groups: attribute name -> ``fairrobust.groups.Groups`` over the same n examples.
       num_samples: the k values of N.
       train_sizes: attribute name -> training examples per group ``(g,)`` (optional).
-      bootstrap_resamples: resamples for percentile intervals on AUC_FPR, FPR Parity
-        and the curves (``fairrobust.metrics.bootstrap_ci``: stratified by group,
-        clustered by ``speakers`` when given); 0 skips them.
+      bootstrap_resamples: resamples for the intervals on AUC_FPR and the curves
+        (percentile) and on FPR Parity (``fairrobust.metrics.gap_interval``): one
+        ``fairrobust.metrics.bootstrap_ci`` per attribute, stratified by its groups and
+        clustered by ``speakers`` when given; 0 skips them.
       ci_level: interval level.
       key: PRNG key of the bootstrap (required when ``bootstrap_resamples > 0``).
       speakers: optional speaker id per example ``(n,)``.
@@ -268,6 +270,8 @@ def analyze(
         raise ValueError(f"thresholds: expected shape (a >= 2,), got {thresholds.shape}")
     if bootstrap_resamples and key is None:
         raise ValueError("key: a PRNG key is required when bootstrap_resamples > 0")
+    if list(num_samples) != sorted(set(num_samples)):
+        raise ValueError(f"num_samples: expected increasing values, got {list(num_samples)}")
 
     all_masks, spans, all_valid = _stacked_masks(groups, n)
     rs = np.asarray(metrics.rejection_curves(pvalues, thresholds, all_masks, reject_if="above"))
@@ -321,7 +325,11 @@ def analyze(
             c_lo = np.asarray(res.lower["curves"])[:, :, cols]
             c_hi = np.asarray(res.upper["curves"])[:, :, cols]
             curves_ci[:, :, cols] = np.where(few[..., None], np.nan, np.stack([c_lo, c_hi], -1))
-            parity_samples[:, i] = np.asarray(res.samples["parity"], np.float64)[:, i]
+            clusters = None if speakers is None else res.clusters_per_group[cols]
+            auc_s = scaled_replicates(
+                res.estimate["auc"][:, cols], res.samples["auc"][:, :, cols], clusters
+            )
+            parity_samples[:, i] = gap_replicates(auc_s, all_valid[cols])  # paired comparisons
             if hi - lo < 2:
                 continue  # fewer than two groups: no parity, no interval
             _, p_lo, p_hi = metrics.gap_interval(
@@ -329,7 +337,7 @@ def analyze(
                 res.samples["auc"][:, :, cols],
                 all_valid[cols],
                 level=float(ci_level),
-                clusters=None if speakers is None else res.clusters_per_group[cols],
+                clusters=clusters,
             )
             parity_ci[i] = np.stack([np.asarray(p_lo), np.asarray(p_hi)], -1)
 

@@ -38,7 +38,12 @@ from fairrobust.metrics import (
 )
 from fairrobust.studies._store import format_value
 from fairrobust.studies.config import RobustnessConfig
-from fairrobust.studies.intervals import apply_holm, comparison_rows
+from fairrobust.studies.intervals import (
+    apply_holm,
+    comparison_rows,
+    gap_replicates,
+    scaled_replicates,
+)
 from fairrobust.studies.selection import select_baseline, select_most_robust
 
 __all__ = [
@@ -314,16 +319,21 @@ def _bootstrap(
     speakers: np.ndarray | None,
     config: RobustnessConfig,
 ) -> dict[str, np.ndarray] | None:
-    """Percentile bootstrap intervals of group AUC_acc, Defense Parity and clean accuracy.
+    """Bootstrap intervals of group AUC_acc, Defense Parity and clean accuracy, and replicates.
 
-    Resampling is stratified by group and clustered by speaker when speakers are
-    known (``fairrobust.metrics.bootstrap_ci``); all models share the resamples.
+    Resampling is stratified by this attribute's groups and clustered by speaker when
+    speakers are known (``fairrobust.metrics.bootstrap_ci``); all models share the
+    resamples, so their replicates are paired. Group intervals are percentile
+    intervals (none for groups under ``config.min_speakers`` speakers); Defense
+    Parity and the clean-accuracy gap get ``fairrobust.metrics.gap_interval``.
 
     Returns:
       ``{"auc_low", "auc_high", "acc_low", "acc_high"}`` ``[m, g]``,
-      ``{"dp_low", "dp_high", "gap_low", "gap_high"}`` ``[m]`` and
+      ``{"dp_low", "dp_high", "gap_low", "gap_high"}`` ``[m]``,
       ``{"curve_low", "curve_high"}`` ``[m, 1 + e, g]`` (group accuracy at every
-      epsilon, clean first; the same resamples), or None when ``config.bootstrap_resamples == 0``.
+      epsilon, clean first), and for paired comparisons the estimates and replicates
+      ``auc_est [m, g]``, ``auc_samples [R, m, g]``, ``dp_est [m]``,
+      ``dp_samples [R, m]``; None when ``config.bootstrap_resamples == 0``.
     """
     if config.bootstrap_resamples <= 0:
         return None
@@ -500,7 +510,8 @@ def comparisons(
     non-excluded model's Defense Parity minus the baseline's) and
     ``group_auc_acc_robust_vs_baseline`` (each valid group's AUC_acc, most robust
     model minus baseline). Every difference is on the same clips and the same
-    bootstrap resamples (:func:`fairrobust.studies.intervals.comparison_rows`); the
+    bootstrap resamples (:func:`fairrobust.studies.intervals.comparison_rows`), with the
+    small-cluster correction of :func:`~fairrobust.studies.intervals.scaled_replicates`; the
     baseline and most robust model are :mod:`fairrobust.studies.selection`'s.
 
     Args:
@@ -518,6 +529,11 @@ def comparisons(
     others = [i for i, m in enumerate(models) if i != b and not m.get("excluded")]
     rows: list[dict[str, Any]] = []
     for attr, ci in cis.items():
+        grp = groups[attr]
+        # small-cluster correction, as for the parity intervals; the Defense Parity
+        # replicates are recomputed from the corrected group replicates
+        auc_s = scaled_replicates(ci["auc_est"], ci["auc_samples"], grp.speaker_counts)
+        dp_s = gap_replicates(auc_s, np.asarray(grp.valid))
         if others:
             head = {
                 "family": "defense_parity_vs_baseline",
@@ -531,29 +547,29 @@ def comparisons(
             rows += comparison_rows(
                 head,
                 ci["dp_est"][others],
-                ci["dp_samples"][:, others],
+                dp_s[:, others],
                 ci["dp_est"][ref],
-                ci["dp_samples"][:, ref],
+                dp_s[:, ref],
                 level=level,
             )
         if best is not None and best["member_id"] != base["member_id"]:
             r = ids.index(best["member_id"])
-            gv = np.flatnonzero(np.asarray(groups[attr].valid))
+            gv = np.flatnonzero(np.asarray(grp.valid))
             if gv.size:
                 head = {
                     "family": "group_auc_acc_robust_vs_baseline",
                     "statistic": "auc_acc",
                     "attribute": attr,
-                    "group": [groups[attr].names[g] for g in gv],
+                    "group": [grp.names[g] for g in gv],
                     "member_id": ids[r],
                     "reference_id": ids[b],
                 }
                 rows += comparison_rows(
                     head,
                     ci["auc_est"][r, gv],
-                    ci["auc_samples"][:, r, gv],
+                    auc_s[:, r, gv],
                     ci["auc_est"][b, gv],
-                    ci["auc_samples"][:, b, gv],
+                    auc_s[:, b, gv],
                     level=level,
                 )
     return apply_holm(rows, 1.0 - level)

@@ -62,7 +62,9 @@ __all__ = [
     "soundness_steps",
 ]
 
-#: Columns of ``results/soundness_parity.{csv,json}``.
+#: Columns of ``results/soundness_parity.{csv,json}``; ``beyond_study_ci`` (name kept for
+#: existing readers): the paired difference from the study attack is significant after
+#: Holm's correction over the model's attacks x attributes.
 PARITY_COLUMNS = (
     "model",
     "role",
@@ -78,6 +80,12 @@ PARITY_COLUMNS = (
     "worst_auc_acc_ci_high",
     "study_attack",
     "study_defense_parity",
+    "difference",
+    "difference_ci_low",
+    "difference_ci_high",
+    "p_value",
+    "p_holm",
+    "n_comparisons",
     "beyond_study_ci",
 )
 #: Every file of the soundness study under ``results/``.
@@ -228,7 +236,8 @@ def parity_rows(
     if study_attack is not None:
         apply_holm([r for r in rows if "p_value" in r], 1.0 - rob_cfg.ci_level)
         for r in rows:
-            r["beyond_study_ci"] = r.pop("significant") if r.get("p_value") is not None else None
+            sig = r.pop("significant", None)
+            r["beyond_study_ci"] = sig if r.get("p_value") is not None else None
             r.pop("family", None)
     return rows
 
@@ -247,7 +256,7 @@ def _compare_with_study(
     for a, r in enumerate(rows):
         r.update(study_attack=study_attack, study_defense_parity=_finite(dp[s]))
         if a == s or dp_samples is None:  # no comparison: beyond_study_ci is None
-            r.update(difference=None, difference_ci_low=None, difference_ci_high=None)
+            r.update(difference=None, difference_ci_low=None, difference_ci_high=None, p_value=None)
             continue
         (c,) = comparison_rows(
             {"family": "strongest_vs_study"},
