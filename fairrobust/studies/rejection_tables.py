@@ -208,6 +208,89 @@ def _point_auc(
     return overall, by_attr
 
 
+def _intervals(
+    pvalues: np.ndarray,
+    nr_stat: np.ndarray,
+    thresholds: np.ndarray,
+    all_masks: np.ndarray,
+    spans: tuple[tuple[int, int], ...],
+    all_valid: np.ndarray,
+    curves_shape: tuple[int, ...],
+    *,
+    bootstrap_resamples: int,
+    ci_level: float,
+    key: Any,
+    speakers: np.ndarray | None,
+    min_speakers: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Bootstrap intervals of :func:`analyze`: ``auc_ci [m, G, 2]``, ``parity_ci [p, m, 2]``,
+    ``curves_ci [m, a, G, 2]`` and the (small-cluster corrected) FPR Parity replicates
+    ``[R, p, m]`` (None without bootstrap); NaN where there is no interval."""
+    m = pvalues.shape[0] + 1
+    n = pvalues.shape[1]
+    auc_ci = np.full((m, all_masks.shape[0], 2), np.nan)
+    parity_ci = np.full((len(spans), m, 2), np.nan)
+    curves_ci = np.full((*curves_shape, 2), np.nan)  # [m, a, G, 2]
+    parity_samples = None
+    if bootstrap_resamples:
+        stat_fn = _BootstrapStat(
+            tuple(float(t) for t in thresholds.astype(np.float32)),
+            spans,
+            tuple(bool(v) for v in all_valid),
+        )
+        kw = {
+            "key": key,
+            "num_resamples": int(bootstrap_resamples),
+            "level": float(ci_level),
+            "speakers": speakers,
+            "min_clusters": int(min_speakers),
+            "return_samples": True,
+        }
+        values = {"rs": pvalues, "nr": nr_stat}
+        # The "all" row: one stratum. Each attribute: its own call, stratified by its own
+        # groups only (stacked masks would stratify by the joint cells of every attribute,
+        # where a speaker is often alone, and resample nothing); the same key keeps the
+        # methods of one attribute paired.
+        res = metrics.bootstrap_ci(stat_fn, values, all_masks, strata=np.zeros(n), **kw)
+        auc_ci[:, 0] = np.stack([res.lower["auc"][:, 0], res.upper["auc"][:, 0]], -1)
+        curves_ci[:, :, 0] = np.stack(
+            [res.lower["curves"][:, :, 0], res.upper["curves"][:, :, 0]], -1
+        )
+        parity_samples = np.full((bootstrap_resamples, len(spans), m), np.nan)
+        for i, (lo, hi) in enumerate(spans):
+            if hi == lo:
+                continue
+            sub = all_masks[lo:hi]
+            strata = np.where(sub.any(0), sub.argmax(0), -1)
+            res = metrics.bootstrap_ci(stat_fn, values, all_masks, strata=strata, **kw)
+            cols = slice(lo, hi)
+            few = res.clusters_per_group[cols] < min_speakers  # no interval for these groups
+            a_lo, a_hi = (
+                np.asarray(res.lower["auc"])[:, cols],
+                np.asarray(res.upper["auc"])[:, cols],
+            )
+            auc_ci[:, cols] = np.where(few[..., None], np.nan, np.stack([a_lo, a_hi], -1))
+            c_lo = np.asarray(res.lower["curves"])[:, :, cols]
+            c_hi = np.asarray(res.upper["curves"])[:, :, cols]
+            curves_ci[:, :, cols] = np.where(few[..., None], np.nan, np.stack([c_lo, c_hi], -1))
+            clusters = None if speakers is None else res.clusters_per_group[cols]
+            auc_s = scaled_replicates(
+                res.estimate["auc"][:, cols], res.samples["auc"][:, :, cols], clusters
+            )
+            parity_samples[:, i] = gap_replicates(auc_s, all_valid[cols])  # paired comparisons
+            if hi - lo < 2:
+                continue  # fewer than two groups: no parity, no interval
+            _, p_lo, p_hi = metrics.gap_interval(
+                res.estimate["auc"][:, cols],
+                res.samples["auc"][:, :, cols],
+                all_valid[cols],
+                level=float(ci_level),
+                clusters=clusters,
+            )
+            parity_ci[i] = np.stack([np.asarray(p_lo), np.asarray(p_hi)], -1)
+    return auc_ci, parity_ci, curves_ci, parity_samples
+
+
 def analyze(
     pvalues: np.ndarray,
     nr_stat: np.ndarray,
@@ -279,67 +362,11 @@ def analyze(
     curves = np.concatenate([rs, nr[None]], axis=0).astype(np.float64)  # [m, a, G]
     overall_auc, by_attr = _point_auc(pvalues, nr_stat, thresholds, groups)
 
-    m = k + 1
-    auc_ci = np.full((m, all_masks.shape[0], 2), np.nan)
-    parity_ci = np.full((len(spans), m, 2), np.nan)
-    curves_ci = np.full((*curves.shape, 2), np.nan)  # [m, a, G, 2]
-    parity_samples = None
-    if bootstrap_resamples:
-        stat_fn = _BootstrapStat(
-            tuple(float(t) for t in thresholds.astype(np.float32)),
-            spans,
-            tuple(bool(v) for v in all_valid),
-        )
-        kw = {
-            "key": key,
-            "num_resamples": int(bootstrap_resamples),
-            "level": float(ci_level),
-            "speakers": speakers,
-            "min_clusters": int(min_speakers),
-            "return_samples": True,
-        }
-        values = {"rs": pvalues, "nr": nr_stat}
-        # The "all" row: one stratum. Each attribute: its own call, stratified by its own
-        # groups only (stacked masks would stratify by the joint cells of every attribute,
-        # where a speaker is often alone, and resample nothing); the same key keeps the
-        # methods of one attribute paired.
-        res = metrics.bootstrap_ci(stat_fn, values, all_masks, strata=np.zeros(n), **kw)
-        auc_ci[:, 0] = np.stack([res.lower["auc"][:, 0], res.upper["auc"][:, 0]], -1)
-        curves_ci[:, :, 0] = np.stack(
-            [res.lower["curves"][:, :, 0], res.upper["curves"][:, :, 0]], -1
-        )
-        parity_samples = np.full((bootstrap_resamples, len(spans), m), np.nan)
-        for i, (lo, hi) in enumerate(spans):
-            if hi == lo:
-                continue
-            sub = all_masks[lo:hi]
-            strata = np.where(sub.any(0), sub.argmax(0), -1)
-            res = metrics.bootstrap_ci(stat_fn, values, all_masks, strata=strata, **kw)
-            cols = slice(lo, hi)
-            few = res.clusters_per_group[cols] < min_speakers  # no interval for these groups
-            a_lo, a_hi = (
-                np.asarray(res.lower["auc"])[:, cols],
-                np.asarray(res.upper["auc"])[:, cols],
-            )
-            auc_ci[:, cols] = np.where(few[..., None], np.nan, np.stack([a_lo, a_hi], -1))
-            c_lo = np.asarray(res.lower["curves"])[:, :, cols]
-            c_hi = np.asarray(res.upper["curves"])[:, :, cols]
-            curves_ci[:, :, cols] = np.where(few[..., None], np.nan, np.stack([c_lo, c_hi], -1))
-            clusters = None if speakers is None else res.clusters_per_group[cols]
-            auc_s = scaled_replicates(
-                res.estimate["auc"][:, cols], res.samples["auc"][:, :, cols], clusters
-            )
-            parity_samples[:, i] = gap_replicates(auc_s, all_valid[cols])  # paired comparisons
-            if hi - lo < 2:
-                continue  # fewer than two groups: no parity, no interval
-            _, p_lo, p_hi = metrics.gap_interval(
-                res.estimate["auc"][:, cols],
-                res.samples["auc"][:, :, cols],
-                all_valid[cols],
-                level=float(ci_level),
-                clusters=clusters,
-            )
-            parity_ci[i] = np.stack([np.asarray(p_lo), np.asarray(p_hi)], -1)
+    auc_ci, parity_ci, curves_ci, parity_samples = _intervals(
+        pvalues, nr_stat, thresholds, all_masks, spans, all_valid, curves.shape,
+        bootstrap_resamples=bootstrap_resamples, ci_level=ci_level, key=key,
+        speakers=speakers, min_speakers=min_speakers,
+    )  # fmt: skip
 
     per_attr: dict[str, AttributeRejection] = {}
     for i, (name, grp) in enumerate(groups.items()):
