@@ -59,6 +59,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainState",
+    "check_resumable",
     "create_train_state",
     "evaluate",
     "extract_features",
@@ -67,7 +68,9 @@ __all__ = [
     "make_train_step",
     "model_variables",
     "predict_logits",
+    "restore_state",
     "save_checkpoint",
+    "save_epoch",
     "train",
     "training_arrays",
     "write_timings",
@@ -614,7 +617,7 @@ def _resume_key(config: TrainConfig) -> dict[str, Any]:
     return d
 
 
-def _check_resumable(
+def check_resumable(
     ckpt: Checkpoint,
     path: Path,
     config: TrainConfig,
@@ -640,6 +643,28 @@ def _check_resumable(
             f"{ckpt.dataset_fingerprint}, length {ckpt.input_len}) than dataset "
             f"{dataset_name!r} ({fingerprint}, length {input_len}); use another out_dir"
         )
+
+
+def restore_state(state: TrainState, ckpt: Checkpoint) -> TrainState:
+    """``state`` (from :func:`create_train_state`) with the step, variables and optimizer
+    state of a training checkpoint (``last.ckpt``), as :func:`train` resumes it."""
+    return state.replace(
+        step=jnp.asarray(ckpt.step, jnp.int32),
+        params=ckpt.variables["params"],
+        batch_stats=ckpt.variables.get("batch_stats", {}),
+        opt_state=serialization.from_state_dict(state.opt_state, ckpt.opt_state),
+    )
+
+
+def save_epoch(out_dir: Path, last: Checkpoint, improved: bool) -> None:
+    """The files of a finished epoch: ``last.ckpt`` (``last``, with its best variables and
+    optimizer state) and, when ``improved``, ``best.ckpt`` (the best variables alone)."""
+    save_checkpoint(out_dir / "last.ckpt", last)
+    if improved:
+        best = dataclasses.replace(
+            last, variables=last.best_variables, best_variables=None, opt_state=None
+        )
+        save_checkpoint(out_dir / "best.ckpt", best)
 
 
 def training_arrays(
@@ -730,13 +755,8 @@ def train(
     last_path = out / "last.ckpt" if out is not None else None
     if resume and last_path is not None and last_path.exists():
         ckpt = load_checkpoint(last_path)
-        _check_resumable(ckpt, last_path, config, dataset.name, fingerprint, input_len)
-        state = state.replace(
-            step=jnp.asarray(ckpt.step, jnp.int32),
-            params=ckpt.variables["params"],
-            batch_stats=ckpt.variables.get("batch_stats", {}),
-            opt_state=serialization.from_state_dict(state.opt_state, ckpt.opt_state),
-        )
+        check_resumable(ckpt, last_path, config, dataset.name, fingerprint, input_len)
+        state = restore_state(state, ckpt)
         history = list(ckpt.history)
         epoch, best_epoch, best_loss = ckpt.epoch, ckpt.best_epoch, ckpt.best_val_loss
         if ckpt.best_variables is not None:
@@ -806,15 +826,7 @@ def train(
             epoch_seconds.append(time.perf_counter() - t0)
             bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
             if out is not None:
-                save_checkpoint(
-                    out / "last.ckpt",
-                    checkpoint(variables, state.opt_state, step, with_best=True),
-                )
-                if improved:
-                    save_checkpoint(
-                        out / "best.ckpt",
-                        checkpoint(best_variables, None, step, with_best=False),
-                    )
+                save_epoch(out, checkpoint(variables, state.opt_state, step, True), improved)
                 write_timings(out, {"epoch_seconds": epoch_seconds})
     return TrainResult(
         model=model,

@@ -127,3 +127,86 @@ def test_grouping_and_errors(ds):
         grid.make_grid_step(model, [a, c], members="pmap")
     with pytest.raises(ValueError, match="TrainConfig"):
         grid.init_states(model, [a, "x"], T, 3)
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix == ".ckpt"}
+
+
+def test_train_grid_writes_member_checkpoints_and_resumes_after_a_kill(ds, tmp_path, monkeypatch):
+    """A grid killed between two members' checkpoint writes resumes each member where it
+    stopped, and ends with the files and variables of an uninterrupted grid."""
+    tricks = dataclasses.replace(BASE, model="m5-tricks", epochs=3)
+    configs = [
+        dataclasses.replace(tricks, seed=0),
+        dataclasses.replace(tricks, seed=1, noise_std=0.05),
+        dataclasses.replace(tricks, seed=2, at_eps=0.01),  # its own structure group
+    ]
+    ref_dirs = [tmp_path / "ref" / str(k) for k in range(3)]
+    ref = grid.train_grid(ds, configs, progress=False, out_dirs=ref_dirs)
+    for d, r in zip(ref_dirs, ref, strict=True):
+        ck = train.load_checkpoint(d / "last.ckpt")
+        assert ck.epoch == 3 and ck.opt_state is not None and r.out_dir == d
+        assert train.load_checkpoint(d / "best.ckpt").epoch == r.best_epoch
+        assert "epoch_seconds" in (d / "timings.json").read_text()
+
+    # Kill: the 4th checkpoint write raises (member 0 has epoch 1 last+best, member 1
+    # epoch 1 last, then dies before member 1's best.ckpt of epoch 1 ... ).
+    dirs = [tmp_path / "run" / str(k) for k in range(3)]
+    real = train.save_checkpoint
+    calls = {"n": 0}
+
+    def dying(path, ck):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("killed")
+        return real(path, ck)
+
+    monkeypatch.setattr(train, "save_checkpoint", dying)
+    with pytest.raises(KeyboardInterrupt):
+        grid.train_grid(ds, configs, progress=False, out_dirs=dirs)
+    monkeypatch.setattr(train, "save_checkpoint", real)
+    epochs = [
+        train.load_checkpoint(d / "last.ckpt").epoch if (d / "last.ckpt").exists() else 0
+        for d in dirs
+    ]
+    assert epochs[0] > epochs[1] or epochs[1] > epochs[2], epochs  # stopped in the middle
+    resumed = grid.train_grid(ds, configs, progress=False, out_dirs=dirs)
+    x = jnp.asarray(ds.waveforms)
+    for r, g in zip(resumed, ref, strict=True):
+        assert r.best_epoch == g.best_epoch
+        assert [h["epoch"] for h in r.history] == [1, 2, 3]
+        np.testing.assert_allclose(
+            np.asarray(r.apply_fn(r.variables, x)),
+            np.asarray(g.apply_fn(g.variables, x)),
+            atol=1e-5,
+        )
+    # A finished grid is read back, not trained: no checkpoint is written again.
+    monkeypatch.setattr(train, "save_checkpoint", lambda *a: pytest.fail("retrained"))
+    again = grid.train_grid(ds, configs, progress=False, out_dirs=dirs)
+    assert [a.best_epoch for a in again] == [g.best_epoch for g in ref]
+    monkeypatch.setattr(train, "save_checkpoint", real)
+    # Another config in the same folder is refused, as train.train refuses it.
+    with pytest.raises(ValueError, match="checkpoint config differs"):
+        grid.train_grid(
+            ds, [dataclasses.replace(configs[0], lr=1e-2)], progress=False, out_dirs=dirs[:1]
+        )
+    with pytest.raises(ValueError, match="out_dirs"):
+        grid.train_grid(ds, configs, progress=False, out_dirs=dirs[:2])
+
+
+def test_train_grid_checkpoints_equal_train_train(ds, tmp_path):
+    """A one-member grid writes the checkpoint bytes train.train writes (same computation)."""
+    cfg = dataclasses.replace(BASE, model="m5-tricks")
+    grid.train_grid(ds, [cfg], progress=False, out_dirs=[tmp_path / "g"])
+    train.train(ds, cfg, out_dir=tmp_path / "t", progress=False)
+    g, t = _files(tmp_path / "g"), _files(tmp_path / "t")
+    assert set(g) == {"best.ckpt", "last.ckpt"} == set(t)
+    for name in g:
+        a = train.load_checkpoint(tmp_path / "g" / name)
+        b = train.load_checkpoint(tmp_path / "t" / name)
+        assert a.history == b.history or np.allclose(
+            [h["val_loss"] for h in a.history], [h["val_loss"] for h in b.history], rtol=1e-4
+        )
+        assert (a.epoch, a.best_epoch, a.step) == (b.epoch, b.best_epoch, b.step)
+        assert a.config == b.config

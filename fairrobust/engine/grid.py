@@ -21,15 +21,19 @@ epochs, batch_size, lr, lr_decay, lr_decay_every, at_steps, and whether
 adversarial training is on) must be equal: ``structure_key``. ``train_grid``
 groups the configs by that key and trains each group as one stack.
 
-Not supported here (use ``train.train``): checkpoint files and resuming.
+Checkpoints and resume: ``train_grid(out_dirs=...)`` writes every member's
+``last.ckpt`` / ``best.ckpt`` / ``timings.json`` as ``train.train`` does, and a
+killed grid resumes each member from its own last epoch.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -40,7 +44,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from fairrobust import _io, attacks, models, train
-from fairrobust._checks import check_choice
+from fairrobust._checks import check_choice, fail
 from fairrobust.engine import parallel
 
 __all__ = [
@@ -277,6 +281,8 @@ def train_grid(
     mesh: Mesh | None = None,
     progress: bool = True,
     members: str = "auto",
+    out_dirs: Sequence[str | os.PathLike[str] | None] | None = None,
+    resume: bool = True,
 ) -> list[train.TrainResult]:
     """Trains every config of a grid, members of equal structure together.
 
@@ -284,7 +290,17 @@ def train_grid(
     initial parameters, shuffling ``permutation(fold_in(k_shuffle, epoch))``, step
     keys ``fold_in(k_step, step)``, validation (clean or with ``val_noise_std``
     noise under the fixed key) and lowest-validation-loss selection. Results match
-    a sequential run up to float32 rounding of the batched computation.
+    a sequential run up to float32 rounding of the batched computation
+    (``tests/test_grid.py``: logits within 2e-3 after two epochs).
+
+    With ``out_dirs``, every member keeps the files ``train.train`` keeps in its
+    ``out_dir``: ``last.ckpt`` (with optimizer state and best variables) and
+    ``best.ckpt`` after every epoch, and ``timings.json``. With ``resume``, a member
+    whose ``last.ckpt`` has run every epoch is read back, not trained, and an
+    unfinished one continues from its last epoch: members are grouped by structure
+    and by the epoch they resume from, so a grid killed between two members'
+    checkpoint writes resumes each member where it stopped, with the steps and keys
+    it would have used.
 
     Args:
       dataset: an ``AudioDataset`` with ``train`` (and normally ``val``) examples.
@@ -294,37 +310,127 @@ def train_grid(
         device count; the copies are dropped).
       progress: show a progress bar (also silenced by ``FAIRROBUST_NO_PROGRESS``).
       members: ``"auto"``, ``"vmap"`` or ``"map"``, see :func:`make_grid_step`.
+      out_dirs: one checkpoint folder per config (None entries, or None: no files).
+      resume: continue from the members' ``last.ckpt`` files (as ``train.train``:
+        a checkpoint of another config but ``epochs``, or of other data, raises).
 
     Returns:
-      ``train.TrainResult`` per config, in the order of ``configs`` (``out_dir`` None;
-      ``history`` records carry ``time_s`` of the whole group's epoch).
+      ``train.TrainResult`` per config, in the order of ``configs``.
 
     Raises:
-      ValueError: no configs, a non-TrainConfig entry, or no training examples.
+      ValueError: no configs, a non-TrainConfig entry, no training examples,
+        ``out_dirs`` of another length, or a checkpoint that cannot be resumed.
     """
     if not configs:
         raise ValueError("configs: expected at least one TrainConfig, got none")
     strategy = _resolve_strategy(members)
+    dirs = [None] * len(configs) if out_dirs is None else [_as_path(d) for d in out_dirs]
+    if len(dirs) != len(configs):
+        fail("out_dirs", f"{len(configs)} folders (one per config)", f"{len(dirs)}")
+    for c in configs:
+        if not isinstance(c, train.TrainConfig):
+            fail("configs", "TrainConfig entries", type(c).__name__)
     results: list[train.TrainResult | None] = [None] * len(configs)
-    for member_ids in group_configs(configs):
-        group = [configs[i] for i in member_ids]
-        trained = _train_group(dataset, group, mesh, progress, strategy)
+    starts: list[train.Checkpoint | None] = [None] * len(configs)
+    for i, (c, d) in enumerate(zip(configs, dirs, strict=True)):
+        ck = _resume_point(dataset, c, d) if resume and d is not None else None
+        if ck is not None and ck.epoch >= c.epochs:
+            results[i] = _finished(dataset, c, d, ck)  # pyright: ignore[reportArgumentType]
+        else:
+            starts[i] = ck
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        if results[i] is None:
+            start = 0 if starts[i] is None else starts[i].epoch  # pyright: ignore[reportOptionalMemberAccess]
+            groups.setdefault((structure_key(c), start), []).append(i)
+    for member_ids in groups.values():
+        trained = _train_group(
+            dataset,
+            [configs[i] for i in member_ids],
+            mesh,
+            progress,
+            strategy,
+            [starts[i] for i in member_ids],
+            [dirs[i] for i in member_ids],
+        )
         for i, res in zip(member_ids, trained, strict=True):
             results[i] = res
     return results  # type: ignore[return-value]
 
 
-def _train_group(dataset, configs, mesh, show_progress, strategy="vmap"):
+def _as_path(d: str | os.PathLike[str] | None) -> Path | None:
+    return None if d is None else Path(d)
+
+
+def _resume_point(dataset: Any, config: train.TrainConfig, out: Path) -> train.Checkpoint | None:
+    """``out/last.ckpt`` checked as ``train.train`` checks it, or None when absent."""
+    last = out / "last.ckpt"
+    if not last.exists():
+        return None
+    ck = train.load_checkpoint(last)
+    input_len = int(np.shape(dataset.waveforms)[-1])
+    train.check_resumable(ck, last, config, dataset.name, dataset.fingerprint(), input_len)
+    return ck
+
+
+def _finished(
+    dataset: Any, config: train.TrainConfig, out: Path, ck: train.Checkpoint
+) -> train.TrainResult:
+    """The result of a member whose ``last.ckpt`` has run every epoch (as ``train.train``)."""
+    best = ck.best_variables
+    if best is None:
+        best = train.load_checkpoint(out / "best.ckpt").variables
+    return train.TrainResult(
+        model=config.make_model(dataset.num_classes),
+        variables=best,
+        history=tuple(ck.history),
+        best_epoch=ck.best_epoch,
+        config=config,
+        out_dir=out,
+    )
+
+
+class _Member:
+    """Host-side record of one member while its group trains (history, best, files)."""
+
+    def __init__(self, config: train.TrainConfig, out: Path | None, ck: train.Checkpoint | None):
+        self.config, self.out = config, out
+        self.history: list[dict[str, Any]] = [] if ck is None else list(ck.history)
+        self.best_epoch = 0 if ck is None else ck.best_epoch
+        self.best_loss = math.inf if ck is None else ck.best_val_loss
+        self.best_vars: Any = None if ck is None else ck.best_variables
+
+    def update(self, epoch: int, variables: Any, select: float, record: dict[str, Any]) -> bool:
+        improved = select < self.best_loss or self.best_epoch == 0
+        if improved:
+            self.best_epoch, self.best_loss, self.best_vars = epoch, float(select), variables
+        self.history.append(record)
+        return improved
+
+
+def _initial_state(model, padded, starts, input_len, steps_per_epoch) -> train.TrainState:
+    """Stacked initial states; a member with a checkpoint continues from it."""
+    states = []
+    for c, ck in zip(padded, starts, strict=True):
+        s = train.create_train_state(model, c, input_len, steps_per_epoch)
+        states.append(s if ck is None else train.restore_state(s, ck))
+    return stack(states)
+
+
+def _train_group(dataset, configs, mesh, show_progress, strategy, starts, out_dirs):
     _check_group(configs)
     k_real = len(configs)
     d = 1 if mesh is None else mesh.devices.size
-    padded = list(configs) + [configs[0]] * ((-k_real) % d)
+    pad = (-k_real) % d
+    padded = list(configs) + [configs[0]] * pad
+    padded_starts = list(starts) + [starts[0]] * pad
     c0 = configs[0]
     val_ds, x_train, y_train, bs, steps_per_epoch = train.training_arrays(
         dataset, c0.batch_size, stacklevel=4
     )
     model = c0.make_model(dataset.num_classes)
     n, input_len = x_train.shape
+    fingerprint = dataset.fingerprint() if any(o is not None for o in out_dirs) else ""
 
     roots = [jax.random.key(c.seed) for c in padded]
     k_shuffle = [jax.random.fold_in(r, train.TAG_SHUFFLE) for r in roots]
@@ -332,14 +438,14 @@ def _train_group(dataset, configs, mesh, show_progress, strategy="vmap"):
     x_val = np.asarray(val_ds.waveforms, np.float32)
     y_val = np.asarray(val_ds.labels, np.int32)
     x_vals = []
-    for c, r in zip(padded, roots, strict=True):
+    for c, r in zip(configs, roots, strict=False):
         if c.val_noise_std > 0 and len(val_ds):
             noise = jax.random.normal(jax.random.fold_in(r, train.TAG_VAL_NOISE), x_val.shape)
             x_vals.append(x_val + c.val_noise_std * np.asarray(noise, np.float32))
         else:
             x_vals.append(x_val)
 
-    state = init_states(model, padded, input_len, steps_per_epoch)
+    state = _initial_state(model, padded, padded_starts, input_len, steps_per_epoch)
     hp = Hyper.from_configs(padded)
     step_fn = make_grid_step(model, padded, mesh=mesh, members=strategy)
     x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
@@ -350,16 +456,15 @@ def _train_group(dataset, configs, mesh, show_progress, strategy="vmap"):
     apply_eval = models.logits_fn(model)
     eval_bs = max(bs, 256)
 
-    history: list[list[dict[str, Any]]] = [[] for _ in range(k_real)]
-    best_epoch = [0] * k_real
-    best_loss = [math.inf] * k_real
-    best_vars: list[Any] = [None] * k_real
-    total = c0.epochs * steps_per_epoch
-    step = 0
+    mem = [_Member(c, o, ck) for c, o, ck in zip(configs, out_dirs, starts, strict=True)]
+    first = 0 if starts[0] is None else starts[0].epoch
+    step = 0 if starts[0] is None else starts[0].step
+    epoch_seconds: list[float] = []
+    total = max(0, c0.epochs - first) * steps_per_epoch
     with _io.progress(
         total, desc=f"grid x{k_real} {c0.model} w{c0.width}", enabled=show_progress
     ) as bar:
-        for epoch in range(c0.epochs):
+        for epoch in range(first, c0.epochs):
             t0 = time.perf_counter()
             perms = np.stack(
                 [
@@ -378,43 +483,67 @@ def _train_group(dataset, configs, mesh, show_progress, strategy="vmap"):
                 losses.append(met["loss"])
                 accs.append(met["accuracy"])
                 bar.update(1)
-            train_loss = np.mean(np.stack(jax.device_get(losses)), axis=0)
-            train_acc = np.mean(np.stack(jax.device_get(accs)), axis=0)
+            train_loss = np.mean(np.stack(parallel.fetch(losses)), axis=0)
+            train_acc = np.mean(np.stack(parallel.fetch(accs)), axis=0)
             lr = float(train.lr_schedule(c0, steps_per_epoch)(step - 1))  # pyright: ignore[reportArgumentType]
-            host_state = jax.device_get((state.params, state.batch_stats))
-            for m in range(k_real):
+            saving = any(m.out is not None for m in mem)
+            host = parallel.fetch(
+                (state.params, state.batch_stats, state.opt_state if saving else None)
+            )
+            for k, m in enumerate(mem):
+                params, stats, opt = (unstack(t, k) if t is not None else None for t in host)
                 variables = train.model_variables(
-                    jax.tree_util.tree_map(lambda a, m=m: jnp.asarray(a[m]), host_state[0]),
-                    jax.tree_util.tree_map(lambda a, m=m: jnp.asarray(a[m]), host_state[1]),
+                    jax.tree_util.tree_map(jnp.asarray, params),
+                    jax.tree_util.tree_map(jnp.asarray, stats),
                 )
                 if len(y_val):
                     val_loss, val_acc = train.evaluate(
-                        apply_eval, variables, x_vals[m], y_val, eval_bs
+                        apply_eval, variables, x_vals[k], y_val, eval_bs
                     )
                 else:
                     val_loss, val_acc = math.nan, math.nan
-                select = val_loss if len(y_val) else float(train_loss[m])
-                if select < best_loss[m] or best_epoch[m] == 0:
-                    best_epoch[m], best_loss[m], best_vars[m] = epoch + 1, float(select), variables
-                history[m].append(
-                    {
-                        "epoch": epoch + 1,
-                        "lr": lr,
-                        "train_loss": float(train_loss[m]),
-                        "train_acc": float(train_acc[m]),
-                        "val_loss": val_loss,
-                        "val_acc": val_acc,
-                        "time_s": time.perf_counter() - t0,
-                    }
-                )
+                select = val_loss if len(y_val) else float(train_loss[k])
+                record = {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "train_loss": float(train_loss[k]),
+                    "train_acc": float(train_acc[k]),
+                    "val_loss": val_loss,
+                    "val_acc": val_acc,
+                }
+                improved = m.update(epoch + 1, variables, select, record)
+                if m.out is not None:
+                    last = train.Checkpoint(
+                        model=model,
+                        variables=variables,
+                        config=m.config,
+                        history=tuple(m.history),
+                        epoch=epoch + 1,
+                        best_epoch=m.best_epoch,
+                        best_val_loss=m.best_loss,
+                        best_variables=m.best_vars,
+                        opt_state=opt,
+                        step=step,
+                        input_len=input_len,
+                        class_names=tuple(dataset.class_names),
+                        sample_rate=int(dataset.sample_rate),
+                        dataset_fingerprint=fingerprint,
+                    )
+                    train.save_epoch(m.out, last, improved)
+            epoch_seconds.append(time.perf_counter() - t0)
+            for m in mem:
+                if m.out is not None:
+                    timings = {"epoch_seconds": epoch_seconds, "grid_size": k_real}
+                    train.write_timings(m.out, timings)
     return [
         train.TrainResult(
             model=model,
-            variables=best_vars[m],
-            history=tuple(history[m]),
-            best_epoch=best_epoch[m],
-            config=configs[m],
-            out_dir=None,
+            variables=m.best_vars,
+            history=tuple(m.history),
+            best_epoch=m.best_epoch,
+            config=m.config,
+            out_dir=m.out,
+            epoch_seconds=tuple(epoch_seconds),
         )
-        for m in range(k_real)
+        for m in mem
     ]
