@@ -31,14 +31,54 @@ __all__ = [
     "cache_dir",
     "file_md5",
     "read_json",
+    "read_only",
+    "remove",
     "stable_hash",
     "to_jsonable",
+    "writable",
 ]
 
 
+_READ_ONLY: list[Path] = []
+
+
+@contextlib.contextmanager
+def read_only(root: str | os.PathLike[str]) -> Iterator[None]:
+    """Inside, writes and removals under ``root`` are skipped (the paths are returned).
+
+    What every process but process 0 of a ``jax.distributed`` run uses: all processes
+    compute the same results, one writes them.
+    """
+    resolved = Path(root).resolve()
+    _READ_ONLY.append(resolved)
+    try:
+        yield
+    finally:
+        _READ_ONLY.remove(resolved)
+
+
+def writable(path: str | os.PathLike[str]) -> bool:
+    """False inside :func:`read_only` for a path under its root."""
+    if not _READ_ONLY:
+        return True
+    p = Path(path).resolve()
+    return not any(p == r or r in p.parents for r in _READ_ONLY)
+
+
+def remove(path: str | os.PathLike[str]) -> None:
+    """``unlink(missing_ok=True)`` unless :func:`writable` says no."""
+    if writable(path):
+        Path(path).unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename). Returns the path."""
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename). Returns the path.
+
+    Skipped (the path returned) for a path under a :func:`read_only` root.
+    """
     path = Path(path)
+    if not writable(path):
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -49,6 +49,7 @@ from typing import Any
 
 from fairrobust import _io, report
 from fairrobust.data import AudioDataset, load_bundled, load_dataset
+from fairrobust.engine.runtime import Runtime
 from fairrobust.studies import environment, library_version
 from fairrobust.studies import rejection as rj
 from fairrobust.studies import robustness as rb
@@ -166,6 +167,7 @@ def run(
     load_options: Mapping[str, Any] | None = None,
     log: Callable[[str], Any] = print,
     soundness: bool | SoundnessConfig = True,
+    runtime: Runtime | None = None,
 ) -> RunOutcome:
     """Run both studies into one run folder and write the report.
 
@@ -189,6 +191,11 @@ def run(
         ``[soundness]`` table); False skips it (and removes soundness files of an
         earlier run in the folder); a ``SoundnessConfig`` sets it explicitly. It
         needs the robustness study (its attack is what is checked).
+      runtime: the devices and processes (``fairrobust.engine.Runtime``; default all
+        devices of this process). In a ``jax.distributed`` run every process calls
+        ``run`` with the same arguments and an explicit ``out`` on a shared file
+        system; every process computes, process 0 alone logs and writes, and the
+        others return a ``RunOutcome`` without summary rows.
 
     Returns:
       A :class:`RunOutcome`.
@@ -200,9 +207,48 @@ def run(
     bad = sorted(set(studies) - set(STUDIES))
     if bad or not studies:
         raise ValueError(f"studies: expected a subset of {list(STUDIES)}, got {studies}")
+    rt = runtime if runtime is not None else Runtime.create()
+    if rt.process_count > 1 and out is None and (resume is None or str(resume) == LATEST):
+        raise ValueError(
+            "--out: a run of several processes needs its output folder named (the same "
+            "path on every process, on a shared file system)"
+        )
+    if not rt.writer:  # every process computes; process 0 logs and writes
+        log, progress = (lambda *_: None), False
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     run_dir, continuing = resolve_run_dir(out, resume, runs_dir)
+    rt.check_shared_folder(run_dir)
+    with contextlib.nullcontext() if rt.writer else _io.read_only(run_dir):
+        return _run_in(
+            run_dir, continuing, rt, dataset, data_dir, preset, config_file, seed, attributes,
+            intersections, studies, overrides, reuse, progress, load_options, log, soundness,
+            timings, t_all,
+        )  # fmt: skip
+
+
+def _run_in(
+    run_dir: Path,
+    continuing: bool,
+    rt: Runtime,
+    dataset: str | AudioDataset,
+    data_dir: str | os.PathLike[str] | None,
+    preset: str,
+    config_file: str | os.PathLike[str] | None,
+    seed: int | None,
+    attributes: Sequence[str] | str | None,
+    intersections: Sequence[str] | str | None,
+    studies: Sequence[str],
+    overrides: Mapping[str, Any] | None,
+    reuse: bool,
+    progress: bool,
+    load_options: Mapping[str, Any] | None,
+    log: Callable[[str], Any],
+    soundness: bool | SoundnessConfig,
+    timings: dict[str, float],
+    t_all: float,
+) -> RunOutcome:
+    """The body of :func:`run` once the folder and the runtime are settled."""
     if isinstance(dataset, str):
         t0 = time.perf_counter()
         ds = _load(dataset, data_dir, dict(load_options or {}))
@@ -246,32 +292,23 @@ def run(
         "soundness": _io.to_jsonable(configs.soundness),
         "library_version": library_version(),
         "environment": environment(),
+        "runtime": rt.to_dict(),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if rt.writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
     _io.atomic_write_json(run_dir / "config.json", config_record)
     _remove_stale(run_dir, studies)
-    rob_res, rej_res = _run_studies(ds, configs, run_dir, studies, timings, reuse, progress, log)
-    if configs.soundness.enabled:
-        log(
-            "soundness checks: convergence, budget curve, restarts, transfer, EOT on smoothing "
-            f"for {list(configs.soundness.models)}"
-        )
-        t0 = time.perf_counter()
-        with _stage("the soundness checks"):
-            record = run_soundness(
-                ds, run_dir, configs.soundness, rob_res, rej_res, reuse=reuse,
-                progress=progress, log=log,
-            )  # fmt: skip
-        if record is None:
-            log("soundness checks: skipped (they check the robustness study's attack)")
-            remove_soundness(run_dir)
-        else:  # the report section as a results view, rendered from soundness.json
-            _io.atomic_write_text(
-                run_dir / "results" / "soundness.md", report.render_soundness(record)
-            )
-        timings["soundness"] = time.perf_counter() - t0
-    else:
-        remove_soundness(run_dir)
+    rob_res, rej_res = _run_studies(
+        ds, configs, run_dir, studies, timings, reuse, progress, log, rt
+    )
+    _run_soundness(ds, configs, run_dir, rob_res, rej_res, reuse, progress, log, timings)
+    if not rt.writer:  # process 0 renders the summary and report from the files it wrote
+        rt.barrier("fairrobust run: report written")
+        return RunOutcome(
+            run_dir=run_dir, robustness=rob_res, rejection=rej_res, summary=[], findings=[],
+            report_md=run_dir / "report.md", report_html=run_dir / "report.html",
+            timings=timings,
+        )  # fmt: skip
     log(f"[{len(studies) + 1}/{len(studies) + 1}] report")
     t0 = time.perf_counter()
     with _stage("the summary and report"):
@@ -283,6 +320,7 @@ def run(
         run_dir / "run.json",
         {"timings_seconds": timings, "finished": _dt.datetime.now().isoformat(timespec="seconds")},
     )
+    rt.barrier("fairrobust run: report written")
     return RunOutcome(
         run_dir=run_dir,
         robustness=rob_res,
@@ -293,6 +331,38 @@ def run(
         report_html=html_path,
         timings=timings,
     )
+
+
+def _run_soundness(
+    ds: AudioDataset,
+    configs: RunConfigs,
+    run_dir: Path,
+    rob_res: rb.RobustnessResults | None,
+    rej_res: rj.RejectionResults | None,
+    reuse: bool,
+    progress: bool,
+    log: Callable[[str], Any],
+    timings: dict[str, float],
+) -> None:
+    if not configs.soundness.enabled:
+        remove_soundness(run_dir)
+        return
+    log(
+        "soundness checks: convergence, budget curve, restarts, transfer, EOT on smoothing "
+        f"for {list(configs.soundness.models)}"
+    )
+    t0 = time.perf_counter()
+    with _stage("the soundness checks"):
+        record = run_soundness(
+            ds, run_dir, configs.soundness, rob_res, rej_res, reuse=reuse,
+            progress=progress, log=log,
+        )  # fmt: skip
+    if record is None:
+        log("soundness checks: skipped (they check the robustness study's attack)")
+        remove_soundness(run_dir)
+    else:  # the report section as a results view, rendered from soundness.json
+        _io.atomic_write_text(run_dir / "results" / "soundness.md", report.render_soundness(record))
+    timings["soundness"] = time.perf_counter() - t0
 
 
 def _as_list(items: Sequence[str] | str | None, sep: str) -> list[str]:
@@ -324,6 +394,7 @@ def _run_studies(
     reuse: bool,
     progress: bool,
     log: Callable[[str], Any],
+    rt: Runtime,
 ) -> tuple[rb.RobustnessResults | None, rj.RejectionResults | None]:
     rob_res = rej_res = None
     rob_cfg, rej_cfg = configs.robustness, configs.rejection
@@ -335,7 +406,9 @@ def _run_studies(
         )
         t0 = time.perf_counter()
         with _stage("the robustness study"):
-            rob_res = rb.run_study(ds, rob_cfg, run_dir, resume=reuse, progress=progress)
+            rob_res = rb.run_study(
+                ds, rob_cfg, run_dir, resume=reuse, progress=progress, runtime=rt
+            )
         timings["robustness"] = time.perf_counter() - t0
     if "rejection" in studies:
         step = 1 + ("robustness" in studies)
@@ -345,7 +418,9 @@ def _run_studies(
         )
         t0 = time.perf_counter()
         with _stage("the rejection study"):
-            rej_res = rj.run_study(ds, rej_cfg, run_dir, resume=reuse, progress=progress)
+            rej_res = rj.run_study(
+                ds, rej_cfg, run_dir, resume=reuse, progress=progress, runtime=rt
+            )
         timings["rejection"] = time.perf_counter() - t0
     return rob_res, rej_res
 
@@ -358,4 +433,4 @@ def _remove_stale(run_dir: Path, studies: Sequence[str]) -> None:
             for p in list(results.glob(f"{study}_*")) + list(
                 (run_dir / "figures").glob(f"{study}_*")
             ):
-                p.unlink(missing_ok=True)
+                _io.remove(p)

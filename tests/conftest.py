@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("FAIRROBUST_NO_PROGRESS", "1")
+# In-process CLI calls must not turn on JAX's persistent cache for the whole session;
+# the cache is tested in subprocesses (tests/test_runtime.py).
+os.environ.setdefault("FAIRROBUST_COMPILE_CACHE", "off")
 
 import jax
 

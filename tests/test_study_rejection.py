@@ -488,7 +488,10 @@ def test_resume_reuses_counts_and_config_change_invalidates(tiny_run, monkeypatc
     def fail(*args, **kwargs):
         raise AssertionError("resampled although a matching cache exists")
 
+    from fairrobust.engine import parallel
+
     monkeypatch.setattr(smoothing, "sample_counts", fail)
+    monkeypatch.setattr(parallel, "sample_counts", fail)  # the studies' sampler
     monkeypatch.setattr(smoothing, "certify", fail)
     again = rj.run_study(ds, cfg, out, progress=False)
     assert {"nr", "rs_counts", "certify"} <= set(again.reused)

@@ -504,12 +504,15 @@ class _FakeModules:
         self.trained: list[str] = []
         self.attacked: list[str] = []
 
-    def train(self, dataset, train_config, folder, *, resume, progress):
-        train_id = Path(folder).name
-        self.trained.append(train_id)
-        return _store.TrainedModel(None, {"train_id": train_id}, None, {"best_epoch": 1})
+    def train(self, dataset, configs, folders, *, resume, progress, runtime=None):
+        out = []
+        for folder in folders:
+            train_id = Path(folder).name
+            self.trained.append(train_id)
+            out.append(_store.TrainedModel(None, {"train_id": train_id}, None, {"best_epoch": 1}))
+        return out
 
-    def attack(self, trained, spec, x, y, config, *, sample_rate, progress=True):
+    def attack(self, trained, spec, x, y, config, *, sample_rate, runtime=None):
         self.attacked.append(spec.member_id)
         seed = int(spec.eval_hash[:8], 16)
         rng = np.random.default_rng(seed)
@@ -525,7 +528,7 @@ class _FakeModules:
 @pytest.fixture
 def fake(monkeypatch):
     f = _FakeModules()
-    monkeypatch.setattr(rb, "train_or_load", f.train)
+    monkeypatch.setattr(rb, "train_models", f.train)
     monkeypatch.setattr(rb, "attack_member", f.attack)
     return f
 

@@ -10,6 +10,7 @@ added here, so ``run``, ``study robustness``, ``study rejection``, ``train`` and
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,107 @@ def output_dir(args: argparse.Namespace) -> Path:
     if out is None:
         raise ValueError("--out: expected an output folder (or --resume DIR)")
     return Path(out)
+
+
+#: ``FAIRROBUST_COMPILE_CACHE`` values that turn the persistent compilation cache off
+#: (any other non-empty value is the cache folder).
+CACHE_OFF = ("0", "off", "false", "no")
+
+
+def add_runtime(
+    parser: argparse.ArgumentParser, *, distributed: bool = False, devices: bool = True
+) -> None:
+    """``--devices`` (with ``devices``), ``--compile-cache DIR`` / ``--no-compile-cache``
+    and, with ``distributed``, JAX's coordinator / process-count / process-id settings."""
+    g = parser.add_argument_group("devices and compilation")
+    if devices:
+        g.add_argument(
+            "--devices",
+            type=int,
+            default=None,
+            help="number of devices to compute on (default: all visible); results are "
+            "identical on any number",
+        )
+    g.add_argument(
+        "--compile-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="persistent compilation cache: later runs reuse compiled programs (default: "
+        "$FAIRROBUST_COMPILE_CACHE, else $FAIRROBUST_CACHE/jax or ~/.cache/fairrobust/jax; "
+        "runs may share it)",
+    )
+    g.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile every program afresh (also FAIRROBUST_COMPILE_CACHE=off)",
+    )
+    if not distributed:
+        return
+    g.add_argument(
+        "--coordinator-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="jax.distributed: process 0's address, the same on every process "
+        "(default $JAX_COORDINATOR_ADDRESS; SLURM / Open MPI / TPU set all three)",
+    )
+    g.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        help="jax.distributed: number of processes (default $JAX_NUM_PROCESSES)",
+    )
+    g.add_argument(
+        "--process-id",
+        type=int,
+        default=None,
+        help="jax.distributed: this process's index, 0 .. N-1 (default $JAX_PROCESS_ID)",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="start jax.distributed from the cluster's environment (SLURM, Open MPI, "
+        "Cloud TPU) without the three settings above",
+    )
+
+
+def start_runtime(args: argparse.Namespace, log: Callable[[str], Any] = print) -> Any:
+    """The compilation cache, ``jax.distributed`` and the devices, before any computation.
+
+    Returns:
+      A ``fairrobust.engine.Runtime``; one line names the devices it uses.
+
+    Raises:
+      ValueError: ``--devices`` < 1 or more than there are; a process setting < 0.
+    """
+    devices = getattr(args, "devices", None)
+    if devices is not None and devices < 1:
+        raise ValueError(f"--devices: expected an integer >= 1, got {devices}")
+    for flag in ("num_processes", "process_id"):
+        value = getattr(args, flag, None)
+        if value is not None and value < (1 if flag == "num_processes" else 0):
+            bound = 1 if flag == "num_processes" else 0
+            name = flag.replace("_", "-")
+            raise ValueError(f"--{name}: expected an integer >= {bound}, got {value}")
+    from fairrobust.engine import runtime as rt
+
+    cache = None
+    env = os.environ.get("FAIRROBUST_COMPILE_CACHE", "")
+    if not getattr(args, "no_compile_cache", False) and env.lower() not in CACHE_OFF:
+        folder = getattr(args, "compile_cache", None) or (Path(env) if env else None)
+        cache = rt.enable_compilation_cache(folder)
+    settings = [getattr(args, n, None) for n in ("coordinator_address", "num_processes")]
+    settings.append(getattr(args, "process_id", None))
+    if (
+        getattr(args, "distributed", False)
+        or any(v is not None for v in settings)
+        or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    ):
+        rt.initialize_distributed(*settings)
+    runtime = rt.Runtime.create(devices)
+    where = f"compiled programs cached in {cache}" if cache else "no compilation cache"
+    log(f"devices: {runtime.describe()} ({where})")
+    return runtime
 
 
 Handler = Callable[[argparse.Namespace], int]

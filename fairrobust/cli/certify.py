@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--chunk-size", type=int, default=16, help="noise draws per forward pass")
     g.add_argument("--out", type=Path, required=True, help="per-example CSV to write")
     _flags.add_progress(parser)
+    _flags.add_runtime(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -53,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
 
     from fairrobust import _io, models, smoothing
     from fairrobust.data import load_dataset
+    from fairrobust.engine import parallel
     from fairrobust.studies import seeded_subset
     from fairrobust.studies.rejection_tables import certify_table, write_csv
     from fairrobust.train import load_checkpoint
@@ -63,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
     if args.max_examples < 0:
         raise ValueError("--max-examples: expected an integer >= 0 (0 = all)")
     _flags.check_data(args)
+    runtime = _flags.start_runtime(args)
     ckpt_path = Path(args.checkpoint)
     if ckpt_path.is_dir():  # a training folder: use its selected (best) checkpoint
         ckpt_path = ckpt_path / "best.ckpt"
@@ -72,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
     idx = seeded_subset(idx, args.max_examples, args.seed)
     if idx.size == 0:
         raise ValueError(f"split {args.split!r} of {ds.name!r} has no examples")
-    apply_fn = models.logits_fn(ckpt.model)  # pyright: ignore[reportArgumentType]
+    apply_fn = models.logits_fn(runtime.eval_model(ckpt.model))  # pyright: ignore[reportArgumentType]
+    sampler = functools.partial(parallel.sample_counts, mesh=runtime.mesh)
     key = jax.random.key(args.seed)
     x = np.asarray(ds.waveforms[idx], np.float32)
     parts: dict[str, list[np.ndarray]] = {"pred": [], "radius": [], "p_a_lower": []}
@@ -83,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
                 apply_fn, ckpt.variables, jnp.asarray(x[rows]), key, n0=args.n0, n=args.n,
                 alpha=args.alpha, sigma=args.sigma, num_classes=ds.num_classes,
                 noise=args.noise, chunk_size=args.chunk_size,
-                indices=jnp.asarray(idx[rows], jnp.int32),
+                indices=jnp.asarray(idx[rows], jnp.int32), sampler=sampler,
             )  # fmt: skip
             for k in parts:
                 parts[k].append(np.asarray(getattr(r, k)))

@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the attack-soundness checks (convergence, restarts, transfer, EOT on "
         "smoothing) of the clean baseline and the most robust model",
     )
+    _flags.add_runtime(parser, distributed=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -45,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
     for name in ("seed", "attributes", "intersections"):
         overrides.pop(name, None)
     only = args.only
+    runtime = _flags.start_runtime(args)
     outcome = run(
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -62,7 +64,14 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         load_options=_flags.load_options(args),
         soundness=not args.no_soundness,
+        runtime=runtime,
     )
+    if not runtime.writer:
+        print(
+            f"process {runtime.process_index} of {runtime.process_count}: done; process 0 "
+            f"wrote {outcome.run_dir}"
+        )
+        return 0
     print()
     level = next((r["ci_level"] for r in outcome.summary if r.get("ci_level")), None)
     what = f"{100 * level:g}% bootstrap intervals" if level else "bootstrap intervals"

@@ -50,6 +50,7 @@ def _add(parser: argparse.ArgumentParser, study: str, flags: Mapping[str, tuple]
     g = _flags.add_study(parser, study=f"{study} study")
     for dest, (flag, conv, help_text) in flags.items():
         g.add_argument(flag, type=conv, default=None, dest=f"study_{dest}", help=help_text)
+    _flags.add_runtime(parser)
 
 
 def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +95,7 @@ def robustness_main(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
     config = config_from_args(args)
     out = _flags.output_dir(args)
+    runtime = _flags.start_runtime(args)
     dataset = _load(args)
     print(
         f"robustness study on {dataset.name}: {config.num_models} models x "
@@ -101,7 +103,12 @@ def robustness_main(args: argparse.Namespace) -> int:
         f"{config.attack_steps} PGD steps"
     )
     results = run_study(
-        dataset, config, out, resume=not args.no_resume, progress=not args.no_progress
+        dataset,
+        config,
+        out,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        runtime=runtime,
     )
     print(format_models_table(results.tables["models"]))
     print(f"excluded as random guessing: {list(results.excluded) or 'none'}")
@@ -118,12 +125,20 @@ def rejection_main(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     out = _flags.output_dir(args)
+    runtime = _flags.start_runtime(args)
     ds = _load(args)
     print(
         f"rejection study on {ds.name}: {len(ds)} clips, {ds.num_classes} classes; "
         f"N = {list(config.num_samples)}, sigma = {config.sigma}, noise = {config.noise}"
     )
-    res = run_study(ds, config, out, resume=not args.no_resume, progress=not args.no_progress)
+    res = run_study(
+        ds,
+        config,
+        out,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        runtime=runtime,
+    )
     print("\nAUC_FPR (rows: method; lower = fewer false rejections)")
     table = res.tables["auc_fpr"]
     cols = ["label", "overall", *[c for c in (table[0] if table else {}) if "=" in c][:8]]

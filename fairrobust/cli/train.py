@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, help="output folder (checkpoints, metrics.json)"
     )
     _flags.add_progress(parser)
+    _flags.add_runtime(parser, devices=False)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -53,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     _flags.check_data(args)
+    _flags.start_runtime(args)
     ds = load_dataset(args.dataset, args.data_dir, **_flags.load_options(args))
     print(
         f"loaded {ds.name}: {len(ds)} clips, {ds.num_classes} classes, "

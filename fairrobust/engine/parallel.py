@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import jaxlib.version
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -77,8 +78,10 @@ __all__ = [
     "HOST_DOT_BAD_VERSIONS",
     "SPLITS",
     "device_mesh",
+    "fetch",
     "host_conv_hazard",
     "pad_leading",
+    "put",
     "rejection_curves",
     "replicate",
     "robust_correct",
@@ -119,16 +122,56 @@ def _mesh(mesh: Mesh | None) -> Mesh:
     return mesh
 
 
+def _put_leaf(a: Any, sharding: NamedSharding) -> Any:
+    if isinstance(a, jax.Array) and a.sharding == sharding:
+        return a
+    if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(a)
+        return jax.random.wrap_key_data(_put_leaf(jax.random.key_data(a), sharding), impl=impl)
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        return jax.device_put(a, sharding)  # already global: a reshard on the same devices
+    # Host values (or one process's committed arrays) go through NumPy: device_put of a
+    # host array onto a mesh that spans several processes is the documented multi-process
+    # path (every process passes the same value).
+    return jax.device_put(np.asarray(a), sharding)
+
+
+def put(tree: Any, mesh: Mesh | None = None, spec: P | None = None) -> Any:
+    """Places every leaf of ``tree`` on the mesh with ``spec`` (default: replicated).
+
+    Works within one process and across ``jax.distributed`` processes (every process
+    must pass the same values); leaves already placed that way are kept, PRNG key
+    arrays keep their implementation.
+    """
+    sharding = NamedSharding(_mesh(mesh), P() if spec is None else spec)
+    return jax.tree_util.tree_map(lambda a: _put_leaf(a, sharding), tree)
+
+
 def shard_leading(tree: Any, mesh: Mesh | None = None) -> Any:
     """Places every leaf with its leading axis split over the mesh (must divide)."""
-    m = _mesh(mesh)
-    return jax.device_put(tree, NamedSharding(m, P(AXIS)))
+    return put(tree, mesh, P(AXIS))
 
 
 def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
     """Places a full copy of every leaf on every device of the mesh."""
-    m = _mesh(mesh)
-    return jax.device_put(tree, NamedSharding(m, P()))
+    return put(tree, mesh, P())
+
+
+def fetch(tree: Any) -> Any:
+    """NumPy copies of every leaf; arrays spread over several processes are gathered.
+
+    The one way results leave the devices: within one process this is
+    ``jax.device_get``; across ``jax.distributed`` processes every process receives
+    the whole array (``multihost_utils.process_allgather``), so every process holds
+    the same result.
+    """
+
+    def one(a: Any) -> Any:
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(jax.device_get(a))
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 # ----------------------------------------------------------------------------- smoothing
@@ -275,7 +318,7 @@ def sample_counts(
     compute_dtype: str | None = None,
     input_block: int | None = None,
     linear_stem: Any = None,
-) -> jax.Array:
+) -> np.ndarray:
     """``smoothing.sample_counts`` split over the devices of ``mesh``; identical counts.
 
     ``split="inputs"``: device ``d`` handles a contiguous slice of the inputs (padded
@@ -334,7 +377,9 @@ def sample_counts(
         chunk = kw["chunk_size"]
         per_device = math.ceil(math.ceil(kw["num_samples"] / d) / chunk) * chunk
     prog = _counts_program(m, apply_fn, split, per_device, tuple(sorted(kw.items())))
-    counts = prog(variables, x, key, sigma_arr, idx)[:, :b]
+    variables, key, sigma_arr = replicate((variables, key, sigma_arr), m)
+    x, idx = shard_leading((x, idx), m) if split == "inputs" else replicate((x, idx), m)
+    counts = fetch(prog(variables, x, key, sigma_arr, idx))[:, :b]
     return counts[0] if squeeze else counts
 
 
@@ -418,12 +463,14 @@ def robust_correct(
     keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_batches))
     prog = _sweep_program(m, apply_fn, int(num_steps), norm, bool(random_start), rows)
     rel = jnp.asarray(rel_step, jnp.float32)
+    variables, eps_a, rel = replicate((variables, eps_a, rel), m)
     for start in range(0, n_batches, d):
         group = slice(start, min(start + d, n_batches))
         (gx, gy, gk), k = pad_leading(
             (jnp.asarray(xb[group]), jnp.asarray(yb[group]), keys[group]), d
         )
-        correct = np.asarray(prog(variables, gx, gy, eps_a, gk, rel))[:k]  # [k, e', bs]
+        gx, gy, gk = shard_leading((gx, gy, gk), m)
+        correct = fetch(prog(variables, gx, gy, eps_a, gk, rel))[:k]  # [k, e', bs]
         flat = np.moveaxis(correct, 1, 0).reshape(attacked.size, k * bs)
         lo = start * bs
         hi = min(lo + k * bs, n)
@@ -453,7 +500,7 @@ def rejection_curves(
     reject_if: str = "above",
     weights: Any = None,
     mesh: Mesh | None = None,
-) -> jax.Array:
+) -> np.ndarray:
     """``metrics.rejection_curves`` with the leading axes of ``stat`` split over devices.
 
     ``stat [..., n]`` is flattened to ``[B, n]`` (e.g. B = checkpoints x models) and
@@ -469,5 +516,7 @@ def rejection_curves(
     m = _mesh(mesh)
     lead, n = s.shape[:-1], s.shape[-1]
     (flat, wflat), rows = pad_leading((s.reshape(-1, n), w.reshape(-1, n)), m.devices.size)
-    out = _rejection_program(m, reject_if)(flat, t, msk, wflat)[:rows]
+    flat, wflat = shard_leading((flat, wflat), m)
+    t, msk = replicate((t, msk), m)
+    out = fetch(_rejection_program(m, reject_if)(flat, t, msk, wflat))[:rows]
     return out.reshape((*lead, t.shape[0], msk.shape[0]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -284,7 +285,7 @@ class CertifyResult(NamedTuple):
 def certify(
     apply_fn: ApplyFn,
     variables: Any,
-    x: jax.Array,
+    x: Any,
     key: jax.Array,
     *,
     n0: int,
@@ -294,12 +295,13 @@ def certify(
     num_classes: int,
     noise: str | NoiseFn = "gaussian",
     chunk_size: int = 16,
-    indices: jax.Array | None = None,
+    indices: Any = None,
     mode: str = "independent",
     prng_impl: str | None = None,
     compute_dtype: str | None = None,
     input_block: int | None = None,
     linear_stem: Any = None,
+    sampler: Callable[..., Any] | None = None,
 ) -> CertifyResult:
     """CERTIFY of Cohen et al. (2019) for a batch of inputs.
 
@@ -324,6 +326,9 @@ def certify(
       n: estimation draws, >= 1 (e.g. 10^4 or 10^5).
       alpha: failure probability in (0, 1) (e.g. 0.001).
       sigma: noise standard deviation > 0.
+      sampler: the counting function, called as ``sample_counts`` is (default
+        ``sample_counts``); e.g. ``functools.partial(engine.parallel.sample_counts,
+        mesh=mesh)`` draws on every device of ``mesh`` (identical counts).
 
     Returns:
       ``CertifyResult`` with per-input ``pred``, ``radius``, ``p_a_lower``, the chosen
@@ -339,8 +344,10 @@ def certify(
     # pA_lower <= alpha^(1/n) < 1/2 when alpha < 0.5^n: every input abstains.
     _warn_unanswerable(np.asarray(n), np.asarray(alpha, np.float64), np.ldexp(1.0, -n))
 
+    count = sample_counts if sampler is None else sampler
+
     def run(k: jax.Array, num: int) -> jax.Array:
-        return sample_counts(
+        return count(
             apply_fn,
             variables,
             x,

@@ -13,7 +13,9 @@ Public functions:
   * :func:`save_member` / :func:`load_member` -- atomic write / validated read.
   * :func:`seeded_subset` -- the sorted seeded subset of evaluated examples.
   * :func:`train_or_load` -- a study's trained model (:class:`TrainedModel`): a
-    finished checkpoint is loaded, anything else trained or resumed.
+    finished checkpoint is loaded, anything else trained or resumed;
+    :func:`train_models` -- several at once as one grid (``engine.grid``), each
+    with its own checkpoints.
   * :func:`save_cached` / :func:`load_cached` -- arrays in an ``.npz`` keyed by a
     hash of their inputs; :func:`cached_batches` -- a resumable batched loop over
     examples whose partial result is such a cache entry.
@@ -67,6 +69,8 @@ from fairrobust._io import (
     to_jsonable,
 )
 from fairrobust._version import __version__
+from fairrobust.engine.grid import train_grid
+from fairrobust.engine.runtime import Runtime
 from fairrobust.train import TrainConfig, load_checkpoint, train
 
 __all__ = [
@@ -87,6 +91,7 @@ __all__ = [
     "seeded_subset",
     "slugify",
     "train_info",
+    "train_models",
     "train_or_load",
     "verify_provenance",
     "write_provenance",
@@ -394,6 +399,49 @@ def train_or_load(
     return TrainedModel(model, variables, apply_fn, info)
 
 
+def train_models(
+    dataset: Any,
+    configs: Sequence[TrainConfig],
+    folders: Sequence[str | os.PathLike[str]],
+    *,
+    resume: bool,
+    progress: bool,
+    runtime: Runtime | None = None,
+) -> list[TrainedModel]:
+    """Train (or read back) ``configs`` as one grid, each in its folder.
+
+    ``fairrobust.engine.grid.train_grid`` trains the members of equal structure in
+    one jitted step (vmapped on accelerators, ``lax.map`` on CPU, split over the
+    runtime's ``train_mesh``); every member writes the checkpoints ``train.train``
+    writes, so a finished member is read back and a killed grid resumes each member
+    from its own last epoch. Each model's ``apply_fn`` is its evaluation form on
+    this runtime (``Runtime.eval_model``).
+
+    Returns:
+      One :class:`TrainedModel` per config, in order.
+    """
+    if not configs:
+        return []
+    rt = runtime if runtime is not None else Runtime.create()
+    results = train_grid(
+        dataset,
+        list(configs),
+        mesh=rt.train_mesh,
+        progress=progress,
+        out_dirs=[Path(f) for f in folders],
+        resume=resume,
+    )
+    return [
+        TrainedModel(
+            r.model,
+            r.variables,
+            models.logits_fn(rt.eval_model(r.model)),  # pyright: ignore[reportArgumentType]
+            train_info(r.history, r.best_epoch),
+        )
+        for r in results
+    ]
+
+
 # ----------------------------------------------------------------------------- keyed cache
 
 
@@ -475,7 +523,7 @@ def cached_batches(
                 save_cached(partial, key, n_done=np.asarray(rows[-1] + 1), **merged)
             bar.update(len(rows))
     save_cached(path, key, n_done=np.asarray(n), **merged)
-    partial.unlink(missing_ok=True)
+    _io.remove(partial)
     return merged, False
 
 

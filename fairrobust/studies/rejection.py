@@ -61,8 +61,9 @@ module runs the pipeline as stages with typed outputs -- :func:`load_eval_set`
 (:class:`EvalSet`), :func:`train_base_models` (:class:`BaseModels`),
 :func:`score_nr` (:class:`NeuralRejectionScores`), :func:`sample_rs`
 (:class:`SmoothingSamples`), :func:`certify_rs` (:class:`Certification`),
-:func:`analyse` (tables) and :func:`write_results` (every file in
-``RESULT_FILES``) -- which :func:`run_study` composes.
+`analyse` (tables) and :func:`write_results` (every file in
+``RESULT_FILES``) -- which :func:`run_study` composes. The stages up to CERTIFY live
+in :mod:`fairrobust.studies.rejection_stages` (re-exported here).
 """
 
 from __future__ import annotations
@@ -75,38 +76,39 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fairrobust import _io, metrics, smoothing
 from fairrobust.data import AudioDataset
-from fairrobust.groups import (
-    AttributeStatus,
-    Groups,
-    all_groups,
-    parse_intersections,
-    training_group_sizes,
-    with_speakers,
-)
-from fairrobust.neural_rejection import NeuralRejection
+from fairrobust.engine.runtime import Runtime
 from fairrobust.studies._store import (
-    TrainedModel,
     attribute_slug,
-    cached_batches,
     library_version,
-    load_cached,
-    save_cached,
-    seeded_subset,
-    train_or_load,
     write_provenance,
     write_table,
 )
-from fairrobust.studies.attributes import study_attributes, write_attribute_status
+from fairrobust.studies.attributes import write_attribute_status
 from fairrobust.studies.config import RejectionConfig
 from fairrobust.studies.rejection_accuracy import accuracy_table, certified_accuracy_table
 from fairrobust.studies.rejection_answerability import answerable_summary, common_range_table
 from fairrobust.studies.rejection_comparisons import rejection_comparisons
 from fairrobust.studies.rejection_figures import write_figures
+from fairrobust.studies.rejection_stages import (
+    BaseModels,
+    Certification,
+    EvalSet,
+    NeuralRejectionScores,
+    SmoothingSamples,
+    base_model_dir,
+    base_model_key,
+    certify_rs,
+    load_eval_set,
+    sample_rs,
+    score_nr,
+    select_eval,
+    train_base_models,
+    train_configs,
+)
 from fairrobust.studies.rejection_tables import (
     RejectionAnalysis,
     analyze,
@@ -119,7 +121,7 @@ from fairrobust.studies.rejection_tables import (
     fpr_parity_table,
     write_csv,
 )
-from fairrobust.train import TrainConfig, extract_features, predict_logits
+from fairrobust.train import TrainConfig
 
 __all__ = [
     "RESULT_FILES",
@@ -209,391 +211,6 @@ class RejectionResults:
     eval_index: np.ndarray
     model_dirs: Mapping[str, Path]
     train_configs: Mapping[str, TrainConfig]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class EvalSet:
-    """The evaluated examples of a rejection study run and the data they come from.
-
-    Attributes:
-      dataset: dataset name.
-      data_fingerprint: ``AudioDataset.fingerprint()``.
-      num_classes: number of classes.
-      index: sorted dataset indices ``[n]`` (:func:`select_eval`).
-      x: float32 waveforms ``[n, T]``.
-      y: labels ``[n]``.
-      speakers: speaker of each example ``[n]`` (bootstrap clusters).
-      paths: clip path of each example ``[n]``.
-      attributes: every dataset attribute at the evaluated examples, ``[n]`` each.
-      groups: attribute (or intersection) -> ``fairrobust.groups.Groups`` over ``n``.
-      train_sizes: the same keys -> training examples per group ``[g]``.
-      attribute_status: every requested attribute, usable or why not (``groups`` has the usable).
-    """
-
-    dataset: str
-    data_fingerprint: str
-    num_classes: int
-    index: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    speakers: np.ndarray
-    paths: np.ndarray
-    attributes: Mapping[str, np.ndarray]
-    groups: Mapping[str, Groups]
-    train_sizes: Mapping[str, np.ndarray]
-    attribute_status: tuple[AttributeStatus, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class BaseModels:
-    """The two trained base models: clean M5 (NR) and Gaussian-noise M5 (RS).
-
-    Attributes:
-      nr, rs: the trained models.
-      nr_config, rs_config: their ``fairrobust.train.TrainConfig`` (:func:`train_configs`).
-      nr_key, rs_key: stable hash of data fingerprint and training config; names
-        the model folder (``models/rejection-<nr|rs>-<key>``) and keys every cache
-        computed from the model.
-    """
-
-    nr: TrainedModel
-    rs: TrainedModel
-    nr_config: TrainConfig
-    rs_config: TrainConfig
-    nr_key: str
-    rs_key: str
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class NeuralRejectionScores:
-    """NR outputs on the evaluated examples (:func:`score_nr`).
-
-    Attributes:
-      scores: SVM scores ``[n, C]``.
-      stat: top score, the rejection statistic ``[n]`` (reject iff below t).
-      pred: the SVM's predicted class ``[n]``.
-      base_pred: the clean M5's predicted class ``[n]``.
-      reused: read from the cache.
-    """
-
-    scores: np.ndarray
-    stat: np.ndarray
-    pred: np.ndarray
-    base_pred: np.ndarray
-    reused: bool
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SmoothingSamples:
-    """RS outputs on the evaluated examples at every N (:func:`sample_rs`).
-
-    Attributes:
-      counts: class counts ``[k, n, C]`` at each N of ``num_samples`` (prefixes of
-        one noise stream).
-      top: the top class ``[k, n]``.
-      pvalues: PREDICT p-values ``[k, n]`` (abstain iff p > alpha).
-      base_pred: the RS base model's prediction on clean inputs ``[n]``.
-      reused: the counts were read from the cache.
-    """
-
-    counts: np.ndarray
-    top: np.ndarray
-    pvalues: np.ndarray
-    base_pred: np.ndarray
-    reused: bool
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Certification:
-    """CERTIFY outputs on the evaluated examples (:func:`certify_rs`).
-
-    Attributes:
-      pred: certified class ``[n]`` (-1 = abstain).
-      radius: certified L2 radius ``[n]``.
-      p_a_lower: lower confidence bound of the top-class probability ``[n]``.
-      reused: read from the cache.
-    """
-
-    pred: np.ndarray
-    radius: np.ndarray
-    p_a_lower: np.ndarray
-    reused: bool
-
-
-# ----------------------------------------------------------------------------- stages
-
-
-def train_configs(config: RejectionConfig) -> tuple[TrainConfig, TrainConfig]:
-    """(clean NR base config, noisy RS base config) as ``fairrobust.train.TrainConfig``."""
-    nr = TrainConfig(
-        model=config.model,
-        width=config.width,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        noise_std=0.0,
-        at_eps=0.0,
-        val_noise_std=0.0,
-        seed=config.seed,
-    )
-    # RS base model: Gaussian augmentation at the smoothing sigma, selected on equally
-    # noisy validation data (paper section 4.3); its own seed.
-    rs = dataclasses.replace(
-        nr, noise_std=config.sigma, val_noise_std=config.sigma, seed=config.seed + 1
-    )
-    return nr, rs
-
-
-def select_eval(dataset: AudioDataset, config: RejectionConfig) -> np.ndarray:
-    """Dataset indices of the evaluated examples: the split, seeded cap, sorted.
-
-    ``seeded_subset(split indices, config.max_examples, config.seed)`` (no salt).
-    """
-    idx = np.flatnonzero(np.asarray(dataset.splits) == config.split)
-    if idx.size == 0:
-        raise ValueError(f"dataset {dataset.name!r}: split {config.split!r} is empty")
-    return seeded_subset(idx, config.max_examples, config.seed)
-
-
-def load_eval_set(dataset: AudioDataset, config: RejectionConfig) -> EvalSet:
-    """The :class:`EvalSet` of ``config``: examples, groups and their training sizes.
-
-    Raises:
-      ValueError: empty split, or an attribute the dataset does not have.
-    """
-    idx = select_eval(dataset, config)
-    attrs = {k: np.asarray(v)[idx] for k, v in dataset.attributes.items()}
-    names = list(config.attributes) or sorted(attrs)
-    inter = parse_intersections(config.intersections, names)
-    # before any training: unknown names raise, unusable attributes are left out, none usable
-    # fails here
-    names, inter, status = study_attributes(
-        dataset, idx, names, inter, min_clips=config.min_group_size,
-        keep_unknown=config.keep_unknown, split_name=config.split,
-    )  # fmt: skip
-    speakers = np.asarray(dataset.speakers)[idx]
-    grps = {
-        name: with_speakers(g, speakers, config.min_speakers)
-        for name, g in all_groups(
-            attrs, names, inter, min_size=config.min_group_size, keep_unknown=config.keep_unknown
-        ).items()
-    }
-    train_mask = np.asarray(dataset.splits) == "train"
-    train_attrs = {k: np.asarray(v)[train_mask] for k, v in dataset.attributes.items()}
-    return EvalSet(
-        dataset=dataset.name,
-        data_fingerprint=dataset.fingerprint(),
-        num_classes=int(dataset.num_classes),
-        index=idx,
-        x=np.asarray(dataset.waveforms[idx], dtype=np.float32),
-        y=np.asarray(dataset.labels[idx]),
-        speakers=speakers,
-        paths=np.asarray(dataset.paths)[idx],
-        attributes=attrs,
-        groups=grps,
-        train_sizes={n: training_group_sizes(train_attrs, g) for n, g in grps.items()},
-        attribute_status=tuple(status),
-    )
-
-
-def base_model_key(data_fingerprint: str, train_config: TrainConfig) -> str:
-    """Hash of a base model's data and training config: ``models/rejection-<kind>-<key>``."""
-    return _io.stable_hash({"data": data_fingerprint, "train": train_config})
-
-
-def base_model_dir(models_dir: str | os.PathLike[str], kind: str, key: str) -> Path:
-    """Folder of a base model: ``models_dir/rejection-<nr|rs>-<key>``."""
-    return Path(models_dir) / f"rejection-{kind}-{key}"
-
-
-def train_base_models(
-    dataset: AudioDataset,
-    config: RejectionConfig,
-    models_dir: str | os.PathLike[str],
-    *,
-    resume: bool,
-    progress: bool,
-) -> BaseModels:
-    """Train (or load) the NR and RS base models in ``models_dir/rejection-<kind>-<key>/``."""
-    nr_config, rs_config = train_configs(config)
-    fp = dataset.fingerprint()
-    nr_key, rs_key = base_model_key(fp, nr_config), base_model_key(fp, rs_config)
-    models_dir = Path(models_dir)
-    return BaseModels(
-        nr=train_or_load(
-            dataset, nr_config, base_model_dir(models_dir, "nr", nr_key), resume=resume,
-            progress=progress,
-        ),
-        rs=train_or_load(
-            dataset, rs_config, base_model_dir(models_dir, "rs", rs_key), resume=resume,
-            progress=progress,
-        ),
-        nr_config=nr_config,
-        rs_config=rs_config,
-        nr_key=nr_key,
-        rs_key=rs_key,
-    )  # fmt: skip
-
-
-def score_nr(
-    dataset: AudioDataset,
-    base: BaseModels,
-    ev: EvalSet,
-    config: RejectionConfig,
-    cache_dir: str | os.PathLike[str],
-    *,
-    resume: bool,
-) -> NeuralRejectionScores:
-    """Neural rejection: an RBF-SVM on the clean model's penultimate features.
-
-    Fitted on the training split's features (seeded subsample ``nr_max_train``);
-    scores every evaluated example. Cached in ``cache_dir/nr-<key>.npz``, keyed by
-    the model, ``nr_max_train``, the seed and the evaluated examples.
-    """
-    nr_key = _io.stable_hash(
-        {"model": base.nr_key, "max_train": config.nr_max_train, "seed": config.seed,
-         "eval": ev.index}
-    )  # fmt: skip
-    path = Path(cache_dir) / f"nr-{nr_key}.npz"
-    cached = load_cached(path, nr_key) if resume else None
-    reused = cached is not None
-    if cached is None:
-        model, variables = base.nr.model, base.nr.variables
-        train_idx = np.flatnonzero(np.asarray(dataset.splits) == "train")
-        f_train = extract_features(
-            model, variables, np.asarray(dataset.waveforms[train_idx], np.float32)
-        )
-        f_eval = extract_features(model, variables, ev.x)
-        nr = NeuralRejection().fit(
-            f_train,
-            np.asarray(dataset.labels[train_idx]),
-            max_train=config.nr_max_train,
-            seed=config.seed,
-        )
-        scores = np.asarray(nr.scores(f_eval), dtype=np.float64)
-        classes = np.asarray(nr.classes_)
-        cached = {
-            "scores": scores,
-            "stat": np.asarray(nr.rejection_stat(f_eval), dtype=np.float64),
-            "pred": classes[scores.argmax(-1)],
-            "base_pred": np.asarray(predict_logits(base.nr.apply_fn, variables, ev.x)).argmax(-1),
-        }
-        save_cached(path, nr_key, **cached)
-    return NeuralRejectionScores(
-        scores=cached["scores"],
-        stat=cached["stat"],
-        pred=cached["pred"],
-        base_pred=cached["base_pred"],
-        reused=reused,
-    )
-
-
-def sample_rs(
-    base: BaseModels,
-    ev: EvalSet,
-    config: RejectionConfig,
-    cache_dir: str | os.PathLike[str],
-    *,
-    resume: bool,
-    progress: bool,
-) -> SmoothingSamples:
-    """Randomized smoothing: class counts at every N from one noise stream, PREDICT p-values.
-
-    ``max(num_samples)`` noisy copies per example (key ``fold_in(seed, 1)``, one
-    stream per dataset index); the counts at each N are prefixes of it. Resumable
-    batches of ``sample_batch_size`` examples, cached in ``counts-<key>.npz``.
-    """
-    rs_key = _io.stable_hash(
-        {
-            "model": base.rs_key,
-            "noise": config.noise,
-            "sigma": config.sigma,
-            "num_samples": config.num_samples,
-            "seed": config.seed,
-            "eval": ev.index,
-        }
-    )
-    key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    model = base.rs
-
-    def sample(rows: np.ndarray) -> dict[str, np.ndarray]:
-        c = smoothing.sample_counts(
-            model.apply_fn,
-            model.variables,
-            jnp.asarray(ev.x[rows]),
-            key,
-            num_samples=max(config.num_samples),
-            sigma=config.sigma,
-            num_classes=ev.num_classes,
-            noise=config.noise,
-            chunk_size=config.chunk_size,
-            checkpoints=config.num_samples,
-            indices=jnp.asarray(ev.index[rows], jnp.int32),
-        )
-        return {"counts": np.swapaxes(np.asarray(c), 0, 1)}  # [b, k, C]
-
-    sampled, reused = cached_batches(
-        Path(cache_dir) / f"counts-{rs_key}.npz", rs_key, len(ev.index),
-        config.sample_batch_size, sample, resume=resume, progress=progress, desc="RS sampling",
-    )  # fmt: skip
-    counts = np.swapaxes(sampled["counts"], 0, 1)  # [k, n, C]
-    top, pvalues = smoothing.predict_pvalues(counts)
-    base_pred = np.asarray(predict_logits(model.apply_fn, model.variables, ev.x)).argmax(-1)
-    return SmoothingSamples(counts, np.asarray(top), np.asarray(pvalues), base_pred, reused)
-
-
-def certify_rs(
-    base: BaseModels,
-    ev: EvalSet,
-    config: RejectionConfig,
-    cache_dir: str | os.PathLike[str],
-    *,
-    resume: bool,
-    progress: bool,
-) -> Certification:
-    """CERTIFY (Cohen et al. 2019) every evaluated example with the RS base model.
-
-    ``certify_n0`` selection and ``certify_n`` estimation draws at level
-    ``certify_alpha`` (key ``fold_in(seed, 2)``); resumable batches cached in
-    ``certify-<key>.npz``.
-    """
-    c_key = _io.stable_hash(
-        {
-            "model": base.rs_key,
-            "noise": config.noise,
-            "sigma": config.sigma,
-            "n0": config.certify_n0,
-            "n": config.certify_n,
-            "alpha": config.certify_alpha,
-            "seed": config.seed,
-            "eval": ev.index,
-        }
-    )
-    key = jax.random.fold_in(jax.random.key(config.seed), 2)
-    model = base.rs
-
-    def run_certify(rows: np.ndarray) -> dict[str, np.ndarray]:
-        r = smoothing.certify(
-            model.apply_fn,
-            model.variables,
-            jnp.asarray(ev.x[rows]),
-            key,
-            n0=config.certify_n0,
-            n=config.certify_n,
-            alpha=config.certify_alpha,
-            sigma=config.sigma,
-            num_classes=ev.num_classes,
-            noise=config.noise,
-            chunk_size=config.chunk_size,
-            indices=jnp.asarray(ev.index[rows], jnp.int32),
-        )
-        return {"pred": r.pred, "radius": r.radius, "p_a_lower": r.p_a_lower}
-
-    cert, reused = cached_batches(
-        Path(cache_dir) / f"certify-{c_key}.npz", c_key, len(ev.index),
-        config.sample_batch_size, run_certify, resume=resume, progress=progress, desc="CERTIFY",
-    )  # fmt: skip
-    return Certification(cert["pred"], cert["radius"], cert["p_a_lower"], reused)
 
 
 def analyse(
@@ -733,7 +350,7 @@ def _write_certification(results_dir: Path, ev: EvalSet, cert: Certification | N
     per_example = results_dir / RESULT_FILES["certify_per_example"]
     if cert is None:  # never leave certification files of an earlier config behind
         for path in (table, per_example, table.with_suffix(".json")):
-            path.unlink(missing_ok=True)
+            _io.remove(path)
         return {}
     _, json_path = write_table(table.with_suffix(""), tables["certified_accuracy"])
     rows = certify_table(
@@ -801,7 +418,7 @@ def write_results(
         analysis, fig_dir, certified=tables["certified_accuracy"], radii=config.radii
     )
     for stale in set(fig_dir.glob("rejection_*.png")) - set(figures.values()):
-        stale.unlink(missing_ok=True)
+        _io.remove(stale)
     files.update(figures)
     summary = _summary(provenance, config, ev, nr, rs, cert, analysis)
     files["summary"] = _io.atomic_write_json(results_dir / RESULT_FILES["summary"], summary)
@@ -826,6 +443,7 @@ def run_study(
     *,
     resume: bool = True,
     progress: bool = True,
+    runtime: Runtime | None = None,
 ) -> RejectionResults:
     """Run the rejection study on ``dataset`` and write results and figures under ``out_dir``.
 
@@ -851,6 +469,8 @@ def run_study(
         models to ``models/`` and caches to ``cache/rejection/``.
       resume: reuse matching cached models / samples (False recomputes everything).
       progress: show progress bars.
+      runtime: devices and processes (``fairrobust.engine.Runtime``; default all
+        devices of this process); sampling is split over its devices.
 
     Returns:
       A :class:`RejectionResults`.
@@ -866,15 +486,18 @@ def run_study(
     t_start = time.perf_counter()
     ev = load_eval_set(dataset, config)
     t0 = time.perf_counter()
-    base = train_base_models(dataset, config, out / "models", resume=resume, progress=progress)
+    rt = runtime if runtime is not None else Runtime.create()
+    base = train_base_models(
+        dataset, config, out / "models", resume=resume, progress=progress, runtime=rt
+    )
     timings["train"], t0 = time.perf_counter() - t0, time.perf_counter()
     nr = score_nr(dataset, base, ev, config, cache, resume=resume)
     timings["nr"], t0 = time.perf_counter() - t0, time.perf_counter()
-    rs = sample_rs(base, ev, config, cache, resume=resume, progress=progress)
+    rs = sample_rs(base, ev, config, cache, resume=resume, progress=progress, runtime=rt)
     timings["rs_sampling"], t0 = time.perf_counter() - t0, time.perf_counter()
     cert = None
     if config.certify:
-        cert = certify_rs(base, ev, config, cache, resume=resume, progress=progress)
+        cert = certify_rs(base, ev, config, cache, resume=resume, progress=progress, runtime=rt)
         timings["certify"], t0 = time.perf_counter() - t0, time.perf_counter()
     analysis, tables = analyse(ev, nr, rs, cert, config)
     files, summary = write_results(out, config, ev, base, nr, rs, cert, analysis, tables)

@@ -66,13 +66,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fairrobust import _io
-from fairrobust.attacks import robust_correct
 from fairrobust.data import AudioDataset
 from fairrobust.defenses import Preprocess, parse_preprocess, with_preprocess
+from fairrobust.engine import parallel
+from fairrobust.engine.runtime import Runtime
 from fairrobust.groups import (
     AttributeStatus,
     Groups,
@@ -92,7 +92,7 @@ from fairrobust.studies._store import (
     save_member,
     seeded_subset,
     slugify,
-    train_or_load,
+    train_models,
     write_provenance,
     write_table,
 )
@@ -477,28 +477,30 @@ def train_members(
     *,
     resume: bool,
     progress: bool,
+    runtime: Runtime | None = None,
 ) -> dict[str, TrainedModel]:
-    """Train (or load) the model of every distinct ``train_id`` of ``specs``, in order.
+    """Train (or load) the model of every distinct ``train_id`` of ``specs`` as one grid.
 
-    Each model lives in ``models_dir/<train_id>/``
-    (:func:`fairrobust.studies._store.train_or_load`).
+    Members of equal structure train together (``fairrobust.engine.grid``); each
+    keeps its checkpoints in ``models_dir/<train_id>/``, so a killed grid resumes
+    member by member (:func:`fairrobust.studies._store.train_models`).
 
     Returns:
       ``train_id`` -> :class:`~fairrobust.studies._store.TrainedModel` (with the
       training ``info``: best epoch and its metrics).
     """
     models_dir = Path(models_dir)
-    trained: dict[str, TrainedModel] = {}
-    for spec in specs:
-        if spec.train_id not in trained:
-            trained[spec.train_id] = train_or_load(
-                dataset,
-                TrainConfig(**spec.train_spec["train_config"]),
-                models_dir / spec.train_id,
-                resume=resume,
-                progress=progress,
-            )
-    return trained
+    ids = list(dict.fromkeys(spec.train_id for spec in specs))
+    configs = {spec.train_id: TrainConfig(**spec.train_spec["train_config"]) for spec in specs}
+    trained = train_models(
+        dataset,
+        [configs[i] for i in ids],
+        [models_dir / i for i in ids],
+        resume=resume,
+        progress=progress,
+        runtime=runtime,
+    )
+    return dict(zip(ids, trained, strict=True))
 
 
 def _member_key(config: RobustnessConfig, spec: MemberSpec) -> jax.Array:
@@ -514,30 +516,33 @@ def attack_member(
     config: RobustnessConfig,
     *,
     sample_rate: int,
-    progress: bool = True,
+    runtime: Runtime | None = None,
 ) -> tuple[np.ndarray, Preprocess]:
     """Robust correctness of one member at ``spec.epsilons`` (clean pass first).
 
     The model behind the member's preprocessing defense is attacked with L-inf PGD
-    (``fairrobust.attacks.robust_correct``, the member's own key).
+    (``fairrobust.attacks.robust_correct`` with the member's own key, its batches
+    spread over the runtime's devices by ``engine.parallel.robust_correct``: the
+    same correctness on any number of devices).
 
     Returns:
       ``(correct bool [1 + e, n], the parsed preprocessing defense)``.
     """
     pre = parse_preprocess(spec.preprocess, sample_rate)
-    correct = robust_correct(
+    rt = runtime if runtime is not None else Runtime.create()
+    correct = parallel.robust_correct(
         with_preprocess(trained.apply_fn, pre),
         trained.variables,
-        jnp.asarray(x),
-        jnp.asarray(y),
-        jnp.asarray(spec.epsilons, jnp.float32),
+        np.asarray(x, np.float32),
+        np.asarray(y),
+        np.asarray(spec.epsilons, np.float32),
         _member_key(config, spec),
         num_steps=config.attack_steps,
         norm="linf",
         rel_step=config.attack_rel_step,
         random_start=False,
         batch_size=config.attack_batch_size,
-        progress=progress,
+        mesh=rt.mesh,
     )
     return np.asarray(correct, dtype=bool), pre
 
@@ -580,6 +585,7 @@ def evaluate_members(
     models_dir: str | os.PathLike[str],
     *,
     progress: bool = True,
+    runtime: Runtime | None = None,
 ) -> dict[str, MemberResult]:
     """Attack every member of ``specs`` on ``test`` and save each member file when done.
 
@@ -595,6 +601,7 @@ def evaluate_members(
       config: the study config (attack settings, seed).
       models_dir: the ``models/`` folder.
       progress: show progress bars.
+      runtime: the devices to attack on (default: all, ``Runtime.create()``).
 
     Returns:
       member id -> :class:`MemberResult`, in the order of ``specs``.
@@ -615,7 +622,7 @@ def evaluate_members(
                 test.y,
                 config,
                 sample_rate=test.sample_rate,
-                progress=progress,
+                runtime=runtime,
             )
             meta = _member_meta(spec, correct, pre, test, config_hash, trained.info)
             arrays = {
@@ -664,6 +671,7 @@ def run_study(
     progress: bool = True,
     focus: Sequence[str] = (),
     make_figures: bool = True,
+    runtime: Runtime | None = None,
 ) -> RobustnessResults:
     """Train, attack and analyse the grid of ``config`` on ``dataset``; write every result.
 
@@ -710,6 +718,8 @@ def run_study(
       focus: member ids for the accuracy-vs-epsilon figures (default: baseline
         and most robust model).
       make_figures: draw the figures (False: tables only, e.g. in tests).
+      runtime: devices and processes (``fairrobust.engine.Runtime``; default all
+        devices of this process). Results are identical on 1 and N devices.
 
     Returns:
       A :class:`RobustnessResults`.
@@ -728,8 +738,11 @@ def run_study(
     _write_config(out / "results" / f"{prefix}_config.json", config, test)
     done = load_members(plan, models_dir) if resume else {}
     todo = [spec for spec in plan if spec.member_id not in done]
-    models = train_members(dataset, todo, models_dir, resume=resume, progress=progress)
-    done.update(evaluate_members(todo, models, test, config, models_dir, progress=progress))
+    rt = runtime if runtime is not None else Runtime.create()
+    models = train_members(dataset, todo, models_dir, resume=resume, progress=progress, runtime=rt)
+    done.update(
+        evaluate_members(todo, models, test, config, models_dir, progress=progress, runtime=rt)
+    )
     members = tuple(done[spec.member_id] for spec in plan)
     agg = aggregate(
         [mr.record() for mr in members],

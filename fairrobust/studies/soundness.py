@@ -693,4 +693,4 @@ def _write_parity(results: Path, record: Mapping[str, Any]) -> None:
 def remove_soundness(run_dir: str | Path) -> None:
     """Delete the soundness files of an earlier run in ``run_dir`` (checks skipped now)."""
     for name in SOUNDNESS_FILES:
-        (Path(run_dir) / "results" / name).unlink(missing_ok=True)
+        _io.remove(Path(run_dir) / "results" / name)
