@@ -10,6 +10,7 @@ package is the only place with ``argparse`` and with imports inside functions
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -72,4 +73,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
         print(f"fairrobust: error: {exc}", file=sys.stderr)
+        _abort_other_processes(2)
         return 2
+    except BaseException:
+        _abort_other_processes(1, traceback=True)
+        raise
+
+
+def _abort_other_processes(code: int, *, traceback: bool = False) -> None:
+    """In a ``jax.distributed`` run, a process that fails exits at once (no shutdown
+    barrier), so the coordination service stops the others instead of leaving them
+    waiting in a collective for the failed process."""
+    jax = sys.modules.get("jax")
+    if jax is None or not getattr(jax.distributed, "is_initialized", lambda: True)():
+        return
+    if jax.process_count() < 2:
+        return
+    if traceback:
+        import traceback as tb
+
+        tb.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -304,9 +304,13 @@ def start_runtime(args: argparse.Namespace, log: Callable[[str], Any] = print) -
 
     cache = None
     env = os.environ.get("FAIRROBUST_COMPILE_CACHE", "")
-    if not getattr(args, "no_compile_cache", False) and env.lower() not in CACHE_OFF:
-        folder = getattr(args, "compile_cache", None) or (Path(env) if env else None)
-        cache = rt.enable_compilation_cache(folder)
+    flag = getattr(args, "compile_cache", None)
+    if getattr(args, "no_compile_cache", False):
+        pass
+    elif flag is not None:  # the flag beats the environment
+        cache = rt.enable_compilation_cache(flag)
+    elif env.lower() not in CACHE_OFF:
+        cache = rt.enable_compilation_cache(Path(env) if env else None)
     settings = [getattr(args, n, None) for n in ("coordinator_address", "num_processes")]
     settings.append(getattr(args, "process_id", None))
     if (

@@ -5,9 +5,12 @@ accelerators, ``lax.map``-ped on CPU), each following ``train.train`` step for s
 ``parallel``: ``shard_map`` data parallelism over the devices of a 1-D mesh for
 ``smoothing.sample_counts`` (inputs or draws), ``attacks.robust_correct`` (batches)
 and ``metrics.rejection_curves`` (rows), with results identical to one device; it
-detects the XLA:CPU host-device convolution issue and warns.
+detects the XLA:CPU host-device convolution issue and warns; ``put`` / ``fetch`` place
+inputs on a mesh and bring results back, also across ``jax.distributed`` processes.
+``runtime``: the devices and processes a study runs on (``Runtime``), JAX's
+persistent compilation cache and ``jax.distributed`` start-up.
 
-Every public name of both modules is re-exported here.
+Every public name of the three modules is re-exported here.
 """
 
 from fairrobust.engine.grid import MEMBER_STRATEGIES as MEMBER_STRATEGIES
@@ -24,28 +27,42 @@ from fairrobust.engine.parallel import HOST_DEVICES_WARNING as HOST_DEVICES_WARN
 from fairrobust.engine.parallel import HOST_DOT_BAD_VERSIONS as HOST_DOT_BAD_VERSIONS
 from fairrobust.engine.parallel import SPLITS as SPLITS
 from fairrobust.engine.parallel import device_mesh as device_mesh
+from fairrobust.engine.parallel import fetch as fetch
 from fairrobust.engine.parallel import host_conv_hazard as host_conv_hazard
 from fairrobust.engine.parallel import pad_leading as pad_leading
+from fairrobust.engine.parallel import put as put
 from fairrobust.engine.parallel import rejection_curves as rejection_curves
 from fairrobust.engine.parallel import replicate as replicate
 from fairrobust.engine.parallel import robust_correct as robust_correct
 from fairrobust.engine.parallel import sample_counts as sample_counts
 from fairrobust.engine.parallel import shard_leading as shard_leading
 from fairrobust.engine.parallel import warn_host_conv as warn_host_conv
+from fairrobust.engine.runtime import COMPILATION_CACHE_MAX_BYTES as COMPILATION_CACHE_MAX_BYTES
+from fairrobust.engine.runtime import Runtime as Runtime
+from fairrobust.engine.runtime import compilation_cache_dir as compilation_cache_dir
+from fairrobust.engine.runtime import enable_compilation_cache as enable_compilation_cache
+from fairrobust.engine.runtime import initialize_distributed as initialize_distributed
 
 __all__ = [
     "AXIS",
+    "COMPILATION_CACHE_MAX_BYTES",
     "HOST_DEVICES_WARNING",
     "HOST_DOT_BAD_VERSIONS",
     "MEMBER_STRATEGIES",
     "SPLITS",
     "Hyper",
+    "Runtime",
+    "compilation_cache_dir",
     "device_mesh",
+    "enable_compilation_cache",
+    "fetch",
     "group_configs",
     "host_conv_hazard",
     "init_states",
+    "initialize_distributed",
     "make_grid_step",
     "pad_leading",
+    "put",
     "rejection_curves",
     "replicate",
     "robust_correct",

@@ -35,17 +35,16 @@ program and the mesh has several CPU devices; a model without ``lax.conv``
 (``models.M5(conv_impl="matmul")``) matched one device in the same checks
 (``tests/test_parallel.py``). The check covers CPU meshes only (the issue is in XLA:CPU).
 
-Multi-host (several machines, each with local devices): call
-``jax.distributed.initialize()`` (coordinator address, process count and id from
-the cluster environment: SLURM, TPU pods and ``JAX_COORDINATOR_ADDRESS`` /
-``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` are read automatically) at the start of
-every process, before any other JAX call. ``jax.devices()`` then lists the devices
-of all processes and ``device_mesh()`` spans them. Every process must call these
-functions with the same arguments (same inputs, same key): each computes the
-shards of its local devices and the results are gathered, so all processes return
-the full result. For datasets too large to replicate, give each process its own
-slice of inputs with its global ``indices`` (``sample_counts``) or ``fold_in`` the
-process index into the key, and gather the per-example outputs on the host.
+Multi-host (several machines, each with local devices): start every process with
+``runtime.initialize_distributed`` (``jax.distributed.initialize`` with the
+coordinator address, process count and id, read from ``JAX_COORDINATOR_ADDRESS`` /
+``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` or detected under SLURM, Open MPI and
+Cloud TPU) before any other JAX call. ``jax.devices()`` then lists the devices of all
+processes and ``device_mesh()`` spans them. Every process must call these functions
+with the same arguments (same inputs, same key): inputs are placed with :func:`put`
+(each process supplies the shards of its devices), and results come back through
+:func:`fetch` (``multihost_utils.process_allgather``), so every process returns the
+full result. ``tests/test_distributed.py`` checks two processes against one.
 
 Reference: JAX docs, "Distributed arrays and automatic parallelization",
 "Manual parallelism with shard_map", and "Multi-host and multi-process environments".
@@ -225,7 +224,8 @@ HOST_DOT_BAD_VERSIONS = ((0, 6), (0, 7))
 def host_conv_hazard(mesh: Mesh | None, apply_fn: Callable, variables: Any, x: Any) -> bool:
     """Whether ``apply_fn(variables, x)`` on ``mesh`` meets the host-device XLA:CPU issue.
 
-    True iff the mesh has more than one CPU device and the traced program of
+    True iff the mesh has more than one CPU device in this process (devices of other
+    ``jax.distributed`` processes run in their own runtime) and the traced program of
     ``apply_fn`` (on abstract values of ``variables`` and ``x``, nothing computed)
     contains ``lax.conv_general_dilated`` at any depth (custom VJP, scan, ...), or,
     with jaxlib 0.6 / 0.7, a ``dot_general``. Such programs running concurrently on
@@ -242,7 +242,8 @@ def host_conv_hazard(mesh: Mesh | None, apply_fn: Callable, variables: Any, x: A
       x: an example input batch (array or ``jax.ShapeDtypeStruct``).
     """
     m = _mesh(mesh)
-    if m.devices.size < 2 or m.devices.flat[0].platform != "cpu":
+    local = sum(d.process_index == jax.process_index() for d in m.devices.flat)
+    if local < 2 or m.devices.flat[0].platform != "cpu":
         return False
     spec = jax.tree_util.tree_map(_abstract, (variables, x))
     jaxpr = jax.make_jaxpr(apply_fn)(*spec).jaxpr

@@ -12,9 +12,12 @@ evaluated, and the mesh grid training uses.
   on every device count is what makes results identical on 1 and N devices. It
   costs 1.0-1.4x the time of ``lax.conv`` on one CPU device (width 16-32; see
   ``benchmarks/README.md``). On accelerators the model is evaluated as trained.
-* **Grid training** is split over the mesh on accelerators and across processes; on
-  CPU within one process it runs on one device (one device already keeps every core
-  busy, and the convolution issue above applies to training too).
+* **Grid training** is split over the mesh on accelerators (members padded to a
+  multiple of the device count; per-member results equal one device's up to float32
+  rounding of the batched step). On CPU every process trains every member on one
+  device: one device already keeps every core busy, the convolution issue above
+  applies to training too, and results then equal a one-device run bit for bit, also
+  with several processes.
 * **Several processes** (``initialize_distributed``): every process runs the same
   program on the same inputs; sharded results are gathered
   (``parallel.fetch``) so every process holds them; only process 0 writes
@@ -117,8 +120,9 @@ class Runtime:
 
     @property
     def train_mesh(self) -> Mesh | None:
-        """The mesh grid training splits members over, or None (one device)."""
-        if self.platform == "cpu" and self.process_count == 1:
+        """The mesh grid training splits members over: None (each process trains every
+        member on one device) on CPU, the whole mesh on accelerators."""
+        if self.platform == "cpu":
             return None
         return self.mesh
 

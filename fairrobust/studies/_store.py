@@ -230,6 +230,8 @@ def save_member(
       ``(json_path, npz_path)``.
     """
     directory = Path(directory)
+    if not _io.writable(directory / f"{name}.npz"):  # not process 0 of a multi-process run
+        return directory / f"{name}.json", directory / f"{name}.npz"
     npz_path = atomic_write_npz(directory / f"{name}.npz", **arrays)
     record = dict(meta)
     record["spec_hash"] = spec_hash
@@ -640,6 +642,8 @@ def write_provenance(
       The sidecar's path.
     """
     results_dir = Path(results_dir)
+    if not _io.writable(results_dir):  # its hashes are of files process 0 writes
+        return results_dir / f"{prefix}{PROVENANCE_SUFFIX}"
     record = {
         "study": study,
         "dataset": dataset,

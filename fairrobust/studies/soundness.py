@@ -680,7 +680,8 @@ def run_soundness(
         "smoothing": smooth_record,
     }
     _io.atomic_write_json(json_path, record)
-    record = _io.read_json(json_path)  # views from the file, exactly as a rerun sees it
+    if _io.writable(json_path):  # views from the file, exactly as a rerun sees it
+        record = _io.read_json(json_path)
     _write_parity(results, record)
     return record
 
