@@ -112,6 +112,15 @@ SCRIPT = textwrap.dedent(
     ref = attacks.robust_correct(lin, v, xa, ya, eps, jax.random.key(5), **kwa)
     out = parallel.robust_correct(lin, v, xa, ya, eps, jax.random.key(5), **kwa)
     assert ref.shape == out.shape == (4, 14) and np.array_equal(ref, out)
+    # three members of one architecture in one program: each as its own sweep
+    vs = [jax.tree_util.tree_map(lambda a, s=s: a * (1 + 0.3 * s), v) for s in range(3)]
+    ks = [jax.random.key(10 + s) for s in range(3)]
+    refs = np.stack(
+        [attacks.robust_correct(lin, vk, xa, ya, eps, kk, **kwa) for vk, kk in zip(vs, ks)]
+    )
+    for members in ("map", "vmap"):
+        got = parallel.robust_correct_members(lin, vs, xa, ya, eps, ks, members=members, **kwa)
+        assert got.shape == (3, 4, 14) and np.array_equal(got, refs), members
 
     # metric sweep
     stat = jax.random.uniform(jax.random.key(6), (3, 5, 200))
@@ -234,3 +243,26 @@ def test_two_host_devices_full_size_matmul_m5():
     """Width-128 M5 on 1 s clips: the size at which lax.conv went wrong on host devices."""
     out = _run_on_host_devices(SCRIPT_M5, 2, 900)
     assert "M5-OK" in out.stdout, out.stderr[-4000:]
+
+
+def test_members_in_one_program_equal_one_member_calls():
+    """M5 members lax.map-ped (CPU's choice) give each member's own sweep exactly."""
+    from fairrobust import attacks, models
+
+    model = models.M5(3, width=4, conv_impl="matmul")
+    variables = [models.init_variables(model, jax.random.key(s), 6848) for s in range(3)]
+    keys = [jax.random.key(20 + s) for s in range(3)]
+    fn = models.logits_fn(model)
+    x = np.asarray(jax.random.uniform(jax.random.key(1), (5, 6848), minval=-0.5, maxval=0.5))
+    y = np.arange(5) % 3
+    eps = np.asarray([0.0, 0.01, 0.1], np.float32)
+    kw = dict(num_steps=2, batch_size=2)
+    pairs = zip(variables, keys, strict=True)
+    ref = np.stack([attacks.robust_correct(fn, v, x, y, eps, k, **kw) for v, k in pairs])
+    got = parallel.robust_correct_members(fn, variables, x, y, eps, keys, members="map", **kw)
+    assert got.shape == (3, 3, 5)
+    np.testing.assert_array_equal(got, ref)
+    with pytest.raises(ValueError, match="variables, keys"):
+        parallel.robust_correct_members(fn, variables, x, y, eps, keys[:2], num_steps=1)
+    with pytest.raises(ValueError, match="members: expected one of"):
+        parallel.robust_correct_members(fn, variables, x, y, eps, keys, num_steps=1, members="x")

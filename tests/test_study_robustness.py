@@ -512,6 +512,12 @@ class _FakeModules:
             out.append(_store.TrainedModel(None, {"train_id": train_id}, None, {"best_epoch": 1}))
         return out
 
+    def attack_members(self, trained, specs, x, y, config, *, sample_rate, runtime=None):
+        return [
+            self.attack(t, s, x, y, config, sample_rate=sample_rate)
+            for t, s in zip(trained, specs, strict=True)
+        ]
+
     def attack(self, trained, spec, x, y, config, *, sample_rate, runtime=None):
         self.attacked.append(spec.member_id)
         seed = int(spec.eval_hash[:8], 16)
@@ -529,7 +535,7 @@ class _FakeModules:
 def fake(monkeypatch):
     f = _FakeModules()
     monkeypatch.setattr(rb, "train_models", f.train)
-    monkeypatch.setattr(rb, "attack_member", f.attack)
+    monkeypatch.setattr(rb, "attack_members", f.attack_members)
     return f
 
 

@@ -33,7 +33,9 @@ from fairrobust.engine.parallel import pad_leading as pad_leading
 from fairrobust.engine.parallel import put as put
 from fairrobust.engine.parallel import rejection_curves as rejection_curves
 from fairrobust.engine.parallel import replicate as replicate
+from fairrobust.engine.parallel import resolve_members as resolve_members
 from fairrobust.engine.parallel import robust_correct as robust_correct
+from fairrobust.engine.parallel import robust_correct_members as robust_correct_members
 from fairrobust.engine.parallel import sample_counts as sample_counts
 from fairrobust.engine.parallel import shard_leading as shard_leading
 from fairrobust.engine.parallel import warn_host_conv as warn_host_conv
@@ -65,7 +67,9 @@ __all__ = [
     "put",
     "rejection_curves",
     "replicate",
+    "resolve_members",
     "robust_correct",
+    "robust_correct_members",
     "sample_counts",
     "shard_leading",
     "stack",

@@ -44,7 +44,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from fairrobust import _io, attacks, models, train
-from fairrobust._checks import check_choice, fail
+from fairrobust._checks import fail
 from fairrobust.engine import parallel
 
 __all__ = [
@@ -194,14 +194,8 @@ def _member_step(model: models.M5, adversarial: bool, at_steps: int):
     return step
 
 
-MEMBER_STRATEGIES = ("auto", "vmap", "map")
-
-
-def _resolve_strategy(members: str) -> str:
-    check_choice("members", members, MEMBER_STRATEGIES)
-    if members == "auto":
-        return "map" if jax.default_backend() == "cpu" else "vmap"
-    return members
+MEMBER_STRATEGIES = parallel.MEMBER_STRATEGIES
+_resolve_strategy = parallel.resolve_members
 
 
 @functools.lru_cache(maxsize=32)

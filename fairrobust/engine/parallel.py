@@ -75,6 +75,7 @@ __all__ = [
     "AXIS",
     "HOST_DEVICES_WARNING",
     "HOST_DOT_BAD_VERSIONS",
+    "MEMBER_STRATEGIES",
     "SPLITS",
     "device_mesh",
     "fetch",
@@ -83,7 +84,9 @@ __all__ = [
     "put",
     "rejection_curves",
     "replicate",
+    "resolve_members",
     "robust_correct",
+    "robust_correct_members",
     "sample_counts",
     "shard_leading",
     "warn_host_conv",
@@ -476,6 +479,144 @@ def robust_correct(
         lo = start * bs
         hi = min(lo + k * bs, n)
         out[attacked, lo:hi] = flat[:, : hi - lo]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _members_program(
+    mesh: Mesh,
+    apply_fn: Callable,
+    num_steps: int,
+    norm: str,
+    random_start: bool,
+    block_rows: int,
+    strategy: str,
+):
+    """Jitted shard_map: per device, its batches (``lax.map``) x the K members."""
+
+    def body(variables, xb, yb, eps, keys, rel_step):
+        # variables [K, ...] (replicated); xb [d_b, bs, T]; keys [d_b, K].
+        def one_batch(x1, y1, k1):
+            def one_member(v, k):
+                return attacks.sweep_correct(
+                    apply_fn, v, x1, y1, eps, k, rel_step,
+                    num_steps=num_steps, norm=norm, random_start=random_start,
+                    block_rows=block_rows,
+                )  # fmt: skip
+
+            if strategy == "vmap":
+                return jax.vmap(one_member)(variables, k1)
+            return jax.lax.map(lambda a: one_member(*a), (variables, k1))
+
+        return jax.lax.map(lambda a: one_batch(*a), (xb, yb, keys))  # [d_b, K, e', bs]
+
+    specs = (P(), P(AXIS), P(AXIS), P(), P(AXIS), P())
+    return jax.jit(
+        jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=P(AXIS), check_vma=False)
+    )
+
+
+#: How the members of one device share a program (``robust_correct_members``,
+#: ``grid.make_grid_step``): vmapped, ``lax.map``-ped, or ``"auto"``.
+MEMBER_STRATEGIES = ("auto", "vmap", "map")
+
+
+def resolve_members(members: str) -> str:
+    """``"auto"`` -> ``"map"`` on CPU, ``"vmap"`` elsewhere; other strategies unchanged.
+
+    Raises:
+      ValueError: not one of :data:`MEMBER_STRATEGIES`.
+    """
+    check_choice("members", members, MEMBER_STRATEGIES)
+    if members == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return members
+
+
+def robust_correct_members(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    variables: Sequence[Any],
+    x: Any,
+    y: Any,
+    epsilons: Any,
+    keys: Sequence[jax.Array],
+    *,
+    num_steps: int,
+    norm: str = "linf",
+    rel_step: float = 0.2,
+    random_start: bool = False,
+    batch_size: int = 64,
+    block_rows: int | None = None,
+    members: str = "auto",
+    mesh: Mesh | None = None,
+) -> np.ndarray:
+    """:func:`robust_correct` of K models of one architecture in one program.
+
+    Member ``k`` (``variables[k]``, key ``keys[k]``) is attacked exactly as
+    ``robust_correct(apply_fn, variables[k], ..., keys[k])`` attacks it: batch ``j``
+    with ``fold_in(keys[k], j)``, eps = 0 rows by the clean forward pass. The batches
+    are spread over the devices and, on each device, the members are vmapped
+    (``members="vmap"``: one K-times larger attack, what accelerators want) or
+    ``lax.map``-ped (``"map"``: one member after another inside the program);
+    ``"auto"`` picks ``"map"`` on CPU and ``"vmap"`` elsewhere. The result does not
+    depend on the number of devices; vmapped members equal one-member calls up to
+    float32 rounding of the batched forward pass.
+
+    Args:
+      apply_fn: the shared model function (static).
+      variables: one variables pytree per member (equal structure).
+      x, y, epsilons, num_steps, norm, rel_step, random_start, batch_size,
+        block_rows: as in :func:`robust_correct`.
+      keys: one PRNG key per member.
+      members: ``"auto"``, ``"vmap"`` or ``"map"``.
+      mesh: a 1-D mesh (default: all devices).
+
+    Returns:
+      Boolean ``(K, e, n)``.
+
+    Raises:
+      ValueError: no members, ``keys`` of another length, an unknown strategy.
+    """
+    strategy = resolve_members(members)
+    k_members = len(variables)
+    if k_members == 0 or len(keys) != k_members:
+        fail("variables, keys", "equal non-zero lengths", f"{k_members} and {len(keys)}")
+    x, y, eps, bs, rows = attacks.prepare_sweep(
+        x, y, epsilons, num_steps, norm, batch_size, block_rows
+    )
+    m = _mesh(mesh)
+    d = m.devices.size
+    n = x.shape[0]
+    out = np.zeros((k_members, eps.shape[0], n), dtype=bool)
+    if n == 0:
+        return out
+    warn_host_conv("parallel.robust_correct_members", m, apply_fn, variables[0], x[:1])
+    zero = np.asarray(eps) == 0
+    if zero.any():
+        for k, v in enumerate(variables):
+            out[k, zero] = attacks.clean_correct(apply_fn, v, x, y, bs)[None]
+    attacked = np.flatnonzero(~zero)
+    if attacked.size == 0:
+        return out
+    xb, yb = padded_batches((x, y), bs)
+    n_batches = xb.shape[0]
+    batch_ids = jnp.arange(n_batches)
+    fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
+    bkeys = jnp.stack([fold(k, batch_ids) for k in keys], axis=1)  # [n_batches, K]
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *variables)
+    prog = _members_program(m, apply_fn, int(num_steps), norm, bool(random_start), rows, strategy)
+    stacked, eps_a, rel = replicate((stacked, eps[attacked], jnp.asarray(rel_step, jnp.float32)), m)
+    for start in range(0, n_batches, d):
+        group = slice(start, min(start + d, n_batches))
+        (gx, gy, gk), kb = pad_leading(
+            (jnp.asarray(xb[group]), jnp.asarray(yb[group]), bkeys[group]), d
+        )
+        gx, gy, gk = shard_leading((gx, gy, gk), m)
+        correct = fetch(prog(stacked, gx, gy, eps_a, gk, rel))[:kb]  # [kb, K, e', bs]
+        flat = np.moveaxis(correct, 0, 2).reshape(k_members, attacked.size, kb * bs)
+        lo = start * bs
+        hi = min(lo + kb * bs, n)
+        out[:, attacked, lo:hi] = flat[:, :, : hi - lo]
     return out
 
 

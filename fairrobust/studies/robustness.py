@@ -65,13 +65,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from fairrobust import _io
 from fairrobust.data import AudioDataset
-from fairrobust.defenses import Preprocess, parse_preprocess, with_preprocess
-from fairrobust.engine import parallel
+from fairrobust.defenses import Preprocess, parse_preprocess
 from fairrobust.engine.runtime import Runtime
 from fairrobust.groups import (
     AttributeStatus,
@@ -98,6 +96,7 @@ from fairrobust.studies._store import (
 )
 from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RobustnessConfig
+from fairrobust.studies.robustness_attacks import attack_members, member_groups
 from fairrobust.studies.robustness_figures import write_figures
 from fairrobust.studies.robustness_tables import (
     aggregate,
@@ -503,11 +502,6 @@ def train_members(
     return dict(zip(ids, trained, strict=True))
 
 
-def _member_key(config: RobustnessConfig, spec: MemberSpec) -> jax.Array:
-    """Attack key of a member: the study seed folded with the member's eval hash."""
-    return jax.random.fold_in(jax.random.key(config.seed), int(spec.eval_hash[:7], 16))
-
-
 def attack_member(
     trained: TrainedModel,
     spec: MemberSpec,
@@ -521,30 +515,16 @@ def attack_member(
     """Robust correctness of one member at ``spec.epsilons`` (clean pass first).
 
     The model behind the member's preprocessing defense is attacked with L-inf PGD
-    (``fairrobust.attacks.robust_correct`` with the member's own key, its batches
-    spread over the runtime's devices by ``engine.parallel.robust_correct``: the
-    same correctness on any number of devices).
+    with the member's own key, its batches spread over the runtime's devices
+    (``robustness_attacks.attack_members`` of one member; the study attacks the
+    members of one architecture together).
 
     Returns:
       ``(correct bool [1 + e, n], the parsed preprocessing defense)``.
     """
-    pre = parse_preprocess(spec.preprocess, sample_rate)
-    rt = runtime if runtime is not None else Runtime.create()
-    correct = parallel.robust_correct(
-        with_preprocess(trained.apply_fn, pre),
-        trained.variables,
-        np.asarray(x, np.float32),
-        np.asarray(y),
-        np.asarray(spec.epsilons, np.float32),
-        _member_key(config, spec),
-        num_steps=config.attack_steps,
-        norm="linf",
-        rel_step=config.attack_rel_step,
-        random_start=False,
-        batch_size=config.attack_batch_size,
-        mesh=rt.mesh,
-    )
-    return np.asarray(correct, dtype=bool), pre
+    return attack_members(
+        [trained], [spec], x, y, config, sample_rate=sample_rate, runtime=runtime
+    )[0]
 
 
 def _member_meta(
@@ -589,6 +569,9 @@ def evaluate_members(
 ) -> dict[str, MemberResult]:
     """Attack every member of ``specs`` on ``test`` and save each member file when done.
 
+    Members of one architecture, defense and sweep are attacked together
+    (``robustness_attacks.attack_members``, up to ``MEMBERS_PER_CALL`` per program run).
+
     A member file (``models/<train_id>/robustness-<pre>-<eval hash>.{npz,json}``)
     holds ``correct`` ``[1 + e, n]``, ``epsilons`` and ``test_index``; the JSON,
     written last, holds the member's coordinates, settings and training record.
@@ -609,39 +592,41 @@ def evaluate_members(
     models_dir = Path(models_dir)
     config_hash = config.hash()
     done: dict[str, MemberResult] = {}
+    calls = member_groups(specs, dict(models), test.sample_rate)
     with _io.progress(
         total=len(specs), desc="robustness: attacks", leave=True, enabled=progress
     ) as bar:
-        for spec in specs:
-            bar.set_postfix_str(spec.member_id)
-            trained = models[spec.train_id]
-            correct, pre = attack_member(
-                trained,
-                spec,
+        for call in calls:
+            bar.set_postfix_str(call[0].member_id + (f" +{len(call) - 1}" if len(call) > 1 else ""))
+            outs = attack_members(
+                [models[spec.train_id] for spec in call],
+                call,
                 test.x,
                 test.y,
                 config,
                 sample_rate=test.sample_rate,
                 runtime=runtime,
             )
-            meta = _member_meta(spec, correct, pre, test, config_hash, trained.info)
-            arrays = {
-                "correct": correct,
-                "epsilons": np.asarray(spec.epsilons, np.float64),
-                "test_index": np.asarray(test.index, np.int64),
-            }
-            save_member(
-                models_dir / spec.train_id,
-                spec.file_stem,
-                spec_hash=spec.eval_hash,
-                meta=meta,
-                arrays=arrays,
-            )
-            done[spec.member_id] = _member_result(
-                spec, _io.to_jsonable(meta), correct, models_dir, False
-            )
-            bar.update(1)
-    return done
+            for spec, (correct, pre) in zip(call, outs, strict=True):
+                trained = models[spec.train_id]
+                meta = _member_meta(spec, correct, pre, test, config_hash, trained.info)
+                arrays = {
+                    "correct": correct,
+                    "epsilons": np.asarray(spec.epsilons, np.float64),
+                    "test_index": np.asarray(test.index, np.int64),
+                }
+                save_member(
+                    models_dir / spec.train_id,
+                    spec.file_stem,
+                    spec_hash=spec.eval_hash,
+                    meta=meta,
+                    arrays=arrays,
+                )
+                done[spec.member_id] = _member_result(
+                    spec, _io.to_jsonable(meta), correct, models_dir, False
+                )
+                bar.update(1)
+    return {spec.member_id: done[spec.member_id] for spec in specs}
 
 
 def _write_config(path: Path, config: RobustnessConfig, test: EvalSet) -> None:
