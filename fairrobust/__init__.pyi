@@ -84,6 +84,7 @@ from .smoothing import register_noise as register_noise
 from .smoothing import sample_counts as sample_counts
 from .smoothing import smallest_answerable_alpha as smallest_answerable_alpha
 from .smoothing import smoothed_predict as smoothed_predict
+from .studies.external import ExternalModel as ExternalModel
 from .train import TrainConfig as TrainConfig
 from .train import extract_features as extract_features
 from .train import load_checkpoint as load_checkpoint

@@ -15,12 +15,18 @@ __all__ = ["add_arguments", "main"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``fairrobust certify``."""
-    parser.add_argument(
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument(
         "--checkpoint",
         type=Path,
-        required=True,
         help="checkpoint (.ckpt, or a training folder: its best.ckpt) written by "
         "'fairrobust train', ideally trained with --noise-std equal to --sigma",
+    )
+    model.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="or any trained model: checkpoint path or package.module:callable "
+        "returning a fairrobust ExternalModel",
     )
     _flags.add_data(parser)
     g = parser.add_argument_group("certify")
@@ -53,12 +59,12 @@ def main(args: argparse.Namespace) -> int:
     import jax
     import jax.numpy as jnp
 
-    from fairrobust import _io, models, smoothing
+    from fairrobust import _io, smoothing
     from fairrobust.data import load_dataset
     from fairrobust.engine import parallel
     from fairrobust.studies import seeded_subset
+    from fairrobust.studies.external import ExternalModel
     from fairrobust.studies.rejection_tables import certify_table, write_csv
-    from fairrobust.train import load_checkpoint
 
     for name in ("n0", "n", "batch_size", "chunk_size"):
         if getattr(args, name) < 1:
@@ -66,17 +72,18 @@ def main(args: argparse.Namespace) -> int:
     if args.max_examples < 0:
         raise ValueError("--max-examples: expected an integer >= 0 (0 = all)")
     _flags.check_data(args)
-    runtime = _flags.start_runtime(args)
-    ckpt_path = Path(args.checkpoint)
-    if ckpt_path.is_dir():  # a training folder: use its selected (best) checkpoint
-        ckpt_path = ckpt_path / "best.ckpt"
-    ckpt = load_checkpoint(ckpt_path)
+    runtime = _flags.start_runtime(args)  # first: jax.distributed precedes any JAX call
+    if args.model is not None:
+        model = ExternalModel.load(args.model)
+    else:  # a training folder means its selected (best) checkpoint
+        model = ExternalModel.from_checkpoint(args.checkpoint)
     ds = load_dataset(args.dataset, args.data_dir, **_flags.load_options(args))
+    model.check(ds.num_classes, int(np.shape(ds.waveforms)[1]))
     idx = np.flatnonzero(np.asarray(ds.splits) == args.split)
     idx = seeded_subset(idx, args.max_examples, args.seed)
     if idx.size == 0:
         raise ValueError(f"split {args.split!r} of {ds.name!r} has no examples")
-    apply_fn = models.logits_fn(runtime.eval_model(ckpt.model))  # pyright: ignore[reportArgumentType]
+    apply_fn = model.evaluation_fn(runtime)
     sampler = functools.partial(parallel.sample_counts, mesh=runtime.mesh)
     key = jax.random.key(args.seed)
     x = np.asarray(ds.waveforms[idx], np.float32)
@@ -85,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
         for s in range(0, len(idx), args.batch_size):
             rows = slice(s, s + args.batch_size)
             r = smoothing.certify(
-                apply_fn, ckpt.variables, jnp.asarray(x[rows]), key, n0=args.n0, n=args.n,
+                apply_fn, model.variables, jnp.asarray(x[rows]), key, n0=args.n0, n=args.n,
                 alpha=args.alpha, sigma=args.sigma, num_classes=ds.num_classes,
                 noise=args.noise, chunk_size=args.chunk_size,
                 indices=jnp.asarray(idx[rows], jnp.int32), sampler=sampler,

@@ -43,6 +43,10 @@ _REJECTION_FLAGS: Mapping[str, tuple[str, Any, str]] = {
     "epochs": ("--epochs", int, "training epochs of both base models"),
     "width": ("--width", int, "M5 channel width of both base models"),
 }
+#: Help of a model SPEC (``fairrobust.studies.external.ExternalModel.load``).
+_SPEC_HELP = "checkpoint path or package.module:callable"
+#: Robustness flags of the trained grid, which ``--model`` replaces.
+_GRID_FLAGS = ("models", "at_eps", "noise_std", "epochs", "width")
 
 
 def _add(parser: argparse.ArgumentParser, study: str, flags: Mapping[str, tuple]) -> None:
@@ -56,12 +60,32 @@ def _add(parser: argparse.ArgumentParser, study: str, flags: Mapping[str, tuple]
 def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``fairrobust study robustness``."""
     _add(parser, "robustness", _ROBUSTNESS_FLAGS)
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        dest="external_models",
+        help=f"evaluate this trained model instead of training the grid ({_SPEC_HELP}; repeatable)",
+    )
 
 
 def add_rejection_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``fairrobust study rejection``."""
     _add(parser, "rejection", _REJECTION_FLAGS)
     parser.add_argument("--no-certify", action="store_true", help="skip CERTIFY")
+    parser.add_argument(
+        "--nr-model",
+        metavar="SPEC",
+        default=None,
+        help=f"NR base model, not trained ({_SPEC_HELP})",
+    )
+    parser.add_argument(
+        "--rs-model",
+        metavar="SPEC",
+        default=None,
+        help=f"RS base model, not trained ({_SPEC_HELP})",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -80,6 +104,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return load_config(study, args.preset, args.config, overrides)
 
 
+def _external(spec: str | None) -> Any:
+    """``ExternalModel.load(spec)``, or None without a spec."""
+    from fairrobust.studies.external import ExternalModel
+
+    return None if spec is None else ExternalModel.load(spec)
+
+
 def _load(args: argparse.Namespace) -> Any:
     from fairrobust.data import load_dataset
 
@@ -95,11 +126,22 @@ def robustness_main(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
     config = config_from_args(args)
     out = _flags.output_dir(args)
-    runtime = _flags.start_runtime(args)
+    specs = args.external_models or []
+    grid = [
+        f"--{n.replace('_', '-')}" for n in _GRID_FLAGS if getattr(args, f"study_{n}") is not None
+    ]
+    if specs and grid:
+        raise ValueError(
+            "--model: expected no flag of the trained grid with it (given models are evaluated "
+            f"as they are), got {', '.join(grid)}"
+        )
+    runtime = _flags.start_runtime(args)  # first: jax.distributed precedes any JAX call
+    external = [_external(spec) for spec in specs] or None  # before any data is loaded
     dataset = _load(args)
+    n_models = len(external) if external else config.num_models
     print(
-        f"robustness study on {dataset.name}: {config.num_models} models x "
-        f"{len(config.preprocess)} preprocess, attack eps {list(config.attack_eps)}, "
+        f"robustness study on {dataset.name}: {n_models} {'external ' if external else ''}"
+        f"models x {len(config.preprocess)} preprocess, attack eps {list(config.attack_eps)}, "
         f"{config.attack_steps} PGD steps"
     )
     results = run_study(
@@ -109,6 +151,7 @@ def robustness_main(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         progress=not args.no_progress,
         runtime=runtime,
+        models=external,
     )
     print(format_models_table(results.tables["models"]))
     print(f"excluded as random guessing: {list(results.excluded) or 'none'}")
@@ -126,6 +169,7 @@ def rejection_main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     out = _flags.output_dir(args)
     runtime = _flags.start_runtime(args)
+    nr_model, rs_model = _external(args.nr_model), _external(args.rs_model)  # before the data
     ds = _load(args)
     print(
         f"rejection study on {ds.name}: {len(ds)} clips, {ds.num_classes} classes; "
@@ -138,6 +182,8 @@ def rejection_main(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         progress=not args.no_progress,
         runtime=runtime,
+        nr_model=nr_model,
+        rs_model=rs_model,
     )
     print("\nAUC_FPR (rows: method; lower = fewer false rejections)")
     table = res.tables["auc_fpr"]

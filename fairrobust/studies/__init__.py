@@ -17,6 +17,9 @@
   reads a run folder back; :mod:`~fairrobust.studies.intervals` builds the paired
   comparisons (Holm-corrected) and formats estimates with their intervals;
   :mod:`~fairrobust.studies.selection` picks the baseline and most robust model).
+* :mod:`~fairrobust.studies.external` -- bring your own model: ``ExternalModel``
+  (a Flax module, an ``apply_fn`` with variables, or a checkpoint) that both studies
+  evaluate instead of training.
 
 The package itself re-exports the store helpers other layers use; the study
 modules are imported as submodules (``from fairrobust.studies import robustness``).
@@ -28,8 +31,10 @@ from fairrobust.studies._store import format_value as format_value
 from fairrobust.studies._store import library_version as library_version
 from fairrobust.studies._store import seeded_subset as seeded_subset
 from fairrobust.studies._store import verify_provenance as verify_provenance
+from fairrobust.studies.external import ExternalModel as ExternalModel
 
 __all__ = [
+    "ExternalModel",
     "attribute_slug",
     "environment",
     "format_value",

@@ -325,7 +325,8 @@ class TrainedModel:
       model: the :class:`fairrobust.models.M5`.
       variables: its selected variables (lowest validation loss).
       apply_fn: ``fairrobust.models.logits_fn(model)``, eval-mode logits.
-      info: the selected epoch's record (:func:`train_info`), or None when unknown.
+      info: the selected epoch's record (:func:`train_info`), an external model's
+        record (``studies.external.ExternalModel.record``), or None when unknown.
     """
 
     model: Any

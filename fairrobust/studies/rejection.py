@@ -64,6 +64,11 @@ module runs the pipeline as stages with typed outputs -- :func:`load_eval_set`
 `analyse` (tables) and :func:`write_results` (every file in
 ``RESULT_FILES``) -- which :func:`run_study` composes. The stages up to CERTIFY live
 in :mod:`fairrobust.studies.rejection_stages` (re-exported here).
+
+Models trained elsewhere: ``run_study(..., nr_model=..., rs_model=...)`` uses
+:class:`fairrobust.studies.external.ExternalModel` base models instead of training
+them (the NR model needs a ``features_fn``; ``--nr-model`` / ``--rs-model`` on the
+command line).
 """
 
 from __future__ import annotations
@@ -84,11 +89,13 @@ from fairrobust.engine.runtime import Runtime
 from fairrobust.studies._store import (
     attribute_slug,
     library_version,
+    logger,
     write_provenance,
     write_table,
 )
 from fairrobust.studies.attributes import write_attribute_status
 from fairrobust.studies.config import RejectionConfig
+from fairrobust.studies.external import ExternalModel, check_models
 from fairrobust.studies.rejection_accuracy import accuracy_table, certified_accuracy_table
 from fairrobust.studies.rejection_answerability import answerable_summary, common_range_table
 from fairrobust.studies.rejection_comparisons import rejection_comparisons
@@ -197,8 +204,9 @@ class RejectionResults:
         byte-identical across reruns).
       reused: stages loaded from a matching cache instead of recomputed.
       eval_index: dataset indices of the evaluated examples.
-      model_dirs: ``"nr"`` / ``"rs"`` -> the base model's folder.
-      train_configs: ``"nr"`` / ``"rs"`` -> the base model's ``TrainConfig``.
+      model_dirs: ``"nr"`` / ``"rs"`` -> the base model's folder (trained models only).
+      train_configs: ``"nr"`` / ``"rs"`` -> the base model's ``TrainConfig`` (trained
+        models only).
     """
 
     config: RejectionConfig
@@ -219,11 +227,14 @@ def analyse(
     rs: SmoothingSamples,
     cert: Certification | None,
     config: RejectionConfig,
+    *,
+    labels: tuple[str, str] | None = None,
 ) -> tuple[RejectionAnalysis, dict[str, list[dict[str, Any]]]]:
     """Group reductions (``rejection_tables.analyze``) and every table of the study.
 
     Bootstrap keys: ``fold_in(seed, 3)`` for the rejection intervals, 4 for the
-    accuracy table, 5 for certified accuracy.
+    accuracy table, 5 for certified accuracy. ``labels``: the accuracy table's rows
+    of the NR and RS base models (default the trained M5s', ``BaseModels.labels``).
 
     Returns:
       ``(analysis, tables)``; tables ``accuracy``, ``auc_fpr``, ``auc_fpr_long``,
@@ -241,10 +252,13 @@ def analyse(
         key=jax.random.fold_in(base_key, 3), min_speakers=config.min_speakers, **boot,
     )  # fmt: skip
     y = ev.y
+    nr_label, rs_label = labels or (
+        "M5 clean (NR base)", f"M5 sigma={config.sigma:g} (RS base)"
+    )  # fmt: skip
     models = [
-        ("M5 clean (NR base)", nr.base_pred == y, None),
+        (nr_label, nr.base_pred == y, None),
         ("NR (SVM)", nr.pred == y, None),
-        (f"M5 sigma={config.sigma:g} (RS base)", rs.base_pred == y, None),
+        (rs_label, rs.base_pred == y, None),
     ]
     for i, n in enumerate(config.num_samples):
         abstain = rs.pvalues[i] > config.certify_alpha
@@ -398,7 +412,7 @@ def write_results(
         "config_hash": config_hash,
         "library_version": library_version(),
     }
-    trained = {"train_nr": base.nr_config, "train_rs": base.rs_config}
+    trained = base.sources()
     _io.atomic_write_json(files["config"], {**provenance, "config": config, **trained})
     for name in ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "common_range",
                  "correlation", "comparisons"):  # fmt: skip
@@ -444,6 +458,8 @@ def run_study(
     resume: bool = True,
     progress: bool = True,
     runtime: Runtime | None = None,
+    nr_model: ExternalModel | None = None,
+    rs_model: ExternalModel | None = None,
 ) -> RejectionResults:
     """Run the rejection study on ``dataset`` and write results and figures under ``out_dir``.
 
@@ -471,15 +487,23 @@ def run_study(
       progress: show progress bars.
       runtime: devices and processes (``fairrobust.engine.Runtime``; default all
         devices of this process); sampling is split over its devices.
+      nr_model: an external NR base model (with ``features_fn``) instead of the clean M5.
+      rs_model: an external RS base model instead of the Gaussian-noise M5 (ideally
+        trained with noise of std ``config.sigma``).
 
     Returns:
       A :class:`RejectionResults`.
+
+    Raises:
+      ValueError: unknown noise family, invalid data, an external model without
+        ``features_fn`` (NR) or whose logits are not ``[b, num_classes]``.
     """
     if config.noise not in smoothing.available_noises():
         raise ValueError(
             f"noise: unknown noise family {config.noise!r}; registered: "
             f"{list(smoothing.available_noises())}"
         )
+    _check_external(dataset, config, nr_model, rs_model)
     out = Path(out_dir)
     cache = out / "cache" / "rejection"
     timings: dict[str, float] = {}
@@ -488,8 +512,9 @@ def run_study(
     t0 = time.perf_counter()
     rt = runtime if runtime is not None else Runtime.create()
     base = train_base_models(
-        dataset, config, out / "models", resume=resume, progress=progress, runtime=rt
-    )
+        dataset, config, out / "models", resume=resume, progress=progress, runtime=rt,
+        nr_model=nr_model, rs_model=rs_model,
+    )  # fmt: skip
     timings["train"], t0 = time.perf_counter() - t0, time.perf_counter()
     nr = score_nr(dataset, base, ev, config, cache, resume=resume)
     timings["nr"], t0 = time.perf_counter() - t0, time.perf_counter()
@@ -499,7 +524,7 @@ def run_study(
     if config.certify:
         cert = certify_rs(base, ev, config, cache, resume=resume, progress=progress, runtime=rt)
         timings["certify"], t0 = time.perf_counter() - t0, time.perf_counter()
-    analysis, tables = analyse(ev, nr, rs, cert, config)
+    analysis, tables = analyse(ev, nr, rs, cert, config, labels=base.labels(config.sigma))
     files, summary = write_results(out, config, ev, base, nr, rs, cert, analysis, tables)
     timings["analysis"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
@@ -514,8 +539,32 @@ def run_study(
         reused=tuple(name for name, stage in stages if stage is not None and stage.reused),
         eval_index=ev.index,
         model_dirs={
-            "nr": base_model_dir(out / "models", "nr", base.nr_key),
-            "rs": base_model_dir(out / "models", "rs", base.rs_key),
+            kind: base_model_dir(out / "models", kind, key)
+            for kind, key, cfg in (("nr", base.nr_key, base.nr_config),
+                                   ("rs", base.rs_key, base.rs_config))
+            if cfg is not None
         },
-        train_configs={"nr": base.nr_config, "rs": base.rs_config},
+        train_configs={
+            kind: cfg for kind, cfg in (("nr", base.nr_config), ("rs", base.rs_config)) if cfg
+        },
     )  # fmt: skip
+
+
+def _check_external(
+    dataset: AudioDataset,
+    config: RejectionConfig,
+    nr_model: ExternalModel | None,
+    rs_model: ExternalModel | None,
+) -> None:
+    """Check external base models on the data's shapes before anything is computed."""
+    shape = (int(dataset.num_classes), int(np.shape(dataset.waveforms)[1]))
+    if nr_model is not None:
+        check_models([nr_model], *shape, name="nr_model", features=True)
+    if rs_model is not None:
+        check_models([rs_model], *shape, name="rs_model")
+        if rs_model.noise_std != config.sigma:
+            logger.warning(
+                "rs_model %r: trained with noise std %g (as stated), smoothed with sigma %g; "
+                "randomized smoothing works best with a base model trained at sigma",
+                rs_model.name, rs_model.noise_std, config.sigma,
+            )  # fmt: skip

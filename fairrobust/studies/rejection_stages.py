@@ -5,7 +5,9 @@ by the hash of everything it depends on (``fairrobust.studies._store``);
 :func:`fairrobust.studies.rejection.run_study` composes them. Models train as one grid
 (``engine.grid`` through ``_store.train_models``) and smoothing draws are split over the
 runtime's devices (``engine.parallel.sample_counts``: identical counts on any number of
-devices).
+devices). Either base model may be an external one
+(:class:`fairrobust.studies.external.ExternalModel`), used as it is: not trained, no
+model folder, its caches keyed by ``external-<fingerprint>``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -42,6 +45,7 @@ from fairrobust.studies._store import (
 )
 from fairrobust.studies.attributes import study_attributes
 from fairrobust.studies.config import RejectionConfig
+from fairrobust.studies.external import ExternalModel
 from fairrobust.train import TrainConfig, extract_features, predict_logits
 
 __all__ = [
@@ -53,6 +57,7 @@ __all__ = [
     "base_model_dir",
     "base_model_key",
     "certify_rs",
+    "external_key",
     "load_eval_set",
     "sample_rs",
     "score_nr",
@@ -97,22 +102,44 @@ class EvalSet:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class BaseModels:
-    """The two trained base models: clean M5 (NR) and Gaussian-noise M5 (RS).
+    """The two base models: clean M5 (NR) and Gaussian-noise M5 (RS), or external ones.
 
     Attributes:
-      nr, rs: the trained models.
-      nr_config, rs_config: their ``fairrobust.train.TrainConfig`` (:func:`train_configs`).
+      nr, rs: the models, ready to evaluate.
+      nr_config, rs_config: their ``fairrobust.train.TrainConfig`` (:func:`train_configs`),
+        None for an external model.
       nr_key, rs_key: stable hash of data fingerprint and training config; names
         the model folder (``models/rejection-<nr|rs>-<key>``) and keys every cache
-        computed from the model.
+        computed from the model (``external-<fingerprint>`` for an external model).
+      nr_external, rs_external: the external models, or None (trained by the study).
     """
 
     nr: TrainedModel
     rs: TrainedModel
-    nr_config: TrainConfig
-    rs_config: TrainConfig
+    nr_config: TrainConfig | None
+    rs_config: TrainConfig | None
     nr_key: str
     rs_key: str
+    nr_external: ExternalModel | None = None
+    rs_external: ExternalModel | None = None
+
+    def sources(self) -> dict[str, Any]:
+        """Where each model comes from, for the results files: ``train_<kind>`` (its
+        ``TrainConfig``) or ``external_<kind>`` (``ExternalModel.record``)."""
+        out: dict[str, Any] = {}
+        for kind, cfg, ext in (("nr", self.nr_config, self.nr_external),
+                               ("rs", self.rs_config, self.rs_external)):  # fmt: skip
+            if ext is not None:
+                out[f"external_{kind}"] = ext.record()
+            else:
+                out[f"train_{kind}"] = cfg
+        return out
+
+    def labels(self, sigma: float) -> tuple[str, str]:
+        """Row labels of the two base models in the accuracy table ``(nr, rs)``."""
+        nr = "M5 clean" if self.nr_external is None else self.nr_external.name
+        rs = f"M5 sigma={sigma:g}" if self.rs_external is None else self.rs_external.name
+        return f"{nr} (NR base)", f"{rs} (RS base)"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -257,6 +284,11 @@ def base_model_dir(models_dir: str | os.PathLike[str], kind: str, key: str) -> P
     return Path(models_dir) / f"rejection-{kind}-{key}"
 
 
+def external_key(model: ExternalModel) -> str:
+    """Cache key of an external base model: ``external-<fingerprint>``."""
+    return f"external-{model.fingerprint()}"
+
+
 def train_base_models(
     dataset: AudioDataset,
     config: RejectionConfig,
@@ -265,29 +297,41 @@ def train_base_models(
     resume: bool,
     progress: bool,
     runtime: Runtime | None = None,
+    nr_model: ExternalModel | None = None,
+    rs_model: ExternalModel | None = None,
 ) -> BaseModels:
     """Train (or load) the NR and RS base models in ``models_dir/rejection-<kind>-<key>/``
-    (one grid of two members, ``fairrobust.studies._store.train_models``)."""
-    nr_config, rs_config = train_configs(config)
+    (one grid, ``fairrobust.studies._store.train_models``); an external ``nr_model`` /
+    ``rs_model`` is used instead of training that one (no folder is created for it)."""
+    configs: dict[str, TrainConfig] = dict(zip(("nr", "rs"), train_configs(config), strict=True))
+    external = {"nr": nr_model, "rs": rs_model}
     fp = dataset.fingerprint()
-    nr_key, rs_key = base_model_key(fp, nr_config), base_model_key(fp, rs_config)
+    keys = {
+        kind: base_model_key(fp, configs[kind]) if ext is None else external_key(ext)
+        for kind, ext in external.items()
+    }
+    todo = [kind for kind, ext in external.items() if ext is None]
     models_dir = Path(models_dir)
-    nr, rs = train_models(
+    trained = train_models(
         dataset,
-        [nr_config, rs_config],
-        [base_model_dir(models_dir, "nr", nr_key), base_model_dir(models_dir, "rs", rs_key)],
+        [configs[kind] for kind in todo],
+        [base_model_dir(models_dir, kind, keys[kind]) for kind in todo],
         resume=resume,
         progress=progress,
         runtime=runtime,
     )
+    got = dict(zip(todo, trained, strict=True))
+    got.update({kind: ext.trained(runtime) for kind, ext in external.items() if ext is not None})
     return BaseModels(
-        nr=nr,
-        rs=rs,
-        nr_config=nr_config,
-        rs_config=rs_config,
-        nr_key=nr_key,
-        rs_key=rs_key,
-    )  # fmt: skip
+        nr=got["nr"],
+        rs=got["rs"],
+        nr_config=configs["nr"] if nr_model is None else None,
+        rs_config=configs["rs"] if rs_model is None else None,
+        nr_key=keys["nr"],
+        rs_key=keys["rs"],
+        nr_external=nr_model,
+        rs_external=rs_model,
+    )
 
 
 def score_nr(
@@ -303,7 +347,8 @@ def score_nr(
 
     Fitted on the training split's features (seeded subsample ``nr_max_train``);
     scores every evaluated example. Cached in ``cache_dir/nr-<key>.npz``, keyed by
-    the model, ``nr_max_train``, the seed and the evaluated examples.
+    the model, ``nr_max_train``, the seed and the evaluated examples. An external NR
+    model gives its features through its ``features_fn``.
     """
     nr_key = _io.stable_hash(
         {"model": base.nr_key, "max_train": config.nr_max_train, "seed": config.seed,
@@ -313,12 +358,14 @@ def score_nr(
     cached = load_cached(path, nr_key) if resume else None
     reused = cached is not None
     if cached is None:
-        model, variables = base.nr.model, base.nr.variables
+        model, variables, ext = base.nr.model, base.nr.variables, base.nr_external
         train_idx = np.flatnonzero(np.asarray(dataset.splits) == "train")
-        f_train = extract_features(
-            model, variables, np.asarray(dataset.waveforms[train_idx], np.float32)
-        )
-        f_eval = extract_features(model, variables, ev.x)
+        x_train = np.asarray(dataset.waveforms[train_idx], np.float32)
+        if ext is not None:
+            f_train, f_eval = ext.features(x_train), ext.features(ev.x)
+        else:
+            f_train = extract_features(model, variables, x_train)
+            f_eval = extract_features(model, variables, ev.x)
         nr = NeuralRejection().fit(
             f_train,
             np.asarray(dataset.labels[train_idx]),

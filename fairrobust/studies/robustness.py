@@ -19,7 +19,8 @@ intersections):
 
 The pipeline is a chain of stages with typed inputs and outputs, so each can
 later run batched or sharded: :func:`load_eval_set` -> :func:`plan_members`
-(``list[MemberSpec]``) -> :func:`load_members` (finished ones) ->
+(``list[MemberSpec]``, :mod:`fairrobust.studies.robustness_plan`) ->
+:func:`load_members` (finished ones) ->
 :func:`train_members` (``train_id -> TrainedModel``) -> :func:`evaluate_members`
 (``member_id -> MemberResult``, correctness per member) ->
 ``robustness_tables.aggregate`` (tables) -> :func:`write_results`;
@@ -36,6 +37,11 @@ Typical use::
     results.tables["models"]          # the paper's Tables 1-2
 
 Command line: ``fairrobust study robustness --preset quick --out out/``.
+
+Models trained elsewhere: ``run_study(..., models=[ExternalModel, ...])``
+(:mod:`fairrobust.studies.external`; ``--model SPEC`` on the command line) evaluates
+them, each behind every preprocessing defense of the config, instead of training
+the grid; their member files live in ``models/external-<name>-<fingerprint>/``.
 
 Layout of ``out_dir``::
 
@@ -69,7 +75,7 @@ import numpy as np
 
 from fairrobust import _io
 from fairrobust.data import AudioDataset
-from fairrobust.defenses import Preprocess, parse_preprocess
+from fairrobust.defenses import Preprocess
 from fairrobust.engine.runtime import Runtime
 from fairrobust.groups import (
     AttributeStatus,
@@ -81,12 +87,9 @@ from fairrobust.groups import (
 from fairrobust.studies._store import (
     TrainedModel,
     check_config_change,
-    expand_grid,
-    format_value,
     library_version,
     load_member,
     logger,
-    member_id,
     save_member,
     seeded_subset,
     slugify,
@@ -96,14 +99,11 @@ from fairrobust.studies._store import (
 )
 from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RobustnessConfig
+from fairrobust.studies.external import ExternalModel, check_models
 from fairrobust.studies.robustness_attacks import attack_members, member_groups
 from fairrobust.studies.robustness_figures import write_figures
-from fairrobust.studies.robustness_tables import (
-    aggregate,
-    clean_part,
-    majority_rate,
-    sweep_epsilons,
-)
+from fairrobust.studies.robustness_plan import MemberSpec, plan_members
+from fairrobust.studies.robustness_tables import aggregate, clean_part, majority_rate
 from fairrobust.train import TrainConfig
 
 __all__ = [
@@ -123,133 +123,6 @@ __all__ = [
     "train_members",
     "write_results",
 ]
-
-# ============================================================================ grid
-
-
-@dataclasses.dataclass(frozen=True)
-class MemberSpec:
-    """One evaluation of the grid: a trained model behind one preprocessing defense.
-
-    Attributes:
-      member_id: ``<train label>[+<preprocess>]`` -- unique, readable, stable.
-      train_id: folder of the trained model, ``<label>-<hash of training spec>``.
-      model, at_eps, noise_std, preprocess: the grid coordinates.
-      train_spec: everything the trained weights depend on (hashed in ``train_id``).
-      eval_spec: everything the correctness array depends on.
-      eval_hash: hash of ``eval_spec`` (in the member's file name).
-      epsilons: the evaluated epsilons, ``robustness_tables.sweep_epsilons`` of
-        the attack budgets: 0 (the clean pass) first. The member's correctness
-        is ``[len(epsilons), n_test]`` in this order.
-    """
-
-    member_id: str
-    train_id: str
-    model: str
-    at_eps: float
-    noise_std: float
-    preprocess: str
-    train_spec: Mapping[str, Any]
-    eval_spec: Mapping[str, Any]
-    eval_hash: str
-    epsilons: tuple[float, ...]
-
-    @property
-    def file_stem(self) -> str:
-        """Member file name without suffix, inside ``models/<train_id>/``."""
-        return f"robustness-{slugify(self.preprocess)}-{self.eval_hash}"
-
-
-def _train_label(model: str, at_eps: float, noise_std: float) -> str:
-    return f"{model}_at{format_value(float(at_eps))}_noise{format_value(float(noise_std))}"
-
-
-def _train_config_dict(
-    config: RobustnessConfig, model: str, at_eps: float, noise_std: float
-) -> dict[str, Any]:
-    """Every field of the member's ``fairrobust.train.TrainConfig`` (defaults filled in)."""
-    tc = TrainConfig(
-        model=model,
-        width=config.width,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        noise_std=float(noise_std),
-        at_eps=float(at_eps),
-        at_steps=config.at_steps,
-        at_rel_step=0.2,
-        at_lam=config.at_lam,
-        val_noise_std=0.0,
-        seed=config.seed,
-    )
-    return _io.to_jsonable(dataclasses.asdict(tc))
-
-
-def plan_members(
-    config: RobustnessConfig,
-    data_fingerprint: str,
-    *,
-    sample_rate: int = 16000,
-    test_index: np.ndarray | None = None,
-) -> list[MemberSpec]:
-    """The grid as a list of :class:`MemberSpec`, models varying slowest, preprocess fastest.
-
-    Args:
-      config: the study config.
-      data_fingerprint: ``AudioDataset.fingerprint()`` (part of every hash).
-      sample_rate: the dataset's sample rate (for ``lowpass``).
-      test_index: indices of the evaluated test examples (hashed into the eval spec).
-
-    Returns:
-      One :class:`MemberSpec` per (model, at_eps, noise_std, preprocess), each
-      evaluated at ``sweep_epsilons(config.attack_eps)`` (clean pass first).
-    """
-    test_hash = _io.stable_hash(np.asarray([] if test_index is None else test_index).tolist())
-    epsilons = sweep_epsilons(config.attack_eps)
-    attack = {
-        "attack": "pgd",
-        "norm": "linf",
-        "epsilons": list(epsilons),
-        "num_steps": config.attack_steps,
-        "rel_step": config.attack_rel_step,
-        "random_start": False,
-        "seed": config.seed,
-    }
-    members = []
-    grid = expand_grid(
-        {"model": config.models, "at_eps": config.at_eps, "noise_std": config.noise_std}
-    )
-    for point in grid:
-        train_cfg = _train_config_dict(config, point["model"], point["at_eps"], point["noise_std"])
-        train_spec = {"train_config": train_cfg, "data_fingerprint": data_fingerprint}
-        label = _train_label(point["model"], point["at_eps"], point["noise_std"])
-        train_id = member_id(label, train_spec)
-        for pre_spec in dict.fromkeys(config.preprocess):
-            pre = parse_preprocess(pre_spec, sample_rate)
-            eval_spec = {
-                "train_id": train_id,
-                "train_spec": train_spec,
-                "preprocess": pre.to_dict(),
-                "attack": attack,
-                "test_index_hash": test_hash,
-            }
-            mid = label if pre.name == "none" else f"{label}+{slugify(pre_spec)}"
-            members.append(
-                MemberSpec(
-                    member_id=mid,
-                    train_id=train_id,
-                    model=point["model"],
-                    at_eps=float(point["at_eps"]),
-                    noise_std=float(point["noise_std"]),
-                    preprocess=pre_spec,
-                    train_spec=train_spec,
-                    eval_spec=eval_spec,
-                    eval_hash=_io.stable_hash(eval_spec, 12),
-                    epsilons=epsilons,
-                )
-            )
-    return members
-
 
 # ============================================================================ records
 
@@ -480,6 +353,8 @@ def train_members(
 ) -> dict[str, TrainedModel]:
     """Train (or load) the model of every distinct ``train_id`` of ``specs`` as one grid.
 
+    Members of external models (``MemberSpec.external``) are left out.
+
     Members of equal structure train together (``fairrobust.engine.grid``); each
     keeps its checkpoints in ``models_dir/<train_id>/``, so a killed grid resumes
     member by member (:func:`fairrobust.studies._store.train_models`).
@@ -489,6 +364,7 @@ def train_members(
       training ``info``: best epoch and its metrics).
     """
     models_dir = Path(models_dir)
+    specs = [spec for spec in specs if not spec.external]  # external models are not trained
     ids = list(dict.fromkeys(spec.train_id for spec in specs))
     configs = {spec.train_id: TrainConfig(**spec.train_spec["train_config"]) for spec in specs}
     trained = train_models(
@@ -657,6 +533,7 @@ def run_study(
     focus: Sequence[str] = (),
     make_figures: bool = True,
     runtime: Runtime | None = None,
+    models: Sequence[ExternalModel] | None = None,
 ) -> RobustnessResults:
     """Train, attack and analyse the grid of ``config`` on ``dataset``; write every result.
 
@@ -705,28 +582,38 @@ def run_study(
       make_figures: draw the figures (False: tables only, e.g. in tests).
       runtime: devices and processes (``fairrobust.engine.Runtime``; default all
         devices of this process). Results are identical on 1 and N devices.
+      models: external models evaluated instead of the trained grid (each behind
+        every ``config.preprocess``); checked on the data's shapes first.
 
     Returns:
       A :class:`RobustnessResults`.
 
     Raises:
-      ValueError: unknown attribute, empty test split, invalid config.
+      ValueError: unknown attribute, empty test split, invalid config, a model whose
+        logits are not ``[b, num_classes]`` (``ExternalModel.check``).
     """
     t0 = time.perf_counter()
+    if models is not None:  # before anything is computed
+        check_models(models, int(dataset.num_classes), int(np.shape(dataset.waveforms)[1]))
     out = Path(out_dir)
     models_dir = out / "models"
     prefix = f"robustness_{slugify(dataset.name)}"
     test = load_eval_set(dataset, config)
     plan = plan_members(
-        config, test.data_fingerprint, sample_rate=test.sample_rate, test_index=test.index
+        config,
+        test.data_fingerprint,
+        sample_rate=test.sample_rate,
+        test_index=test.index,
+        external=models,
     )
     _write_config(out / "results" / f"{prefix}_config.json", config, test)
     done = load_members(plan, models_dir) if resume else {}
     todo = [spec for spec in plan if spec.member_id not in done]
     rt = runtime if runtime is not None else Runtime.create()
-    models = train_members(dataset, todo, models_dir, resume=resume, progress=progress, runtime=rt)
+    trained = train_members(dataset, todo, models_dir, resume=resume, progress=progress, runtime=rt)
+    trained.update({m.train_id: m.trained(rt) for m in models or ()})
     done.update(
-        evaluate_members(todo, models, test, config, models_dir, progress=progress, runtime=rt)
+        evaluate_members(todo, trained, test, config, models_dir, progress=progress, runtime=rt)
     )
     members = tuple(done[spec.member_id] for spec in plan)
     agg = aggregate(
@@ -859,6 +746,7 @@ def write_results(
     summary = _summary(config, test, members, agg["tables"]["models"], root, files, figures)
     files["summary"] = _io.atomic_write_json(results_dir / f"{prefix}_summary.json", summary)
     files["attributes"] = write_attribute_status(results_dir, prefix, test.attribute_status)
+    external = {m.spec.train_id: m.spec.train_spec["external"] for m in members if m.spec.external}
     # Written last: vouches for the bytes of every results file of this run.
     files["provenance"] = write_provenance(
         results_dir,
@@ -868,5 +756,6 @@ def write_results(
         data_fingerprint=test.data_fingerprint,
         config=config,
         config_hash=config.hash(),
+        extra={"external_models": list(external.values())} if external else None,
     )
     return files, figures

@@ -636,9 +636,21 @@ def run_soundness(
 
     Returns:
       The ``soundness.json`` record, or None when there is nothing to check.
+
+    Raises:
+      ValueError: results of external models (``studies.external``): the checks
+        reload the studies' own trained models from ``models/``.
     """
     if robustness is None:
         return None
+    external = [m.spec.member_id for m in robustness.members if m.spec.external]
+    if rejection is not None and "rs" not in rejection.train_configs:
+        external.append("the rejection study's RS base model")
+    if external:
+        raise ValueError(
+            f"run_soundness: expected results of the studies' trained models, got external "
+            f"models {external}"
+        )
     run_dir = Path(run_dir)
     results = run_dir / "results"
     plan = _plan(dataset, cfg, robustness, rejection)
