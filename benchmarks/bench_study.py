@@ -4,6 +4,8 @@ The robustness study of K members (M5, noise-augmentation grid: one structure gr
 on a synthetic data set, end to end through ``studies.robustness.run_study``, two ways
 in the same process and on the same data:
 
+Each variant runs in a fresh process, so each pays its own compilations:
+
 * ``grid``: what the study does (``_store.train_models``: the K members train as one
   grid, ``engine.grid``; attacks through ``engine.parallel`` on every device);
 * ``one by one``: the same study with training swapped for one ``train.train`` per
@@ -90,8 +92,8 @@ def _logits(model):
     return models.logits_fn(model)
 
 
-def study_rows(k: int, epochs: int) -> tuple[list[dict], dict]:
-    ds = synthetic()
+def bench_config(k: int, epochs: int):
+    """The K-member robustness config of the benchmark (one structure group)."""
     cfg = dataclasses.replace(
         study_config.preset("robustness", "tiny"),
         models=("m5",),
@@ -105,22 +107,48 @@ def study_rows(k: int, epochs: int) -> tuple[list[dict], dict]:
         max_examples=64,
         bootstrap_resamples=0,
     )
-    rows, accs = [], {}
-    real = robustness.train_models
-    for variant, trainer in (("one by one", _one_by_one), ("grid", real)):
-        robustness.train_models = trainer  # the study's training step, swapped
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            res = robustness.run_study(ds, cfg, tmp, progress=False, make_figures=False)
-            wall = time.perf_counter() - t0
-        robustness.train_models = real
-        accs[variant] = np.asarray([m.clean_accuracy for m in res.members])
-        rows.append({"variant": variant, "members": len(res.members), "wall_s": wall})
-    base = rows[0]["wall_s"]
+    return cfg
+
+
+def run_variant(variant: str, k: int, epochs: int) -> dict:
+    """One variant in this (fresh) process: wall time and the members' clean accuracy."""
+    cfg = bench_config(k, epochs)
+    if variant == "one by one":
+        robustness.train_models = _one_by_one  # the study's training step, swapped
+    ds = synthetic()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = robustness.run_study(ds, cfg, tmp, progress=False, make_figures=False)
+        wall = time.perf_counter() - t0
+    return {
+        "variant": variant,
+        "members": len(res.members),
+        "wall_s": wall,
+        "clean_accuracy": [m.clean_accuracy for m in res.members],
+    }
+
+
+def study_rows(k: int, epochs: int) -> tuple[list[dict], dict]:
+    """Both variants, each in a fresh process (each pays its own compilations)."""
+    rows = []
+    for variant in ("one by one", "grid"):
+        cmd = [sys.executable, __file__, "--variant", variant, "--k", str(k)]
+        proc = subprocess.run(
+            [*cmd, "--epochs", str(epochs)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "FAIRROBUST_NO_PROGRESS": "1"},
+        )
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     for r in rows:
-        r["speedup"] = base / r["wall_s"]
-    diff = float(np.max(np.abs(accs["grid"] - accs["one by one"])))
-    return rows, {"max_abs_clean_accuracy_diff": diff, "config": cfg.to_dict()}
+        r["speedup"] = rows[0]["wall_s"] / r["wall_s"]
+    accs = [np.asarray(r.pop("clean_accuracy")) for r in rows]
+    diff = float(np.max(np.abs(accs[1] - accs[0])))
+    return rows, {
+        "max_abs_clean_accuracy_diff": diff,
+        "config": bench_config(k, epochs).to_dict(),
+    }
 
 
 def _timed_run(args: list[str], env: dict[str, str]) -> float:
@@ -174,7 +202,11 @@ def main() -> None:
     ap.add_argument("--dataset", default="bundled")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.variant:  # a child process of study_rows
+        print(json.dumps(run_variant(args.variant, args.k, args.epochs)))
+        return
     env = environment()
     print(f"device: {env['device']}  load: {env['load_avg_1m_start']:.2f}")
     payload: dict = {"devices": len(jax.devices())}
