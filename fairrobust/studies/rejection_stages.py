@@ -406,16 +406,7 @@ def sample_rs(
     stream per dataset index); the counts at each N are prefixes of it. Resumable
     batches of ``sample_batch_size`` examples, cached in ``counts-<key>.npz``.
     """
-    rs_key = _io.stable_hash(
-        {
-            "model": base.rs_key,
-            "noise": config.noise,
-            "sigma": config.sigma,
-            "num_samples": config.num_samples,
-            "seed": config.seed,
-            "eval": ev.index,
-        }
-    )
+    rs_key = _rs_cache_key(base, ev, config, num_samples=config.num_samples)
     key = jax.random.fold_in(jax.random.key(config.seed), 1)
     model = base.rs
 
@@ -448,6 +439,21 @@ def sample_rs(
     return SmoothingSamples(counts, np.asarray(top), np.asarray(pvalues), base_pred, reused)
 
 
+def _rs_cache_key(base: BaseModels, ev: EvalSet, config: RejectionConfig, **draws: Any) -> str:
+    """Hash of what smoothing draws depend on: the RS model, noise, sigma, seed, clips,
+    and ``draws`` (the sample sizes / CERTIFY settings)."""
+    return _io.stable_hash(
+        {
+            "model": base.rs_key,
+            "noise": config.noise,
+            "sigma": config.sigma,
+            **draws,
+            "seed": config.seed,
+            "eval": ev.index,
+        }
+    )
+
+
 def certify_rs(
     base: BaseModels,
     ev: EvalSet,
@@ -464,17 +470,8 @@ def certify_rs(
     ``certify_alpha`` (key ``fold_in(seed, 2)``); resumable batches cached in
     ``certify-<key>.npz``.
     """
-    c_key = _io.stable_hash(
-        {
-            "model": base.rs_key,
-            "noise": config.noise,
-            "sigma": config.sigma,
-            "n0": config.certify_n0,
-            "n": config.certify_n,
-            "alpha": config.certify_alpha,
-            "seed": config.seed,
-            "eval": ev.index,
-        }
+    c_key = _rs_cache_key(
+        base, ev, config, n0=config.certify_n0, n=config.certify_n, alpha=config.certify_alpha
     )
     key = jax.random.fold_in(jax.random.key(config.seed), 2)
     model = base.rs
