@@ -16,6 +16,18 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    A whole-suite session otherwise keeps every executable it ever compiled; each maps
+    memory regions, and near ``vm.max_map_count`` (65,530 by default) XLA:CPU's compiler
+    crashed (SIGSEGV in ``backend_compile_and_load``) late in the suite.
+    """
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own preprocessing cache so tests never share state."""
