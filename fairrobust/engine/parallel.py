@@ -125,7 +125,7 @@ def _mesh(mesh: Mesh | None) -> Mesh:
 
 
 def _put_leaf(a: Any, sharding: NamedSharding) -> Any:
-    if isinstance(a, jax.Array) and a.sharding == sharding:
+    if isinstance(a, jax.Array) and a.sharding.is_equivalent_to(sharding, a.ndim):
         return a
     if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
         impl = jax.random.key_impl(a)
@@ -390,29 +390,6 @@ def sample_counts(
 # ----------------------------------------------------------------------------- attacks
 
 
-@functools.lru_cache(maxsize=64)
-def _sweep_program(
-    mesh: Mesh, apply_fn: Callable, num_steps: int, norm: str, random_start: bool, block_rows: int
-):
-    """Jitted shard_map running one ``attacks.sweep_correct`` batch per device."""
-
-    def body(variables, xb, yb, eps, keys, rel_step):
-        # Leading axis: the batches this device holds (one per device).
-        def one(x1, y1, k1):
-            return attacks.sweep_correct(
-                apply_fn, variables, x1, y1, eps, k1, rel_step,
-                num_steps=num_steps, norm=norm, random_start=random_start,
-                block_rows=block_rows,
-            )  # fmt: skip
-
-        return jax.lax.map(lambda a: one(*a), (xb, yb, keys))
-
-    specs = (P(), P(AXIS), P(AXIS), P(), P(AXIS), P())
-    return jax.jit(
-        jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=P(AXIS), check_vma=False)
-    )
-
-
 def robust_correct(
     apply_fn: Callable[[Any, jax.Array], jax.Array],
     variables: Any,
@@ -435,7 +412,8 @@ def robust_correct(
     ``attacks.robust_correct`` cuts them (the last padded with copies of row 0, batch
     ``j`` attacked with ``fold_in(key, j)``, all epsilons in one call with the same
     ``block_rows``); ``D``
-    batches run at once, batch ``j`` on device ``j mod D``.
+    batches run at once, batch ``j`` on device ``j mod D``. It is
+    :func:`robust_correct_members` of one member.
 
     Args:
       apply_fn, variables, x, y, epsilons, key, num_steps, norm, rel_step,
@@ -445,41 +423,11 @@ def robust_correct(
     Returns:
       Boolean array ``(e, n)``: ``correct[i, k] = [f(PGD_{eps_i}(x_k)) == y_k]``.
     """
-    x, y, eps, bs, rows = attacks.prepare_sweep(
-        x, y, epsilons, num_steps, norm, batch_size, block_rows
-    )
-    m = _mesh(mesh)
-    d = m.devices.size
-    n = x.shape[0]
-    out = np.zeros((eps.shape[0], n), dtype=bool)
-    if n == 0:
-        return out
-    warn_host_conv("parallel.robust_correct", m, apply_fn, variables, x[:1])
-    zero = np.asarray(eps) == 0  # clean rows, no attack (as attacks.robust_correct)
-    if zero.any():
-        out[zero] = attacks.clean_correct(apply_fn, variables, x, y, bs)[None]
-    attacked = np.flatnonzero(~zero)
-    if attacked.size == 0:
-        return out
-    eps_a = eps[attacked]
-    xb, yb = padded_batches((x, y), bs)
-    n_batches = xb.shape[0]
-    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_batches))
-    prog = _sweep_program(m, apply_fn, int(num_steps), norm, bool(random_start), rows)
-    rel = jnp.asarray(rel_step, jnp.float32)
-    variables, eps_a, rel = replicate((variables, eps_a, rel), m)
-    for start in range(0, n_batches, d):
-        group = slice(start, min(start + d, n_batches))
-        (gx, gy, gk), k = pad_leading(
-            (jnp.asarray(xb[group]), jnp.asarray(yb[group]), keys[group]), d
-        )
-        gx, gy, gk = shard_leading((gx, gy, gk), m)
-        correct = fetch(prog(variables, gx, gy, eps_a, gk, rel))[:k]  # [k, e', bs]
-        flat = np.moveaxis(correct, 1, 0).reshape(attacked.size, k * bs)
-        lo = start * bs
-        hi = min(lo + k * bs, n)
-        out[attacked, lo:hi] = flat[:, : hi - lo]
-    return out
+    return robust_correct_members(
+        apply_fn, [variables], x, y, epsilons, [key], num_steps=num_steps, norm=norm,
+        rel_step=rel_step, random_start=random_start, batch_size=batch_size,
+        block_rows=block_rows, members="map", mesh=mesh,
+    )[0]  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
