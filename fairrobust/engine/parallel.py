@@ -384,7 +384,7 @@ def sample_counts(
     variables, key, sigma_arr = replicate((variables, key, sigma_arr), m)
     x, idx = shard_leading((x, idx), m) if split == "inputs" else replicate((x, idx), m)
     counts = fetch(prog(variables, x, key, sigma_arr, idx))[:, :b]
-    return counts[0] if squeeze else counts
+    return smoothing.unstack_sigmas(counts, sigma_arr, squeeze)
 
 
 # ----------------------------------------------------------------------------- attacks

@@ -34,6 +34,7 @@ from fairrobust.smoothing.certification import PVALUE_RTOL as PVALUE_RTOL
 from fairrobust.smoothing.certification import CertifyResult as CertifyResult
 from fairrobust.smoothing.certification import binom_test_pvalue as binom_test_pvalue
 from fairrobust.smoothing.certification import certified_accuracy as certified_accuracy
+from fairrobust.smoothing.certification import certified_radius as certified_radius
 from fairrobust.smoothing.certification import certify as certify
 from fairrobust.smoothing.certification import clopper_pearson_lower as clopper_pearson_lower
 from fairrobust.smoothing.certification import predict_pvalues as predict_pvalues
@@ -41,8 +42,13 @@ from fairrobust.smoothing.certification import (
     smallest_answerable_alpha as smallest_answerable_alpha,
 )
 from fairrobust.smoothing.certification import smoothed_predict as smoothed_predict
+from fairrobust.smoothing.noise import NORMS as NORMS
+from fairrobust.smoothing.noise import Certificate as Certificate
 from fairrobust.smoothing.noise import NoiseFn as NoiseFn
+from fairrobust.smoothing.noise import RadiusFn as RadiusFn
 from fairrobust.smoothing.noise import available_noises as available_noises
+from fairrobust.smoothing.noise import noise_certificate as noise_certificate
+from fairrobust.smoothing.noise import noise_certificates as noise_certificates
 from fairrobust.smoothing.noise import register_noise as register_noise
 from fairrobust.smoothing.noise import resolve_noise as resolve_noise
 from fairrobust.smoothing.sampling import COMPUTE_DTYPES as COMPUTE_DTYPES
@@ -54,23 +60,30 @@ from fairrobust.smoothing.sampling import counts_kernel as counts_kernel
 from fairrobust.smoothing.sampling import default_input_block as default_input_block
 from fairrobust.smoothing.sampling import prepare_counts as prepare_counts
 from fairrobust.smoothing.sampling import sample_counts as sample_counts
+from fairrobust.smoothing.sampling import unstack_sigmas as unstack_sigmas
 
 __all__ = [
     "COMPUTE_DTYPES",
     "DEFAULT_CHECKPOINTS",
     "FORWARD_ROWS",
     "MODES",
+    "NORMS",
     "PRNG_IMPLS",
     "PVALUE_RTOL",
+    "Certificate",
     "CertifyResult",
     "NoiseFn",
+    "RadiusFn",
     "available_noises",
     "binom_test_pvalue",
     "certified_accuracy",
+    "certified_radius",
     "certify",
     "clopper_pearson_lower",
     "counts_kernel",
     "default_input_block",
+    "noise_certificate",
+    "noise_certificates",
     "predict_pvalues",
     "prepare_counts",
     "register_noise",
@@ -78,4 +91,5 @@ __all__ = [
     "sample_counts",
     "smallest_answerable_alpha",
     "smoothed_predict",
+    "unstack_sigmas",
 ]

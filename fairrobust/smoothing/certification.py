@@ -6,8 +6,10 @@ rejection mechanism of the AISec'23 paper, section 4.3).
 
 CERTIFY: pick the top class A from ``n0`` selection draws, count A on ``n`` fresh
 estimation draws, take the one-sided Clopper-Pearson lower bound ``pA_lower`` at level
-alpha, and return radius ``sigma * Phi^-1(pA_lower)`` (L2), or abstain when
-``pA_lower < 0.5``.
+alpha, and return the noise family's certified radius at ``pA_lower`` (Gaussian: L2
+``sigma * Phi^-1(pA_lower)``; Laplace and uniform: L1; see
+``fairrobust.smoothing.noise``), or abstain when ``pA_lower < 0.5``. A family without
+a certificate is refused.
 
 Float64: the binomial p-values and the Clopper-Pearson bound need float64 (p-values
 down to 1e-12 at n = 10^6, bounds within 1e-6). They are computed with
@@ -30,7 +32,7 @@ from jax import lax
 
 from fairrobust._checks import check_int, concrete, fail
 from fairrobust.models import ApplyFn
-from fairrobust.smoothing.noise import NoiseFn
+from fairrobust.smoothing.noise import NoiseFn, noise_certificate
 from fairrobust.smoothing.sampling import check_sigma, sample_counts
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "CertifyResult",
     "binom_test_pvalue",
     "certified_accuracy",
+    "certified_radius",
     "certify",
     "clopper_pearson_lower",
     "predict_pvalues",
@@ -262,16 +265,19 @@ def clopper_pearson_lower(k: Any, n: Any, alpha: Any) -> np.ndarray:
 
 
 class CertifyResult(NamedTuple):
-    """Output of ``certify`` (host NumPy arrays, b = number of inputs).
+    """Output of ``certify`` (host NumPy arrays, b = number of inputs; with a sigma
+    sweep of S values every per-input array gains a leading ``S`` axis).
 
     Attributes:
       pred: int64 ``(b,)`` certified class, -1 = abstain.
-      radius: float64 ``(b,)`` certified L2 radius ``sigma * Phi^-1(p_a_lower)``, 0 when
-        abstaining.
+      radius: float64 ``(b,)`` certified radius in ``norm`` (the noise family's
+        certificate at ``p_a_lower``), 0 when abstaining.
       p_a_lower: float64 ``(b,)`` Clopper-Pearson lower bound on P(f(x + eps) = A).
       top_class: int64 ``(b,)`` class A chosen from the selection draws.
       counts_selection: int32 ``(b, C)`` counts of the ``n0`` selection draws.
       counts: int32 ``(b, C)`` counts of the ``n`` estimation draws.
+      norm: ``"l1"``, ``"l2"`` or ``"linf"``: the norm of the certified radius.
+      sigma: float64, the noise std (scalar) or the sweep ``(S,)``.
     """
 
     pred: np.ndarray
@@ -280,6 +286,41 @@ class CertifyResult(NamedTuple):
     top_class: np.ndarray
     counts_selection: np.ndarray
     counts: np.ndarray
+    norm: str = "l2"
+    sigma: Any = None
+
+
+def certified_radius(
+    p_a_lower: Any,
+    sigma: Any,
+    dim: int,
+    *,
+    noise: str | NoiseFn = "gaussian",
+    norm: str | None = None,
+) -> tuple[np.ndarray, str]:
+    """The certified radius of ``noise`` at ``pA_lower`` (0 where ``pA_lower < 1/2``).
+
+    Args:
+      p_a_lower: float lower bounds in [0, 1), any shape.
+      sigma: noise std, broadcastable with ``p_a_lower``.
+      dim: number of coordinates the noise is added to (the L-inf radii need it).
+      noise: a registered family (or its sampler) with a certificate.
+      norm: which of the family's certificates (default its first).
+
+    Returns:
+      ``(radius float64 of the broadcast shape, norm)``.
+
+    Raises:
+      ValueError: a family without a certificate (in ``norm``), or ``dim < 1``.
+    """
+    cert = noise_certificate(noise, norm)
+    dim = check_int("dim", dim, 1)
+    p = np.asarray(p_a_lower, np.float64)
+    sig = np.asarray(sigma, np.float64)
+    ok = p >= 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.asarray(cert.radius(np.where(ok, p, 0.5), sig, dim), np.float64)
+    return np.where(ok, np.maximum(r, 0.0), 0.0), cert.norm
 
 
 def certify(
@@ -291,9 +332,10 @@ def certify(
     n0: int,
     n: int,
     alpha: float,
-    sigma: float,
+    sigma: float | Any,
     num_classes: int,
     noise: str | NoiseFn = "gaussian",
+    norm: str | None = None,
     chunk_size: int = 16,
     indices: Any = None,
     mode: str = "independent",
@@ -308,12 +350,16 @@ def certify(
     1. ``A = argmax counts0`` from ``n0`` selection draws (key ``fold_in(key, 0)``);
     2. ``nA = counts[A]`` from ``n`` fresh estimation draws (key ``fold_in(key, 1)``);
     3. ``pA_lower = clopper_pearson_lower(nA, n, alpha)``;
-    4. if ``pA_lower < 0.5`` abstain (pred -1, radius 0), else predict A with certified
-       L2 radius ``sigma * Phi^-1(pA_lower)``: with probability >= 1 - alpha the smoothed
-       classifier g is constant on that ball.
+    4. if ``pA_lower < 0.5`` abstain (pred -1, radius 0), else predict A with the noise
+       family's certified radius at ``pA_lower`` (Gaussian: L2 ``sigma *
+       Phi^-1(pA_lower)``; Laplace, uniform: L1; ``fairrobust.smoothing.noise``):
+       with probability >= 1 - alpha the smoothed classifier g is constant on that ball.
 
-    The radius formula is the Gaussian one; for other noise families ``radius`` is
-    still ``sigma * Phi^-1(pA_lower)`` but has no L2 guarantee. Known floor: even with
+    A family registered without a certificate is refused before any sampling (a
+    radius without a proof is no guarantee). A sigma sweep (``sigma=[s1, ..., sS]``)
+    certifies at every sigma in one program per stream, the sigmas sharing the noise
+    draws (common random numbers); each sigma's result is that of CERTIFY at that
+    sigma (the guarantee holds per sigma, at level alpha each). Known floor: even with
     ``nA = n`` the bound is ``alpha^(1/n)``, so nothing is certified when
     ``alpha < 0.5^n`` (at alpha = 0.001 unless ``n >= 10``); a ``UserWarning`` naming
     n and alpha says so.
@@ -325,7 +371,10 @@ def certify(
       n0: selection draws, >= 1 (Cohen et al. use 100; the audio paper 500).
       n: estimation draws, >= 1 (e.g. 10^4 or 10^5).
       alpha: failure probability in (0, 1) (e.g. 0.001).
-      sigma: noise standard deviation > 0.
+      sigma: noise standard deviation > 0, or a 1-D sweep of them (adds a leading
+        ``S`` axis to every per-input result).
+      norm: which certificate of the family (``"l1"``, ``"l2"``, ``"linf"``; default
+        the family's first: L2 for Gaussian, L1 for Laplace and uniform).
       sampler: the counting function, called as ``sample_counts`` is (default
         ``sample_counts``); e.g. ``functools.partial(engine.parallel.sample_counts,
         mesh=mesh)`` draws on every device of ``mesh`` (identical counts).
@@ -335,8 +384,10 @@ def certify(
       class and both count tables.
 
     Raises:
-      ValueError: invalid parameter (message names it) or NaN input.
+      ValueError: invalid parameter (message names it), NaN input, or a noise family
+        without a certificate in ``norm``.
     """
+    noise_certificate(noise, norm)  # refuse an uncertified family before sampling
     n0 = check_int("n0", n0, 1)
     n = check_int("n", n, 1)
     _check_alpha(alpha, allow_one=False)
@@ -370,19 +421,25 @@ def certify(
     counts0_np = np.asarray(counts0)
     counts_np = np.asarray(counts)
     top = np.argmax(counts0_np, axis=-1)
-    n_a = np.take_along_axis(counts_np, top[:, None], axis=-1)[:, 0]
+    n_a = np.take_along_axis(counts_np, top[..., None], axis=-1)[..., 0]
     p_lower = clopper_pearson_lower(n_a, np.full_like(n_a, n), alpha)
-    ok = p_lower >= 0.5
-    with jax.enable_x64(True):
-        z = np.asarray(jax.scipy.special.ndtri(jnp.asarray(np.where(ok, p_lower, 0.5))))
-    radius = np.where(ok, float(sigma) * z, 0.0)
+    sig = np.asarray(sigma, np.float64)
+    radius, used = certified_radius(
+        p_lower,
+        sig[:, None] if sig.ndim == 1 else sig,
+        int(np.shape(x)[-1]),
+        noise=noise,
+        norm=norm,
+    )
     return CertifyResult(
-        pred=np.where(ok, top, -1),
+        pred=np.where(p_lower >= 0.5, top, -1),
         radius=radius,
         p_a_lower=p_lower,
         top_class=top,
         counts_selection=counts0_np,
         counts=counts_np,
+        norm=used,
+        sigma=sig,
     )
 
 

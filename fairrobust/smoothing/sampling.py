@@ -55,6 +55,7 @@ __all__ = [
     "default_input_block",
     "prepare_counts",
     "sample_counts",
+    "unstack_sigmas",
 ]
 
 DEFAULT_CHECKPOINTS: tuple[int, ...] = (10, 100, 1000, 10000)
@@ -78,15 +79,17 @@ _REKEY_TAG = 0x5EED
 
 
 def check_sigma(sigma: Any) -> None:
-    """The smoothing noise std: a finite scalar > 0 (a traced sigma is not checked).
+    """The smoothing noise std: a finite scalar > 0, or a non-empty 1-D sweep of them
+    (a traced sigma is not checked).
 
     Raises:
-      ValueError: ``"sigma: expected a finite scalar > 0, got ..."``.
+      ValueError: ``"sigma: expected a finite scalar > 0 (or a 1-D sweep of them), got ..."``.
     """
     s = concrete(sigma)
     if s is not None:
-        if s.shape != () or not np.isfinite(s) or s <= 0:
-            fail("sigma", "a finite scalar > 0", repr(sigma))
+        ok = s.ndim in (0, 1) and s.size > 0 and np.all(np.isfinite(s)) and np.all(s > 0)
+        if not ok:
+            fail("sigma", "a finite scalar > 0 (or a 1-D sweep of them)", repr(sigma))
 
 
 def _check_x(x: Any) -> None:
@@ -156,16 +159,29 @@ def _draws_of(p: _Pass, c: jax.Array) -> jax.Array:
     return p.draw_start + c * p.chunk_size + p.offsets
 
 
+def _per_sigma(p: _Pass, counts_at: Any) -> jax.Array:
+    """``counts_at(sigma) -> [K, ib, C]`` at the one sigma, or stacked over a sigma sweep
+    as ``[S * K, ib, C]`` (sweep-major): the sigmas share the step's noise draws."""
+    if p.sigma.ndim == 0:
+        return counts_at(p.sigma)
+    per = lax.map(counts_at, p.sigma)  # [S, K, ib, C], one forward pass per sigma
+    return per.reshape(-1, *per.shape[2:])
+
+
 def _count(p: _Pass, x1: jax.Array, eps: jax.Array, draw: jax.Array) -> jax.Array:
-    """Counts [K, ib, C] of one forward pass over x1 [ib, T] + sigma * eps."""
-    noisy = (x1[:, None, :] + p.sigma * eps).reshape(p.input_block * p.chunk_size, p.t)
-    if p.cdt is not None:  # noise and sum stay float32; only the forward casts
-        noisy = noisy.astype(p.cdt)
-    # The barrier keeps XLA from fusing the noise into the forward pass differently
-    # in different programs (one device vs a shard, one input block vs several),
-    # which would change float rounding and flip nearly tied argmaxes.
-    logits = p.apply_fn(p.variables, lax.optimization_barrier(noisy))
-    return _tally(p, logits, draw, "apply_fn")
+    """Counts [(S *) K, ib, C] of forward passes over x1 [ib, T] + sigma * eps."""
+
+    def at(sigma: jax.Array) -> jax.Array:
+        noisy = (x1[:, None, :] + sigma * eps).reshape(p.input_block * p.chunk_size, p.t)
+        if p.cdt is not None:  # noise and sum stay float32; only the forward casts
+            noisy = noisy.astype(p.cdt)
+        # The barrier keeps XLA from fusing the noise into the forward pass differently
+        # in different programs (one device vs a shard, one input block vs several),
+        # which would change float rounding and flip nearly tied argmaxes.
+        logits = p.apply_fn(p.variables, lax.optimization_barrier(noisy))
+        return _tally(p, logits, draw, "apply_fn")
+
+    return _per_sigma(p, at)
 
 
 def _tally(p: _Pass, logits: jax.Array, draw: jax.Array, source: str) -> jax.Array:
@@ -215,7 +231,7 @@ def _independent_counts(
 
 
 def _shared_bank_counts(
-    p: _Pass, xg: jax.Array, n_chunks: int, n_ckpt: int, linear_stem: Any
+    p: _Pass, xg: jax.Array, n_chunks: int, n_rows: int, linear_stem: Any
 ) -> jax.Array:
     """Mode "shared_bank": one noise bank for every input of the call; ``[G, K, ib, C]``.
 
@@ -252,9 +268,13 @@ def _shared_bank_counts(
         if stem is None:
             return _count(p, x1, bank[0][None], draw)  # [K, ib, C]
         sx1 = lax.dynamic_index_in_dim(sxg, g, keepdims=False)
-        h1 = stem.h1(p.variables, x1, sx1, bank[0], bank[1], p.sigma)  # [ib * chunk, L1, w]
-        # Barrier: as for the noisy input of _count().
-        return _tally(p, stem.head(p.variables, lax.optimization_barrier(h1)), draw, "head")
+
+        def at(sigma: jax.Array) -> jax.Array:
+            h1 = stem.h1(p.variables, x1, sx1, bank[0], bank[1], sigma)  # [ib * chunk, L1, w]
+            # Barrier: as for the noisy input of _count().
+            return _tally(p, stem.head(p.variables, lax.optimization_barrier(h1)), draw, "head")
+
+        return _per_sigma(p, at)
 
     def bank_step(
         carry: tuple[jax.Array, tuple[jax.Array, ...]], s: jax.Array
@@ -265,7 +285,7 @@ def _shared_bank_counts(
         add = bank_count(g, bank, _draws_of(p, c))
         return (counts.at[g].add(add), bank), None
 
-    init_g = jnp.zeros((n_groups, n_ckpt, p.input_block, p.num_classes), jnp.int32)
+    init_g = jnp.zeros((n_groups, n_rows, p.input_block, p.num_classes), jnp.int32)
     bank0 = jax.tree_util.tree_map(
         lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(draw_bank, jnp.int32(0))
     )
@@ -325,14 +345,16 @@ def counts_kernel(
 
     Args:
       apply_fn, variables, x, key, sigma, indices: as ``prepare_counts`` returns them
-        (x ``[b, T]``, sigma a scalar of x's dtype, indices int32 ``[b]``).
+        (x ``[b, T]``, sigma a scalar or a sweep ``[S]`` of x's dtype, indices int32
+        ``[b]``).
       num_samples, num_classes, noise, chunk_size, checkpoints, mode, input_block,
         prng_impl, compute_dtype, linear_stem: the static settings ``prepare_counts``
         returns (``noise`` resolved to a ``NoiseFn``, ``checkpoints`` a tuple).
       draw_start: global index of the first draw (traced).
 
     Returns:
-      int32 ``[len(checkpoints), b, C]``.
+      int32 ``[len(checkpoints), b, C]``; with a sigma sweep ``[S * len(checkpoints),
+      b, C]`` (sigma-major; :func:`sample_counts` reshapes it to ``[S, K, b, C]``).
     """
     chex.assert_rank(x, 2)
     chex.assert_shape(indices, (x.shape[0],))
@@ -351,7 +373,8 @@ def counts_kernel(
     ckpt = jnp.asarray(checkpoints, jnp.int32)  # [K]
     sigma = jnp.asarray(sigma, x.dtype)
     offsets = jnp.arange(chunk_size, dtype=jnp.int32)  # [chunk]
-    n_ckpt = len(checkpoints)
+    # Rows of the counts: the checkpoints, per sigma of a sweep (sweep-major).
+    n_ckpt = len(checkpoints) * (sigma.shape[0] if sigma.ndim == 1 else 1)
 
     x, indices = pad_to((x, indices), n_groups * input_block)
     xg = x.reshape(n_groups, input_block, t)
@@ -446,7 +469,8 @@ def sample_counts(
 
     Jit: ``apply_fn``, ``num_samples``, ``num_classes``, ``noise``, ``chunk_size``,
     ``checkpoints``, ``mode`` and ``linear_stem`` are static; ``sigma``, ``x``, ``key``
-    and ``variables`` are traced, so a sigma sweep compiles once.
+    and ``variables`` are traced, so calls at different sigmas of the same shape
+    compile once, and a sweep ``sigma=[s1, s2, s3]`` is one program.
 
     Args:
       apply_fn: ``apply_fn(variables, x [B, T]) -> logits [B, num_classes]``; must be
@@ -455,7 +479,10 @@ def sample_counts(
       x: waveforms in [-1, 1], shape ``(b, T)``.
       key: ``jax.random.key`` or legacy ``PRNGKey``.
       num_samples: N >= 1, number of noise draws per input.
-      sigma: per-coordinate standard deviation of the noise, scalar > 0 (traced).
+      sigma: per-coordinate standard deviation of the noise, scalar > 0 (traced), or a
+        1-D sweep ``[S]`` of them: one program draws each chunk of noise once and runs
+        the forward pass at every sigma (common random numbers: the sigmas see the
+        same draws ``eps``, scaled), adding a leading ``S`` axis to the counts.
       num_classes: C, number of classes (logits width).
       noise: "gaussian" (default), "laplace", "uniform", a name registered with
         ``register_noise``, or a ``NoiseFn`` callable (unit std; scaled by sigma).
@@ -517,7 +544,8 @@ def sample_counts(
 
     Returns:
       int32 counts of shape ``(len(checkpoints), b, num_classes)``, or
-      ``(b, num_classes)`` when ``checkpoints`` is None. Rows sum to the checkpoint N.
+      ``(b, num_classes)`` when ``checkpoints`` is None, with a leading ``(S,)`` axis
+      for a sigma sweep. Rows sum to the checkpoint N.
 
     Raises:
       ValueError: bad ``num_samples``, ``chunk_size``, ``num_classes``, ``sigma``,
@@ -542,6 +570,15 @@ def sample_counts(
     )
     x, sigma, indices = args
     counts = counts_kernel(apply_fn, variables, x, key, sigma, indices, **kw)
+    return unstack_sigmas(counts, sigma, squeeze)
+
+
+def unstack_sigmas(counts: Any, sigma: Any, squeeze: bool) -> Any:
+    """The kernel's ``[(S *) K, b, C]`` counts as ``[(S,) (K,) b, C]``: a sigma sweep
+    gets its own leading axis; ``squeeze`` drops the checkpoint axis."""
+    if np.ndim(sigma) == 1:
+        counts = counts.reshape(np.shape(sigma)[0], -1, *counts.shape[1:])
+        return counts[:, 0] if squeeze else counts
     return counts[0] if squeeze else counts
 
 
@@ -614,7 +651,7 @@ def prepare_counts(
     else:
         input_block = check_int("input_block", input_block, 1)
     # One dtype for every sigma (Python float, NumPy or JAX scalar): no retrace.
-    sigma = jnp.asarray(sigma, dtype=x.dtype)
+    sigma = jnp.asarray(np.asarray(sigma) if concrete(sigma) is not None else sigma, x.dtype)
     kw = dict(
         num_samples=num_samples,
         num_classes=num_classes,
