@@ -268,11 +268,12 @@ def _shared_bank_counts(
         if stem is None:
             return _count(p, x1, bank[0][None], draw)  # [K, ib, C]
         sx1 = lax.dynamic_index_in_dim(sxg, g, keepdims=False)
+        ls = stem
 
         def at(sigma: jax.Array) -> jax.Array:
-            h1 = stem.h1(p.variables, x1, sx1, bank[0], bank[1], sigma)  # [ib * chunk, L1, w]
+            h1 = ls.h1(p.variables, x1, sx1, bank[0], bank[1], sigma)  # [ib * chunk, L1, w]
             # Barrier: as for the noisy input of _count().
-            return _tally(p, stem.head(p.variables, lax.optimization_barrier(h1)), draw, "head")
+            return _tally(p, ls.head(p.variables, lax.optimization_barrier(h1)), draw, "head")
 
         return _per_sigma(p, at)
 
@@ -428,7 +429,7 @@ def sample_counts(
     key: jax.Array,
     *,
     num_samples: int,
-    sigma: float | jax.Array,
+    sigma: float | jax.Array | Sequence[float],
     num_classes: int,
     noise: str | NoiseFn = "gaussian",
     chunk_size: int = 16,
