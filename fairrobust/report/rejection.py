@@ -274,7 +274,9 @@ def _size_correlation_block(corr: list[dict[str, Any]]) -> list[str]:
 
 
 def _certified_block(data: RunData, attrs: list[str], img: ImageLinks) -> list[str]:
-    """Certified accuracy vs radius per group (empty without CERTIFY results)."""
+    """Certified accuracy vs radius per group (empty without CERTIFY results): one table
+    per smoothed model and space, rows sigma x group, columns radii (the table shape of
+    the audio-certification paper, per demographic group)."""
     assert data.rej is not None
     cert = data.rej.get("certified_accuracy") or []
     if not cert:
@@ -284,34 +286,56 @@ def _certified_block(data: RunData, attrs: list[str], img: ImageLinks) -> list[s
         "",
         certify_settings(data),
         "",
-        "Certified accuracy: fraction of clips certified correct at L2 radius >= r "
+        "Certified accuracy: fraction of clips certified correct at radius >= r in the "
+        "certificate's norm, in the units of the space the noise is added to "
         "(abstentions count as errors), with bootstrap intervals (stratified by group, "
         "clustered by speaker).",
         "",
     ]
     radii = sorted({r["radius"] for r in cert})
-    keys = list(dict.fromkeys((r["attribute"], r["group"], r["n"], r["valid"]) for r in cert))
-    ci = {(r["attribute"], r["group"], r["radius"]): r for r in cert}
-    out.append(
-        md_table(
-            ["attribute", "group", "n", *[f"r={fmt(x)}" for x in radii]],
-            [
-                [
-                    a,
-                    g + ("" if v else " (not counted)"),
-                    n,
-                    *[
-                        fmt_ci(
-                            *estimate(ci.get((a, g, x)), "certified_accuracy", "ci_low", "ci_high")
-                        )
-                        for x in radii
-                    ],
-                ]
-                for a, g, n, v in keys
-            ],
-        )
+    blocks = dict.fromkeys(
+        (r.get("model", "RS base"), r.get("space", "waveform"), r.get("norm", "l2")) for r in cert
     )
-    out.append("")
+    for model, space, norm in blocks:
+        rows = [
+            r for r in cert
+            if (r.get("model", "RS base"), r.get("space", "waveform"), r.get("norm", "l2"))
+            == (model, space, norm)
+        ]  # fmt: skip
+        keys = list(
+            dict.fromkeys(
+                (r.get("sigma"), r["attribute"], r["group"], r["n"], r["valid"]) for r in rows
+            )
+        )
+        ci = {(r.get("sigma"), r["attribute"], r["group"], r["radius"]): r for r in rows}
+        if len(blocks) > 1 or len({k[0] for k in keys}) > 1:
+            out += [f"**{model}**, smoothed in the {space} space, {norm.upper()} radii:", ""]
+        out.append(
+            md_table(
+                ["sigma", "attribute", "group", "n", *[f"r={fmt(x)}" for x in radii]],
+                [
+                    [
+                        fmt(sig) if sig is not None else "",
+                        a,
+                        g + ("" if v else " (not counted)"),
+                        n,
+                        *[
+                            fmt_ci(
+                                *estimate(
+                                    ci.get((sig, a, g, x)),
+                                    "certified_accuracy",
+                                    "ci_low",
+                                    "ci_high",
+                                )
+                            )
+                            for x in radii
+                        ],
+                    ]
+                    for sig, a, g, n, v in keys
+                ],
+            )
+        )
+        out.append("")
     fig_dir = data.run_dir / "figures"
     for a in attrs:
         out += [

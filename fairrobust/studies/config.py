@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from fairrobust import _io
+from fairrobust import _io, smoothing
 from fairrobust.defenses import parse_preprocess
 from fairrobust.groups import ALL_PAIRS, parse_intersections
 
@@ -284,7 +284,22 @@ class RejectionConfig:
       nr_max_train: subsample of training features for the SVM (None = all), seeded.
       certify: run CERTIFY for certified accuracy per group.
       certify_n0, certify_n, certify_alpha: CERTIFY selection / estimation draws, level.
-      radii: radius grid of the certified-accuracy curves (L2, waveform units).
+      certify_sigmas: noise stds of CERTIFY, one batched sweep with the RS base model
+        (trained at ``sigma``; empty = ``(sigma,)``), as the audio-certification paper
+        certifies one model at several sigmas; results per sigma x radius x group.
+      certify_norm: which certificate of the noise family (``"l1"``, ``"l2"``,
+        ``"linf"``; empty = the family's first: L2 Gaussian, L1 Laplace / uniform).
+      certify_adaptive: CERTIFY in rounds, stopping an input once its decision is
+        settled (``fairrobust.smoothing.adaptive_certify``; level alpha kept by a
+        union bound over the looks); default off, so results match the paper's fixed n.
+      radii: radius grid of the certified-accuracy curves (in the certificate's norm
+        and the space smoothed: waveform units for the M5).
+      sampling_mode, linear_stem, prng_impl, compute_dtype: the sampler's speed
+        options (``fairrobust.smoothing.sample_counts``; README "Sampling options"):
+        ``"independent"`` or ``"shared_bank"`` noise (a bank shared by the inputs of
+        a call: same per-input guarantees, correlated decisions across inputs); the
+        M5's linear first layer computed once per input and draw (shared bank only);
+        the generator (empty = threefry); the forward dtype (empty = float32).
       attributes: attributes to group by (empty = every attribute of the dataset).
       intersections: attribute tuples whose intersections are also groups (see
         :func:`fairrobust.groups.parse_intersections` for the string forms).
@@ -322,7 +337,14 @@ class RejectionConfig:
     certify_n0: int = 100
     certify_n: int = 10000
     certify_alpha: float = 0.001
+    certify_sigmas: tuple[float, ...] = ()
+    certify_norm: str = ""
+    certify_adaptive: bool = False
     radii: tuple[float, ...] = tuple(round(0.025 * i, 3) for i in range(15))
+    sampling_mode: str = "independent"
+    linear_stem: bool = False
+    prng_impl: str = ""
+    compute_dtype: str = ""
     attributes: tuple[str, ...] = ()
     intersections: tuple[tuple[str, ...], ...] = ()
     min_group_size: int = 5
@@ -339,6 +361,7 @@ class RejectionConfig:
         set_ = object.__setattr__
         set_(self, "num_samples", tuple(int(v) for v in self.num_samples))
         set_(self, "radii", tuple(float(v) for v in self.radii))
+        set_(self, "certify_sigmas", tuple(float(v) for v in self.certify_sigmas))
         set_(self, "attributes", tuple(str(a) for a in self.attributes))
         set_(self, "intersections", parse_intersections(self.intersections))
         ns = self.num_samples
@@ -385,6 +408,29 @@ class RejectionConfig:
             raise ValueError(f"split: expected 'train', 'val' or 'test', got {self.split!r}")
         if not isinstance(self.noise, str) or not self.noise:
             raise ValueError(f"noise: expected a registered noise name, got {self.noise!r}")
+        s = self.certify_sigmas
+        if any(not (v > 0 and math.isfinite(v)) for v in s) or len(set(s)) != len(s):
+            raise ValueError(f"certify_sigmas: expected distinct positive floats, got {s}")
+        for name, options in (
+            ("certify_norm", ("", *smoothing.NORMS)),
+            ("sampling_mode", smoothing.MODES),
+            ("prng_impl", ("", *smoothing.PRNG_IMPLS)),
+            ("compute_dtype", ("", *smoothing.COMPUTE_DTYPES)),
+        ):
+            if getattr(self, name) not in options:
+                raise ValueError(
+                    f"{name}: expected one of {list(options)}, got {getattr(self, name)!r}"
+                )
+        if self.linear_stem and (self.sampling_mode != "shared_bank" or self.compute_dtype):
+            raise ValueError(
+                "linear_stem: expected sampling_mode = 'shared_bank' and no compute_dtype, got "
+                f"sampling_mode = {self.sampling_mode!r}, compute_dtype = {self.compute_dtype!r}"
+            )
+
+    @property
+    def sigmas(self) -> tuple[float, ...]:
+        """The CERTIFY sigmas: ``certify_sigmas``, or ``(sigma,)`` when empty."""
+        return self.certify_sigmas or (self.sigma,)
 
     def replace(self, **changes: Any) -> RejectionConfig:
         """A copy with ``changes``; unknown field names raise ``ValueError``."""

@@ -76,7 +76,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,7 @@ __all__ = [
     "analyse",
     "base_model_dir",
     "base_model_key",
+    "certification_columns",
     "certify_rs",
     "load_eval_set",
     "run_study",
@@ -225,7 +226,7 @@ def analyse(
     ev: EvalSet,
     nr: NeuralRejectionScores,
     rs: SmoothingSamples,
-    cert: Certification | None,
+    cert: Sequence[Certification],
     config: RejectionConfig,
     *,
     labels: tuple[str, str] | None = None,
@@ -274,12 +275,20 @@ def analyse(
         "correlation": correlation_table(analysis),
         "certified_accuracy": [],
     }
-    if cert is not None:
-        tables["certified_accuracy"] = certified_accuracy_table(
-            cert.pred, cert.radius, y, config.radii, ev.groups,
-            key=jax.random.fold_in(base_key, 5), **boot,
+    for i, c in enumerate(cert):
+        key = jax.random.fold_in(base_key, 5)
+        rows = certified_accuracy_table(
+            c.pred, c.radius, y, config.radii, ev.groups,
+            key=key if i == 0 else jax.random.fold_in(key, i), **boot,
         )  # fmt: skip
+        tables["certified_accuracy"] += [{**certification_columns(c), **r} for r in rows]
     return analysis, tables
+
+
+def certification_columns(c: Certification) -> dict[str, Any]:
+    """The columns naming one certification in every certification table: the smoothed
+    model, the space the noise is added in, the certificate's norm and sigma."""
+    return {"model": c.model, "space": c.space, "norm": c.norm, "sigma": float(c.sigma)}
 
 
 def _summary(
@@ -288,7 +297,7 @@ def _summary(
     ev: EvalSet,
     nr: NeuralRejectionScores,
     rs: SmoothingSamples,
-    cert: Certification | None,
+    cert: Sequence[Certification],
     analysis: RejectionAnalysis,
 ) -> dict[str, Any]:
     """The ``rejection_summary.json`` record: headline numbers of the run."""
@@ -317,14 +326,25 @@ def _summary(
         "rs_answerable": answerable_summary(analysis),
         "threshold_grid": [config.alpha_min, config.alpha_max, config.alpha_step],
         "certify": None
-        if cert is None
+        if not cert
         else {
             "n0": config.certify_n0,
             "n": config.certify_n,
             "alpha": config.certify_alpha,
-            "sigma": config.sigma,
-            "abstain_rate": float(np.mean(cert.pred < 0)),
-            "accuracy": float(np.mean(cert.pred == y)),
+            "sigma": cert[0].sigma,
+            "norm": cert[0].norm,
+            "abstain_rate": float(np.mean(cert[0].pred < 0)),
+            "accuracy": float(np.mean(cert[0].pred == y)),
+            "adaptive": config.certify_adaptive,
+            "certifications": [
+                {
+                    **certification_columns(c),
+                    "abstain_rate": float(np.mean(c.pred < 0)),
+                    "accuracy": float(np.mean(c.pred == y)),
+                    "mean_draws": None if c.draws is None else float(np.mean(c.draws)),
+                }
+                for c in cert
+            ],
         },
     }
 
@@ -358,24 +378,31 @@ def _write_per_example(
     )
 
 
-def _write_certification(results_dir: Path, ev: EvalSet, cert: Certification | None, tables):
+def _write_certification(
+    results_dir: Path, ev: EvalSet, cert: Sequence[Certification], tables: Mapping[str, Any]
+) -> dict[str, Path]:
     """Certified-accuracy tables and the per-example CERTIFY CSV (removed without CERTIFY)."""
     table = results_dir / RESULT_FILES["certified_accuracy"]
     per_example = results_dir / RESULT_FILES["certify_per_example"]
-    if cert is None:  # never leave certification files of an earlier config behind
+    if not cert:  # never leave certification files of an earlier config behind
         for path in (table, per_example, table.with_suffix(".json")):
             _io.remove(path)
         return {}
     _, json_path = write_table(table.with_suffix(""), tables["certified_accuracy"])
-    rows = certify_table(
-        index=ev.index,
-        paths=ev.paths,
-        labels=ev.y,
-        pred=cert.pred,
-        radius=cert.radius,
-        p_a_lower=cert.p_a_lower,
-        attributes=ev.attributes,
-    )
+    rows = []
+    for c in cert:
+        part = certify_table(
+            index=ev.index,
+            paths=ev.paths,
+            labels=ev.y,
+            pred=c.pred,
+            radius=c.radius,
+            p_a_lower=c.p_a_lower,
+            attributes=ev.attributes,
+        )
+        draws = np.full(len(ev.index), -1) if c.draws is None else c.draws
+        cols = certification_columns(c)
+        rows += [{**r, **cols, "draws": int(d)} for r, d in zip(part, draws, strict=True)]
     write_csv(per_example, rows)
     return {
         "certified_accuracy": table,
@@ -391,7 +418,7 @@ def write_results(
     base: BaseModels,
     nr: NeuralRejectionScores,
     rs: SmoothingSamples,
-    cert: Certification | None,
+    cert: Sequence[Certification],
     analysis: RejectionAnalysis,
     tables: Mapping[str, list[dict[str, Any]]],
 ) -> tuple[dict[str, Path], dict[str, Any]]:
@@ -428,9 +455,11 @@ def write_results(
     files["per_example"] = results_dir / RESULT_FILES["per_example"]
     _write_per_example(files["per_example"], config, ev, nr, rs, analysis.thresholds)
     files.update(_write_certification(results_dir, ev, cert, tables))
-    figures = write_figures(
-        analysis, fig_dir, certified=tables["certified_accuracy"], radii=config.radii
-    )
+    primary = certification_columns(cert[0]) if cert else {}
+    certified = [  # the figures show the first certification (the RS base model at sigma)
+        r for r in tables["certified_accuracy"] if all(r[k] == v for k, v in primary.items())
+    ]
+    figures = write_figures(analysis, fig_dir, certified=certified, radii=config.radii)
     for stale in set(fig_dir.glob("rejection_*.png")) - set(figures.values()):
         _io.remove(stale)
     files.update(figures)
@@ -520,7 +549,7 @@ def run_study(
     timings["nr"], t0 = time.perf_counter() - t0, time.perf_counter()
     rs = sample_rs(base, ev, config, cache, resume=resume, progress=progress, runtime=rt)
     timings["rs_sampling"], t0 = time.perf_counter() - t0, time.perf_counter()
-    cert = None
+    cert: list[Certification] = []
     if config.certify:
         cert = certify_rs(base, ev, config, cache, resume=resume, progress=progress, runtime=rt)
         timings["certify"], t0 = time.perf_counter() - t0, time.perf_counter()
@@ -528,7 +557,7 @@ def run_study(
     files, summary = write_results(out, config, ev, base, nr, rs, cert, analysis, tables)
     timings["analysis"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    stages = (("nr", nr), ("rs_counts", rs), ("certify", cert))
+    stages = (("nr", nr), ("rs_counts", rs), ("certify", cert[0] if cert else None))
     return RejectionResults(
         config=config,
         out_dir=out,

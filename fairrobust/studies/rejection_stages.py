@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from fairrobust import _io, smoothing
+from fairrobust import _io, models, smoothing
 from fairrobust.data import AudioDataset
 from fairrobust.engine import parallel
 from fairrobust.engine.runtime import Runtime
@@ -56,10 +56,12 @@ __all__ = [
     "SmoothingSamples",
     "base_model_dir",
     "base_model_key",
+    "certify_batches",
     "certify_rs",
     "external_key",
     "load_eval_set",
     "sample_rs",
+    "sampling_options",
     "score_nr",
     "select_eval",
     "train_base_models",
@@ -183,19 +185,29 @@ class SmoothingSamples:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Certification:
-    """CERTIFY outputs on the evaluated examples (:func:`certify_rs`).
+    """CERTIFY outputs of one model at one sigma on the evaluated examples (:func:`certify_rs`).
 
     Attributes:
       pred: certified class ``[n]`` (-1 = abstain).
-      radius: certified L2 radius ``[n]``.
+      radius: certified radius ``[n]`` in ``norm``, in the units of ``space``.
       p_a_lower: lower confidence bound of the top-class probability ``[n]``.
       reused: read from the cache.
+      sigma: the smoothing noise std.
+      norm: the certificate's norm (``"l1"``, ``"l2"``, ``"linf"``).
+      space: where the noise is added: ``"waveform"`` or a representation name.
+      model: row label of the smoothed base model.
+      draws: estimation draws used per example ``[n]`` (``certify_n`` unless adaptive).
     """
 
     pred: np.ndarray
     radius: np.ndarray
     p_a_lower: np.ndarray
     reused: bool
+    sigma: float = 0.0
+    norm: str = "l2"
+    space: str = "waveform"
+    model: str = "RS base"
+    draws: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------- stages
@@ -390,6 +402,38 @@ def score_nr(
     )
 
 
+def sampling_options(config: RejectionConfig, model: TrainedModel) -> dict[str, Any]:
+    """The sampler's speed options of ``config`` as ``sample_counts`` keywords.
+
+    Raises:
+      ValueError: ``linear_stem`` with a model that is not an M5 (an external one).
+    """
+    stem = None
+    if config.linear_stem:
+        if not isinstance(model.model, models.M5):
+            raise ValueError(
+                "linear_stem: expected an M5 base model (its first layer is linear), got "
+                f"{type(model.model).__name__}"
+            )
+        stem = models.linear_stem_fn(model.model)  # pyright: ignore[reportArgumentType]
+    return {
+        "mode": config.sampling_mode,
+        "prng_impl": config.prng_impl or None,
+        "compute_dtype": config.compute_dtype or None,
+        "linear_stem": stem,
+    }
+
+
+def _sampling_record(config: RejectionConfig) -> dict[str, Any]:
+    """What of the sampling options changes the draws (part of every smoothing cache key)."""
+    return {
+        "mode": config.sampling_mode,
+        "linear_stem": config.linear_stem,
+        "prng_impl": config.prng_impl,
+        "compute_dtype": config.compute_dtype,
+    }
+
+
 def sample_rs(
     base: BaseModels,
     ev: EvalSet,
@@ -409,6 +453,7 @@ def sample_rs(
     rs_key = _rs_cache_key(base, ev, config, num_samples=config.num_samples)
     key = jax.random.fold_in(jax.random.key(config.seed), 1)
     model = base.rs
+    options = sampling_options(config, model)
 
     mesh = (runtime if runtime is not None else Runtime.create()).mesh
 
@@ -426,6 +471,7 @@ def sample_rs(
             chunk_size=config.chunk_size,
             checkpoints=config.num_samples,
             indices=np.asarray(ev.index[rows], np.int32),
+            **options,
         )
         return {"counts": np.swapaxes(np.asarray(c), 0, 1)}  # [b, k, C]
 
@@ -448,6 +494,11 @@ def _rs_cache_key(base: BaseModels, ev: EvalSet, config: RejectionConfig, **draw
             "noise": config.noise,
             "sigma": config.sigma,
             **draws,
+            **(
+                {"sampling": _sampling_record(config)}
+                if config.sampling_mode != "independent" or config.prng_impl or config.compute_dtype
+                else {}
+            ),
             "seed": config.seed,
             "eval": ev.index,
         }
@@ -463,41 +514,100 @@ def certify_rs(
     resume: bool,
     progress: bool,
     runtime: Runtime | None = None,
-) -> Certification:
+) -> list[Certification]:
     """CERTIFY (Cohen et al. 2019) every evaluated example with the RS base model.
 
     ``certify_n0`` selection and ``certify_n`` estimation draws at level
-    ``certify_alpha`` (key ``fold_in(seed, 2)``); resumable batches cached in
-    ``certify-<key>.npz``.
+    ``certify_alpha`` (key ``fold_in(seed, 2)``) at every sigma of
+    ``config.sigmas`` in one batched sweep (the sigmas share the draws); the
+    certificate of ``config.noise`` in ``certify_norm``; with ``certify_adaptive``
+    the estimation draws come in rounds (``smoothing.adaptive_certify``). Resumable
+    batches cached in ``certify-<key>.npz``.
+
+    Returns:
+      One :class:`Certification` per sigma, in the order of ``config.sigmas``.
     """
-    c_key = _rs_cache_key(
-        base, ev, config, n0=config.certify_n0, n=config.certify_n, alpha=config.certify_alpha
-    )
-    key = jax.random.fold_in(jax.random.key(config.seed), 2)
+    norm = smoothing.noise_certificate(config.noise, config.certify_norm or None).norm
+    draws = {
+        "n0": config.certify_n0,
+        "n": config.certify_n,
+        "alpha": config.certify_alpha,
+        "sigmas": config.sigmas,
+        "norm": norm,
+        "adaptive": config.certify_adaptive,
+    }
+    if config.certify_adaptive:
+        draws["target_radius"] = max(config.radii)
+    c_key = _rs_cache_key(base, ev, config, **draws)
     model = base.rs
-
     mesh = (runtime if runtime is not None else Runtime.create()).mesh
-
-    def run_certify(rows: np.ndarray) -> dict[str, np.ndarray]:
-        r = smoothing.certify(
-            model.apply_fn,
-            model.variables,
-            np.asarray(ev.x[rows], np.float32),
-            key,
-            sampler=functools.partial(parallel.sample_counts, mesh=mesh),
-            n0=config.certify_n0,
-            n=config.certify_n,
-            alpha=config.certify_alpha,
-            sigma=config.sigma,
-            num_classes=ev.num_classes,
-            noise=config.noise,
-            chunk_size=config.chunk_size,
-            indices=np.asarray(ev.index[rows], np.int32),
-        )
-        return {"pred": r.pred, "radius": r.radius, "p_a_lower": r.p_a_lower}
-
+    run_certify = certify_batches(
+        model.apply_fn, model.variables, ev, config,
+        sampler=functools.partial(parallel.sample_counts, mesh=mesh),
+        **sampling_options(config, model),
+    )  # fmt: skip
     cert, reused = cached_batches(
         Path(cache_dir) / f"certify-{c_key}.npz", c_key, len(ev.index),
         config.sample_batch_size, run_certify, resume=resume, progress=progress, desc="CERTIFY",
     )  # fmt: skip
-    return Certification(cert["pred"], cert["radius"], cert["p_a_lower"], reused)
+    label = base.labels(config.sigma)[1].removesuffix(" (RS base)")
+    return [
+        Certification(
+            cert["pred"][:, i],
+            cert["radius"][:, i],
+            cert["p_a_lower"][:, i],
+            reused,
+            sigma=s,
+            norm=norm,
+            space="waveform",
+            model=label,
+            draws=cert["draws"][:, i],
+        )
+        for i, s in enumerate(config.sigmas)
+    ]
+
+
+def certify_batches(
+    apply_fn: Any,
+    variables: Any,
+    ev: EvalSet,
+    config: RejectionConfig,
+    *,
+    inputs: np.ndarray | None = None,
+    **options: Any,
+) -> Any:
+    """The per-batch CERTIFY of the study: ``rows -> {pred, radius, p_a_lower, draws}``,
+    each ``[b, S]`` over ``config.sigmas`` (inputs default to the waveforms ``ev.x``)."""
+    key = jax.random.fold_in(jax.random.key(config.seed), 2)
+    x_all = ev.x if inputs is None else inputs
+    kw: dict[str, Any] = dict(
+        n0=config.certify_n0, alpha=config.certify_alpha, sigma=np.asarray(config.sigmas),
+        num_classes=ev.num_classes, noise=config.noise, norm=config.certify_norm or None,
+        chunk_size=config.chunk_size, **options,
+    )  # fmt: skip
+
+    def run(rows: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(x_all[rows], np.float32)
+        idx = np.asarray(ev.index[rows], np.int32)
+        if config.certify_adaptive:
+            r = smoothing.adaptive_certify(
+                apply_fn, variables, x, key, n=config.certify_n, indices=idx,
+                target_radius=max(config.radii), **kw,
+            )  # fmt: skip
+            used = np.asarray(r.draws)
+        else:
+            r = smoothing.certify(
+                apply_fn, variables, x, key, n=config.certify_n, indices=idx, **kw
+            )
+            used = np.full(r.pred.shape, config.certify_n)
+        return {
+            name: np.moveaxis(np.asarray(v), 0, -1)  # [S, b] -> [b, S]
+            for name, v in (
+                ("pred", r.pred),
+                ("radius", r.radius),
+                ("p_a_lower", r.p_a_lower),
+                ("draws", used),
+            )
+        }
+
+    return run
