@@ -5,6 +5,7 @@ from . import data as data
 from . import defenses as defenses
 from . import engine as engine
 from . import evaluation as evaluation
+from . import frontend as frontend
 from . import groups as groups
 from . import job as job
 from . import metrics as metrics
@@ -35,6 +36,10 @@ from .defenses import spectral_denoise as spectral_denoise
 from .defenses import with_preprocess as with_preprocess
 from .evaluation import SoundnessReport as SoundnessReport
 from .evaluation import run_soundness_checks as run_soundness_checks
+from .frontend import Representation as Representation
+from .frontend import log_mel as log_mel
+from .frontend import mel_filterbank as mel_filterbank
+from .frontend import stft_magnitude as stft_magnitude
 from .groups import Groups as Groups
 from .groups import all_groups as all_groups
 from .groups import group_masks as group_masks
@@ -68,10 +73,13 @@ from .metrics import ratio as ratio
 from .metrics import rejection_curves as rejection_curves
 from .metrics import true_positive_rate_difference as true_positive_rate_difference
 from .models import M5 as M5
+from .models import SpecCNN as SpecCNN
 from .models import features_fn as features_fn
 from .models import init_variables as init_variables
 from .models import logits_fn as logits_fn
 from .models import make_model as make_model
+from .models import representation_fn as representation_fn
+from .models import representation_logits_fn as representation_logits_fn
 from .neural_rejection import NeuralRejection as NeuralRejection
 from .report import write_report_from_dir as write_report_from_dir
 from .smoothing import CertifyResult as CertifyResult

@@ -1,4 +1,4 @@
-"""Flax linen M5 and M5-Tricks: 1-D CNNs on raw waveforms.
+"""Flax linen models: M5 / M5-Tricks on raw waveforms, SpecCNN on a representation.
 
 M5 (Dai et al., 2017, "Very deep convolutional neural networks for raw
 waveforms"), in the size of the torchaudio speech-command tutorial, is the
@@ -30,6 +30,12 @@ overlap-add of ``kernel / stride`` shifted slabs for the input gradient, and
 bit-for-bit those of ``flax.linen.Conv`` + ``nn.max_pool`` on the same
 parameters (checked in ``tests/test_models.py``); parameter names and shapes
 are those of ``nn.Conv`` / ``nn.BatchNorm`` / ``nn.Dense``.
+
+:class:`SpecCNN` (``"spec-stft"``, ``"spec-mel"``) classifies a representation of the
+waveform (``fairrobust.frontend``: magnitude spectrogram or normalised log-Mel
+energies), computed inside the model so that training, attacks and waveform smoothing
+use it like M5; :func:`representation_fn` and :func:`representation_logits_fn` split
+it at the representation, for smoothing in that space.
 """
 
 from __future__ import annotations
@@ -44,27 +50,38 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from fairrobust._checks import check_int, fail
+from fairrobust.frontend import Representation
+
 __all__ = [
     "CONV_DIMENSIONS",
     "CONV_IMPLS",
     "M5",
     "MODEL_NAMES",
     "NORMALIZE_OPTIONS",
+    "SPEC_MODELS",
     "ApplyFn",
     "LinearStem",
+    "Model",
+    "SpecCNN",
     "count_params",
     "features_fn",
     "init_variables",
+    "input_len_minimum",
     "linear_stem_combine",
     "linear_stem_fn",
     "linear_stem_stats",
     "logits_fn",
     "make_model",
     "min_input_len",
+    "representation_fn",
+    "representation_logits_fn",
 ]
 
 #: Model names accepted by :func:`make_model`.
-MODEL_NAMES = ("m5", "m5-tricks")
+MODEL_NAMES = ("m5", "m5-tricks", "spec-stft", "spec-mel")
+#: The :class:`SpecCNN` names among them and the representation space of each.
+SPEC_MODELS = {"spec-stft": "stft", "spec-mel": "mel"}
 #: Convolution formulations accepted by :class:`M5` (``conv_impl``).
 CONV_IMPLS = ("lax", "matmul")
 #: Input normalisations accepted by :class:`M5`.
@@ -322,28 +339,171 @@ class M5(nn.Module):
         return (logits, features) if return_features else logits
 
 
+# ----------------------------------------------------------------------------- SpecCNN
+
+# SpecCNN: three k=3 convolutions over frames, the first two followed by max pool 2.
+_SPEC_POOL = 2
+_SPEC_STAGES = 3
+
+
+def _spec_min_frames() -> int:
+    """Fewest frames SpecCNN accepts: every stage keeps >= 1 frame (18)."""
+    f = 3
+    while True:
+        length = f
+        for i in range(_SPEC_STAGES):
+            length -= 2
+            if i < _SPEC_STAGES - 1 and length >= 1:
+                length //= _SPEC_POOL
+        if length >= 1:
+            return f
+        f += 1
+
+
+class SpecCNN(nn.Module):
+    """A small CNN on a representation of the waveform (``fairrobust.frontend``).
+
+    ``logits = classify(representation(x))``: the representation (magnitude
+    spectrogram or log-Mel energies, per-utterance standardised by default) is
+    computed inside the model from the waveform in [-1, 1], so training, attacks and
+    waveform-space smoothing use it like :class:`M5`; :func:`representation_logits_fn`
+    applies ``classify`` alone, for smoothing in representation space. Layout
+    (frequency bins are the input channels, convolutions over frames, ``VALID``)::
+
+        z [b, F, bins] -> conv(k=3, bins -> w)  -> BN -> ReLU -> maxpool 2
+                       -> conv(k=3, w -> 2w)    -> BN -> ReLU -> maxpool 2
+                       -> conv(k=3, 2w -> 2w)   -> BN -> ReLU
+                       -> mean over frames (features [b, 2w]) -> dense -> logits [b, C]
+
+    Attributes:
+      num_classes: number of output classes C.
+      representation: the :class:`~fairrobust.frontend.Representation` (space,
+        frame parameters, normalisation).
+      width: channels of the first convolution (``2 * width`` for the others).
+      conv_impl: ``"lax"`` or ``"matmul"``, as in :class:`M5` (``Runtime.eval_model``
+        uses ``"matmul"`` on CPU).
+    """
+
+    num_classes: int
+    representation: Representation = Representation()
+    width: int = 32
+    conv_impl: str = "lax"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid field."""
+        if not isinstance(self.representation, Representation):
+            fail("representation", "a frontend.Representation", repr(self.representation))
+        check_int("num_classes", self.num_classes, 1)
+        check_int("width", self.width, 1)
+        if self.conv_impl not in CONV_IMPLS:
+            fail("conv_impl", f"one of {CONV_IMPLS}", repr(self.conv_impl))
+
+    def min_input_len(self) -> int:
+        """Shortest waveform (samples) giving the 18 frames the three stages need."""
+        rep = self.representation
+        t = (_spec_min_frames() - 1) * rep.hop_length + (0 if rep.center else rep.n_fft)
+        return max(t, rep.n_fft // 2 + 1 if rep.pad_mode == "reflect" else 1)
+
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """Classify waveforms ``x`` (batch, time) in [-1, 1]; as :meth:`M5.__call__`."""
+        self.validate()
+        if x.ndim != 2 or x.shape[1] < self.min_input_len():
+            fail(
+                "x",
+                f"shape (batch, time) with time >= {self.min_input_len()} "
+                f"({_spec_min_frames()} frames of {self.representation.space})",
+                f"shape {x.shape}",
+            )
+        return self.classify(self.representation(x), train=train, return_features=return_features)
+
+    @nn.compact
+    def classify(
+        self, z: jax.Array, *, train: bool = False, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """Classify representations ``z`` (batch, frames >= 18, bins).
+
+        Returns:
+          logits (batch, num_classes); with ``return_features`` also the features
+          (batch, 2 * width) after the mean over frames.
+        """
+        bins = self.representation.bins
+        if z.ndim != 3 or z.shape[2] != bins or z.shape[1] < _spec_min_frames():
+            fail(
+                "z",
+                f"shape (batch, frames >= {_spec_min_frames()}, {bins})",
+                f"shape {z.shape}",
+            )
+        h = z
+        for i, features in enumerate((self.width, 2 * self.width, 2 * self.width), start=1):
+            h = Conv1D(features, 3, 1, self.conv_impl, name=f"conv{i}")(h)  # pyright: ignore[reportArgumentType]
+            h = nn.BatchNorm(
+                use_running_average=not train,
+                momentum=_BN_MOMENTUM,
+                epsilon=_BN_EPS,
+                name=f"bn{i}",
+            )(h)
+            h = nn.relu(h)
+            if i < _SPEC_STAGES:
+                h = _max_pool(h, _SPEC_POOL)
+        features = h.mean(axis=1)  # pyright: ignore[reportAttributeAccessIssue]
+        logits = nn.Dense(self.num_classes, name="dense")(features)
+        return (logits, features) if return_features else logits
+
+
+#: A model of :data:`MODEL_NAMES`.
+Model = M5 | SpecCNN
+
+
 def make_model(
-    name: str, num_classes: int, *, width: int = 32, normalize: str = "standardize"
-) -> M5:
-    """Build M5 (``"m5"``) or M5-Tricks (``"m5-tricks"``).
+    name: str,
+    num_classes: int,
+    *,
+    width: int = 32,
+    normalize: str = "standardize",
+    sample_rate: int = 16000,
+) -> Model:
+    """Build M5 (``"m5"``), M5-Tricks (``"m5-tricks"``) or a :class:`SpecCNN`.
+
+    ``"spec-stft"`` / ``"spec-mel"`` classify the magnitude spectrogram / log-Mel
+    energies of :meth:`Representation.for_sample_rate` (25 ms windows every 10 ms),
+    standardised per utterance when ``normalize="standardize"``.
 
     Args:
       name: one of :data:`MODEL_NAMES`.
       num_classes: number of classes C >= 1.
       width: base channel count (32 = torchaudio tutorial, 128 = large).
       normalize: one of :data:`NORMALIZE_OPTIONS`.
+      sample_rate: Hz of the waveforms (SpecCNN's frames and Mel bands; M5 ignores it).
 
     Returns:
-      An unbound :class:`M5` module.
+      An unbound :class:`M5` or :class:`SpecCNN` module.
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"model: expected one of {MODEL_NAMES}, got {name!r}")
-    model = M5(int(num_classes), width=int(width), tricks=name == "m5-tricks", normalize=normalize)
+    if normalize not in NORMALIZE_OPTIONS:
+        fail("normalize", f"one of {NORMALIZE_OPTIONS}", repr(normalize))
+    model: Model
+    if name in SPEC_MODELS:
+        rep = Representation.for_sample_rate(
+            SPEC_MODELS[name], sample_rate, normalize=normalize == "standardize"
+        )
+        model = SpecCNN(int(num_classes), rep, width=int(width))
+    else:
+        model = M5(
+            int(num_classes), width=int(width), tricks=name == "m5-tricks", normalize=normalize
+        )
     model.validate()
     return model
 
 
-def init_variables(model: M5, key: jax.Array, input_len: int) -> dict[str, Any]:
+def input_len_minimum(model: Model) -> int:
+    """Shortest waveform (samples) ``model`` accepts (:func:`min_input_len` for M5)."""
+    return model.min_input_len() if isinstance(model, SpecCNN) else min_input_len()
+
+
+def init_variables(model: Model, key: jax.Array, input_len: int) -> dict[str, Any]:
     """Initialise variables for waveforms of ``input_len`` samples.
 
     Returns:
@@ -351,22 +511,22 @@ def init_variables(model: M5, key: jax.Array, input_len: int) -> dict[str, Any]:
       as plain nested dicts.
     """
     model.validate()
-    if input_len < min_input_len():
+    if input_len < input_len_minimum(model):
         raise ValueError(
-            f"input_len: M5 needs at least {min_input_len()} samples per waveform "
-            f"(four VALID conv + pool-4 stages), got {input_len}"
+            f"input_len: {type(model).__name__} needs at least {input_len_minimum(model)} "
+            f"samples per waveform, got {input_len}"
         )
     return dict(_init(model, key, int(input_len)))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def _init(model: M5, key: jax.Array, input_len: int) -> Any:
+def _init(model: Model, key: jax.Array, input_len: int) -> Any:
     """Jitted init (eager flax init dispatches and compiles op by op), cached per model."""
     return model.init(key, jnp.zeros((1, input_len), jnp.float32), train=False)
 
 
 @functools.cache
-def logits_fn(model: M5) -> ApplyFn:
+def logits_fn(model: Model) -> ApplyFn:
     """Eval-mode ``apply_fn(variables, x) -> logits [b, C]``, memoised per (equal) model.
 
     The same function object is returned for equal models, so it can be passed
@@ -381,7 +541,7 @@ def logits_fn(model: M5) -> ApplyFn:
 
 
 @functools.cache
-def features_fn(model: M5) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
+def features_fn(model: Model) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
     """Eval-mode ``apply_fn(variables, x) -> (logits [b, C], features [b, 2*width])``, memoised."""
 
     def apply_fn(variables: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -525,8 +685,10 @@ def linear_stem_fn(model: M5) -> LinearStem:
 
     ``head(variables, h1(variables, x, stem(variables, x), eps, stem(variables, eps),
     s))`` equals ``logits_fn(model)`` on every ``x_i + s * eps_j`` up to float rounding
-    (``tests/test_sampling_modes.py``).
+    (``tests/test_sampling_modes.py``). Other models raise ``ValueError``.
     """
+    if not isinstance(model, M5):
+        fail("model", "an M5 / M5-Tricks (the linear stem is M5's first convolution)", repr(model))
     model.validate()
     impl = getattr(model, "conv_impl", "lax")
     extra: tuple[str, ...] = () if impl == "lax" else (impl,)
@@ -556,3 +718,71 @@ def linear_stem_fn(model: M5) -> LinearStem:
     for fn, name in ((stem, "stem"), (ksum, "ksum"), (head, "head")):
         fn.__qualname__ = f"linear_stem_fn({model!r}).{name}"
     return LinearStem(stem, head, ksum, model.normalize == "standardize")
+
+
+# ----------------------------------------------------------------------------- representation space
+
+
+def _check_spec(model: Any) -> SpecCNN:
+    if not isinstance(model, SpecCNN):
+        fail("model", f"a SpecCNN ({tuple(SPEC_MODELS)})", repr(model))
+    model.validate()
+    return model
+
+
+@functools.cache
+def representation_fn(model: SpecCNN) -> Callable[[Any, jax.Array], jax.Array]:
+    """``fn(variables, x [b, T]) -> z [b, D]``: the model's representation, flattened.
+
+    ``z`` is ``model.representation(x)`` (standardised when the representation
+    normalises) reshaped from (b, frames, bins) to ``D = frames * bins``, frame-major:
+    the space in which representation-domain smoothing adds ``N(0, sigma^2 I_D)``
+    (the paper's magnitude-spectrogram / normalised Mel-filterbank smoothing). The
+    frontend has no parameters; ``variables`` is accepted for a uniform signature.
+    Memoised per (equal) model.
+
+    Args:
+      model: a :class:`SpecCNN`.
+
+    Returns:
+      The function; ``representation_logits_fn(model)(variables, fn(variables, x))``
+      equals ``logits_fn(model)(variables, x)`` up to float rounding.
+    """
+    rep = _check_spec(model).representation
+
+    def fn(variables: Any, x: jax.Array) -> jax.Array:
+        del variables
+        z = rep(x)
+        return z.reshape(z.shape[0], z.shape[1] * z.shape[2])
+
+    fn.__qualname__ = f"representation_fn({model!r})"
+    return fn
+
+
+@functools.cache
+def representation_logits_fn(model: SpecCNN) -> ApplyFn:
+    """Eval-mode ``apply_fn(variables, z [B, D]) -> logits [B, C]`` in representation space.
+
+    The classifier of a :class:`SpecCNN` on flattened representations ``z`` (as
+    :func:`representation_fn` returns them, ``D = frames * bins``), so
+    ``smoothing.sample_counts`` / ``smoothing.certify`` with this ``apply_fn`` smooth
+    in that space: ``g(z) = argmax_c P(f(z + eps) = c)``, ``eps ~ N(0, sigma^2 I_D)``.
+    Memoised per (equal) model, so it is a stable static jit argument.
+
+    Args:
+      model: a :class:`SpecCNN`.
+
+    Returns:
+      The function; ``z`` of another rank, or whose ``D`` is not a multiple of the
+      bins, raises ``ValueError`` naming ``z``.
+    """
+    bins = _check_spec(model).representation.bins
+
+    def apply_fn(variables: Any, z: jax.Array) -> jax.Array:
+        if z.ndim != 2 or z.shape[1] % bins:
+            fail("z", f"shape (batch, frames * {bins})", f"shape {z.shape}")
+        z3 = z.reshape(z.shape[0], z.shape[1] // bins, bins)
+        return model.apply(variables, z3, train=False, method=SpecCNN.classify)  # pyright: ignore[reportReturnType]
+
+    apply_fn.__qualname__ = f"representation_logits_fn({model!r})"
+    return apply_fn

@@ -1,4 +1,4 @@
-"""Training of M5 / M5-Tricks with optax: clean, noise augmentation, PGD adversarial training.
+"""Training of M5, M5-Tricks and SpecCNN with optax: clean, noise augmentation, PGD-AT.
 
 The recipe of the AISec'23 paper (Sec. 4 and appendix A): Adam with initial
 learning rate 1e-3, multiplied by 0.9 every 5 epochs (a staircase schedule),
@@ -49,6 +49,7 @@ from fairrobust._batching import batch_size_for, iter_batches
 from fairrobust._checks import check_int, fail
 from fairrobust._io import atomic_write_bytes, to_jsonable
 from fairrobust.data.dataset import AudioDataset
+from fairrobust.frontend import Representation
 
 __all__ = [
     "TAG_INIT",
@@ -89,9 +90,11 @@ class TrainConfig:
     """Hyper-parameters of one training run (the paper's defaults).
 
     Attributes:
-      model: ``"m5"`` or ``"m5-tricks"``.
-      width: M5 base width (32 torchaudio size, 128 large).
-      normalize: in-model input normalisation, ``"standardize"`` or ``"none"``.
+      model: one of ``models.MODEL_NAMES``: ``"m5"``, ``"m5-tricks"``, ``"spec-stft"``
+        or ``"spec-mel"`` (:class:`~fairrobust.models.SpecCNN`).
+      width: base width (M5: 32 torchaudio size, 128 large).
+      normalize: in-model input normalisation, ``"standardize"`` or ``"none"`` (for
+        SpecCNN: per-utterance standardisation of the representation or none).
       epochs: total number of epochs (a resumed run may raise it).
       batch_size: training batch size (clean examples per step).
       lr: initial Adam learning rate (paper: 1e-3).
@@ -172,10 +175,14 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: unknown fields {sorted(unknown)}")
         return cls(**d)
 
-    def make_model(self, num_classes: int) -> models.M5:
-        """The :class:`~fairrobust.models.M5` this config trains."""
+    def make_model(self, num_classes: int, sample_rate: int = 16000) -> models.Model:
+        """The model this config trains (``sample_rate``: Hz, used by SpecCNN only)."""
         return models.make_model(
-            self.model, num_classes, width=self.width, normalize=self.normalize
+            self.model,
+            num_classes,
+            width=self.width,
+            normalize=self.normalize,
+            sample_rate=sample_rate,
         )
 
 
@@ -219,7 +226,7 @@ def _adam(
 
 
 def create_train_state(
-    model: models.M5, config: TrainConfig, input_len: int, steps_per_epoch: int
+    model: models.Model, config: TrainConfig, input_len: int, steps_per_epoch: int
 ) -> TrainState:
     """Initial state: params from ``fold_in(key(seed), 0)``; Adam with the staircase schedule.
 
@@ -239,7 +246,7 @@ def create_train_state(
 
 
 def make_train_step(
-    model: models.M5, config: TrainConfig
+    model: models.Model, config: TrainConfig
 ) -> Callable[[TrainState, tuple[jax.Array, jax.Array], jax.Array], tuple[TrainState, dict]]:
     """The jitted ``train_step(state, (x, y), key) -> (state, metrics)`` of a config.
 
@@ -262,7 +269,7 @@ def make_train_step(
 
 @functools.lru_cache(maxsize=32)
 def _make_train_step(
-    model: models.M5,
+    model: models.Model,
     noise_std: float,
     at_eps: float,
     at_steps: int,
@@ -357,7 +364,7 @@ def predict_logits(
 
 
 def extract_features(
-    model: models.M5, variables: Any, x: np.ndarray, *, batch_size: int = 256
+    model: models.Model, variables: Any, x: np.ndarray, *, batch_size: int = 256
 ) -> np.ndarray:
     """Penultimate features (after global average pooling), shape (n, 2 * width)."""
     return _batched(models.features_fn(model), variables, x, batch_size)[1]  # pyright: ignore[reportArgumentType]
@@ -371,7 +378,7 @@ class Checkpoint:
     """A saved model and, for training checkpoints, the state needed to resume.
 
     Attributes:
-      model: the :class:`~fairrobust.models.M5` the variables belong to.
+      model: the :class:`~fairrobust.models.M5` / ``SpecCNN`` the variables belong to.
       variables: ``{"params", "batch_stats"?}`` of the model (for a training
         checkpoint: the current, not the best, variables).
       config: the :class:`TrainConfig` of the run.
@@ -388,7 +395,7 @@ class Checkpoint:
       dataset_fingerprint: :meth:`AudioDataset.fingerprint` of the training data.
     """
 
-    model: models.M5
+    model: models.Model
     variables: dict[str, Any]
     config: TrainConfig
     history: tuple[dict[str, Any], ...] = ()
@@ -404,18 +411,34 @@ class Checkpoint:
     dataset_fingerprint: str = ""
 
 
-def _describe(model: models.M5) -> str:
+def _describe(model: models.Model) -> str:
     spec = ", ".join(f"{k}={v!r}" for k, v in _model_spec(model).items())
-    return f"M5({spec})"
+    return f"{type(model).__name__}({spec})"
 
 
-def _model_spec(model: models.M5) -> dict[str, Any]:
+def _model_spec(model: models.Model) -> dict[str, Any]:
+    if isinstance(model, models.SpecCNN):
+        return {
+            "num_classes": int(model.num_classes),
+            "width": int(model.width),
+            "representation": model.representation.to_dict(),
+        }
     return {
         "num_classes": int(model.num_classes),
         "width": int(model.width),
         "tricks": bool(model.tricks),
         "normalize": str(model.normalize),
     }
+
+
+def _model_from_spec(spec: Mapping[str, Any]) -> models.Model:
+    """Inverse of :func:`_model_spec` (a spec with a representation is a SpecCNN)."""
+    if "representation" in spec:
+        rep = Representation(**spec["representation"])
+        return models.SpecCNN(spec["num_classes"], rep, width=spec["width"])
+    return models.M5(
+        spec["num_classes"], width=spec["width"], tricks=spec["tricks"], normalize=spec["normalize"]
+    )
 
 
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
@@ -472,7 +495,9 @@ def _as_jax(tree: Any) -> Any:
     return jax.tree_util.tree_map(jnp.asarray, tree)
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, model: models.M5 | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, model: models.Model | None = None
+) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` / :func:`train`.
 
     Args:
@@ -502,9 +527,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: models.M5 | None = N
         raise ValueError(f"{path}: not a readable fairrobust checkpoint ({exc!r})") from exc
     spec = header["model"]
     config = TrainConfig.from_dict(header["config"])
-    saved_model = models.M5(
-        spec["num_classes"], width=spec["width"], tricks=spec["tricks"], normalize=spec["normalize"]
-    )
+    saved_model = _model_from_spec(spec)
     variables = _as_jax(arrays["variables"])
     if model is not None:
         if _model_spec(model) != spec:
@@ -547,7 +570,7 @@ class TrainResult:
     """What :func:`train` returns.
 
     Attributes:
-      model: the trained :class:`~fairrobust.models.M5`.
+      model: the trained :class:`~fairrobust.models.M5` / ``SpecCNN``.
       variables: the variables with the lowest validation loss.
       history: one dict per epoch: ``epoch``, ``lr``, ``train_loss``,
         ``train_acc``, ``val_loss``, ``val_acc`` (no wall-clock times, so that
@@ -559,7 +582,7 @@ class TrainResult:
         ``out_dir/timings.json``, kept apart from the checkpoints).
     """
 
-    model: models.M5
+    model: models.Model
     variables: dict[str, Any]
     history: tuple[dict[str, Any], ...]
     best_epoch: int
@@ -708,7 +731,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
 ) -> TrainResult:
-    """Train M5 / M5-Tricks on the ``train`` split, selecting on the ``val`` split.
+    """Train a model of ``config.model`` on the ``train`` split, selecting on the ``val`` split.
 
     Each epoch: a permutation ``permutation(fold_in(k_shuffle, epoch))`` of the
     training examples in batches of ``batch_size`` (the last incomplete batch
@@ -734,7 +757,7 @@ def train(
     val_ds, x_train, y_train, bs, steps_per_epoch = training_arrays(
         dataset, config.batch_size, stacklevel=3
     )
-    model = config.make_model(dataset.num_classes)
+    model = config.make_model(dataset.num_classes, int(dataset.sample_rate))
     n, input_len = x_train.shape
     fingerprint = dataset.fingerprint()
     root = jax.random.key(config.seed)

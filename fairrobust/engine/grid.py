@@ -375,7 +375,7 @@ def _finished(
     if best is None:
         best = train.load_checkpoint(out / "best.ckpt").variables
     return train.TrainResult(
-        model=config.make_model(dataset.num_classes),
+        model=config.make_model(dataset.num_classes, int(dataset.sample_rate)),
         variables=best,
         history=tuple(ck.history),
         best_epoch=ck.best_epoch,
@@ -422,7 +422,7 @@ def _train_group(dataset, configs, mesh, show_progress, strategy, starts, out_di
     val_ds, x_train, y_train, bs, steps_per_epoch = train.training_arrays(
         dataset, c0.batch_size, stacklevel=4
     )
-    model = c0.make_model(dataset.num_classes)
+    model = c0.make_model(dataset.num_classes, int(dataset.sample_rate))
     n, input_len = x_train.shape
     fingerprint = dataset.fingerprint() if any(o is not None for o in out_dirs) else ""
 

@@ -6,7 +6,7 @@ over the devices a run uses (``--devices``; default all), the processes of a
 evaluated, and the mesh grid training uses.
 
 * **Evaluation form.** On CPU, every evaluation program (attack sweeps, smoothing)
-  uses the im2col-matmul convolution (``models.M5(conv_impl="matmul")``), whatever
+  uses the im2col-matmul convolution (``conv_impl="matmul"`` of M5 and SpecCNN), whatever
   the number of devices: XLA:CPU computes ``lax.conv`` wrongly when programs run
   concurrently on several host devices (``parallel.host_conv_hazard``), and one form
   on every device count is what makes results identical on 1 and N devices. It
@@ -128,7 +128,7 @@ class Runtime:
 
     def eval_model(self, model: Any) -> Any:
         """``model`` in the form evaluation programs use here (see the module docstring)."""
-        if self.platform == "cpu" and isinstance(model, models.M5):
+        if self.platform == "cpu" and isinstance(model, (models.M5, models.SpecCNN)):
             return model.clone(conv_impl="matmul")
         return model
 
