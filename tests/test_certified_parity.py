@@ -1,10 +1,19 @@
 """Certified parity and robustness bias metrics: hand values, oracles, invariants, errors."""
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 
+from fairrobust import groups as G
 from fairrobust import metrics as M
+from fairrobust.figures import rejection as figs
+from fairrobust.figures.robustness import breaking_eps_cdf
+from fairrobust.report.rejection import certified_parity_block
+from fairrobust.studies.rejection_certified import certified_parity_rows, certified_range
+from fairrobust.studies.results import RunData
+from fairrobust.studies.robustness_bias import breaking_eps_rows
 
 # Two groups over 6 clips (group 1: clips 3..5).
 MASKS = np.array([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], bool)
@@ -186,3 +195,89 @@ def test_breaking_eps_stat_median_with_never_broken():
         num_resamples=50,
     )  # fmt: skip
     assert np.isinf(M.decode_never(res.estimate["median"], 0.1)[0])
+
+
+def test_certified_parity_rows_hand_values_and_intervals():
+    labels = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    pred = np.where(np.r_[CORRECT, True, False], labels, -1)  # last two: extra group
+    radius = np.r_[RADIUS, 0.3, 0.0]
+    attr = np.array(["a", "a", "a", "b", "b", "b", "c", "c"])
+    speakers = np.array(["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s6"])
+    grp = G.with_speakers(G.group_masks({"g": attr}, "g", min_size=2), speakers, 2)
+    rows = certified_parity_rows(pred, radius, labels, {"g": grp}, r_lo=0.0, r_hi=0.4)
+    by = {r["group"]: r for r in rows}
+    np.testing.assert_allclose(by["a"]["certified_auc"], 1.25 / 3, rtol=1e-6)
+    np.testing.assert_allclose(by["b"]["certified_auc"], 0.625 / 3, rtol=1e-6)
+    assert not by["c"]["valid"] and by["c"]["speakers"] == 1  # one speaker: not counted
+    np.testing.assert_allclose(by["a"]["certified_parity"], 0.625 / 3, rtol=1e-6)
+    assert by["a"]["n_valid_groups"] == 2 and by["a"]["certified_parity_ci_low"] is None
+    boot = certified_parity_rows(
+        pred, radius, labels, {"g": grp}, r_lo=0.0, r_hi=0.4, speakers=speakers,
+        bootstrap_resamples=30, key=jax.random.key(0),
+    )  # fmt: skip
+    b = {r["group"]: r for r in boot}
+    assert b["c"]["certified_auc_ci_low"] is None  # under min_speakers: no interval
+    assert (
+        b["a"]["certified_auc_ci_low"] <= b["a"]["certified_auc"] <= b["a"]["certified_auc_ci_high"]
+    )
+    assert b["a"]["certified_parity_ci_low"] <= b["a"]["certified_parity"]
+    assert certified_range((), (0.0, 0.05, 0.2)) == (0.0, 0.2)
+    assert certified_range((0.1, 0.3), (0.0,)) == (0.1, 0.3)
+    assert certified_range((), (0.0,)) is None
+
+    data = RunData(run_dir=Path("."), config={}, rob=None, rej={"certified_parity": boot})
+    md = "\n".join(certified_parity_block(data))
+    assert "[0, 0.4]" in md and "L2" in md and "c (not counted)" in md
+    # a sweep's extra columns are shown as keys
+    swept = [{"sigma": 0.25, **r} for r in boot]
+    md = "\n".join(
+        certified_parity_block(RunData(Path("."), {}, None, {"certified_parity": swept}))
+    )
+    assert "| sigma |" in md and "0.25" in md
+    assert certified_parity_block(RunData(Path("."), {}, None, {"certified_parity": []})) == []
+
+
+def test_certified_figure_marks_groups_that_do_not_count(tmp_path):
+    acc = np.array([[0.9, 0.8, 0.5], [0.7, 0.5, 0.5], [0.2, 0.1, 0.0]])
+    out = figs.plot_certified_accuracy(
+        np.linspace(0, 0.2, 3), acc, tmp_path / "c.png", group_labels=["a", "b", "c"],
+        lower=acc - 0.1, upper=acc + 0.1, valid=[True, True, False],
+    )  # fmt: skip
+    assert out.stat().st_size > 1000
+    with pytest.raises(ValueError, match="valid"):
+        figs.plot_certified_accuracy(
+            np.linspace(0, 0.2, 3), acc, tmp_path / "d.png", group_labels=["a", "b", "c"],
+            valid=[True],
+        )  # fmt: skip
+
+
+def test_breaking_eps_rows_vs_loop():
+    rng = np.random.default_rng(4)
+    n = 40
+    eps = np.array([0.0, 0.01, 0.05, 0.1])
+    correct = np.cumprod(rng.random((4, n)) < 0.75, axis=0).astype(bool)  # broken stays broken
+    b = M.breaking_epsilon(correct, eps)
+    attr = np.array(["x", "y"])[rng.integers(0, 2, n)]
+    speakers = np.array([f"s{i % 10}" for i in range(n)])
+    grp = G.with_speakers(G.group_masks({"g": attr}, "g", min_size=2), speakers, 2)
+    boot = {"key": jax.random.key(0), "num_resamples": 40, "speakers": speakers}
+    rows = breaking_eps_rows(b, 0.1, {"g": grp}, bootstrap=boot)
+    for row in rows:
+        m = attr == row["group"]
+        want = np.median(_loop_breaking(correct[:, m], eps))
+        got = np.inf if row["median_never_broken"] else row["median_breaking_eps"]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        np.testing.assert_allclose(row["never_broken"], np.mean(np.isinf(b[m])), rtol=1e-6)
+        assert row["never_broken_ci_low"] <= row["never_broken"] <= row["never_broken_ci_high"]
+    fr = [r["never_broken"] for r in rows]
+    np.testing.assert_allclose(rows[0]["never_broken_gap"], max(fr) - min(fr), rtol=1e-6)
+
+
+def test_breaking_eps_cdf_figure(tmp_path):
+    b = np.array([[0.0, 0.01, np.inf, 0.1], [0.01, np.inf, np.inf, 0.1]])
+    masks = np.array([[1, 1, 0, 0], [0, 0, 1, 1]], bool)
+    out = breaking_eps_cdf(
+        [0.0, 0.01, 0.1], b, masks, tmp_path / "b.png", panel_labels=["base", "robust"],
+        group_labels=["f", "m"], valid=[True, False],
+    )  # fmt: skip
+    assert out.read_bytes().startswith(b"\x89PNG")

@@ -140,7 +140,7 @@ def certified_auc(
 
 @jax.jit
 def weighted_median_kernel(values: jax.Array, masks: jax.Array, weights: jax.Array) -> jax.Array:
-    """Jitted weighted median ``[g]`` of ``values [n]`` (integer weights ``[n]``) per group; no checks."""
+    """Jitted weighted median ``[g]`` of ``values [n]``, integer weights ``[n]``; no checks."""
     order = jnp.argsort(values)
     v = values[order]
     w = (masks.astype(jnp.float32) * weights[None, :])[:, order]  # [g, n]

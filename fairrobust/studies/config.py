@@ -285,6 +285,9 @@ class RejectionConfig:
       certify: run CERTIFY for certified accuracy per group.
       certify_n0, certify_n, certify_alpha: CERTIFY selection / estimation draws, level.
       radii: radius grid of the certified-accuracy curves (L2, waveform units).
+      certified_range: ``(r_lo, r_hi)`` radius range of Certified Parity (the
+        normalised area under each group's certified-accuracy curve over it);
+        empty = ``(0, max(radii))``.
       attributes: attributes to group by (empty = every attribute of the dataset).
       intersections: attribute tuples whose intersections are also groups (see
         :func:`fairrobust.groups.parse_intersections` for the string forms).
@@ -323,6 +326,7 @@ class RejectionConfig:
     certify_n: int = 10000
     certify_alpha: float = 0.001
     radii: tuple[float, ...] = tuple(round(0.025 * i, 3) for i in range(15))
+    certified_range: tuple[float, ...] = ()
     attributes: tuple[str, ...] = ()
     intersections: tuple[tuple[str, ...], ...] = ()
     min_group_size: int = 5
@@ -339,6 +343,7 @@ class RejectionConfig:
         set_ = object.__setattr__
         set_(self, "num_samples", tuple(int(v) for v in self.num_samples))
         set_(self, "radii", tuple(float(v) for v in self.radii))
+        set_(self, "certified_range", tuple(float(v) for v in self.certified_range))
         set_(self, "attributes", tuple(str(a) for a in self.attributes))
         set_(self, "intersections", parse_intersections(self.intersections))
         ns = self.num_samples
@@ -381,6 +386,11 @@ class RejectionConfig:
             raise ValueError(f"certify_alpha: expected a value in (0, 1), got {self.certify_alpha}")
         if any(r < 0 for r in self.radii) or list(self.radii) != sorted(self.radii):
             raise ValueError(f"radii: expected increasing non-negative radii, got {self.radii}")
+        cr = self.certified_range
+        if cr and not (len(cr) == 2 and 0 <= cr[0] < cr[1] and math.isfinite(cr[1])):
+            raise ValueError(
+                f"certified_range: expected () or (r_lo, r_hi) with 0 <= r_lo < r_hi, got {cr}"
+            )
         if self.split not in ("train", "val", "test"):
             raise ValueError(f"split: expected 'train', 'val' or 'test', got {self.split!r}")
         if not isinstance(self.noise, str) or not self.noise:
