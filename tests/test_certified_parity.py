@@ -11,6 +11,7 @@ from fairrobust import metrics as M
 from fairrobust.figures import rejection as figs
 from fairrobust.figures.robustness import breaking_eps_cdf
 from fairrobust.report.rejection import certified_parity_block
+from fairrobust.report.robustness import breaking_eps_block
 from fairrobust.studies.rejection_certified import certified_parity_rows, certified_range
 from fairrobust.studies.results import RunData
 from fairrobust.studies.robustness_bias import breaking_eps_rows
@@ -281,3 +282,25 @@ def test_breaking_eps_cdf_figure(tmp_path):
         group_labels=["f", "m"], valid=[True, False],
     )  # fmt: skip
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_breaking_eps_report_block(tmp_path):
+    base_rows = [
+        {"member_id": "m5_at0_noise0", "attribute": "g", "group": "x", "n": 5, "valid": True,
+         "median_breaking_eps": 0.01, "median_never_broken": False, "median_ci_low": 0.0,
+         "median_ci_high": 0.05, "never_broken": 0.2, "never_broken_ci_low": 0.0,
+         "never_broken_ci_high": 0.4, "median_gap": None, "never_broken_gap": 0.1},
+        {"member_id": "m5_at0_noise0", "attribute": "g", "group": "y", "n": 1, "valid": False,
+         "median_breaking_eps": None, "median_never_broken": True, "never_broken": 1.0},
+        {"member_id": "other", "attribute": "g", "group": "x", "n": 5, "valid": True},
+    ]  # fmt: skip
+    rob = {"breaking_eps": base_rows, "summary": {"figures": {"breaking_eps_g": "f/b.png"}}}
+    data = RunData(tmp_path, {}, rob, None)
+    md = "\n".join(breaking_eps_block(data, {"member_id": "m5_at0_noise0"}, None, _img))
+    assert "upper bound" in md and "y (not counted)" in md and "| inf |" in md
+    assert "other" not in md and "b.png" in md
+    assert breaking_eps_block(RunData(tmp_path, {}, {"summary": {}}, None), None, None, _img) == []
+
+
+def _img(path, alt):
+    return f"![{alt}]({path})"
