@@ -395,13 +395,13 @@ def _write_hand_run(run_dir: Path, rob, rej) -> Path:
     res = run_dir / "results"
     res.mkdir(parents=True)
     for t in results.ROB_TABLES:
-        (res / f"robustness_hand_{t}.json").write_text(json.dumps(rob[t]))
+        (res / f"robustness_hand_{t}.json").write_text(json.dumps(rob.get(t, [])))
     (res / "robustness_hand_summary.json").write_text(json.dumps(rob["summary"]))
     (res / "rejection_summary.json").write_text(json.dumps(rej["summary"]))
     (res / "rejection_config.json").write_text(json.dumps(rej["config"]))
     (res / "rejection_groups.json").write_text(json.dumps(rej["groups"]))
     for t in results.REJ_TABLES:
-        (res / f"rejection_{t}.json").write_text(json.dumps(rej[t]))
+        (res / f"rejection_{t}.json").write_text(json.dumps(rej.get(t, [])))
     (run_dir / "config.json").write_text(json.dumps({"dataset": "hand", "preset": "quick"}))
     return run_dir
 

@@ -468,6 +468,11 @@ def test_run_study_end_to_end(tiny_run):
         "index", "path", "label", "prediction", "radius", "correct", "p_a_lower"
     ]  # fmt: skip
     assert _json(results / "rejection_config.json")["config"]["num_samples"] == [10, 100]
+    cp = _read_csv(results / "rejection_certified_parity.csv")
+    assert {r["attribute"] for r in cp} == {"accent", "gender"}
+    assert {float(r["r_lo"]) for r in cp} == {0.0} and {float(r["r_hi"]) for r in cp} == {0.1}
+    assert all(0.0 <= float(r["certified_auc"]) <= 1.0 for r in cp)
+    assert list(res.summary["certify"]["certified_range"]) == [0.0, 0.1]
     assert _json(results / "rejection_auc_fpr.json")[0]["label"] == "RS N=10"
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert "rejection_fpr_parity_vs_n.png" in figures

@@ -561,9 +561,16 @@ def test_run_study_with_stubs_writes_every_table(tmp_path, fake):
     res = rb.run_study(ds, FAKE_CFG, tmp_path, progress=False)
     assert len(res.members) == 16 and len(fake.trained) == 8 and len(fake.attacked) == 16
     names = {"models", "groups", "group_metrics", "group_curves", "defense_parity", "correlations"}
-    for name in names:
+    for name in names | {"breaking_eps"}:
         assert res.files[f"{name}_csv"].exists() and res.files[f"{name}_json"].exists()
     assert res.files["summary"].name == "robustness_synthetic_summary.json"
+    # robustness bias (values checked against loops in tests/test_certified_parity.py)
+    be = res.tables["breaking_eps"]
+    assert len(be) == len(res.members) * sum(len(g["names"]) for g in res.groups.values())
+    for row in be:
+        assert row["eps_max"] == FAKE_CFG.attack_eps[-1] and 0.0 <= row["never_broken"] <= 1.0
+        assert (row["median_breaking_eps"] is None) == row["median_never_broken"]
+    assert {"breaking_eps_gender", "breaking_eps_age"} <= set(res.figures)
     models = res.tables["models"]
     assert [r["member_id"] for r in models][:2] == [
         "m5_at0_noise0",

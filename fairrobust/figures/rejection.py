@@ -261,6 +261,8 @@ def plot_certified_accuracy(
     title: str = "",
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
+    valid: Sequence[bool] | None = None,
+    min_label: str = "n<min",
 ) -> Path:
     """Certified accuracy against the L2 radius, one line per group.
 
@@ -275,6 +277,10 @@ def plot_certified_accuracy(
       title: axes title.
       lower, upper: optional confidence band (e.g. bootstrap interval), shape
         ``(r, g)`` each, drawn as a shaded step band.
+      valid: optional bool ``(g,)``; groups that do not count (under the minimum
+        size or speakers) are drawn dashed grey, without a band, with
+        ``(<min_label>)`` in the legend.
+      min_label: legend note of groups that do not count.
 
     Returns:
       ``Path(path)``.
@@ -283,6 +289,8 @@ def plot_certified_accuracy(
     accuracy = np.asarray(accuracy, dtype=float)
     _check("radii", radii, (None,))
     _check("accuracy", accuracy, (radii.shape[0], len(group_labels)))
+    ok = np.ones(len(group_labels), bool) if valid is None else np.asarray(valid, bool)
+    _check("valid", ok, (len(group_labels),))
     if (lower is None) != (upper is None):
         raise ValueError("lower, upper: give both bounds of the band or neither")
     if lower is not None and upper is not None:
@@ -292,6 +300,12 @@ def plot_certified_accuracy(
     fig = Figure(figsize=(5.0, 3.6), layout="constrained")
     ax = fig.subplots()
     for j, label in enumerate(group_labels):
+        if not ok[j]:
+            ax.step(
+                radii, accuracy[:, j], where="post", label=f"{label} ({min_label})",
+                color="0.6", ls="--", lw=1.0,
+            )  # fmt: skip
+            continue
         (line,) = ax.step(radii, accuracy[:, j], where="post", label=label)
         if lower is not None and upper is not None:
             ax.fill_between(

@@ -11,6 +11,8 @@ Functions:
   * :func:`accuracy_vs_epsilon`: accuracy-vs-epsilon curves per group for one
     model, log-x epsilon axis, clean accuracy drawn at the left edge.
   * :func:`group_auc_bars`: grouped bars of AUC_acc per group for each model.
+  * :func:`breaking_eps_cdf`: empirical CDF of each example's smallest breaking
+    epsilon per group (robustness bias, Nanda et al. 2021), one panel per model.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from fairrobust._io import atomic_write_bytes
 
 __all__ = [
     "accuracy_vs_epsilon",
+    "breaking_eps_cdf",
     "correlation_heatmap",
     "group_auc_bars",
     "no_data_panel",
@@ -300,4 +303,73 @@ def group_auc_bars(
         ax.legend(fontsize=8, ncols=min(n_groups, 4), loc="upper right")
     if title:
         ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def breaking_eps_cdf(
+    epsilons: Sequence[float],
+    breaking: np.ndarray,
+    masks: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    panel_labels: Sequence[str],
+    group_labels: Sequence[str],
+    valid: Sequence[bool] | None = None,
+    title: str = "",
+) -> Path:
+    """Empirical CDF of the smallest breaking epsilon per group, one panel per model.
+
+    ``F_s(eps_k) = |{i in s : b_i <= eps_k}| / |s|``: the fraction of group ``s``
+    broken at budget ``eps_k`` or below (0 = misclassified clean). The sweep is
+    discrete, so the CDF is drawn at its points, evenly spaced and labelled; the
+    gap between ``F`` at the last budget and 1 is the fraction never broken.
+    Groups that do not count (``valid`` False) are dashed grey with ``(n<min)``.
+
+    Args:
+      epsilons: the sweep ``[1 + e]``, 0 (clean) first.
+      breaking: ``[p, n]`` breaking epsilons (``+inf`` = never broken), one row per panel.
+      masks: bool ``[g, n]``.
+      path: PNG file to write.
+      panel_labels: ``p`` panel titles (models).
+      group_labels: ``g`` legend entries.
+      valid: optional bool ``[g]``.
+      title: figure title.
+
+    Returns:
+      ``Path(path)``.
+    """
+    eps = np.asarray(epsilons, dtype=float)
+    b = np.asarray(breaking, dtype=float)
+    m = np.asarray(masks, dtype=bool)
+    _check_2d("breaking", b, (len(panel_labels), m.shape[1] if m.ndim == 2 else -1))
+    _check_2d("masks", m, (len(group_labels), b.shape[1]))
+    ok = np.ones(len(group_labels), bool) if valid is None else np.asarray(valid, bool)
+    if ok.shape != (len(group_labels),):
+        raise ValueError(f"valid: expected shape ({len(group_labels)},), got {ok.shape}")
+    p = max(len(panel_labels), 1)
+    fig = Figure(figsize=(4.2 * p, 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, p, sharey=True))
+    x = np.arange(eps.size)
+    for k, ax in enumerate(axes):
+        if not len(panel_labels) or not len(group_labels):
+            no_data_panel(ax, "no model" if not len(panel_labels) else "no group")
+            continue
+        for j, label in enumerate(group_labels):
+            row = b[k, m[j]]
+            if not row.size:
+                continue
+            cdf = (row[None, :] <= eps[:, None]).mean(axis=1)
+            style = {} if ok[j] else {"color": "0.6", "ls": "--", "lw": 1.0}
+            name = label if ok[j] else f"{label} (n<min)"
+            ax.step(x, cdf, where="post", marker=".", label=name, **style)
+        ax.set_xticks(x, ["clean" if e == 0 else f"{e:g}" for e in eps], rotation=45, fontsize=7)
+        ax.set_xlabel("attack budget epsilon")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(panel_labels[k], fontsize=9)
+    axes[0].set_ylabel("fraction broken at <= epsilon")
+    if len(group_labels) and len(panel_labels):
+        axes[-1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
     return save_figure(fig, path)

@@ -1,4 +1,4 @@
-"""Group metrics: AUC_acc, Defense Parity, AUC_FPR, FPR Parity, fairness, Pearson, bootstrap.
+"""Group metrics: AUC_acc, Defense Parity, AUC_FPR, FPR Parity, Certified Parity, bootstrap.
 
 Every metric is a masked reduction of per-example values ``[..., n]`` with group
 masks ``[g, n]`` (``fairrobust.groups.Groups.masks``), written in ``jnp``,
@@ -46,12 +46,23 @@ Modules (every public name is re-exported here): ``groups`` (group reductions
 differences from bootstrap replicates, and the family-wise correction).
 """
 
+from fairrobust.metrics.bias import BreakingEpsStat as BreakingEpsStat
+from fairrobust.metrics.bias import breaking_epsilon as breaking_epsilon
+from fairrobust.metrics.bias import decode_never as decode_never
+from fairrobust.metrics.bias import encode_never as encode_never
 from fairrobust.metrics.bootstrap import AucAccStat as AucAccStat
 from fairrobust.metrics.bootstrap import AucFprStat as AucFprStat
 from fairrobust.metrics.bootstrap import BootstrapResult as BootstrapResult
 from fairrobust.metrics.bootstrap import GroupRateStat as GroupRateStat
 from fairrobust.metrics.bootstrap import bootstrap_ci as bootstrap_ci
 from fairrobust.metrics.bootstrap import resample_weights as resample_weights
+from fairrobust.metrics.certified import CertifiedAucStat as CertifiedAucStat
+from fairrobust.metrics.certified import certified_auc as certified_auc
+from fairrobust.metrics.certified import certified_parity as certified_parity
+from fairrobust.metrics.certified import certified_radius as certified_radius
+from fairrobust.metrics.certified import median_certified_radius as median_certified_radius
+from fairrobust.metrics.certified import radius_range as radius_range
+from fairrobust.metrics.certified import weighted_median as weighted_median
 from fairrobust.metrics.comparisons import Difference as Difference
 from fairrobust.metrics.comparisons import PairwiseIntervals as PairwiseIntervals
 from fairrobust.metrics.comparisons import clusters_per_group as clusters_per_group
@@ -102,6 +113,8 @@ __all__ = [
     "AucAccStat",
     "AucFprStat",
     "BootstrapResult",
+    "BreakingEpsStat",
+    "CertifiedAucStat",
     "Difference",
     "GroupRateStat",
     "PairwiseIntervals",
@@ -112,12 +125,18 @@ __all__ = [
     "auc_fpr",
     "auc_fpr_by_attribute",
     "bootstrap_ci",
+    "breaking_epsilon",
     "by_group",
+    "certified_auc",
+    "certified_parity",
+    "certified_radius",
     "clusters_per_group",
     "correlation_matrix",
+    "decode_never",
     "defense_parity",
     "demographic_parity_difference",
     "difference",
+    "encode_never",
     "equal_opportunity_difference",
     "equalized_odds_difference",
     "fairness_metrics",
@@ -130,16 +149,19 @@ __all__ = [
     "group_rates",
     "holm",
     "max_gap",
+    "median_certified_radius",
     "p_rule",
     "paired_difference",
     "pairwise_intervals",
     "parity_pair",
     "parity_pair_names",
     "pearsonr",
+    "radius_range",
     "ratio",
     "rejection_curves",
     "resample_weights",
     "size_correlation",
     "trapezoid",
     "true_positive_rate_difference",
+    "weighted_median",
 ]

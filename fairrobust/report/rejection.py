@@ -15,7 +15,12 @@ from fairrobust.studies.results import (
     rejection_config,
 )
 
-__all__ = ["certify_settings", "rejection_section", "rejection_settings"]
+__all__ = [
+    "certified_parity_block",
+    "certify_settings",
+    "rejection_section",
+    "rejection_settings",
+]
 
 _PARITY = ("fpr_parity", "ci_low", "ci_high")
 
@@ -114,6 +119,7 @@ def rejection_section(data: RunData, img: ImageLinks, figures: Mapping[str, Path
         out += _attribute_block(data, a, methods, par, img, figures)
     out += _size_correlation_block(rej["correlation"])
     out += _certified_block(data, attrs, img)
+    out += certified_parity_block(data)
     return out
 
 
@@ -345,4 +351,55 @@ def _certified_block(data: RunData, attrs: list[str], img: ImageLinks) -> list[s
             ),
             "",
         ]
+    return out
+
+
+def certified_parity_block(data: RunData) -> list[str]:
+    """Markdown lines: Certified Parity per attribute, its groups' CAUC and median radius.
+
+    Empty without a ``certified_parity`` table. Columns of the table this block does
+    not know (e.g. ``sigma``, ``space`` of a sweep) are shown first, as keys.
+    """
+    assert data.rej is not None
+    rows = data.rej.get("certified_parity") or []
+    if not rows:
+        return []
+    r_lo, r_hi = rows[0].get("r_lo"), rows[0].get("r_hi")
+    # Columns the table does not name (e.g. sigma, space added by a sweep) become keys.
+    known = {"attribute", "group", "n", "speakers", "valid", "r_lo", "r_hi", "n_valid_groups"}
+    extra = [k for k in rows[0] if k not in known and not k.startswith(("certified", "median"))]
+    out = [
+        "### Certified Parity (area under the certified-accuracy curve per group)",
+        "",
+        f"CAUC: the area under a group's certified-accuracy curve over radii [{fmt(r_lo)}, "
+        f"{fmt(r_hi)}] divided by the range length (1 = every clip certified correct at every "
+        "radius of the range); radii are L2 distances in waveform units (samples in [-1, 1]) "
+        "for the Gaussian smoothing model. Median radius: abstentions and misclassifications "
+        "count as 0. Certified Parity = max - min of CAUC over the groups that count, with the "
+        "simultaneous-pairwise interval used for FPR Parity.",
+        "",
+    ]
+    table, seen = [], set()
+    for r in rows:
+        note = "" if r.get("valid", True) else " (not counted)"
+        first = (*[str(r.get(k)) for k in extra], r["attribute"]) not in seen
+        seen.add((*[str(r.get(k)) for k in extra], r["attribute"]))
+        table.append(
+            [
+                *[r.get(k) for k in extra],
+                r["attribute"],
+                f"{r['group']}{note}",
+                r.get("n"),
+                r.get("speakers"),
+                fmt_ci(*estimate(r, "certified_auc", "certified_auc_ci_low",
+                                 "certified_auc_ci_high")),
+                fmt_ci(*estimate(r, "median_radius", "median_radius_ci_low",
+                                 "median_radius_ci_high")),
+                fmt_ci(*estimate(r, "certified_parity", "certified_parity_ci_low",
+                                 "certified_parity_ci_high")) if first else "",
+            ]
+        )  # fmt: skip
+    head = [*extra, "attribute", "group", "n", "speakers", "CAUC", "median radius"]
+    out.append(md_table([*head, "Certified Parity"], table))
+    out.append("")
     return out

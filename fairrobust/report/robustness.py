@@ -10,7 +10,7 @@ from fairrobust.report.blocks import ImageLinks, md_table, settings_line
 from fairrobust.studies.intervals import estimate, fmt, fmt_ci
 from fairrobust.studies.results import RunData, robustness_attributes, robustness_slug
 
-__all__ = ["robustness_section", "robustness_settings"]
+__all__ = ["breaking_eps_block", "robustness_section", "robustness_settings"]
 
 _AUC = ("auc_acc", "auc_acc_ci_low", "auc_acc_ci_high")
 _CLEAN = ("clean_accuracy", "clean_accuracy_ci_low", "clean_accuracy_ci_high")
@@ -87,7 +87,75 @@ def robustness_section(
         out += [img(figures["defense_parity"], "Defense Parity per model with intervals"), ""]
     for attr in robustness_attributes(data):
         out += _attribute_block(data, attr, base, best, img, figures, figs)
+    out += breaking_eps_block(data, base, best, img)
     out += _correlations_block(rob, img, figs)
+    return out
+
+
+def breaking_eps_block(
+    data: RunData,
+    base: Mapping[str, Any] | None,
+    best: Mapping[str, Any] | None,
+    img: ImageLinks,
+) -> list[str]:
+    """Markdown lines: robustness bias (smallest breaking epsilon per group), baseline and best.
+
+    Empty without a ``breaking_eps`` table (runs before it existed).
+    """
+    assert data.rob is not None
+    rows = data.rob.get("breaking_eps") or []
+    ids = [m["member_id"] for m in (base, best) if m is not None]
+    ids = list(dict.fromkeys(ids))
+    rows = [r for r in rows if r.get("member_id") in ids]
+    if not rows:
+        return []
+    out = [
+        "### Robustness bias: smallest breaking epsilon per group (Nanda et al. 2021)",
+        "",
+        "Each clip's smallest breaking epsilon is 0 if it is misclassified clean, else the "
+        "first budget of the sweep at which PGD misclassifies it, else never broken (inf). It "
+        "is an upper bound of the clip's minimal adversarial distance: PGD may miss an "
+        "adversarial example that exists, and the sweep is discrete. Median with a "
+        "speaker-clustered bootstrap interval (inf when at least half the group is never "
+        "broken); gaps are max - min over the groups that count (no median-gap interval when "
+        "a median reaches inf).",
+        "",
+    ]
+    table, seen = [], set()
+    for r in rows:
+        med = (
+            "inf"
+            if r.get("median_never_broken")
+            else fmt_ci(*estimate(r, "median_breaking_eps", "median_ci_low", "median_ci_high"))
+        )
+        key = (r["member_id"], r["attribute"])
+        first = key not in seen
+        seen.add(key)
+        table.append(
+            [
+                r["member_id"],
+                r["attribute"],
+                r["group"] + ("" if r.get("valid", True) else " (not counted)"),
+                r.get("n"),
+                med,
+                fmt_ci(*estimate(r, "never_broken", "never_broken_ci_low", "never_broken_ci_high")),
+                fmt_ci(*estimate(r, "median_gap", "median_gap_ci_low", "median_gap_ci_high"))
+                if first
+                else "",
+                fmt_ci(
+                    *estimate(
+                        r, "never_broken_gap", "never_broken_gap_ci_low", "never_broken_gap_ci_high"
+                    )
+                )
+                if first
+                else "",
+            ]
+        )
+    head = ["model", "attribute", "group", "n", "median breaking eps", "never broken"]
+    out += [md_table([*head, "median gap", "never-broken gap"], table), ""]
+    figs = {k: Path(v) for k, v in data.rob["summary"].get("figures", {}).items()}
+    for key in sorted(k for k in figs if k.startswith("breaking_eps_")):
+        out += [img(figs[key], key.replace("_", " ")), ""]
     return out
 
 

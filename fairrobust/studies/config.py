@@ -300,6 +300,10 @@ class RejectionConfig:
         a call: same per-input guarantees, correlated decisions across inputs); the
         M5's linear first layer computed once per input and draw (shared bank only);
         the generator (empty = threefry); the forward dtype (empty = float32).
+      radii: radius grid of the certified-accuracy curves (L2, waveform units).
+      certified_range: ``(r_lo, r_hi)`` radius range of Certified Parity (the
+        normalised area under each group's certified-accuracy curve over it);
+        empty = ``(0, max(radii))``.
       attributes: attributes to group by (empty = every attribute of the dataset).
       intersections: attribute tuples whose intersections are also groups (see
         :func:`fairrobust.groups.parse_intersections` for the string forms).
@@ -345,6 +349,7 @@ class RejectionConfig:
     linear_stem: bool = False
     prng_impl: str = ""
     compute_dtype: str = ""
+    certified_range: tuple[float, ...] = ()
     attributes: tuple[str, ...] = ()
     intersections: tuple[tuple[str, ...], ...] = ()
     min_group_size: int = 5
@@ -362,6 +367,7 @@ class RejectionConfig:
         set_(self, "num_samples", tuple(int(v) for v in self.num_samples))
         set_(self, "radii", tuple(float(v) for v in self.radii))
         set_(self, "certify_sigmas", tuple(float(v) for v in self.certify_sigmas))
+        set_(self, "certified_range", tuple(float(v) for v in self.certified_range))
         set_(self, "attributes", tuple(str(a) for a in self.attributes))
         set_(self, "intersections", parse_intersections(self.intersections))
         ns = self.num_samples
@@ -404,6 +410,11 @@ class RejectionConfig:
             raise ValueError(f"certify_alpha: expected a value in (0, 1), got {self.certify_alpha}")
         if any(r < 0 for r in self.radii) or list(self.radii) != sorted(self.radii):
             raise ValueError(f"radii: expected increasing non-negative radii, got {self.radii}")
+        cr = self.certified_range
+        if cr and not (len(cr) == 2 and 0 <= cr[0] < cr[1] and math.isfinite(cr[1])):
+            raise ValueError(
+                f"certified_range: expected () or (r_lo, r_hi) with 0 <= r_lo < r_hi, got {cr}"
+            )
         if self.split not in ("train", "val", "test"):
             raise ValueError(f"split: expected 'train', 'val' or 'test', got {self.split!r}")
         if not isinstance(self.noise, str) or not self.noise:

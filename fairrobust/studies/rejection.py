@@ -40,6 +40,10 @@ answers per N; AUC_FPR / FPR Parity over the range every method answers),
 ``rejection_correlation.csv`` (training-set size vs AUC_FPR),
 ``rejection_accuracy.csv`` (accuracy and abstention per model and group),
 ``rejection_certified_accuracy.csv`` and ``rejection_certify_per_example.csv``,
+``rejection_certified_parity.csv`` (per attribute and group: normalised area under
+the certified-accuracy curve over ``config.certified_range``, median certified
+radius, and the attribute's Certified Parity, with intervals;
+``rejection_certified``),
 ``rejection_fpr_curves.csv`` (CSV only), ``rejection_per_example.npz`` (p-values,
 counts, NR scores, labels, attributes: every metric can be recomputed with
 ``rejection_tables.analyze``), ``rejection_attributes.json``, and
@@ -98,6 +102,7 @@ from fairrobust.studies.config import RejectionConfig
 from fairrobust.studies.external import ExternalModel, check_models
 from fairrobust.studies.rejection_accuracy import accuracy_table, certified_accuracy_table
 from fairrobust.studies.rejection_answerability import answerable_summary, common_range_table
+from fairrobust.studies.rejection_certified import certified_parity_rows, certified_range
 from fairrobust.studies.rejection_comparisons import rejection_comparisons
 from fairrobust.studies.rejection_figures import write_figures
 from fairrobust.studies.rejection_stages import (
@@ -185,6 +190,7 @@ RESULT_FILES: dict[str, str] = {
     "per_example": "rejection_per_example.npz",
     "certified_accuracy": "rejection_certified_accuracy.csv",
     "certify_per_example": "rejection_certify_per_example.csv",
+    "certified_parity": "rejection_certified_parity.csv",
 }
 
 
@@ -197,8 +203,8 @@ class RejectionResults:
       out_dir: the run folder.
       tables: name -> list of row dicts (same content as the CSV of that name in
         ``RESULT_FILES``): ``accuracy``, ``auc_fpr`` (Table 1 layout),
-        ``auc_fpr_long``, ``fpr_parity``, ``correlation``, ``certified_accuracy``
-        (empty when certification is off).
+        ``auc_fpr_long``, ``fpr_parity``, ``correlation``, ``certified_accuracy``,
+        ``certified_parity`` (both empty when certification is off).
       files: name -> path of every result file and figure (``fig_*`` keys).
       summary: headline numbers (also in ``rejection_summary.json``).
       timings: seconds per stage (not written to result files, which stay
@@ -234,12 +240,14 @@ def analyse(
     """Group reductions (``rejection_tables.analyze``) and every table of the study.
 
     Bootstrap keys: ``fold_in(seed, 3)`` for the rejection intervals, 4 for the
-    accuracy table, 5 for certified accuracy. ``labels``: the accuracy table's rows
-    of the NR and RS base models (default the trained M5s', ``BaseModels.labels``).
+    accuracy table, 5 for certified accuracy, 6 for Certified Parity. ``labels``: the
+    accuracy table's rows of the NR and RS base models (default the trained M5s',
+    ``BaseModels.labels``).
 
     Returns:
       ``(analysis, tables)``; tables ``accuracy``, ``auc_fpr``, ``auc_fpr_long``,
-      ``fpr_parity``, ``correlation``, ``certified_accuracy`` (empty without CERTIFY).
+      ``fpr_parity``, ``correlation``, ``certified_accuracy``, ``certified_parity``
+      (both empty without CERTIFY).
     """
     base_key = jax.random.key(config.seed)
     boot = {
@@ -274,6 +282,7 @@ def analyse(
         "common_range": common_range_table(analysis),
         "correlation": correlation_table(analysis),
         "certified_accuracy": [],
+        "certified_parity": [],
     }
     for i, c in enumerate(cert):
         key = jax.random.fold_in(base_key, 5)
@@ -282,6 +291,16 @@ def analyse(
             key=key if i == 0 else jax.random.fold_in(key, i), **boot,
         )  # fmt: skip
         tables["certified_accuracy"] += [{**certification_columns(c), **r} for r in rows]
+        rng = certified_range(config.certified_range, config.radii)
+        if rng is not None:
+            tables["certified_parity"] += [
+                {**certification_columns(c), **r}
+                for r in certified_parity_rows(
+                    c.pred, c.radius, y, ev.groups, r_lo=rng[0], r_hi=rng[1],
+                    key=jax.random.fold_in(jax.random.fold_in(base_key, 6), i),
+                    min_speakers=config.min_speakers, **boot,
+                )
+            ]  # fmt: skip
     return analysis, tables
 
 
@@ -345,6 +364,8 @@ def _summary(
                 }
                 for c in cert
             ],
+            "space": cert[0].space,
+            "certified_range": certified_range(config.certified_range, config.radii),
         },
     }
 
@@ -384,11 +405,14 @@ def _write_certification(
     """Certified-accuracy tables and the per-example CERTIFY CSV (removed without CERTIFY)."""
     table = results_dir / RESULT_FILES["certified_accuracy"]
     per_example = results_dir / RESULT_FILES["certify_per_example"]
+    parity = results_dir / RESULT_FILES["certified_parity"]
     if not cert:  # never leave certification files of an earlier config behind
-        for path in (table, per_example, table.with_suffix(".json")):
+        for path in (table, per_example, table.with_suffix(".json"), parity,
+                     parity.with_suffix(".json")):  # fmt: skip
             _io.remove(path)
         return {}
     _, json_path = write_table(table.with_suffix(""), tables["certified_accuracy"])
+    _, parity_json = write_table(parity.with_suffix(""), tables["certified_parity"])
     rows = []
     for c in cert:
         part = certify_table(
@@ -408,6 +432,8 @@ def _write_certification(
         "certified_accuracy": table,
         "certified_accuracy_json": json_path,
         "certify_per_example": per_example,
+        "certified_parity": parity,
+        "certified_parity_json": parity_json,
     }
 
 

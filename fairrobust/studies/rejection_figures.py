@@ -81,7 +81,9 @@ def write_figures(
     if certified:
         radii_arr = np.asarray(radii, dtype=np.float64)
         by_attr: dict[str, dict[str, dict[float, tuple[float, float, float]]]] = {}
+        valid: dict[tuple[str, str], bool] = {}
         for row in certified:
+            valid[(row["attribute"], row["group"])] = bool(row.get("valid", True))
             cell = tuple(
                 math.nan if row.get(k) is None else float(row[k])
                 for k in ("certified_accuracy", "ci_low", "ci_high")
@@ -96,15 +98,15 @@ def write_figures(
                 [[grp_rows[g].get(float(r), missing) for g in names] for r in radii_arr]
             ).reshape(len(radii_arr), len(names), 3)
             acc = arr[..., 0]
-            band = {}
-            if np.isfinite(arr[..., 1:]).any():  # bootstrap intervals present
-                band = {"lower": arr[..., 1], "upper": arr[..., 2]}
+            has_band = bool(np.isfinite(arr[..., 1:]).any())  # bootstrap intervals present
             out[f"fig_certified_{s}"] = figs.plot_certified_accuracy(
                 radii_arr,
                 acc,
                 fig_dir / f"rejection_certified_accuracy_{s}.png",
                 group_labels=names,
                 title=f"Certified accuracy by {attr}",
-                **band,
+                valid=[valid[(attr, g)] for g in names],
+                lower=arr[..., 1] if has_band else None,
+                upper=arr[..., 2] if has_band else None,
             )
     return out

@@ -51,11 +51,12 @@ __all__ = [
 #: Tables of the robustness study: ``results/robustness_<dataset>_<table>.json``.
 ROB_TABLES = (
     "models", "groups", "group_metrics", "defense_parity", "correlations", "comparisons",
+    "breaking_eps",
 )  # fmt: skip
 #: Tables of the rejection study: ``results/rejection_<table>.json``.
 REJ_TABLES = (
     "accuracy", "auc_fpr_long", "fpr_parity", "common_range", "correlation",
-    "certified_accuracy", "comparisons",
+    "certified_accuracy", "certified_parity", "comparisons",
 )  # fmt: skip
 #: File-name prefix of the run-level results (``run_summary``, ``run_findings``) and
 #: of their provenance sidecar ``run_provenance.json``.
@@ -79,7 +80,7 @@ class RunData:
         ``defense_parity``, ``correlations``), ``summary`` and ``prefix``; None
         when the study did not run.
       rej: rejection tables (``accuracy``, ``auc_fpr_long``, ``fpr_parity``,
-        ``correlation``, ``certified_accuracy``), ``summary``, ``config``,
+        ``correlation``, ``certified_accuracy``, ``certified_parity``), ``summary``, ``config``,
         ``groups``; None when the study did not run.
       soundness_md: markdown of ``results/soundness.md`` when present.
       soundness: the ``results/soundness.json`` record of ``fairrobust run``'s

@@ -101,6 +101,7 @@ from fairrobust.studies.attributes import study_attributes, write_attribute_stat
 from fairrobust.studies.config import RobustnessConfig
 from fairrobust.studies.external import ExternalModel, check_models
 from fairrobust.studies.robustness_attacks import attack_members, member_groups
+from fairrobust.studies.robustness_bias import breaking_eps_figures, breaking_eps_table
 from fairrobust.studies.robustness_figures import write_figures
 from fairrobust.studies.robustness_plan import MemberSpec, plan_members
 from fairrobust.studies.robustness_tables import aggregate, clean_part, majority_rate
@@ -563,6 +564,10 @@ def run_study(
       * ``correlations``: outcome (``defense_parity`` | ``group_auc_acc``),
         attribute, group, intervention, kind (``binary`` | ``level``), r, p,
         n_models, note (why r is undefined); non-excluded models only.
+      * ``breaking_eps``: robustness bias (Nanda et al. 2021; ``studies.robustness_bias``):
+        member coordinates, eps_max, attribute, group, n, speakers, valid, median
+        smallest breaking epsilon (an upper bound: PGD, discrete sweep) with interval,
+        fraction never broken with interval, their gaps between valid groups, excluded.
       * ``comparisons``: paired differences with the clean baseline on the same
         clips and resamples (``robustness_tables.comparisons``): family,
         statistic, attribute, group, member_id, reference_id, value,
@@ -626,6 +631,14 @@ def run_study(
         speakers=test.speakers,
         labels=test.y,
     )
+    excluded = {mr.spec.member_id for mr, ex in zip(members, agg["excluded"], strict=True) if ex}
+    agg["tables"]["breaking_eps"] = [
+        {**row, "excluded": row["member_id"] in excluded}
+        for row in breaking_eps_table(
+            [mr.record() for mr in members], np.stack([mr.correct for mr in members]),
+            config.attack_eps, test.groups, config=config, speakers=test.speakers,
+        )
+    ]  # fmt: skip
     files, figures = write_results(
         out, prefix, config, test, members, agg, focus=focus, make_figures=make_figures
     )
@@ -743,6 +756,13 @@ def write_results(
             num_classes=test.num_classes,
             focus=focus,
         )
+        figures.update(
+            breaking_eps_figures(
+                agg["tables"]["models"], [mr.record() for mr in members],
+                np.stack([mr.correct for mr in members]), config.attack_eps, test.groups,
+                root / "figures", prefix=prefix,
+            )
+        )  # fmt: skip
     summary = _summary(config, test, members, agg["tables"]["models"], root, files, figures)
     files["summary"] = _io.atomic_write_json(results_dir / f"{prefix}_summary.json", summary)
     files["attributes"] = write_attribute_status(results_dir, prefix, test.attribute_status)
