@@ -6,15 +6,18 @@ import csv
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 import scipy.stats
 
 import fairrobust.data
+from fairrobust import smoothing
 from fairrobust.cli import build_parser
 from fairrobust.cli import certify as cli_certify
 from fairrobust.cli import study as cli_study
 from fairrobust.groups import all_groups
+from fairrobust.report import write_report
 from fairrobust.studies import config as study_config
 from fairrobust.studies import rejection as rj
 from fairrobust.studies import rejection_accuracy as rja
@@ -580,3 +583,51 @@ def test_quick_study_on_bundled_data_tiny(tmp_path):
     assert res.summary["num_eval"] == 30
     assert [r["label"] for r in res.tables["auc_fpr"]] == ["RS N=10", "RS N=100", "NR"]
     assert {r["attribute"] for r in res.tables["fpr_parity"]} == set(ds.attributes)
+
+
+def test_certify_sweep_representations_and_certified_parity(tmp_path):
+    """A run with a sigma sweep, the Laplace certificate and a log-Mel classifier smoothed
+    in its representation and in the waveform: one certification per (model, space,
+    sigma) in the tables, the per-example file and the report; Certified Parity per
+    certification; an uncertified family is refused before anything is trained."""
+    ds = _synthetic_dataset()
+    cfg = study_config.preset("rejection", "quick").replace(
+        **{**TINY, "bootstrap_resamples": 10}, noise="laplace", certify_sigmas=(0.05, 0.2),
+        representations=("mel",), representation_smoothing="both", sampling_mode="shared_bank",
+    )  # fmt: skip
+    res = rj.run_study(ds, cfg, tmp_path / "run", progress=False)
+    results = tmp_path / "run" / "results"
+    acc = _read_csv(results / "rejection_certified_accuracy.csv")
+    blocks = {(r["model"], r["space"], r["norm"], float(r["sigma"])) for r in acc}
+    assert blocks == {
+        (m, sp, "l1", s)
+        for m, sp in (
+            ("M5 sigma=0.1", "waveform"),
+            ("SpecCNN mel", "waveform"),
+            ("SpecCNN mel", "mel"),
+        )
+        for s in (0.05, 0.2)
+    }
+    per_ex = _read_csv(results / "rejection_certify_per_example.csv")
+    assert len(per_ex) == 6 * 24 and {r["draws"] for r in per_ex} == {"50"}
+    # the certificate in each row is the Laplace L1 radius of its p_a_lower and sigma
+    for r in per_ex[::7]:
+        p, sig = float(r["p_a_lower"]), float(r["sigma"])
+        lam = sig / np.sqrt(2)
+        expect = -lam * np.log(2 * (1 - p)) if p >= 0.5 else 0.0
+        assert float(r["radius"]) == pytest.approx(expect, rel=1e-9, abs=1e-12)
+    parity = _read_csv(results / "rejection_certified_parity.csv")
+    assert {(r["space"], float(r["sigma"])) for r in parity} == {
+        (sp, s) for sp in ("waveform", "mel") for s in (0.05, 0.2)
+    }
+    cert = res.summary["certify"]
+    assert cert["norm"] == "l1" and len(cert["certifications"]) == 6
+    md, _ = write_report(tmp_path / "run", rejection=res)
+    text = md.read_text()
+    assert "**SpecCNN mel**, smoothed in the mel space, L1 radii" in text
+    assert "Certified Parity" in text
+    smoothing.register_noise("uncertified-test", lambda k, s, d: jax.random.normal(k, s, d),
+                             overwrite=True)  # fmt: skip
+    with pytest.raises(ValueError, match="uncertified-test"):
+        rj.run_study(ds, cfg.replace(noise="uncertified-test"), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad" / "models").exists()

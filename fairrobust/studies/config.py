@@ -14,11 +14,7 @@ the run-wide settings (seed, attributes, intersections). :func:`load_config`
 gives one study's config for ``fairrobust study`` (TOML fields at top level or in
 that study's table). Every TOML value is type-checked against the dataclass
 annotations by :func:`apply_overrides`; errors name the file, table and field.
-
-Example::
-
-    from fairrobust.studies import config
-    rob, rej, sound = config.load_configs("quick", "run.toml", seed=1)
+Example: ``rob, rej, sound = config.load_configs("quick", "run.toml", seed=1)``.
 """
 
 from __future__ import annotations
@@ -37,6 +33,7 @@ import numpy as np
 
 from fairrobust import _io, smoothing
 from fairrobust.defenses import parse_preprocess
+from fairrobust.frontend import SPACES
 from fairrobust.groups import ALL_PAIRS, parse_intersections
 
 __all__ = [
@@ -294,6 +291,11 @@ class RejectionConfig:
         union bound over the looks); default off, so results match the paper's fixed n.
       radii: radius grid of the certified-accuracy curves (in the certificate's norm
         and the space smoothed: waveform units for the M5).
+      representations: also train a classifier of each representation (``"stft"``
+        magnitude, ``"mel"`` log-Mel energies; ``fairrobust.frontend``, model
+        ``spec-<name>``, trained without noise) and CERTIFY it at ``certify_sigmas``.
+      representation_smoothing: where their noise is added: ``"representation"``
+        (radii in the normalised representation's units), ``"waveform"`` or ``"both"``.
       sampling_mode, linear_stem, prng_impl, compute_dtype: the sampler's speed
         options (``fairrobust.smoothing.sample_counts``; README "Sampling options"):
         ``"independent"`` or ``"shared_bank"`` noise (a bank shared by the inputs of
@@ -345,6 +347,8 @@ class RejectionConfig:
     certify_norm: str = ""
     certify_adaptive: bool = False
     radii: tuple[float, ...] = tuple(round(0.025 * i, 3) for i in range(15))
+    representations: tuple[str, ...] = ()
+    representation_smoothing: str = "representation"
     sampling_mode: str = "independent"
     linear_stem: bool = False
     prng_impl: str = ""
@@ -367,6 +371,7 @@ class RejectionConfig:
         set_(self, "num_samples", tuple(int(v) for v in self.num_samples))
         set_(self, "radii", tuple(float(v) for v in self.radii))
         set_(self, "certify_sigmas", tuple(float(v) for v in self.certify_sigmas))
+        set_(self, "representations", tuple(str(v) for v in self.representations))
         set_(self, "certified_range", tuple(float(v) for v in self.certified_range))
         set_(self, "attributes", tuple(str(a) for a in self.attributes))
         set_(self, "intersections", parse_intersections(self.intersections))
@@ -415,23 +420,25 @@ class RejectionConfig:
             raise ValueError(
                 f"certified_range: expected () or (r_lo, r_hi) with 0 <= r_lo < r_hi, got {cr}"
             )
-        if self.split not in ("train", "val", "test"):
-            raise ValueError(f"split: expected 'train', 'val' or 'test', got {self.split!r}")
         if not isinstance(self.noise, str) or not self.noise:
             raise ValueError(f"noise: expected a registered noise name, got {self.noise!r}")
         s = self.certify_sigmas
         if any(not (v > 0 and math.isfinite(v)) for v in s) or len(set(s)) != len(s):
             raise ValueError(f"certify_sigmas: expected distinct positive floats, got {s}")
+        if any(r not in SPACES for r in self.representations):
+            raise ValueError(
+                f"representations: expected names in {SPACES}, got {self.representations}"
+            )
         for name, options in (
+            ("split", ("train", "val", "test")),
+            ("representation_smoothing", ("representation", "waveform", "both")),
             ("certify_norm", ("", *smoothing.NORMS)),
             ("sampling_mode", smoothing.MODES),
             ("prng_impl", ("", *smoothing.PRNG_IMPLS)),
             ("compute_dtype", ("", *smoothing.COMPUTE_DTYPES)),
         ):
-            if getattr(self, name) not in options:
-                raise ValueError(
-                    f"{name}: expected one of {list(options)}, got {getattr(self, name)!r}"
-                )
+            if (v := getattr(self, name)) not in options:
+                raise ValueError(f"{name}: expected one of {list(options)}, got {v!r}")
         if self.linear_stem and (self.sampling_mode != "shared_bank" or self.compute_dtype):
             raise ValueError(
                 "linear_stem: expected sampling_mode = 'shared_bank' and no compute_dtype, got "
@@ -456,10 +463,6 @@ def _check_fields(changes: Mapping[str, Any], where: str) -> None:
         raise ValueError(
             f"{where}: unknown rejection-study setting(s) {bad}; valid: {sorted(names)}"
         )
-
-
-#: Named configurations. ``paper`` follows the AISec'23 paper; ``quick`` is sized
-#: for the bundled data (~1,500 one-second clips) on a 2-core CPU in a few minutes.
 
 
 #: ``paper`` follows the AISec'23 paper; ``quick`` is sized for the bundled data

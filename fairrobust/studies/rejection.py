@@ -113,6 +113,7 @@ from fairrobust.studies.rejection_stages import (
     SmoothingSamples,
     base_model_dir,
     base_model_key,
+    certify_representations,
     certify_rs,
     load_eval_set,
     sample_rs,
@@ -559,6 +560,8 @@ def run_study(
             f"{list(smoothing.available_noises())}"
         )
     _check_external(dataset, config, nr_model, rs_model)
+    if config.certify:  # a family without a certificate (in certify_norm) fails here, first
+        smoothing.noise_certificate(config.noise, config.certify_norm or None)
     out = Path(out_dir)
     cache = out / "cache" / "rejection"
     timings: dict[str, float] = {}
@@ -578,6 +581,10 @@ def run_study(
     cert: list[Certification] = []
     if config.certify:
         cert = certify_rs(base, ev, config, cache, resume=resume, progress=progress, runtime=rt)
+        cert += certify_representations(
+            dataset, ev, config, out / "models", cache, resume=resume, progress=progress,
+            runtime=rt,
+        )  # fmt: skip
         timings["certify"], t0 = time.perf_counter() - t0, time.perf_counter()
     analysis, tables = analyse(ev, nr, rs, cert, config, labels=base.labels(config.sigma))
     files, summary = write_results(out, config, ev, base, nr, rs, cert, analysis, tables)
