@@ -540,11 +540,29 @@ def test_certify_main_writes_csv(tiny_run, tmp_path, monkeypatch):
     rows = _read_csv(target)
     assert len(rows) == 24
     assert list(rows[0]) == [
-        "index", "path", "label", "prediction", "radius", "correct", "p_a_lower", "accent", "gender"
+        "index", "path", "label", "prediction", "radius", "correct", "p_a_lower", "accent",
+        "gender", "sigma", "norm", "draws",
     ]  # fmt: skip
     for r in rows:
         assert int(r["prediction"]) >= -1 and float(r["radius"]) >= 0
         assert r["correct"] == str(int(int(r["prediction"]) == int(r["label"])))
+        assert (r["sigma"], r["norm"], r["draws"]) == ("0.1", "l2", "50")
+    # a sigma sweep under Laplace noise: one row per clip and sigma, L1 radii
+    sweep = [*args_list(ckpts[0], target), "--sigma", "0.05,0.2", "--noise", "laplace"]
+    assert cli_certify.main(build_parser().parse_args(sweep)) == 0
+    rows = _read_csv(target)
+    assert len(rows) == 48 and {(r["sigma"], r["norm"]) for r in rows} == {
+        ("0.05", "l1"), ("0.2", "l1")
+    }  # fmt: skip
+    bad = [*args_list(ckpts[0], target), "--noise", "uniform", "--norm", "l2"]
+    with pytest.raises(ValueError, match="uniform"):
+        cli_certify.main(build_parser().parse_args(bad))
+
+
+def args_list(ckpt, target):
+    """``fairrobust certify`` flags of the tiny run's RS model (the study's draws)."""
+    return ["certify", "--checkpoint", str(ckpt), "--n0", "10", "--n", "50", "--batch-size",
+            "12", "--chunk-size", "10", "--out", str(target), "--no-progress"]  # fmt: skip
 
 
 def test_cli_main_with_toml_reuses_the_run(tiny_run, tmp_path, monkeypatch, capsys):

@@ -31,8 +31,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _flags.add_data(parser)
     g = parser.add_argument_group("certify")
     g.add_argument("--split", default="test", choices=("train", "val", "test"))
-    g.add_argument("--sigma", type=float, default=0.1, help="smoothing noise std")
+    g.add_argument(
+        "--sigma",
+        type=_flags.float_list,
+        default=(0.1,),
+        help="smoothing noise std, or several comma-separated (one batched sweep)",
+    )
     g.add_argument("--noise", default="gaussian", help="noise family (registered name)")
+    g.add_argument(
+        "--norm",
+        default=None,
+        choices=("l1", "l2", "linf"),
+        help="certificate norm (default: the family's: l2 gaussian, l1 laplace / uniform)",
+    )
+    g.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="draw in rounds and stop each clip once settled (alpha kept by a union bound)",
+    )
+    g.add_argument("--sampling-mode", default="independent", choices=("independent", "shared_bank"))
+    g.add_argument("--prng-impl", default=None, choices=("threefry2x32", "rbg", "unsafe_rbg"))
+    g.add_argument("--compute-dtype", default=None, choices=("float32", "bfloat16", "float16"))
     g.add_argument("--n0", type=int, default=100, help="selection draws")
     g.add_argument("--n", type=int, default=10000, help="estimation draws")
     g.add_argument("--alpha", type=float, default=0.001, help="failure probability")
@@ -54,7 +73,8 @@ def main(args: argparse.Namespace) -> int:
     """CERTIFY every clip of a split, write a per-example CSV, print certified accuracy.
 
     Columns: index, path, label, prediction (-1 = abstain), radius, correct,
-    p_a_lower, then the dataset's attributes.
+    p_a_lower, the dataset's attributes, then sigma, norm and draws (one row per clip
+    and sigma).
     """
     import jax
     import jax.numpy as jnp
@@ -71,6 +91,9 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 1")
     if args.max_examples < 0:
         raise ValueError("--max-examples: expected an integer >= 0 (0 = all)")
+    if any(not (s > 0 and np.isfinite(s)) for s in args.sigma):
+        raise ValueError(f"--sigma: expected positive stds, got {args.sigma}")
+    norm = smoothing.noise_certificate(args.noise, args.norm).norm  # before loading data
     _flags.check_data(args)
     runtime = _flags.start_runtime(args)  # first: jax.distributed precedes any JAX call
     if args.model is not None:
@@ -87,33 +110,56 @@ def main(args: argparse.Namespace) -> int:
     sampler = functools.partial(parallel.sample_counts, mesh=runtime.mesh)
     key = jax.random.key(args.seed)
     x = np.asarray(ds.waveforms[idx], np.float32)
-    parts: dict[str, list[np.ndarray]] = {"pred": [], "radius": [], "p_a_lower": []}
+    sigmas = np.asarray(args.sigma, np.float64)
+    kw = dict(
+        n0=args.n0, n=args.n, alpha=args.alpha, sigma=sigmas, num_classes=ds.num_classes,
+        noise=args.noise, norm=args.norm, chunk_size=args.chunk_size, sampler=sampler,
+        mode=args.sampling_mode, prng_impl=args.prng_impl, compute_dtype=args.compute_dtype,
+    )  # fmt: skip
+    parts: dict[str, list[np.ndarray]] = {"pred": [], "radius": [], "p_a_lower": [], "draws": []}
     with _io.progress(total=len(idx), desc="CERTIFY", enabled=not args.no_progress) as bar:
         for s in range(0, len(idx), args.batch_size):
             rows = slice(s, s + args.batch_size)
-            r = smoothing.certify(
-                apply_fn, model.variables, jnp.asarray(x[rows]), key, n0=args.n0, n=args.n,
-                alpha=args.alpha, sigma=args.sigma, num_classes=ds.num_classes,
-                noise=args.noise, chunk_size=args.chunk_size,
-                indices=jnp.asarray(idx[rows], jnp.int32), sampler=sampler,
-            )  # fmt: skip
-            for k in parts:
-                parts[k].append(np.asarray(getattr(r, k)))
-            bar.update(len(r.pred))
-    pred, radius, p_a = (np.concatenate(parts[k]) for k in ("pred", "radius", "p_a_lower"))
+            xb, ib = jnp.asarray(x[rows]), jnp.asarray(idx[rows], jnp.int32)
+            if args.adaptive:
+                r = smoothing.adaptive_certify(apply_fn, model.variables, xb, key, indices=ib, **kw)
+                draws = np.asarray(r.draws)
+            else:
+                r = smoothing.certify(apply_fn, model.variables, xb, key, indices=ib, **kw)
+                draws = np.full(np.shape(r.pred), args.n)
+            for k, v in (("pred", r.pred), ("radius", r.radius), ("p_a_lower", r.p_a_lower),
+                         ("draws", draws)):  # fmt: skip
+                parts[k].append(np.asarray(v))  # [S, b]
+            bar.update(int(np.shape(r.pred)[-1]))
+    pred, radius, p_a, draws = (np.concatenate(parts[k], axis=-1) for k in parts)
     labels = np.asarray(ds.labels[idx])
-    rows_out = certify_table(
-        index=idx, paths=np.asarray(ds.paths)[idx], labels=labels, pred=pred, radius=radius,
-        p_a_lower=p_a, attributes={k: np.asarray(v)[idx] for k, v in ds.attributes.items()},
-    )  # fmt: skip
+    rows_out: list[dict] = []
+    attrs = {k: np.asarray(v)[idx] for k, v in ds.attributes.items()}
+    for i, sig in enumerate(sigmas):
+        part = certify_table(
+            index=idx, paths=np.asarray(ds.paths)[idx], labels=labels, pred=pred[i],
+            radius=radius[i], p_a_lower=p_a[i], attributes=attrs,
+        )  # fmt: skip
+        rows_out += [
+            {**r, "sigma": float(sig), "norm": norm, "draws": int(d)}
+            for r, d in zip(part, draws[i], strict=True)
+        ]
     out = write_csv(args.out, rows_out)
-    radii = np.asarray([0.0, 0.25 * args.sigma, 0.5 * args.sigma, args.sigma, 2 * args.sigma])
-    acc = smoothing.certified_accuracy(pred, radius, labels, radii, None)[:, 0]
     print(
-        f"certified {len(idx)} clips of {ds.name}/{args.split} (sigma={args.sigma}, "
-        f"n0={args.n0}, n={args.n}, alpha={args.alpha}); abstained on {np.mean(pred < 0):.1%}"
+        f"certified {len(idx)} clips of {ds.name}/{args.split} (noise={args.noise}, "
+        f"{norm.upper()} radii, n0={args.n0}, n={args.n}, alpha={args.alpha}"
+        + (
+            f"; adaptive: {draws.mean():.0f} estimation draws per clip on average"
+            if args.adaptive
+            else ""
+        )
+        + ")"
     )
-    print("radius   " + "  ".join(f"{r:7.4f}" for r in radii))
-    print("cert.acc " + "  ".join(f"{a:7.3f}" for a in acc))
+    for i, sig in enumerate(sigmas):
+        radii = np.asarray([0.0, 0.25, 0.5, 1.0, 2.0]) * sig
+        acc = smoothing.certified_accuracy(pred[i], radius[i], labels, radii, None)[:, 0]
+        print(f"sigma {sig:g}: abstained on {np.mean(pred[i] < 0):.1%}")
+        print("  radius   " + "  ".join(f"{r:7.4f}" for r in radii))
+        print("  cert.acc " + "  ".join(f"{a:7.3f}" for a in acc))
     print(f"wrote {out}")
     return 0

@@ -40,6 +40,24 @@ _REJECTION_FLAGS: Mapping[str, tuple[str, Any, str]] = {
         "RS sample sizes N, comma-separated and increasing (e.g. 10,100,1000,10000)",
     ),
     "noise": ("--noise", str, "smoothing noise family (a registered name)"),
+    "certify_sigmas": (
+        "--certify-sigmas",
+        _flags.float_list,
+        "CERTIFY noise stds, comma-separated, one batched sweep (default: --sigma's)",
+    ),
+    "certify_norm": (
+        "--certify-norm",
+        str,
+        "certificate norm: l1, l2 or linf (default: the family's)",
+    ),
+    "representations": (
+        "--representations",
+        _flags.str_list,
+        "also certify a classifier of these representations: stft,mel",
+    ),
+    "sampling_mode": ("--sampling-mode", str, "independent (default) or shared_bank noise"),
+    "prng_impl": ("--prng-impl", str, "noise generator: threefry2x32, rbg or unsafe_rbg"),
+    "compute_dtype": ("--compute-dtype", str, "forward dtype: float32, bfloat16 or float16"),
     "epochs": ("--epochs", int, "training epochs of both base models"),
     "width": ("--width", int, "M5 channel width of both base models"),
 }
@@ -75,6 +93,16 @@ def add_rejection_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "rejection", _REJECTION_FLAGS)
     parser.add_argument("--no-certify", action="store_true", help="skip CERTIFY")
     parser.add_argument(
+        "--certify-adaptive",
+        action="store_true",
+        help="CERTIFY in rounds, stopping each clip once settled (level kept; see README)",
+    )
+    parser.add_argument(
+        "--linear-stem",
+        action="store_true",
+        help="M5's first layer once per clip and draw (needs --sampling-mode shared_bank)",
+    )
+    parser.add_argument(
         "--nr-model",
         metavar="SPEC",
         default=None,
@@ -99,8 +127,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
     study = args.study
     flags = _ROBUSTNESS_FLAGS if study == "robustness" else _REJECTION_FLAGS
     overrides = _flags.study_overrides(args, {f"study_{dest}": dest for dest in flags})
-    if study == "rejection" and args.no_certify:
-        overrides["certify"] = False
+    if study == "rejection":
+        for flag, field, value in (("no_certify", "certify", False),
+                                   ("certify_adaptive", "certify_adaptive", True),
+                                   ("linear_stem", "linear_stem", True)):  # fmt: skip
+            if getattr(args, flag):
+                overrides[field] = value
     return load_config(study, args.preset, args.config, overrides)
 
 
