@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-ALLOWED_IMPORTS = {"os", "jax", "numpy", "fairrobust", "IPython"}
+ALLOWED_IMPORTS = {"os", "jax", "numpy", "scipy", "fairrobust", "IPython"}
 
 
 def test_the_three_notebooks_exist():
@@ -65,3 +65,14 @@ def test_notebook_executes_at_tiny_scale(path, tmp_path, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert outputs  # something was printed or displayed
+
+
+def test_new_smoothing_variant_takes_at_most_15_lines_of_user_code():
+    """Issue 15: registration to the per-group certified-accuracy figure in <= 15 lines
+    (the parameters cell every notebook shares excluded)."""
+    nb = nbformat.read(NOTEBOOKS[2], as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"][1:]
+    lines = [ln for src in code for ln in src.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert len(lines) <= 15, lines
+    text = "\n".join(code)
+    assert "certificate=" in text and "fig_certified_" in text
