@@ -82,11 +82,14 @@ from .models import representation_fn as representation_fn
 from .models import representation_logits_fn as representation_logits_fn
 from .neural_rejection import NeuralRejection as NeuralRejection
 from .report import write_report_from_dir as write_report_from_dir
+from .smoothing import Certificate as Certificate
 from .smoothing import CertifyResult as CertifyResult
 from .smoothing import binom_test_pvalue as binom_test_pvalue
 from .smoothing import certified_accuracy as certified_accuracy
+from .smoothing import certified_radius as certified_radius
 from .smoothing import certify as certify
 from .smoothing import clopper_pearson_lower as clopper_pearson_lower
+from .smoothing import noise_certificate as noise_certificate
 from .smoothing import predict_pvalues as predict_pvalues
 from .smoothing import register_noise as register_noise
 from .smoothing import sample_counts as sample_counts

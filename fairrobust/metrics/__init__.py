@@ -59,7 +59,7 @@ from fairrobust.metrics.bootstrap import resample_weights as resample_weights
 from fairrobust.metrics.certified import CertifiedAucStat as CertifiedAucStat
 from fairrobust.metrics.certified import certified_auc as certified_auc
 from fairrobust.metrics.certified import certified_parity as certified_parity
-from fairrobust.metrics.certified import certified_radius as certified_radius
+from fairrobust.metrics.certified import correct_radius as correct_radius
 from fairrobust.metrics.certified import median_certified_radius as median_certified_radius
 from fairrobust.metrics.certified import radius_range as radius_range
 from fairrobust.metrics.certified import weighted_median as weighted_median
@@ -129,8 +129,8 @@ __all__ = [
     "by_group",
     "certified_auc",
     "certified_parity",
-    "certified_radius",
     "clusters_per_group",
+    "correct_radius",
     "correlation_matrix",
     "decode_never",
     "defense_parity",

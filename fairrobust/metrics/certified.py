@@ -46,7 +46,7 @@ __all__ = [
     "CertifiedAucStat",
     "certified_auc",
     "certified_parity",
-    "certified_radius",
+    "correct_radius",
     "median_certified_radius",
     "radius_range",
     "weighted_median",
@@ -80,7 +80,7 @@ def _arrays(correct: Any, radius: Any) -> tuple[jax.Array, jax.Array]:
     return c.astype(bool), r.astype(jnp.float32)
 
 
-def certified_radius(correct: Any, radius: Any) -> jax.Array:
+def correct_radius(correct: Any, radius: Any) -> jax.Array:
     """Per-example certified radius: ``radius_i`` if ``correct_i`` else 0.
 
     Args:
@@ -187,7 +187,7 @@ def median_certified_radius(
 ) -> jax.Array:
     """Median certified radius per group; abstentions and misclassifications count as 0.
 
-    ``median_{i in s} (radius_i if correct_i else 0)`` (:func:`certified_radius`),
+    ``median_{i in s} (radius_i if correct_i else 0)`` (:func:`correct_radius`),
     so a group with at most half of its clips certified correct has median 0.
 
     Args:
@@ -197,7 +197,7 @@ def median_certified_radius(
     Returns:
       float32 ``[g]``; NaN for an empty group.
     """
-    return weighted_median(certified_radius(correct, radius), masks, weights=weights)
+    return weighted_median(correct_radius(correct, radius), masks, weights=weights)
 
 
 def certified_parity(
