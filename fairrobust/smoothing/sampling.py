@@ -440,6 +440,7 @@ def sample_counts(
     compute_dtype: str | None = None,
     input_block: int | None = None,
     linear_stem: Any = None,
+    draw_start: int = 0,
 ) -> jax.Array:
     """Class counts of the base classifier under additive noise, for many inputs at once.
 
@@ -542,14 +543,24 @@ def sample_counts(
         Faster when the first convolution dominates the forward pass (about 2/3
         of the FLOPs of a width-32 M5 on 1 s of 16 kHz audio; less at large
         widths, where the 3-tap convolutions dominate).
+      draw_start: global index ``s >= 0`` of the first draw (default 0): the call
+        counts draws ``[s, s + num_samples)`` of the same per-input noise stream, so
+        ``counts(N=s) + counts(draw_start=s, num_samples=m) == counts(N=s + m)`` bit
+        for bit at a fixed forward shape (pass ``input_block``). ``checkpoints`` are
+        then global sample sizes in ``[s + 1, s + num_samples]`` (the counts at
+        ``N_k`` are those of draws ``[s, N_k)``); without them the one checkpoint is
+        ``s + num_samples``. Any ``s`` is exact with per-draw keys (the default
+        threefry generator); with ``prng_impl="rbg"`` / ``"unsafe_rbg"`` (keys per
+        chunk) ``s`` must be a multiple of ``chunk_size``. Used by
+        ``smoothing.adaptive`` to draw in rounds.
 
     Returns:
       int32 counts of shape ``(len(checkpoints), b, num_classes)``, or
       ``(b, num_classes)`` when ``checkpoints`` is None, with a leading ``(S,)`` axis
-      for a sigma sweep. Rows sum to the checkpoint N.
+      for a sigma sweep. Rows sum to the checkpoint N (minus ``draw_start``).
 
     Raises:
-      ValueError: bad ``num_samples``, ``chunk_size``, ``num_classes``, ``sigma``,
+      ValueError: bad ``num_samples``, ``draw_start``, ``chunk_size``, ``num_classes``, ``sigma``,
         ``checkpoints``, ``noise``, ``mode``, ``indices``, ``linear_stem`` (or it
         without ``mode="shared_bank"`` or with a ``compute_dtype``), x not
         ``(b, T)`` or containing NaN/inf, or logits of the wrong shape.
@@ -568,9 +579,12 @@ def sample_counts(
         compute_dtype=compute_dtype,
         input_block=input_block,
         linear_stem=linear_stem,
+        draw_start=draw_start,
     )
     x, sigma, indices = args
-    counts = counts_kernel(apply_fn, variables, x, key, sigma, indices, **kw)
+    counts = counts_kernel(
+        apply_fn, variables, x, key, sigma, indices, draw_start=draw_start, **kw
+    )
     return unstack_sigmas(counts, sigma, squeeze)
 
 
@@ -598,6 +612,7 @@ def prepare_counts(
     compute_dtype: str | None,
     input_block: int | None = None,
     linear_stem: Any = None,
+    draw_start: int = 0,
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], dict[str, Any], bool]:
     """Checked ``sample_counts`` arguments for :func:`counts_kernel`.
 
@@ -606,12 +621,15 @@ def prepare_counts(
 
     Args:
       x, sigma, indices, num_samples, num_classes, noise, chunk_size, checkpoints,
-        mode, prng_impl, compute_dtype, input_block, linear_stem: as in
-        :func:`sample_counts`.
+        mode, prng_impl, compute_dtype, input_block, linear_stem, draw_start: as in
+        :func:`sample_counts` (``draw_start`` is checked and sets the checkpoints;
+        the caller passes it to the kernel itself: it is traced, not static).
 
     Returns:
       ``((x, sigma, indices), static kwargs of counts_kernel, squeeze)``; ``squeeze``
       is True when ``checkpoints`` was None (the caller drops the checkpoint axis).
+      The checkpoints in the kwargs are global (``draw_start + num_samples`` when
+      ``checkpoints`` was None).
 
     Raises:
       ValueError: as :func:`sample_counts`.
@@ -629,17 +647,29 @@ def prepare_counts(
     if compute_dtype is not None and jnp.dtype(compute_dtype) == x.dtype:
         compute_dtype = None
     _check_linear_stem(linear_stem, mode, compute_dtype)
+    draw_start = check_int("draw_start", draw_start, 0)
+    end = draw_start + num_samples  # one past the last draw counted
+    if end > np.iinfo(np.int32).max:  # global draw indices are int32 in the kernel
+        fail("draw_start", "draw_start + num_samples < 2^31", f"{draw_start} + {num_samples}")
+    if prng_impl in ("rbg", "unsafe_rbg") and draw_start % chunk_size:
+        fail(
+            "draw_start",
+            f"a multiple of chunk_size={chunk_size} with prng_impl={prng_impl!r} "
+            "(keys per chunk)",
+            repr(draw_start),
+        )
     squeeze = checkpoints is None
     if checkpoints is None:
-        ckpts: tuple[int, ...] = (num_samples,)
+        ckpts: tuple[int, ...] = (end,)
     else:
         ckpts = tuple(check_int("checkpoints", int(c), 1) for c in checkpoints)
-        if not ckpts or max(ckpts) > num_samples:
-            fail(
-                "checkpoints",
-                f"a non-empty sequence of sample sizes in [1, num_samples={num_samples}]",
-                repr(checkpoints),
+        if not ckpts or max(ckpts) > end or min(ckpts) <= draw_start:
+            span = (
+                f"[1, num_samples={num_samples}]"
+                if draw_start == 0
+                else f"[draw_start + 1, draw_start + num_samples] = [{draw_start + 1}, {end}]"
             )
+            fail("checkpoints", f"a non-empty sequence of sample sizes in {span}", repr(checkpoints))
     b = x.shape[0]
     if indices is None:
         indices = jnp.arange(b, dtype=jnp.int32)
