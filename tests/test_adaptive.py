@@ -43,8 +43,10 @@ def linear3():
 # ------------------------------------------------------------------ (a) draw ranges
 
 
-@pytest.mark.parametrize("mode", ["independent", "shared_bank"])
-@pytest.mark.parametrize("start", [32, 24])  # a multiple of chunk_size and not
+@pytest.mark.parametrize(
+    "mode,start",  # start a multiple of chunk_size and not
+    [("independent", 32), ("independent", 24), ("shared_bank", 24)],
+)
 def test_draw_range_counts_add_up(linear3, mode, start):
     variables, x = linear3
     kw = dict(sigma=SIGMA, num_classes=3, chunk_size=16, mode=mode, input_block=2)
@@ -52,9 +54,7 @@ def test_draw_range_counts_add_up(linear3, mode, start):
     m = 40  # not a whole number of chunks: draws >= start + m must not count
     full = S.sample_counts(linear_apply, variables, x, key, num_samples=start + m, **kw)
     head = S.sample_counts(linear_apply, variables, x, key, num_samples=start, **kw)
-    tail = S.sample_counts(
-        linear_apply, variables, x, key, num_samples=m, draw_start=start, **kw
-    )
+    tail = S.sample_counts(linear_apply, variables, x, key, num_samples=m, draw_start=start, **kw)
     np.testing.assert_array_equal(np.asarray(head) + np.asarray(tail), np.asarray(full))
     assert np.all(np.asarray(tail).sum(-1) == m)
     # global checkpoints inside the range: counts of draws [start, N_k)
@@ -82,7 +82,7 @@ def test_draw_range_bad_arguments(linear3):
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="draw_start"):
         S.sample_counts(linear_apply, variables, x, key, draw_start=-1, **kw)
-    with pytest.raises(ValueError, match="draw_start.*chunk_size"):
+    with pytest.raises(ValueError, match=r"draw_start.*chunk_size"):
         S.sample_counts(linear_apply, variables, x, key, draw_start=8, prng_impl="rbg", **kw)
     with pytest.raises(ValueError, match="checkpoints"):  # checkpoints are global
         S.sample_counts(linear_apply, variables, x, key, draw_start=64, checkpoints=(32,), **kw)
@@ -174,6 +174,35 @@ def test_certify_rule_one_look_is_clopper_pearson():
     assert np.all(stop == 0)
 
 
+def _certify_rule_oracle(n_a, looks, alpha, p_target):
+    """The documented rule, input by input, with clopper_pearson_lower only."""
+    level, n_max = alpha / len(looks), looks[-1]
+    out_p, out_k = [], []
+    for i in range(n_a.shape[1]):
+        for k, n_k in enumerate(looks):
+            p = float(S.clopper_pearson_lower(n_a[k, i], n_k, level))
+            best = float(S.clopper_pearson_lower(n_a[k, i] + n_max - n_k, n_max, level))
+            if p >= p_target or best < 0.5 or k == len(looks) - 1:
+                out_p.append(p)
+                out_k.append(k)
+                break
+    return np.array(out_p), np.array(out_k)
+
+
+@pytest.mark.parametrize("p_target", [math.inf, 0.7])
+def test_certify_rule_equals_its_definition(p_target):
+    looks = (20, 40, 80, 100)
+    rng = np.random.default_rng(4)
+    n_a = np.concatenate(
+        [_binomial_looks(rng, looks, 40, p) for p in (0.3, 0.5, 0.6, 0.8, 0.95)], axis=1
+    )
+    p_lower, stop = S.certify_decisions(n_a, looks, 0.05, p_target)
+    ref_p, ref_k = _certify_rule_oracle(n_a, looks, 0.05, p_target)
+    np.testing.assert_array_equal(stop, ref_k)
+    np.testing.assert_allclose(p_lower, ref_p, rtol=1e-12)  # scalar vs batched bisection
+    assert len(set(stop.tolist())) > 1  # the rule stops at several looks here
+
+
 def test_target_probability_inverts_the_certificate():
     p = S.target_probability(0.5, 0.25, T)
     np.testing.assert_allclose(p, st.norm.cdf(2.0), rtol=1e-12)
@@ -209,9 +238,7 @@ def test_adaptive_certify_on_a_linear_classifier():
         axis_apply, jnp.float32(0.0), x, jax.random.fold_in(jax.random.key(5), 1),
         num_samples=kw["n"], sigma=SIGMA, num_classes=2, chunk_size=100, checkpoints=r.looks,
     )  # fmt: skip
-    np.testing.assert_array_equal(
-        np.asarray(fixed)[r.stop_look, np.arange(len(MARGINS))], r.counts
-    )
+    np.testing.assert_array_equal(np.asarray(fixed)[r.stop_look, np.arange(len(MARGINS))], r.counts)
 
 
 def test_adaptive_certify_with_one_look_is_certify():

@@ -348,9 +348,10 @@ def sample_counts(
     Args:
       apply_fn, variables, x, key, num_samples, sigma, num_classes, noise,
         chunk_size, checkpoints, indices, mode, prng_impl, compute_dtype,
-        input_block, linear_stem, draw_start: as in ``smoothing.sample_counts``. Bit-identical counts
-        need the same forward-pass shape on every device as on one: the default
-        ``input_block`` is computed from the whole call's inputs, exactly as
+        input_block, linear_stem, draw_start: as in ``smoothing.sample_counts``.
+        Bit-identical counts need the same forward-pass shape on every device as
+        on one: the default ``input_block`` is computed from the whole call's inputs,
+        exactly as
         ``smoothing.sample_counts`` computes it, and every shard is padded to
         whole blocks.
       split: "inputs" (default) or "draws".

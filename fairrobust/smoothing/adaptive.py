@@ -49,6 +49,7 @@ Bonferroni-split levels, e.g. C. Jennison, B. Turnbull, Group Sequential Methods
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -127,7 +128,7 @@ def check_looks(looks: Sequence[int], num_samples: int, name: str = "looks") -> 
         out = tuple(check_int(name, v, 1) for v in looks)
     except (TypeError, ValueError):
         fail(name, what, repr(looks))
-    if not out or out[-1] != num_samples or any(a >= b for a, b in zip(out, out[1:])):
+    if not out or out[-1] != num_samples or any(a >= b for a, b in itertools.pairwise(out)):
         fail(name, what, repr(looks))
     return out
 
@@ -162,17 +163,30 @@ def _predict_look(
     return top, p, wins, stops
 
 
+def _half_tail(k: np.ndarray, n: int) -> np.ndarray:
+    """``P(Bin(n, 1/2) >= k)`` from the two-sided p-value (symmetry at p = 1/2)."""
+    k = np.asarray(k, np.int64)
+    upper = k > n - k  # tail < 1/2: the p-value is twice it, unclipped
+    kk = np.where(upper, k, n - k + 1)  # else P(X >= k) = 1 - P(X >= n - k + 1)
+    t = binom_test_pvalue(np.clip(kk, 0, n), np.clip(n - kk, 0, n)) / 2.0
+    return np.where(k <= 0, 1.0, np.where(upper, t, 1.0 - t))
+
+
 def _certify_look(
     n_a: np.ndarray, k: int, looks: tuple[int, ...], level: float, p_target: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """CERTIFY at look k: ``(pA_lower, stops)`` of cumulative counts of A ``(b,)``."""
+    """CERTIFY at look k: ``(pA_lower, stops)`` of cumulative counts of A ``(b,)``; the
+    bound is computed where it is needed (for the success test, or where an input stops)."""
     n_k, n_max = looks[k], looks[-1]
-    p_lower = clopper_pearson_lower(n_a, np.full_like(n_a, n_k), level)
     # Futility: the bound increases with further successes, so nA_k + (N - n_k) of N is
-    # the best any later look can reach.
-    best = clopper_pearson_lower(n_a + (n_max - n_k), np.full_like(n_a, n_max), level)
-    stops = (p_lower >= p_target) | (best < 0.5) | (k == len(looks) - 1)
-    return p_lower, stops
+    # the best any later look can reach, and clopper_pearson_lower(m, N, level) < 1/2 iff
+    # P(Bin(N, 1/2) >= m) >= level (the bisection's first midpoint is 1/2): one betainc.
+    stops = (_half_tail(n_a + (n_max - n_k), n_max) >= level) | (k == len(looks) - 1)
+    p_lower = np.zeros(n_a.shape, np.float64)
+    need = np.ones_like(stops) if math.isfinite(p_target) else stops
+    if np.any(need):
+        p_lower[need] = clopper_pearson_lower(n_a[need], np.full(int(need.sum()), n_k), level)
+    return p_lower, stops | (p_lower >= p_target)
 
 
 def predict_decisions(
@@ -350,8 +364,9 @@ def _setup(
 ) -> tuple[jax.Array, np.ndarray, int]:
     """``(x, global indices, input_block)`` shared by both adaptive functions."""
     check_sigma(sigma)
-    if np.ndim(concrete(sigma)) != 0:
-        fail("sigma", "a scalar > 0 (adaptive sampling takes one sigma)", repr(sigma))
+    s = concrete(sigma)
+    if s is None or s.ndim != 0:
+        fail("sigma", "a concrete scalar > 0 (adaptive sampling takes one sigma)", repr(sigma))
     chunk_size = check_int("chunk_size", chunk_size, 1)
     x = jnp.asarray(x)
     if x.ndim != 2:

@@ -582,9 +582,7 @@ def sample_counts(
         draw_start=draw_start,
     )
     x, sigma, indices = args
-    counts = counts_kernel(
-        apply_fn, variables, x, key, sigma, indices, draw_start=draw_start, **kw
-    )
+    counts = counts_kernel(apply_fn, variables, x, key, sigma, indices, draw_start=draw_start, **kw)
     return unstack_sigmas(counts, sigma, squeeze)
 
 
@@ -654,8 +652,7 @@ def prepare_counts(
     if prng_impl in ("rbg", "unsafe_rbg") and draw_start % chunk_size:
         fail(
             "draw_start",
-            f"a multiple of chunk_size={chunk_size} with prng_impl={prng_impl!r} "
-            "(keys per chunk)",
+            f"a multiple of chunk_size={chunk_size} with prng_impl={prng_impl!r} (keys per chunk)",
             repr(draw_start),
         )
     squeeze = checkpoints is None
@@ -669,7 +666,9 @@ def prepare_counts(
                 if draw_start == 0
                 else f"[draw_start + 1, draw_start + num_samples] = [{draw_start + 1}, {end}]"
             )
-            fail("checkpoints", f"a non-empty sequence of sample sizes in {span}", repr(checkpoints))
+            fail(
+                "checkpoints", f"a non-empty sequence of sample sizes in {span}", repr(checkpoints)
+            )
     b = x.shape[0]
     if indices is None:
         indices = jnp.arange(b, dtype=jnp.int32)
