@@ -1,4 +1,4 @@
-"""python benchmarks/bench_adaptive.py [--clips 64] [--n 2000] [--n0 100] [--futility] [--out DIR]
+"""python benchmarks/bench_adaptive.py [--clips 64] [--n 2000] [--epochs 2] [--once] [--out DIR]
 
 Adaptive CERTIFY (``smoothing.adaptive_certify``: estimation draws in rounds at the
 default look schedule, alpha / L per look, an input stops once its radius reaches the
@@ -10,7 +10,9 @@ here. Reported: total draws (selection + estimation), wall time (first call with
 compilation, then one steady call after ``block_until_ready``), and decision
 agreement: same prediction, and the same "certified at radius r" verdict at every r
 of the grid, plus certified accuracy of both. ``--futility`` also runs the
-futility-only variant (``target_radius=None``). JSON: ``benchmarks/results/``.
+futility-only variant (``target_radius=None``); ``--once`` times a single call of
+each (compilation included: a steady-state time is then not measured).
+JSON: ``benchmarks/results/``.
 """
 
 # Closures below are called inside the loop iteration that defines them.
@@ -38,6 +40,7 @@ def main() -> None:
     ap.add_argument("--n0", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--futility", action="store_true")
+    ap.add_argument("--once", action="store_true", help="one timed call each (with compile)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     env = environment()
@@ -47,6 +50,7 @@ def main() -> None:
     cfg = train.TrainConfig(width=32, epochs=args.epochs, seed=0)
     res = train.train(ds, cfg, progress=False)
     train_s = time.perf_counter() - t0
+    print(f"trained {args.epochs} epochs in {train_s:.1f} s", flush=True)
     apply_fn, variables = models.logits_fn(res.model), res.variables
     test = np.flatnonzero(ds.splits == "test")[: args.clips]
     x = ds.waveforms[test].astype(np.float32)
@@ -67,8 +71,15 @@ def main() -> None:
     results, rows = {}, []
     for name, fn in runs.items():
         out: list = []
-        t = time_call(lambda: out.append(fn()) or out[-1], repeats=1)  # first + 1 steady
+        if args.once:  # one call: wall time includes compilation
+            t0 = time.perf_counter()
+            out.append(fn())
+            wall = time.perf_counter() - t0
+            t = {"first_s": wall, "steady_s": wall, "compile_s": float("nan")}
+        else:
+            t = time_call(lambda: out.append(fn()) or out[-1], repeats=1)  # first + 1 steady
         r = results[name] = out[-1]
+        print(f"{name}: {t['first_s']:.1f} s", flush=True)
         est = np.asarray(getattr(r, "draws", np.full(b, args.n)))
         rows.append(
             {
