@@ -278,11 +278,13 @@ def _counts_program(mesh: Mesh, apply_fn: Callable, split: str, per_device: int,
     """Jitted shard_map of the smoothing kernel (cached per mesh / model / static args)."""
     kwargs = dict(kw)
 
-    def by_inputs(variables, x, key, sigma, idx):
-        return smoothing.counts_kernel(apply_fn, variables, x, key, sigma, idx, **kwargs)
+    def by_inputs(variables, x, key, sigma, idx, draw_start):
+        return smoothing.counts_kernel(
+            apply_fn, variables, x, key, sigma, idx, draw_start=draw_start, **kwargs
+        )
 
-    def by_draws(variables, x, key, sigma, idx):
-        start = jax.lax.axis_index(AXIS) * per_device
+    def by_draws(variables, x, key, sigma, idx, draw_start):
+        start = draw_start + jax.lax.axis_index(AXIS) * per_device
         counts = smoothing.counts_kernel(
             apply_fn, variables, x, key, sigma, idx, draw_start=start, **kwargs
         )
@@ -290,12 +292,12 @@ def _counts_program(mesh: Mesh, apply_fn: Callable, split: str, per_device: int,
 
     if split == "inputs":
         body = by_inputs
-        in_specs = (P(), P(AXIS), P(), P(), P(AXIS))
+        in_specs = (P(), P(AXIS), P(), P(), P(AXIS), P())
         out_specs = P(None, AXIS)
     else:
         kwargs["num_samples"] = per_device
         body = by_draws
-        in_specs = (P(), P(), P(), P(), P())
+        in_specs = (P(), P(), P(), P(), P(), P())
         out_specs = P()
     return jax.jit(
         jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
@@ -322,6 +324,7 @@ def sample_counts(
     compute_dtype: str | None = None,
     input_block: int | None = None,
     linear_stem: Any = None,
+    draw_start: int = 0,
 ) -> np.ndarray:
     """``smoothing.sample_counts`` split over the devices of ``mesh``; identical counts.
 
@@ -337,12 +340,18 @@ def sample_counts(
     ``< N_k``, so counts (all checkpoints) equal those of one device. Use it when
     there are fewer inputs than devices or N is large.
 
+    ``draw_start = s`` (either split) counts draws ``[s, s + N)`` of the same streams,
+    as ``smoothing.sample_counts(draw_start=s)`` does: with ``split="draws"`` device
+    ``d`` handles ``s + [d * M, (d + 1) * M)``, and draws past the checkpoint
+    ``s + N`` are not counted.
+
     Args:
       apply_fn, variables, x, key, num_samples, sigma, num_classes, noise,
         chunk_size, checkpoints, indices, mode, prng_impl, compute_dtype,
-        input_block, linear_stem: as in ``smoothing.sample_counts``. Bit-identical counts
-        need the same forward-pass shape on every device as on one: the default
-        ``input_block`` is computed from the whole call's inputs, exactly as
+        input_block, linear_stem, draw_start: as in ``smoothing.sample_counts``.
+        Bit-identical counts need the same forward-pass shape on every device as
+        on one: the default ``input_block`` is computed from the whole call's inputs,
+        exactly as
         ``smoothing.sample_counts`` computes it, and every shard is padded to
         whole blocks.
       split: "inputs" (default) or "draws".
@@ -371,6 +380,7 @@ def sample_counts(
         compute_dtype=compute_dtype,
         input_block=input_block,
         linear_stem=linear_stem,
+        draw_start=draw_start,
     )
     b = x.shape[0]
     warn_host_conv("parallel.sample_counts", m, apply_fn, variables, x[:1])
@@ -381,9 +391,10 @@ def sample_counts(
         chunk = kw["chunk_size"]
         per_device = math.ceil(math.ceil(kw["num_samples"] / d) / chunk) * chunk
     prog = _counts_program(m, apply_fn, split, per_device, tuple(sorted(kw.items())))
-    variables, key, sigma_arr = replicate((variables, key, sigma_arr), m)
+    start = jnp.asarray(draw_start, jnp.int32)
+    variables, key, sigma_arr, start = replicate((variables, key, sigma_arr, start), m)
     x, idx = shard_leading((x, idx), m) if split == "inputs" else replicate((x, idx), m)
-    counts = fetch(prog(variables, x, key, sigma_arr, idx))[:, :b]
+    counts = fetch(prog(variables, x, key, sigma_arr, idx, start))[:, :b]
     return smoothing.unstack_sigmas(counts, sigma_arr, squeeze)
 
 

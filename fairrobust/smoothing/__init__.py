@@ -24,12 +24,24 @@ registry: :func:`register_noise`, :func:`resolve_noise`, :func:`available_noises
 ``sampling`` (:func:`sample_counts` and its kernel, the sampling design and its
 options), ``certify`` (:func:`binom_test_pvalue`, :func:`predict_pvalues`,
 :func:`smoothed_predict`, :func:`clopper_pearson_lower`, :func:`certify`,
-:func:`certified_accuracy`; float64 statistics).
+:func:`certified_accuracy`; float64 statistics), ``adaptive`` (:func:`adaptive_predict`,
+:func:`adaptive_certify`: draws in rounds at a look schedule, stopping each input once
+its decision is settled, at level alpha / L per look; fixed N stays the default).
 
 Reference: J. Cohen, E. Rosenfeld, Z. Kolter. Certified adversarial robustness via
 randomized smoothing. ICML 2019.
 """
 
+from fairrobust.smoothing.adaptive import DEFAULT_FIRST_LOOK as DEFAULT_FIRST_LOOK
+from fairrobust.smoothing.adaptive import AdaptiveCertifyResult as AdaptiveCertifyResult
+from fairrobust.smoothing.adaptive import AdaptivePredictResult as AdaptivePredictResult
+from fairrobust.smoothing.adaptive import adaptive_certify as adaptive_certify
+from fairrobust.smoothing.adaptive import adaptive_predict as adaptive_predict
+from fairrobust.smoothing.adaptive import certify_decisions as certify_decisions
+from fairrobust.smoothing.adaptive import check_looks as check_looks
+from fairrobust.smoothing.adaptive import look_schedule as look_schedule
+from fairrobust.smoothing.adaptive import predict_decisions as predict_decisions
+from fairrobust.smoothing.adaptive import target_probability as target_probability
 from fairrobust.smoothing.certification import PVALUE_RTOL as PVALUE_RTOL
 from fairrobust.smoothing.certification import CertifyResult as CertifyResult
 from fairrobust.smoothing.certification import binom_test_pvalue as binom_test_pvalue
@@ -65,25 +77,34 @@ from fairrobust.smoothing.sampling import unstack_sigmas as unstack_sigmas
 __all__ = [
     "COMPUTE_DTYPES",
     "DEFAULT_CHECKPOINTS",
+    "DEFAULT_FIRST_LOOK",
     "FORWARD_ROWS",
     "MODES",
     "NORMS",
     "PRNG_IMPLS",
     "PVALUE_RTOL",
+    "AdaptiveCertifyResult",
+    "AdaptivePredictResult",
     "Certificate",
     "CertifyResult",
     "NoiseFn",
     "RadiusFn",
+    "adaptive_certify",
+    "adaptive_predict",
     "available_noises",
     "binom_test_pvalue",
     "certified_accuracy",
     "certified_radius",
     "certify",
+    "certify_decisions",
+    "check_looks",
     "clopper_pearson_lower",
     "counts_kernel",
     "default_input_block",
+    "look_schedule",
     "noise_certificate",
     "noise_certificates",
+    "predict_decisions",
     "predict_pvalues",
     "prepare_counts",
     "register_noise",
@@ -91,5 +112,6 @@ __all__ = [
     "sample_counts",
     "smallest_answerable_alpha",
     "smoothed_predict",
+    "target_probability",
     "unstack_sigmas",
 ]

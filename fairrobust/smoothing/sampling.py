@@ -440,6 +440,7 @@ def sample_counts(
     compute_dtype: str | None = None,
     input_block: int | None = None,
     linear_stem: Any = None,
+    draw_start: int = 0,
 ) -> jax.Array:
     """Class counts of the base classifier under additive noise, for many inputs at once.
 
@@ -448,25 +449,24 @@ def sample_counts(
     step of PREDICT and CERTIFY). Inputs are processed ``input_block`` and draws
     ``chunk_size`` at a time inside a ``lax.scan``; each step is one forward pass of
     shape ``[input_block * chunk_size, T]``, so memory is
-    ``O(input_block * chunk_size * T)`` whatever ``num_samples`` and ``b`` are. On
-    CPU, 32-64 rows per forward pass ran fastest (``FORWARD_ROWS``).
+    ``O(input_block * chunk_size * T)`` whatever ``num_samples`` and ``b`` are. On CPU,
+    32-64 rows per forward pass ran fastest (``FORWARD_ROWS``).
 
-    Noise for draw ``j`` of input ``i`` comes from ``fold_in(fold_in(key, indices[i]), j)``
-    (mode "independent"), so the noise is identical for any ``chunk_size`` and any
-    batch composition as long as each input keeps its global index. Counts are
-    bit-identical for any batch composition and any device split
-    (``fairrobust.engine``) at a fixed forward shape ``input_block * chunk_size``
-    (pass ``input_block``, or call with at least ``FORWARD_ROWS // chunk_size``
-    inputs); changing that shape can change the float rounding of the
-    logits and flip draws whose top-two logits are tied to within rounding (the
-    contrived near-tie M5 of ``tests/test_parallel.py``, then with lax convolutions,
-    flipped 19 of 960 draws when
-    ``input_block`` went from 4 to 1; trained models rarely have such ties). In mode
-    "shared_bank"
-    draw ``j`` uses ``fold_in(key, j)`` for every input of the call: each input still
-    sees ``num_samples`` i.i.d. draws (same marginal count distribution, so the same
-    statistical guarantees per input), noise is generated once per step instead of
-    ``b`` times, and decisions of different inputs become correlated.
+    Noise for draw ``j`` of input ``i`` comes from
+    ``fold_in(fold_in(key, indices[i]), j)`` (mode "independent"), so the noise is
+    identical for any ``chunk_size`` and any batch composition as long as each input
+    keeps its global index. Counts are bit-identical for any batch composition and any
+    device split (``fairrobust.engine``) at a fixed forward shape
+    ``input_block * chunk_size`` (pass ``input_block``, or call with at least
+    ``FORWARD_ROWS // chunk_size`` inputs); changing that shape can change the float
+    rounding of the logits and flip draws whose top-two logits are tied to within
+    rounding (the contrived near-tie M5 of ``tests/test_parallel.py``, then with lax
+    convolutions, flipped 19 of 960 draws when ``input_block`` went from 4 to 1; trained
+    models rarely have such ties). In mode "shared_bank" draw ``j`` uses
+    ``fold_in(key, j)`` for every input of the call: each input still sees
+    ``num_samples`` i.i.d. draws (same marginal count distribution, so the same
+    statistical guarantees per input), noise is generated once per step instead of ``b``
+    times, and decisions of different inputs become correlated.
 
     Jit: ``apply_fn``, ``num_samples``, ``num_classes``, ``noise``, ``chunk_size``,
     ``checkpoints``, ``mode`` and ``linear_stem`` are static; ``sigma``, ``x``, ``key``
@@ -499,58 +499,56 @@ def sample_counts(
         dataset indices when splitting a dataset into batches.
       mode: "independent" (default) or "shared_bank".
       prng_impl: None (default: the generator of ``key``, threefry for
-        ``jax.random.key``) or one of ``PRNG_IMPLS``. A name re-keys the noise
-        stream: a key of that generator is seeded from ``fold_in(key, 0x5EED)``
-        and the per-input / per-draw ``fold_in`` scheme above is applied to it.
-        What changes: only which pseudo-random numbers are drawn (counts differ
-        from the default stream draw by draw but have the same distribution);
-        "rbg" / "unsafe_rbg" generate bits with XLA's RngBitGenerator (Philox
-        on GPU, usually faster there; 2.5-4x slower than threefry on the
-        2-core CPU of ``benchmarks/README.md``); "unsafe_rbg" also derives
-        keys with a cheaper, less well-mixed rule. "threefry2x32" keeps the
-        per-input / per-draw keying, so its counts stay independent of
-        ``chunk_size`` and batch composition. With "rbg" / "unsafe_rbg"
-        (whose vmapped generation uses only the first key of a batch) each scan
-        step draws one ``[b, chunk_size, T]`` block from the key
-        ``fold_in(fold_in(k, indices[0]), global chunk index)``: draws stay
-        i.i.d. and reproducible for the same call, but counts then depend on
+        ``jax.random.key``) or one of ``PRNG_IMPLS``. A name re-keys the noise stream: a
+        key of that generator is seeded from ``fold_in(key, 0x5EED)`` and the per-input
+        / per-draw ``fold_in`` scheme above is applied to it. What changes: only which
+        pseudo-random numbers are drawn (counts differ from the default stream draw by
+        draw but have the same distribution); "rbg" / "unsafe_rbg" generate bits with
+        XLA's RngBitGenerator (Philox on GPU, usually faster there; 2.5-4x slower than
+        threefry on the 2-core CPU of ``benchmarks/README.md``); "unsafe_rbg" also
+        derives keys with a cheaper, less well-mixed rule. "threefry2x32" keeps the
+        per-input / per-draw keying, so its counts stay independent of ``chunk_size``
+        and batch composition. With "rbg" / "unsafe_rbg" (whose vmapped generation uses
+        only the first key of a batch) each scan step draws one ``[b, chunk_size, T]``
+        block from the key ``fold_in(fold_in(k, indices[0]), global chunk index)``:
+        draws stay i.i.d. and reproducible for the same call, but counts then depend on
         ``chunk_size`` and on which inputs share a call.
-      compute_dtype: None (default: the dtype of ``x``) or one of
-        ``COMPUTE_DTYPES``. Noise is drawn and added in float32; the noisy
-        input and the floating variables are cast to this dtype for the forward
-        pass only. What changes: logits carry bfloat16 / float16 rounding, so a
-        draw whose top-two logits are within that rounding may be counted for
-        the other class; the sample stays i.i.d. (each draw is still one
-        deterministic function of its noise), so PREDICT / CERTIFY guarantees
-        hold for the bf16 base classifier. Meant for accelerators (bf16 matrix
-        units); on CPU it is usually slower.
-      linear_stem: None (default) or ``models.linear_stem_fn(model)`` for the M5
-        behind ``apply_fn``; needs ``mode="shared_bank"`` and ``compute_dtype``
-        None. The first convolution is linear, so with standardisation
-        ``conv1(std(x_i + s eps_j)) = (S x_i + s S eps_j - m_ij ksum) * rstd_ij +
-        bias`` (``models.linear_stem_combine``, per-pair mean and variance from one
-        small matmul, ``models.linear_stem_stats``): ``S x_i`` is computed once per
-        input (before the loop, memory ``b * L1 * width`` floats, ``L1 ~ T / 16``),
-        ``S eps_j`` once per bank chunk, and ``linear_stem.head`` runs the rest of
-        the network per (input, draw) pair instead of ``apply_fn`` (which must
-        still be that model's ``logits_fn``). What changes: nothing in the noise
-        (the draws are those of ``mode="shared_bank"`` with the same key), but the
-        logits differ from ``apply_fn``'s by float rounding, so a draw whose
-        top-two logits are tied to within rounding may be counted for the other
-        class: counts are not bit-identical to the plain shared bank, only
-        statistically indistinguishable (``tests/test_sampling_modes.py``).
-        Faster when the first convolution dominates the forward pass (about 2/3
-        of the FLOPs of a width-32 M5 on 1 s of 16 kHz audio; less at large
-        widths, where the 3-tap convolutions dominate).
+      compute_dtype: None (default: the dtype of ``x``) or one of ``COMPUTE_DTYPES``.
+        Noise is drawn and added in float32; the noisy input and the floating variables
+        are cast to this dtype for the forward pass only. What changes: logits carry
+        bfloat16 / float16 rounding, so a draw whose top-two logits are within that
+        rounding may be counted for the other class; the sample stays i.i.d. (each draw
+        is still one deterministic function of its noise), so PREDICT / CERTIFY
+        guarantees hold for the bf16 base classifier. Meant for accelerators (bf16
+        matrix units); on CPU it is usually slower.
+      linear_stem: None (default) or ``models.linear_stem_fn(model)`` for the M5 behind
+        ``apply_fn``; needs ``mode="shared_bank"`` and ``compute_dtype`` None. The first
+        convolution is linear, so with standardisation
+        ``conv1(std(x_i + s eps_j)) = (S x_i + s S eps_j - m_ij ksum) * rstd_ij + bias``
+        (``models.linear_stem_combine``, per-pair mean and variance from one small
+        matmul, ``models.linear_stem_stats``): ``S x_i`` is computed once per input
+        (before the loop, memory ``b * L1 * width`` floats, ``L1 ~ T / 16``),
+        ``S eps_j`` once per bank chunk, and ``linear_stem.head`` runs the rest of the
+        network per (input, draw) pair instead of ``apply_fn`` (which must still be that
+        model's ``logits_fn``). What changes: nothing in the noise (the draws are those
+        of ``mode="shared_bank"`` with the same key), but the logits differ from
+        ``apply_fn``'s by float rounding, so a draw whose top-two logits are tied to
+        within rounding may be counted for the other class: counts are not bit-identical
+        to the plain shared bank, only statistically indistinguishable
+        (``tests/test_sampling_modes.py``). Faster when the first convolution dominates
+        the forward pass (about 2/3 of the FLOPs of a width-32 M5 on 1 s of 16 kHz
+        audio; less at large widths, where the 3-tap convolutions dominate).
+      draw_start: global index of the first draw (default 0): counts draws ``[draw_start,
+        draw_start + num_samples)`` of the same streams (rules: :func:`prepare_counts`).
 
     Returns:
       int32 counts of shape ``(len(checkpoints), b, num_classes)``, or
       ``(b, num_classes)`` when ``checkpoints`` is None, with a leading ``(S,)`` axis
-      for a sigma sweep. Rows sum to the checkpoint N.
+      for a sigma sweep. Rows sum to the checkpoint N (minus ``draw_start``).
 
     Raises:
-      ValueError: bad ``num_samples``, ``chunk_size``, ``num_classes``, ``sigma``,
-        ``checkpoints``, ``noise``, ``mode``, ``indices``, ``linear_stem`` (or it
+      ValueError: bad ``num_samples``, ``draw_start``, ``chunk_size``, ``num_classes``,
+        ``sigma``, ``checkpoints``, ``noise``, ``mode``, ``indices``, ``linear_stem`` (or it
         without ``mode="shared_bank"`` or with a ``compute_dtype``), x not
         ``(b, T)`` or containing NaN/inf, or logits of the wrong shape.
     """
@@ -568,9 +566,10 @@ def sample_counts(
         compute_dtype=compute_dtype,
         input_block=input_block,
         linear_stem=linear_stem,
+        draw_start=draw_start,
     )
     x, sigma, indices = args
-    counts = counts_kernel(apply_fn, variables, x, key, sigma, indices, **kw)
+    counts = counts_kernel(apply_fn, variables, x, key, sigma, indices, draw_start=draw_start, **kw)
     return unstack_sigmas(counts, sigma, squeeze)
 
 
@@ -598,6 +597,7 @@ def prepare_counts(
     compute_dtype: str | None,
     input_block: int | None = None,
     linear_stem: Any = None,
+    draw_start: int = 0,
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], dict[str, Any], bool]:
     """Checked ``sample_counts`` arguments for :func:`counts_kernel`.
 
@@ -608,10 +608,22 @@ def prepare_counts(
       x, sigma, indices, num_samples, num_classes, noise, chunk_size, checkpoints,
         mode, prng_impl, compute_dtype, input_block, linear_stem: as in
         :func:`sample_counts`.
+      draw_start: global index ``s >= 0`` of the first draw: the call counts draws
+        ``[s, s + num_samples)`` of the same per-input noise stream, so
+        ``counts(N=s) + counts(draw_start=s, num_samples=m) == counts(N=s + m)`` bit
+        for bit at a fixed forward shape (pass ``input_block``). ``checkpoints`` are
+        then global sample sizes in ``[s + 1, s + num_samples]`` (counts at ``N_k``
+        are those of draws ``[s, N_k)``); without them the one checkpoint is ``s +
+        num_samples``, so draws of a last partial chunk never count. Any ``s`` is
+        exact with per-draw keys (the default threefry); with ``prng_impl="rbg"`` /
+        ``"unsafe_rbg"`` (keys per chunk) ``s`` must be a multiple of ``chunk_size``.
+        Checked here; the caller passes it to the kernel (traced, not static).
 
     Returns:
       ``((x, sigma, indices), static kwargs of counts_kernel, squeeze)``; ``squeeze``
       is True when ``checkpoints`` was None (the caller drops the checkpoint axis).
+      The checkpoints in the kwargs are global (``draw_start + num_samples`` when
+      ``checkpoints`` was None).
 
     Raises:
       ValueError: as :func:`sample_counts`.
@@ -629,16 +641,29 @@ def prepare_counts(
     if compute_dtype is not None and jnp.dtype(compute_dtype) == x.dtype:
         compute_dtype = None
     _check_linear_stem(linear_stem, mode, compute_dtype)
+    draw_start = check_int("draw_start", draw_start, 0)
+    end = draw_start + num_samples  # one past the last draw counted
+    if end > np.iinfo(np.int32).max:  # global draw indices are int32 in the kernel
+        fail("draw_start", "draw_start + num_samples < 2^31", f"{draw_start} + {num_samples}")
+    if prng_impl in ("rbg", "unsafe_rbg") and draw_start % chunk_size:
+        fail(
+            "draw_start",
+            f"a multiple of chunk_size={chunk_size} with prng_impl={prng_impl!r} (keys per chunk)",
+            repr(draw_start),
+        )
     squeeze = checkpoints is None
     if checkpoints is None:
-        ckpts: tuple[int, ...] = (num_samples,)
+        ckpts: tuple[int, ...] = (end,)
     else:
         ckpts = tuple(check_int("checkpoints", int(c), 1) for c in checkpoints)
-        if not ckpts or max(ckpts) > num_samples:
+        if not ckpts or max(ckpts) > end or min(ckpts) <= draw_start:
+            span = (
+                f"[1, num_samples={num_samples}]"
+                if draw_start == 0
+                else f"[draw_start + 1, draw_start + num_samples] = [{draw_start + 1}, {end}]"
+            )
             fail(
-                "checkpoints",
-                f"a non-empty sequence of sample sizes in [1, num_samples={num_samples}]",
-                repr(checkpoints),
+                "checkpoints", f"a non-empty sequence of sample sizes in {span}", repr(checkpoints)
             )
     b = x.shape[0]
     if indices is None:
