@@ -175,21 +175,28 @@ def test_certify_rule_one_look_is_clopper_pearson():
 
 
 def _certify_rule_oracle(n_a, looks, alpha, p_target):
-    """The documented rule, input by input, with clopper_pearson_lower only."""
+    """The documented rule, input by input, with clopper_pearson_lower only: stop when
+    the bound and the best later bound are in the same bin of 1/2 < p_target_1 < ..."""
     level, n_max = alpha / len(looks), looks[-1]
+    grid = [0.5, *sorted(t for t in np.atleast_1d(p_target) if math.isfinite(t))]
+
+    def bin_of(p):
+        return sum(p >= t for t in grid)
+
     out_p, out_k = [], []
     for i in range(n_a.shape[1]):
         for k, n_k in enumerate(looks):
             p = float(S.clopper_pearson_lower(n_a[k, i], n_k, level))
             best = float(S.clopper_pearson_lower(n_a[k, i] + n_max - n_k, n_max, level))
-            if p >= p_target or best < 0.5 or k == len(looks) - 1:
+            settled = bin_of(p) == bin_of(best) if len(grid) > 1 else best < 0.5
+            if settled or k == len(looks) - 1:
                 out_p.append(p)
                 out_k.append(k)
                 break
     return np.array(out_p), np.array(out_k)
 
 
-@pytest.mark.parametrize("p_target", [math.inf, 0.7])
+@pytest.mark.parametrize("p_target", [math.inf, 0.7, (0.6, 0.7, 0.9)])
 def test_certify_rule_equals_its_definition(p_target):
     looks = (20, 40, 80, 100)
     rng = np.random.default_rng(4)
@@ -232,7 +239,13 @@ def test_adaptive_certify_on_a_linear_classifier():
     np.testing.assert_array_equal(r.counts.sum(-1), r.draws)
     assert np.all(r.draws[-2:] < kw["n"])  # margins 2 and 3 sigma: settled early
     assert np.all(r.pred[-2:] == 1) and np.all(r.radius[-2:] >= SIGMA)
-    assert r.draws[1] == kw["n"]  # margin sigma / 2: pA = 0.69 never reaches the target
+    # margin sigma / 2: pA = 0.69 can never reach the target (a bound of 0.84): settled,
+    # certified below it, once no later look could reach it
+    assert r.pred[1] == 1 and 0 < r.radius[1] < SIGMA
+    best = S.clopper_pearson_lower(
+        r.counts[1, 1] + kw["n"] - r.draws[1], kw["n"], kw["alpha"] / len(r.looks)
+    )
+    assert best < S.target_probability(SIGMA, SIGMA, T)
     # the draws used are the first n_k draws of the fixed-n estimation stream
     fixed = S.sample_counts(
         axis_apply, jnp.float32(0.0), x, jax.random.fold_in(jax.random.key(5), 1),

@@ -554,6 +554,10 @@ def test_certify_main_writes_csv(tiny_run, tmp_path, monkeypatch):
     assert len(rows) == 48 and {(r["sigma"], r["norm"]) for r in rows} == {
         ("0.05", "l1"), ("0.2", "l1")
     }  # fmt: skip
+    adaptive = [*args_list(ckpts[0], target), "--adaptive", "--n", "400", "--sigma", "0.1"]
+    assert cli_certify.main(build_parser().parse_args(adaptive)) == 0
+    rows = _read_csv(target)
+    assert len(rows) == 24 and {r["draws"] for r in rows} <= {"100", "200", "400"}
     bad = [*args_list(ckpts[0], target), "--noise", "uniform", "--norm", "l2"]
     with pytest.raises(ValueError, match="uniform"):
         cli_certify.main(build_parser().parse_args(bad))
@@ -610,8 +614,10 @@ def test_certify_sweep_representations_and_certified_parity(tmp_path):
     certification; an uncertified family is refused before anything is trained."""
     ds = _synthetic_dataset()
     cfg = study_config.preset("rejection", "quick").replace(
-        **{**TINY, "bootstrap_resamples": 10}, noise="laplace", certify_sigmas=(0.05, 0.2),
+        **{**TINY, "bootstrap_resamples": 10, "certify_n": 200}, noise="laplace",
+        certify_sigmas=(0.05, 0.2),
         representations=("mel",), representation_smoothing="both", sampling_mode="shared_bank",
+        certify_adaptive=True,
     )  # fmt: skip
     res = rj.run_study(ds, cfg, tmp_path / "run", progress=False)
     results = tmp_path / "run" / "results"
@@ -627,7 +633,8 @@ def test_certify_sweep_representations_and_certified_parity(tmp_path):
         for s in (0.05, 0.2)
     }
     per_ex = _read_csv(results / "rejection_certify_per_example.csv")
-    assert len(per_ex) == 6 * 24 and {r["draws"] for r in per_ex} == {"50"}
+    # adaptive CERTIFY: looks at 100 and 200 draws, clips settled at 100 stop there
+    assert len(per_ex) == 6 * 24 and {r["draws"] for r in per_ex} <= {"100", "200"}
     # the certificate in each row is the Laplace L1 radius of its p_a_lower and sigma
     for r in per_ex[::7]:
         p, sig = float(r["p_a_lower"]), float(r["sigma"])
@@ -639,7 +646,7 @@ def test_certify_sweep_representations_and_certified_parity(tmp_path):
         (sp, s) for sp in ("waveform", "mel") for s in (0.05, 0.2)
     }
     cert = res.summary["certify"]
-    assert cert["norm"] == "l1" and len(cert["certifications"]) == 6
+    assert cert["norm"] == "l1" and len(cert["certifications"]) == 6 and cert["adaptive"]
     md, _ = write_report(tmp_path / "run", rejection=res)
     text = md.read_text()
     assert "**SpecCNN mel**, smoothed in the mel space, L1 radii" in text

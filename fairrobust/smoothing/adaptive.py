@@ -11,14 +11,15 @@ input has the counts of its first ``n_k`` draws, and
   even N - n_k further draws all for the top class could not bring it to
   ``alpha / L`` (futility), and abstains at look L otherwise;
 * CERTIFY (:func:`adaptive_certify`) bounds ``pA_lower_k = clopper_pearson_lower(nA_k,
-  n_k, alpha / L)`` and stops when the bound reaches ``p_target`` (the bound at which
-  the family's certificate reaches ``target_radius``: :func:`target_probability`),
-  or for futility when even ``nA_k + (N - n_k)`` successes in N could not give a
-  bound of 1/2; the radius is the certificate at the stopping look's bound.
+  n_k, alpha / L)`` and stops when no later look could certify a larger radius of the
+  caller's grid ``target_radius`` (the bounds at which the family's certificate reaches
+  each radius: :func:`target_probability`), e.g. once the bound reaches the largest, or
+  for futility when even ``nA_k + (N - n_k)`` successes in N could not give a bound of
+  1/2; the radius is the certificate at the stopping look's bound.
 
 "Settled" means: continuing could not change the decision the caller asked about
-(a returned class; certified at ``target_radius``; abstention that no later look
-could undo). Inputs are sampled only while active, in blocks of the fixed forward
+(a returned class; the largest radius of the grid certified; abstention that no
+later look could undo). Inputs are sampled only while active, in blocks of the fixed forward
 shape, so the cost is the draws actually used.
 
 Guarantee (union bound over the looks). The draws are nested: input i's draws at
@@ -172,21 +173,38 @@ def _half_tail(k: np.ndarray, n: int) -> np.ndarray:
     return np.where(k <= 0, 1.0, np.where(upper, t, 1.0 - t))
 
 
+def _p_grid(p_target: Any) -> np.ndarray:
+    """The finite success thresholds of ``p_target`` (a bound or several), sorted."""
+    p = np.atleast_1d(np.asarray(p_target, np.float64))
+    return np.sort(p[np.isfinite(p)])
+
+
 def _certify_look(
-    n_a: np.ndarray, k: int, looks: tuple[int, ...], level: float, p_target: float
+    n_a: np.ndarray, k: int, looks: tuple[int, ...], level: float, p_grid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """CERTIFY at look k: ``(pA_lower, stops)`` of cumulative counts of A ``(b,)``; the
-    bound is computed where it is needed (for the success test, or where an input stops)."""
+    bound is computed where it is needed (for the settled test, or where an input stops)."""
     n_k, n_max = looks[k], looks[-1]
     # Futility: the bound increases with further successes, so nA_k + (N - n_k) of N is
     # the best any later look can reach, and clopper_pearson_lower(m, N, level) < 1/2 iff
     # P(Bin(N, 1/2) >= m) >= level (the bisection's first midpoint is 1/2): one betainc.
     stops = (_half_tail(n_a + (n_max - n_k), n_max) >= level) | (k == len(looks) - 1)
     p_lower = np.zeros(n_a.shape, np.float64)
-    need = np.ones_like(stops) if math.isfinite(p_target) else stops
+    need = np.ones_like(stops) if p_grid.size else stops
     if np.any(need):
         p_lower[need] = clopper_pearson_lower(n_a[need], np.full(int(need.sum()), n_k), level)
-    return p_lower, stops | (p_lower >= p_target)
+    if p_grid.size:
+        # Settled: the best bound any later look can reach falls in the same bin of the
+        # radius grid (thresholds 1/2 < p(r_1) < ...) as this look's bound, so no later
+        # look could certify a larger radius of the grid.
+        live = ~stops
+        best = clopper_pearson_lower(
+            n_a[live] + (n_max - n_k), np.full(int(live.sum()), n_max), level
+        )
+        grid = np.concatenate([[0.5], p_grid])
+        now = np.searchsorted(grid, p_lower[live], side="right")
+        stops[live] = now == np.searchsorted(grid, best, side="right")
+    return p_lower, stops
 
 
 def predict_decisions(
@@ -227,20 +245,25 @@ def predict_decisions(
 
 
 def certify_decisions(
-    n_a_at_looks: Any, looks: Sequence[int], alpha: float, p_target: float = math.inf
+    n_a_at_looks: Any, looks: Sequence[int], alpha: float, p_target: Any = math.inf
 ) -> tuple[np.ndarray, np.ndarray]:
     """The adaptive CERTIFY rule applied to counts of class A at every look (no model).
 
-    Input i stops at the first look k with ``pA_lower_k >= p_target`` (settled at the
-    target radius), or ``clopper_pearson_lower(nA_k + N - n_k, N, alpha / L) < 1/2``
-    (futility), or at look L; its bound is ``pA_lower_k = clopper_pearson_lower(nA_k,
-    n_k, alpha / L)`` of that look (certified iff ``>= 1/2``).
+    Input i stops at the first look k where its decision is settled, or at look L; its
+    bound is ``pA_lower_k = clopper_pearson_lower(nA_k, n_k, alpha / L)`` of that look
+    (certified iff ``>= 1/2``). Settled: with ``best_k = clopper_pearson_lower(nA_k +
+    N - n_k, N, alpha / L)`` the best bound any later look can reach, ``best_k < 1/2``
+    (futility: never certified), or ``pA_lower_k`` and ``best_k`` fall in the same bin
+    of the thresholds ``1/2 < p_target_1 < ...`` (no later look could reach a larger
+    radius of the grid; with one threshold this includes ``pA_lower_k >= p_target``).
 
     Args:
       n_a_at_looks: int ``(L, b)``, counts of A in the first ``n_k`` estimation draws.
       looks: the schedule ``(n_1 < ... < n_L)``.
       alpha: level in (0, 1); each look bounds at ``alpha / L``.
-      p_target: stop for success at this bound (default inf: never).
+      p_target: the bound(s) at which the certificate reaches each radius of a study's
+        grid (:func:`target_probability`; inf entries are dropped); default inf: only
+        futility stops early.
 
     Returns:
       ``(p_a_lower float64 (b,), stop_look int64 (b,))``.
@@ -257,7 +280,7 @@ def certify_decisions(
     stop = np.full(c.shape[1], -1, np.int64)
     for k in range(len(looks)):
         act = np.flatnonzero(stop < 0)
-        p_k, stops = _certify_look(c[k, act], k, looks, level, p_target)
+        p_k, stops = _certify_look(c[k, act], k, looks, level, _p_grid(p_target))
         p_lower[act] = p_k
         stop[act[stops]] = k
     return p_lower, stop
@@ -507,7 +530,8 @@ class AdaptiveCertifyResult(NamedTuple):
       stop_look: int64 ``(b,)`` index of the look each input stopped at.
       looks: the schedule.
       norm: the norm of the radius.
-      p_target: the bound at which an input stopped for success (inf: never).
+      p_target: float64 ``(t,)`` the bounds at which the certificate reaches each radius
+        of ``target_radius`` (empty: only futility stopped inputs early).
     """
 
     pred: np.ndarray
@@ -520,7 +544,7 @@ class AdaptiveCertifyResult(NamedTuple):
     stop_look: np.ndarray
     looks: tuple[int, ...]
     norm: str
-    p_target: float
+    p_target: np.ndarray
 
 
 def adaptive_certify(
@@ -538,7 +562,7 @@ def adaptive_certify(
     norm: str | None = None,
     looks: Sequence[int] | None = None,
     first: int = DEFAULT_FIRST_LOOK,
-    target_radius: float | None = None,
+    target_radius: float | Sequence[float] | None = None,
     chunk_size: int = 16,
     indices: Any = None,
     mode: str = "independent",
@@ -553,10 +577,11 @@ def adaptive_certify(
     1. ``A = argmax`` of ``n0`` selection draws (key ``fold_in(key, 0)``, as ``certify``);
     2. estimation draws (key ``fold_in(key, 1)``, the stream of ``certify``) in rounds
        at ``looks``; at look k ``pA_lower_k = clopper_pearson_lower(nA_k, n_k, alpha/L)``;
-    3. an input stops when ``pA_lower_k >= p_target`` (its radius reaches
-       ``target_radius``: settled for every radius a study reports up to it), for
-       futility when even all remaining draws for A could not lift the bound at N to
-       1/2 (abstain), or at look L (:func:`certify_decisions`);
+    3. an input stops when its decision on the radius grid is settled
+       (:func:`certify_decisions`: ``pA_lower_k`` and the best bound a later look could
+       reach fall between the same two radii of ``target_radius``; e.g. ``pA_lower_k``
+       reaches the largest radius), for futility when even all remaining draws for A
+       could not lift the bound at N to 1/2 (abstain), or at look L;
     4. ``pred = A`` and radius = the family's certificate at the stopping look's bound
        if it is >= 1/2, else abstain.
 
@@ -579,8 +604,9 @@ def adaptive_certify(
       sigma: noise std, a scalar > 0.
       looks: the schedule ``(n_1 < ... < n_L = n)`` (default :func:`look_schedule`).
       first: first look of the default schedule.
-      target_radius: radius > 0 at which an input is settled (e.g. the largest radius
-        of a study's grid), or None.
+      target_radius: the radii a study reports (a radius > 0 or a grid of them; 0 is
+        dropped): an input is settled once no later look could certify it at a larger
+        radius of the grid (or it reaches the largest); None: only futility stops.
 
     Returns:
       ``AdaptiveCertifyResult``; ``n0 * b + draws.sum()`` against ``(n0 + n) * b`` is
@@ -596,10 +622,11 @@ def adaptive_certify(
     level = _check_level(alpha, allow_one=False)
     x, idx, block = _setup(x, indices, sigma, chunk_size, input_block)
     dim = int(x.shape[-1])
-    p_target = (
-        math.inf
-        if target_radius is None
-        else target_probability(target_radius, float(sigma), dim, noise=noise, norm=norm)
+    radii = np.atleast_1d(np.asarray(() if target_radius is None else target_radius, float))
+    if radii.ndim != 1 or not np.all(np.isfinite(radii) & (radii >= 0)):
+        fail("target_radius", "None, a radius >= 0 or a 1-D grid of them", repr(target_radius))
+    p_target = np.asarray(
+        [target_probability(r, float(sigma), dim, noise=noise, norm=norm) for r in radii if r > 0]
     )
     looks = (
         look_schedule(n, first=first, chunk_size=chunk_size)
@@ -618,7 +645,7 @@ def adaptive_certify(
 
     def on_look(k: int, act: np.ndarray, counts: np.ndarray) -> np.ndarray:
         n_a = np.take_along_axis(counts, top[act, None], axis=-1)[:, 0]
-        p_lower[act], stops = _certify_look(n_a, k, looks, level, p_target)
+        p_lower[act], stops = _certify_look(n_a, k, looks, level, _p_grid(p_target))
         return stops
 
     k1 = jax.random.fold_in(key, 1)

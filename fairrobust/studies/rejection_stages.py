@@ -540,7 +540,7 @@ def certify_rs(
         "adaptive": config.certify_adaptive,
     }
     if config.certify_adaptive:
-        draws["target_radius"] = max(config.radii)
+        draws["target_radius"] = config.radii
     c_key = _rs_cache_key(base, ev, config, **draws)
     model = base.rs
     mesh = (runtime if runtime is not None else Runtime.create()).mesh
@@ -583,6 +583,10 @@ def per_sigma(
     ]
 
 
+#: The per-example CERTIFY outputs the study keeps (``draws``: estimation draws used).
+_CERTIFY_FIELDS = ("pred", "radius", "p_a_lower", "draws")
+
+
 def certify_batches(
     apply_fn: Any,
     variables: Any,
@@ -605,26 +609,28 @@ def certify_batches(
     def run(rows: np.ndarray) -> dict[str, np.ndarray]:
         x = np.asarray(x_all[rows], np.float32)
         idx = np.asarray(ev.index[rows], np.int32)
-        if config.certify_adaptive:
-            r = smoothing.adaptive_certify(
-                apply_fn, variables, x, key, n=config.certify_n, indices=idx,
-                target_radius=max(config.radii), **kw,
-            )  # fmt: skip
-            used = np.asarray(r.draws)
+        if config.certify_adaptive:  # one sigma at a time: settled on the radius grid
+            parts = [
+                smoothing.adaptive_certify(
+                    apply_fn,
+                    variables,
+                    x,
+                    key,
+                    n=config.certify_n,
+                    indices=idx,
+                    target_radius=config.radii,
+                    **{**kw, "sigma": s},
+                )
+                for s in config.sigmas
+            ]
+            out = {f: np.stack([getattr(p, f) for p in parts]) for f in _CERTIFY_FIELDS}
         else:
             r = smoothing.certify(
                 apply_fn, variables, x, key, n=config.certify_n, indices=idx, **kw
             )
-            used = np.full(r.pred.shape, config.certify_n)
-        return {
-            name: np.moveaxis(np.asarray(v), 0, -1)  # [S, b] -> [b, S]
-            for name, v in (
-                ("pred", r.pred),
-                ("radius", r.radius),
-                ("p_a_lower", r.p_a_lower),
-                ("draws", used),
-            )
-        }
+            out = {f: getattr(r, f) for f in _CERTIFY_FIELDS[:-1]}
+            out["draws"] = np.full(r.pred.shape, config.certify_n)
+        return {name: np.moveaxis(np.asarray(v), 0, -1) for name, v in out.items()}  # [S,b]->[b,S]
 
     return run
 
@@ -699,7 +705,7 @@ def certify_representations(
                  "norm": norm, "n0": config.certify_n0, "n": config.certify_n,
                  "alpha": config.certify_alpha, "adaptive": config.certify_adaptive,
                  "sampling": _sampling_record(config), "seed": config.seed, "eval": ev.index,
-                 **({"target_radius": max(config.radii)} if config.certify_adaptive else {})}
+                 **({"target_radius": config.radii} if config.certify_adaptive else {})}
             )  # fmt: skip
             run = certify_batches(
                 apply_fn, tm.variables, ev, config, inputs=inputs, sampler=sampler, **options
