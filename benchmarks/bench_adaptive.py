@@ -1,8 +1,8 @@
 """python benchmarks/bench_adaptive.py [--clips 64] [--n 2000] [--epochs 2] [--once] [--out DIR]
 
 Adaptive CERTIFY (``smoothing.adaptive_certify``: estimation draws in rounds at the
-default look schedule, alpha / L per look, an input stops once its radius reaches the
-largest radius of the grid or once it cannot be certified) against fixed-N CERTIFY
+default look schedule, alpha / L per look, an input stops once no later look could
+certify it at a larger radius of the grid ``RADII``, or once it cannot be certified) against fixed-N CERTIFY
 (``smoothing.certify``, the baseline) in the same process, at the same alpha, sigma,
 n0 and N, on the first ``--clips`` test clips of the bundled data
 (``fairrobust.data.load_bundled()``) with an M5 (width 32) trained for 2 epochs
@@ -60,7 +60,7 @@ def main() -> None:
     runs = {
         "fixed-N certify": lambda: smoothing.certify(apply_fn, variables, x, key, **kw),
         f"adaptive (target r={RADII[-1]:g})": lambda: smoothing.adaptive_certify(
-            apply_fn, variables, x, key, target_radius=RADII[-1], **kw
+            apply_fn, variables, x, key, target_radius=RADII, **kw
         ),
     }
     if args.futility:

@@ -52,18 +52,27 @@ def rejection_settings(data: RunData, short: bool = False) -> str:
 
 
 def certify_settings(data: RunData) -> str:
-    """The settings line of CERTIFY (sigma, n0, n, alpha, radii, seed)."""
+    """The settings line of CERTIFY (noise, sigmas, n0, n, alpha, radii, seed; with adaptive
+    sampling the estimation draws it used, from the summary)."""
     c = rejection_config(data)
-    return settings_line(
-        {
-            "sigma": c.get("sigma"),
-            "n0": c.get("certify_n0"),
-            "n": c.get("certify_n"),
-            "alpha": c.get("certify_alpha"),
-            "radii": c.get("radii"),
-            "seed": c.get("seed"),
-        }
-    )
+    summary = ((data.rej or {}).get("summary") or {}).get("certify") or {}
+    items: dict[str, Any] = {
+        "noise": c.get("noise"),
+        "sigma": c.get("certify_sigmas") or c.get("sigma"),
+        "n0": c.get("certify_n0"),
+        "n": c.get("certify_n"),
+        "alpha": c.get("certify_alpha"),
+        "radii": c.get("radii"),
+        "seed": c.get("seed"),
+    }
+    certs = summary.get("certifications") or []
+    if summary.get("adaptive") and certs and c.get("certify_n"):
+        used = sum(x.get("mean_draws") or 0.0 for x in certs) / len(certs)
+        items["adaptive"] = (
+            f"{used:.0f} estimation draws per clip on average, "
+            f"{1 - used / c['certify_n']:.0%} saved (union bound over the looks)"
+        )
+    return settings_line(items)
 
 
 def rejection_section(data: RunData, img: ImageLinks, figures: Mapping[str, Path]) -> list[str]:
