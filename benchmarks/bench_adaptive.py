@@ -2,9 +2,9 @@
 
 Adaptive CERTIFY (``smoothing.adaptive_certify``: estimation draws in rounds at the
 default look schedule, alpha / L per look, an input stops once no later look could
-certify it at a larger radius of the grid ``RADII``, or once it cannot be certified) against fixed-N CERTIFY
-(``smoothing.certify``, the baseline) in the same process, at the same alpha, sigma,
-n0 and N, on the first ``--clips`` test clips of the bundled data
+certify it at a larger radius of the grid ``RADII``, or once it cannot be certified)
+against fixed-N CERTIFY (``smoothing.certify``, the baseline) in the same process, at
+the same alpha, sigma, n0 and N, on the first ``--clips`` test clips of the bundled data
 (``fairrobust.data.load_bundled()``) with an M5 (width 32) trained for 2 epochs
 here. Reported: total draws (selection + estimation), wall time (first call with
 compilation, then one steady call after ``block_until_ready``), and decision
