@@ -365,7 +365,7 @@ def test_config_from_args():
     assert cfg.intersections == (("gender", "age"),)
     assert cfg.seed == 3 and cfg.max_examples == 40
     a2 = build_parser().parse_args(["certify", "--checkpoint", "c", "--out", "o.csv"])
-    assert (a2.sigma, a2.n0, a2.n, a2.alpha, a2.split) == (0.1, 100, 10000, 0.001, "test")
+    assert (a2.sigma, a2.n0, a2.n, a2.alpha, a2.split) == ((0.1,), 100, 10000, 0.001, "test")
 
 
 def _read_csv(path):
