@@ -45,7 +45,11 @@ def linear3():
 
 @pytest.mark.parametrize(
     "mode,start",  # start a multiple of chunk_size and not
-    [("independent", 32), ("independent", 24), ("shared_bank", 24)],
+    [
+        ("independent", 32),
+        pytest.param("independent", 24, marks=pytest.mark.slow),  # CI time: 7 s
+        ("shared_bank", 24),
+    ],
 )
 def test_draw_range_counts_add_up(linear3, mode, start):
     variables, x = linear3
@@ -147,7 +151,10 @@ def test_predict_rule_stops_early_when_settled():
     assert tie_pred[0] == -1 and tie_stop[0] == 1
 
 
-@pytest.mark.parametrize("p_a,p_target", [(0.5, math.inf), (0.6, 0.55), (0.9, 0.75)])
+@pytest.mark.parametrize(
+    "p_a,p_target",
+    [(0.5, math.inf), pytest.param(0.6, 0.55, marks=pytest.mark.slow), (0.9, 0.75)],
+)
 def test_certify_rule_covers_pa(p_a, p_target):
     alpha, looks = 0.05, S.look_schedule(2000, first=100, chunk_size=100)
     rng = np.random.default_rng(2)
@@ -196,7 +203,14 @@ def _certify_rule_oracle(n_a, looks, alpha, p_target):
     return np.array(out_p), np.array(out_k)
 
 
-@pytest.mark.parametrize("p_target", [math.inf, 0.7, (0.6, 0.7, 0.9)])
+@pytest.mark.parametrize(
+    "p_target",
+    [
+        pytest.param(math.inf, marks=pytest.mark.slow),
+        pytest.param(0.7, marks=pytest.mark.slow),
+        (0.6, 0.7, 0.9),  # the grid rule, which covers the one-threshold and futility cases
+    ],
+)
 def test_certify_rule_equals_its_definition(p_target):
     looks = (20, 40, 80, 100)
     rng = np.random.default_rng(4)

@@ -30,6 +30,7 @@ def bundled_subset():
     return ds.select(np.sort(keep))
 
 
+@pytest.mark.slow  # 24 s of CI time; the rejection study below keeps the real-data path
 def test_robustness_study_on_bundled_data(bundled_subset, tmp_path):
     cfg = study_config.preset("robustness", "tiny")
     res = rb.run_study(bundled_subset, cfg, tmp_path, progress=False, make_figures=False)

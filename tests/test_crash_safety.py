@@ -46,7 +46,10 @@ def _truncate_one_member(out):
     return members[:1]
 
 
-@pytest.mark.parametrize("study", ["robustness", "rejection"])
+@pytest.mark.parametrize(
+    "study",
+    ["robustness", pytest.param("rejection", marks=pytest.mark.slow)],  # CI time: 30 s
+)
 def test_killed_study_resumes_to_identical_results(study, tmp_path, tmp_path_factory):
     """One seeded kill mid-run (plus a truncated member file), rerun, byte-identical results."""
     ref = reference_run(tmp_path_factory, study)

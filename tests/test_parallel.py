@@ -170,6 +170,7 @@ def _run_on_host_devices(script: str, devices: int, timeout: int) -> subprocess.
     )
 
 
+@pytest.mark.slow  # 34 s; 1 vs 2 devices: test_runtime (slow), processes: test_distributed
 def test_four_host_devices_match_one_device():
     out = _run_on_host_devices(SCRIPT, 4, 600)
     assert "PARALLEL-OK" in out.stdout, out.stderr[-4000:]

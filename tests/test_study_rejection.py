@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 
 import jax
 import numpy as np
@@ -607,14 +608,15 @@ def test_quick_study_on_bundled_data_tiny(tmp_path):
     assert {r["attribute"] for r in res.tables["fpr_parity"]} == set(ds.attributes)
 
 
-def test_certify_sweep_representations_and_certified_parity(tmp_path):
+def test_certify_sweep_representations_and_certified_parity(tiny_run, tmp_path):
     """A run with a sigma sweep, the Laplace certificate and a log-Mel classifier smoothed
     in its representation and in the waveform: one certification per (model, space,
     sigma) in the tables, the per-example file and the report; Certified Parity per
     certification; an uncertified family is refused before anything is trained."""
-    ds = _synthetic_dataset()
+    ds, _, tiny_out, _ = tiny_run
+    shutil.copytree(tiny_out / "models", tmp_path / "run" / "models")  # same base models
     cfg = study_config.preset("rejection", "quick").replace(
-        **{**TINY, "bootstrap_resamples": 10, "certify_n": 200}, noise="laplace",
+        **{**TINY, "certify_n": 200}, noise="laplace",
         certify_sigmas=(0.05, 0.2),
         representations=("mel",), representation_smoothing="both", sampling_mode="shared_bank",
         certify_adaptive=True,
