@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,10 @@ def test_python_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
     assert blocks, "README has no python example"
     monkeypatch.chdir(tmp_path)
+    # A real module, so that classes defined in the examples (a Flax module is a
+    # dataclass) can resolve their module as a user's script would.
+    module = types.ModuleType("readme")
+    monkeypatch.setitem(sys.modules, "readme", module)
     for code in blocks:
-        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(code, "README.md", "exec"), module.__dict__)
     assert (tmp_path / "runs" / "readme").is_dir()
