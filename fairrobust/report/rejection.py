@@ -363,6 +363,18 @@ def _certified_block(data: RunData, attrs: list[str], img: ImageLinks) -> list[s
     return out
 
 
+def _radius_units(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What the radii of certification rows measure: each (norm, space) present."""
+    pairs = dict.fromkeys((r.get("norm", "l2"), r.get("space", "waveform")) for r in rows)
+    return "; ".join(
+        f"{norm.upper()} distances in "
+        + ("waveform units (samples in [-1, 1])" if space == "waveform"
+           else f"the standardised {space} representation's units")
+        + ("" if len(pairs) == 1 else f" ({space} rows)")
+        for norm, space in pairs
+    )  # fmt: skip
+
+
 def certified_parity_block(data: RunData) -> list[str]:
     """Markdown lines: Certified Parity per attribute, its groups' CAUC and median radius.
 
@@ -382,8 +394,8 @@ def certified_parity_block(data: RunData) -> list[str]:
         "",
         f"CAUC: the area under a group's certified-accuracy curve over radii [{fmt(r_lo)}, "
         f"{fmt(r_hi)}] divided by the range length (1 = every clip certified correct at every "
-        "radius of the range); radii are L2 distances in waveform units (samples in [-1, 1]) "
-        "for the Gaussian smoothing model. Median radius: abstentions and misclassifications "
+        f"radius of the range); radii are {_radius_units(rows)}. "
+        "Median radius: abstentions and misclassifications "
         "count as 0. Certified Parity = max - min of CAUC over the groups that count, with the "
         "simultaneous-pairwise interval used for FPR Parity.",
         "",
