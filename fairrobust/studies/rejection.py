@@ -285,6 +285,7 @@ def analyse(
         "certified_accuracy": [],
         "certified_parity": [],
     }
+    rng = certified_range(config.certified_range, config.radii)
     for i, c in enumerate(cert):
         key = jax.random.fold_in(base_key, 5)
         rows = certified_accuracy_table(
@@ -292,7 +293,6 @@ def analyse(
             key=key if i == 0 else jax.random.fold_in(key, i), **boot,
         )  # fmt: skip
         tables["certified_accuracy"] += [{**certification_columns(c), **r} for r in rows]
-        rng = certified_range(config.certified_range, config.radii)
         if rng is not None:
             tables["certified_parity"] += [
                 {**certification_columns(c), **r}

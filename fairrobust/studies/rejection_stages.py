@@ -453,7 +453,7 @@ def sample_rs(
     stream per dataset index); the counts at each N are prefixes of it. Resumable
     batches of ``sample_batch_size`` examples, cached in ``counts-<key>.npz``.
     """
-    rs_key = _rs_cache_key(base, ev, config, num_samples=config.num_samples)
+    rs_key = _rs_cache_key(base.rs_key, ev, config, num_samples=config.num_samples)
     key = jax.random.fold_in(jax.random.key(config.seed), 1)
     model = base.rs
     options = sampling_options(config, model)
@@ -488,12 +488,12 @@ def sample_rs(
     return SmoothingSamples(counts, np.asarray(top), np.asarray(pvalues), base_pred, reused)
 
 
-def _rs_cache_key(base: BaseModels, ev: EvalSet, config: RejectionConfig, **draws: Any) -> str:
-    """Hash of what smoothing draws depend on: the RS model, noise, sigma, seed, clips,
-    and ``draws`` (the sample sizes / CERTIFY settings)."""
+def _rs_cache_key(model_key: str, ev: EvalSet, config: RejectionConfig, **draws: Any) -> str:
+    """Hash of what smoothing draws depend on: the smoothed model, noise, sigma, seed,
+    clips, and ``draws`` (the sample sizes / CERTIFY settings)."""
     return _io.stable_hash(
         {
-            "model": base.rs_key,
+            "model": model_key,
             "noise": config.noise,
             "sigma": config.sigma,
             **draws,
@@ -506,6 +506,21 @@ def _rs_cache_key(base: BaseModels, ev: EvalSet, config: RejectionConfig, **draw
             "eval": ev.index,
         }
     )
+
+
+def _certify_draws(config: RejectionConfig, norm: str) -> dict[str, Any]:
+    """The CERTIFY settings every certification cache key holds."""
+    draws = {
+        "n0": config.certify_n0,
+        "n": config.certify_n,
+        "alpha": config.certify_alpha,
+        "sigmas": config.sigmas,
+        "norm": norm,
+        "adaptive": config.certify_adaptive,
+    }
+    if config.certify_adaptive:
+        draws["target_radius"] = config.radii
+    return draws
 
 
 def certify_rs(
@@ -531,17 +546,7 @@ def certify_rs(
       One :class:`Certification` per sigma, in the order of ``config.sigmas``.
     """
     norm = smoothing.noise_certificate(config.noise, config.certify_norm or None).norm
-    draws = {
-        "n0": config.certify_n0,
-        "n": config.certify_n,
-        "alpha": config.certify_alpha,
-        "sigmas": config.sigmas,
-        "norm": norm,
-        "adaptive": config.certify_adaptive,
-    }
-    if config.certify_adaptive:
-        draws["target_radius"] = config.radii
-    c_key = _rs_cache_key(base, ev, config, **draws)
+    c_key = _rs_cache_key(base.rs_key, ev, config, **_certify_draws(config, norm))
     model = base.rs
     mesh = (runtime if runtime is not None else Runtime.create()).mesh
     run_certify = certify_batches(
@@ -700,13 +705,7 @@ def certify_representations(
                     ]
                 )
                 apply_fn, smoothed = models.representation_logits_fn(eval_model), space
-            c_key = _io.stable_hash(
-                {"model": key, "space": smoothed, "noise": config.noise, "sigmas": config.sigmas,
-                 "norm": norm, "n0": config.certify_n0, "n": config.certify_n,
-                 "alpha": config.certify_alpha, "adaptive": config.certify_adaptive,
-                 "sampling": _sampling_record(config), "seed": config.seed, "eval": ev.index,
-                 **({"target_radius": config.radii} if config.certify_adaptive else {})}
-            )  # fmt: skip
+            c_key = _rs_cache_key(key, ev, config, space=smoothed, **_certify_draws(config, norm))
             run = certify_batches(
                 apply_fn, tm.variables, ev, config, inputs=inputs, sampler=sampler, **options
             )
