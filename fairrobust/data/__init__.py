@@ -33,6 +33,7 @@ __all__ = [
     "BUNDLED_SHA256",
     "CV_CLASSES",
     "DATASETS",
+    "DATASET_OPTIONS",
     "FSDD_CLASSES",
     "SPLITS",
     "UNKNOWN",
@@ -58,6 +59,8 @@ __all__ = [
 
 #: Dataset names accepted by :func:`load_dataset`.
 DATASETS = ("bundled", "fsdd", "wuw", "audiomnist", "common-voice", "folder")
+#: Options that only one dataset takes -> that dataset.
+DATASET_OPTIONS = {"locale": "common-voice", "words": "common-voice"}
 _LOADERS = {
     "fsdd": load_fsdd,
     "wuw": load_wuw,
@@ -77,17 +80,27 @@ def load_dataset(
       data_dir: the dataset's root folder (for ``"folder"``: the CSV or its
         folder); must be ``None`` for ``"bundled"``.
       **options: loader keyword arguments (``sample_rate``, ``duration``,
-        ``cache``, ``on_error`` and the loader's own).
+        ``cache``, ``on_error`` and the loader's own, such as common-voice's
+        ``locale`` and ``words``). An option of :data:`DATASET_OPTIONS` set to
+        ``None`` is dropped for the other datasets, so a caller may always pass it.
 
     Returns:
       The :class:`AudioDataset`.
 
     Raises:
-      ValueError: unknown name (valid names listed), or a missing / extra ``data_dir``.
+      ValueError: unknown name (valid names listed), a missing / extra ``data_dir``,
+        or an option of another dataset (``"option 'locale' applies only to common-voice"``).
     """
     key = name.lower().replace("_", "-") if isinstance(name, str) else name
     if key not in DATASETS:
         raise ValueError(f"name: expected one of {DATASETS}, got {name!r}")
+    for option, owner in DATASET_OPTIONS.items():
+        if option in options and owner != key:
+            if options[option] is not None:
+                raise ValueError(
+                    f"option {option!r} applies only to {owner}, not to dataset {key!r}"
+                )
+            del options[option]
     if key == "bundled":
         if data_dir is not None:
             raise ValueError(
