@@ -721,3 +721,31 @@ def test_run_study_end_to_end_with_preprocess_and_figures(tmp_path):
     assert [r["auc_acc"] for r in again.tables["models"]] == [
         r["auc_acc"] for r in res.tables["models"]
     ]
+
+
+def test_normalized_auc_acc_and_defense_parity():
+    """``*_normalized`` = the raw integral / (eps_max - eps_min): mean accuracy over the budgets,
+    with intervals scaled by the same constant (hand values: trapezoid over 2 points)."""
+    members, correct, eps, attrs = _hand_case()
+    groups = all_groups(attrs, ["gender"], min_size=2)
+    cfg = study_config.RobustnessConfig(bootstrap_resamples=20, min_group_size=2)
+    t = rt.aggregate(members, correct, eps, groups, num_classes=10, config=cfg)["tables"]
+    gm = {(r["member_id"], r["group"]): r for r in t["group_metrics"]}
+    # m0, f: accuracy 0.75 at eps 0.1 and 0.25 at 0.3 -> mean over the range 0.5
+    assert gm[("m0", "f")]["auc_acc_normalized"] == pytest.approx(0.5)
+    assert gm[("m0", "m")]["auc_acc_normalized"] == pytest.approx(0.125)
+    for r in t["group_metrics"]:
+        assert 0.0 <= r["auc_acc_normalized"] <= 1.0
+        for k in ("", "_ci_low", "_ci_high"):
+            assert r[f"auc_acc_normalized{k}"] == pytest.approx(r[f"auc_acc{k}"] / 0.2)
+    dp = {r["member_id"]: r for r in t["defense_parity"]}
+    assert dp["m0"]["defense_parity_normalized"] == pytest.approx(0.5 - 0.125)
+    for r in t["defense_parity"]:
+        for k in ("", "_ci_low", "_ci_high"):
+            assert r[f"defense_parity_normalized{k}"] == pytest.approx(
+                r[f"defense_parity{k}"] / 0.2
+            )
+    assert t["comparisons"]
+    for r in t["comparisons"]:
+        for k in ("value", "difference", "ci_low", "ci_high"):
+            assert r[f"{k}_normalized"] == pytest.approx(r[k] / 0.2)

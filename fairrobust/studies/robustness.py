@@ -555,12 +555,15 @@ def run_study(
       * ``groups``: attribute, group, n_test, n_speakers, valid (>= min_group_size
         clips and >= min_speakers speakers), note (why a group does not count).
       * ``group_metrics``: member coordinates, excluded, attribute, group, n,
-        valid, clean_accuracy, auc_acc [, auc_acc_ci_low, auc_acc_ci_high].
+        valid, clean_accuracy, auc_acc, auc_acc_normalized (divided by the epsilon
+        range: mean accuracy over the budgets) [, auc_acc_ci_low / _high and
+        auc_acc_normalized_ci_low / _high].
       * ``group_curves``: member_id, attribute, group, n, valid, epsilon (0 = clean),
         accuracy [, ci_low, ci_high: bootstrap interval of the group accuracy].
       * ``defense_parity``: member coordinates, excluded, attribute,
-        defense_parity, clean_accuracy_gap, n_valid_groups, best_group,
-        worst_group, ignored_groups, note [, defense_parity_ci_low / _high].
+        defense_parity, defense_parity_normalized, clean_accuracy_gap, n_valid_groups,
+        best_group, worst_group, ignored_groups, note [, defense_parity_ci_low / _high,
+        defense_parity_normalized_ci_low / _high].
       * ``correlations``: outcome (``defense_parity`` | ``group_auc_acc``),
         attribute, group, intervention, kind (``binary`` | ``level``), r, p,
         n_models, note (why r is undefined); non-excluded models only.
@@ -571,8 +574,8 @@ def run_study(
       * ``comparisons``: paired differences with the clean baseline on the same
         clips and resamples (``robustness_tables.comparisons``): family,
         statistic, attribute, group, member_id, reference_id, value,
-        reference_value, difference, ci_low, ci_high, p_value, p_holm,
-        n_comparisons, significant.
+        reference_value, difference, ci_low, ci_high (each also ``*_normalized``:
+        divided by the epsilon range), p_value, p_holm, n_comparisons, significant.
       * ``summary.json``: dataset, fingerprint, config and hash, library version,
         epsilons, n_test, excluded members, groups, preprocess descriptions, files.
 

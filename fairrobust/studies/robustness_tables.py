@@ -15,6 +15,13 @@ with bootstrap intervals (``AucAccStat`` / ``GroupRateStat``); accuracy-vs-epsil
 curves; and the Pearson correlations of the interventions
 (:func:`intervention_codes`) with Defense Parity and each group's AUC_acc
 (:func:`correlation_rows`, paper Figures 2-5).
+
+AUC_acc is written twice: ``auc_acc`` is the raw integral of Eq. 1 over the
+attack budgets ``[eps_min, eps_max]`` (its size depends on that range: over
+[0.001, 0.1] it is at most 0.099), and ``auc_acc_normalized`` is the same divided
+by ``eps_max - eps_min``, the mean accuracy over the budget range, in [0, 1], so
+runs with different budget grids can be compared. Its interval bounds and
+Defense Parity (``defense_parity_normalized``) are scaled by the same constant.
 """
 
 from __future__ import annotations
@@ -389,6 +396,7 @@ def _no_group_rows(attr: str, coords: Sequence[Mapping[str, Any]], excluded: np.
             "excluded": bool(excluded[i]),
             "attribute": attr,
             "defense_parity": float("nan"),
+            "defense_parity_normalized": float("nan"),
             "clean_accuracy_gap": float("nan"),
             "n_valid_groups": 0,
             "best_group": "",
@@ -444,6 +452,14 @@ def _parity_row(
     return row
 
 
+def _normalized(row: dict[str, Any], width: float) -> dict[str, Any]:
+    """``row`` with ``defense_parity_normalized`` (and its interval): Defense Parity / ``width``."""
+    for key in ("defense_parity", "defense_parity_ci_low", "defense_parity_ci_high"):
+        if key in row:
+            row[key.replace("defense_parity", "defense_parity_normalized")] = row[key] / width
+    return row
+
+
 def _attribute_tables(
     attr: str,
     grp: Any,
@@ -457,10 +473,14 @@ def _attribute_tables(
 ) -> dict[str, list[dict[str, Any]]]:
     """``group_metrics``, ``group_curves`` and ``defense_parity`` rows of one attribute.
 
-    ``auc`` ``[m, g]``, ``dp`` ``[m]`` and ``curves`` ``[m, 1 + e, g]`` hold every model.
+    ``auc`` ``[m, g]``, ``dp`` ``[m]`` and ``curves`` ``[m, 1 + e, g]`` hold every model;
+    ``eps`` ``[e]`` are the attack budgets. Besides the raw AUC_acc and Defense Parity,
+    rows carry ``auc_acc_normalized`` / ``defense_parity_normalized`` (with scaled
+    intervals): the raw numbers divided by ``eps[-1] - eps[0]``.
     """
     sizes, valid = np.asarray(grp.sizes), np.asarray(grp.valid)
     grid = sweep_epsilons(eps)
+    width = float(eps[-1] - eps[0])  # the range AUC_acc integrates over (> 0: >= 2 budgets)
     clean = clean_part(curves)  # [m, g]
     metric_rows, curve_rows, dp_rows = [], [], []
     for i, c in enumerate(coords):
@@ -473,12 +493,15 @@ def _attribute_tables(
                 "valid": bool(valid[g]),
                 "clean_accuracy": float(clean[i, g]),
                 "auc_acc": float(auc[i, g]),
+                "auc_acc_normalized": float(auc[i, g]) / width,
             }
             if ci is not None:
                 row["clean_accuracy_ci_low"] = float(ci["acc_low"][i, g])
                 row["clean_accuracy_ci_high"] = float(ci["acc_high"][i, g])
                 row["auc_acc_ci_low"] = float(ci["auc_low"][i, g])
                 row["auc_acc_ci_high"] = float(ci["auc_high"][i, g])
+                row["auc_acc_normalized_ci_low"] = float(ci["auc_low"][i, g]) / width
+                row["auc_acc_normalized_ci_high"] = float(ci["auc_high"][i, g]) / width
             metric_rows.append(row)
             for j, epsilon in enumerate(grid):
                 curve_row = {
@@ -494,7 +517,7 @@ def _attribute_tables(
                     curve_row["ci_low"] = float(ci["curve_low"][i, j, g])
                     curve_row["ci_high"] = float(ci["curve_high"][i, j, g])
                 curve_rows.append(curve_row)
-        dp_rows.append(_parity_row(base, grp, auc[i], clean[i], dp[i], ci, i))
+        dp_rows.append(_normalized(_parity_row(base, grp, auc[i], clean[i], dp[i], ci, i), width))
     return {"group_metrics": metric_rows, "group_curves": curve_rows, "defense_parity": dp_rows}
 
 
@@ -503,6 +526,8 @@ def comparisons(
     cis: Mapping[str, Mapping[str, np.ndarray]],
     groups: Mapping[str, Any],
     level: float,
+    *,
+    width: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Paired comparisons with the clean baseline, per attribute, Holm-corrected per family.
 
@@ -520,6 +545,10 @@ def comparisons(
         ``auc_samples [R, m, g]``, ``dp_est [m]``, ``dp_samples [R, m]``).
       groups: attribute -> ``fairrobust.groups.Groups``.
       level: interval level (Holm at ``1 - level``).
+      width: ``eps_max - eps_min`` of the attack budgets; each row also gets
+        ``value``, ``reference_value``, ``difference``, ``ci_low`` and ``ci_high``
+        divided by it (``*_normalized``: the difference of normalised AUC_acc or
+        Defense Parity; p-values do not change).
     """
     base, best = select_baseline(models), select_most_robust(models)
     if base is None:
@@ -572,6 +601,9 @@ def comparisons(
                     auc_s[:, b, gv],
                     level=level,
                 )
+    for row in rows:
+        for k in ("value", "reference_value", "difference", "ci_low", "ci_high"):
+            row[f"{k}_normalized"] = None if row[k] is None else row[k] / width
     return apply_holm(rows, 1.0 - level)
 
 
@@ -678,7 +710,9 @@ def aggregate(
             if valid[g]
         ]
     tables["correlations"] = correlation_rows(intervention_codes(members), outcomes, ~excluded)
-    tables["comparisons"] = comparisons(tables["models"], cis, groups, config.ci_level)
+    tables["comparisons"] = comparisons(
+        tables["models"], cis, groups, config.ci_level, width=float(eps[-1] - eps[0])
+    )
     return {
         "tables": tables,
         "matrices": matrices,
