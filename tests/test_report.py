@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from report_checks import check_short_report
 
 from fairrobust import report
 from fairrobust.report.html import markdown_to_html
@@ -15,7 +17,22 @@ from fairrobust.studies import intervals, results, summary
 
 def test_fmt_and_fmt_ci():
     assert intervals.fmt(None) == "n/a" and intervals.fmt(float("nan")) == "n/a"
-    assert intervals.fmt(0.0) == "0" and intervals.fmt(0.123456) == "0.1235"
+    assert intervals.fmt(0.0) == "0" and intervals.fmt(0.123456) == "0.123"
+    # 3 significant digits, plain decimals in [1e-4, 1e6), else a written-out power of ten
+    cases = {0.0002208: "0.000221", 3.314e-05: "3.31×10⁻⁵", 1234.5: "1230", 0.5: "0.5",
+             1.0: "1", -0.0045: "-0.0045", 999.6: "1000", 2.5e7: "2.5×10⁷", 95.0: "95"}  # fmt: skip
+    for v, text in cases.items():
+        assert intervals.fmt(v) == text, v
+    # oracle: the printed number reads back as Python's own 3-significant-digit rounding
+    rng = np.random.default_rng(0)
+    for v in rng.lognormal(0.0, 6.0, 300) * rng.choice([-1.0, 1.0], 300):
+        text = intervals.fmt(v)
+        mantissa = text.split("×")[0].lstrip("-").replace(".", "").strip("0")
+        assert "e" not in text and len(mantissa) <= 3, text
+        back = text.replace("×10", "e").translate(str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789"))
+        assert float(back) == pytest.approx(float(f"{v:.2e}"), rel=1e-12), (v, text)
+    assert intervals.fmt_p(3e-14) == "< 0.001" and intervals.fmt_p(0.0638) == "0.0638"
+    assert intervals.fmt_p(None) == "n/a" and intervals.p_words(0.5) == "= 0.5"
     assert intervals.fmt_ci(0.5, 0.4, 0.6) == "0.5 [0.4, 0.6]"
     assert intervals.fmt_ci(0.5, None, 0.6) == "0.5 (no CI)"
     assert intervals.fmt_ci(None, 0.1, 0.2) == "n/a"
@@ -117,7 +134,7 @@ def _rob(gm_robust, dp_base, dp_robust, sig_groups=(), dp_sig=False):
             "config": {
                 "min_group_size": 10,
                 "ci_level": 0.95,
-                "attack_eps": [0.01, 0.1],
+                "attack_eps": [0.1, 0.6],  # width 0.5: normalised AUC_acc = 2 x raw
                 "attack_steps": 10,
                 "attack_rel_step": 0.2,
                 "seed": 0,
@@ -283,28 +300,41 @@ def test_rs_vs_nr_uses_significant_paired_differences(tmp_path):
         ("fpr_parity_largest_vs_smallest_n", "gender"),
     }
     fs = summary.findings(_data(tmp_path, rej=_rej(_ALL, sig)))
-    text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
-    assert text.startswith("FPR Parity of RS at N = 1000 vs NR (paired differences on the same")
-    assert "Holm over 2 comparisons" in text
-    assert "gender: RS 0.01 [0, 0.02] is lower than NR 0.1 [0.05, 0.15]" in text
-    assert "Holm p = 0.002" in text
-    trend = next(f["text"] for f in fs if f["topic"] == "FPR Parity vs N")
-    assert "gender fell: 0.2 [0.15, 0.25] -> 0.01 [0, 0.02]" in trend
-    assert "dialect did not change significantly" in trend
+    text = next(f["text"] for f in fs if f["topic"] == "RS vs NR: gender")
+    assert text.startswith("FPR Parity of RS at N = 1000 vs NR: RS 0.01 [0, 0.02] is lower than")
+    assert "NR 0.1 [0.05, 0.15] (difference -0.09 [-0.091, -0.089], Holm p = 0.002" in text
+    assert "paired, Holm over 2 comparisons, all attributes and N" in text
+    assert next(f for f in fs if f["topic"] == "RS vs NR: gender")["attribute"] == "gender"
+    trend = next(f["text"] for f in fs if f["topic"] == "FPR Parity vs N: gender")
+    assert "the FPR Parity of RS fell: 0.2 [0.15, 0.25] -> 0.01 [0, 0.02]" in trend
+    trend = next(f["text"] for f in fs if f["topic"] == "FPR Parity vs N: dialect")
+    assert "did not change significantly" in trend
+    (key,) = [k for k in summary.key_results(_data(tmp_path, rej=_rej(_ALL, sig)))]
+    assert key["text"].startswith("FPR Parity of RS (N = 1000) is lower than NR's for")
 
 
 def test_rs_vs_nr_disjoint_marginal_intervals_are_not_a_test(tmp_path):
     # dialect: RS 0.02 [0, 0.03] and NR 0.2 [0.1, 0.3] are disjoint, but the paired
     # difference is not significant after Holm: no difference is claimed.
     fs = summary.findings(_data(tmp_path, rej=_rej(_ALL, {("fpr_parity_rs_vs_nr", "gender")})))
-    text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
+    text = next(f["text"] for f in fs if f["topic"] == "RS vs NR: dialect")
     assert (
-        "dialect: RS 0.02 [0, 0.03] is not distinguishable (after Holm's correction) from NR "
+        "RS 0.02 [0, 0.03] is not distinguishable (after Holm's correction) from NR "
         "0.2 [0.1, 0.3]" in text
     )
-    assert "gender: RS 0.01 [0, 0.02] is lower than NR" in text
-    numbers = next(f["numbers"] for f in fs if f["topic"] == "RS vs NR")
-    assert numbers["per_attribute"]["dialect"]["verdict"] == "not distinguishable"
+    assert "RS 0.01 [0, 0.02] is lower than NR" in next(
+        f["text"] for f in fs if f["topic"] == "RS vs NR: gender"
+    )
+    numbers = next(f["numbers"] for f in fs if f["topic"] == "RS vs NR: dialect")
+    assert numbers["verdict"] == "not distinguishable"
+    # the key result names the significant attribute and says dialect cannot be told apart
+    (key,) = summary.key_results(
+        _data(tmp_path, rej=_rej(_ALL, {("fpr_parity_rs_vs_nr", "gender")}))
+    )
+    assert (
+        "lower than NR's for gender" in key["text"]
+        and "for dialect they cannot be told apart" in key["text"]
+    )
 
 
 def test_rs_vs_nr_without_comparisons_claims_nothing(tmp_path):
@@ -312,9 +342,10 @@ def test_rs_vs_nr_without_comparisons_claims_nothing(tmp_path):
                            "NR": (0.1, None, None)}})  # fmt: skip
     rej["comparisons"] = []  # no bootstrap: no paired differences
     fs = summary.findings(_data(tmp_path, rej=rej))
-    text = next(f["text"] for f in fs if f["topic"] == "RS vs NR")
+    text = next(f["text"] for f in fs if f["topic"] == "RS vs NR: gender")
     assert "not tested: no paired comparison" in text
     assert "lower than" not in text and "not distinguishable" not in text
+    assert summary.key_results(_data(tmp_path, rej=rej)) == []  # nothing tested: no claim
 
 
 def test_adversarial_training_findings(tmp_path):
@@ -325,17 +356,23 @@ def test_adversarial_training_findings(tmp_path):
         sig_groups=("f", "m"),
     )
     fs = summary.findings(_data(tmp_path, rob=rob))
+    # AUC_acc and Defense Parity normalised by the budget range [0.1, 0.6]: 2 x raw
     text = next(f["text"] for f in fs if f["topic"] == "robustness: gender")
     assert "significantly raised AUC_acc for f and m" in text
     assert "Holm over 2 group comparisons" in text
-    assert "f: 0.01 [0.005, 0.015] -> 0.05 [0.04, 0.06]" in text
-    assert "Defense Parity for gender went from 0.002 [0, 0.01] to 0.01 [0, 0.03]" in text
-    assert "not significant" in text
+    assert "f: 0.02 [0.01, 0.03] -> 0.1 [0.08, 0.12] (difference 0.08 [0.078, 0.082]" in text
+    dp = next(f["text"] for f in fs if f["topic"] == "defense parity change: gender")
+    assert "Defense Parity for gender went from 0.004 [0, 0.02] (`base`) to 0.02 [0, 0.06]" in dp
+    assert "not significant" in dp
     worst = next(f["text"] for f in fs if f["topic"] == "worst-served: gender")
-    assert "is f (AUC_acc 0.05 [0.04, 0.06])" in worst
+    assert "is f (AUC_acc 0.1 [0.08, 0.12]; 40 clips)" in worst
     assert "includes 0, so the data do not show unequal protection" in worst
-    small = next(f["text"] for f in fs if f["topic"].startswith("small groups"))
-    assert "x (n = 3)" in small
+    small = next(f for f in fs if f["topic"].startswith("small groups"))
+    assert "x (n = 3)" in small["text"] and small["attribute"] == "gender"
+    key = [k["text"] for k in summary.key_results(_data(tmp_path, rob=rob))]
+    assert key[0].startswith("For gender, the Defense Parity interval of `at` includes 0")
+    assert "changed Defense Parity significantly for no attribute" in key[1]
+    assert "gender x (3 test clips) are too small to count" in key[2]
 
 
 def test_adversarial_training_partial_rise_and_parity_that_excludes_zero(tmp_path):
@@ -348,10 +385,21 @@ def test_adversarial_training_partial_rise_and_parity_that_excludes_zero(tmp_pat
     )
     fs = summary.findings(_data(tmp_path, rob=rob))
     text = next(f["text"] for f in fs if f["topic"] == "robustness: gender")
-    assert "significantly raised AUC_acc for m (" in text
-    assert "(difference 0.038 [0.037, 0.039], Holm p = 0.002: higher)" in text
+    assert "significantly raised AUC_acc for m (of 2 groups tested)" in text
+    dp = next(f["text"] for f in fs if f["topic"] == "defense parity change: gender")
+    assert "(difference 0.076 [0.074, 0.078], Holm p = 0.002 over 2 comparisons): higher" in dp
     worst = next(f["text"] for f in fs if f["topic"] == "worst-served: gender")
-    assert "0.04 [0.03, 0.05] excludes 0, so the gender groups are not equally protected" in worst
+    assert "0.08 [0.06, 0.1] excludes 0, so the gender groups are not equally protected" in worst
+    key = [k["text"] for k in summary.key_results(_data(tmp_path, rob=rob))]
+    assert key[0] == (
+        "Under attack, `at` protects gender group f least (AUC_acc 0.022 [0.008, 0.04]; 40 "
+        "clips) and m most (0.04 [0.03, 0.05]); their Defense Parity 0.08 [0.06, 0.1] "
+        "excludes 0."
+    )
+    assert key[1].startswith(
+        "The most robust model `at` raised Defense Parity for gender from 0.004 [0, 0.008] "
+        "(baseline `base`) to 0.08 [0.06, 0.1] (paired, Holm p = 0.002)"
+    )
 
 
 def test_under_trained_models_are_named(tmp_path):
@@ -367,6 +415,8 @@ def test_under_trained_models_are_named(tmp_path):
     assert "`at` (0.3)" in text and "Raise the epochs" in text
     assert "`base`" not in text
     assert any("`at` is under-trained" in f["text"] for f in fs)
+    (key, *_) = summary.key_results(_data(tmp_path, rob=rob))
+    assert key["text"].startswith("No robustness claim can be made: `at` is under-trained")
 
 
 def test_summary_rows_pick_baseline_and_most_robust(tmp_path):
@@ -430,12 +480,13 @@ def test_write_report_from_dir_on_hand_run(hand_run):
     md_path, html_path = report.write_report_from_dir(hand_run)
     md = md_path.read_text()
     assert "## Findings" in md and "FPR Parity of RS at N = 1000 vs NR" in md
+    assert md.index("## Key results") < md.index("## Summary") < md.index("## Findings")
     # every comparison the findings may cite, with its interval and Holm p-value
     assert "## Paired comparisons" in md
     assert "| rejection | fpr parity rs vs nr | gender | N = 1000 | RS - NR |" in md
     assert "| robustness | defense parity vs baseline | gender | - | at - base |" in md
     assert "x | 3 | - | under minimum size 10" in md  # small group listed, not dropped
-    assert "0.05 [0.04, 0.06]" in md  # group AUC_acc with its interval
+    assert "0.1 [0.08, 0.12]" in md  # normalised group AUC_acc with its interval
     assert "*Settings:*" in md and "N [10, 1000]" in md and "alpha grid [0.001, 1.0]" in md
     assert (hand_run / "figures" / "report_fpr_parity.png").is_file()
     assert (hand_run / "results" / "run_summary.csv").is_file()
@@ -465,7 +516,7 @@ def test_report_shows_rs_answerability_and_common_range(tmp_path):
     run = _write_hand_run(tmp_path / "run", rob, rej)
     summary.write_summary(run)
     md = report.write_report_from_dir(run)[0].read_text()
-    assert "### Where RS can answer" in md and "N = 10: 0.001953" in md
+    assert "### Where RS can answer" in md and "N = 10: 0.00195" in md
     assert "different scales" in md and "[0.002, 1]" in md
     assert "| FPR Parity, gender | 0.25 (0.26) | 0.125 (0.126) |" in md
 
@@ -477,9 +528,17 @@ def test_write_summary_files_and_provenance(hand_run):
     assert names == {"run_summary.csv", "run_summary.json", "run_findings.json",
                      "run_provenance.json"}  # fmt: skip
     assert json.loads((res / "run_summary.json").read_text()) == out.rows
-    assert json.loads((res / "run_findings.json").read_text()) == out.findings
+    written = json.loads((res / "run_findings.json").read_text())
+    assert written == {"schema": 2, "key_results": out.key_results, "findings": out.findings}
     data = results.load_run(hand_run)
     assert out.rows == summary.summary_rows(data) and out.findings == summary.findings(data)
+    assert data.run_findings == out.findings and data.run_key_results == out.key_results
+    assert out.key_results == summary.key_results(data) and out.key_results
+    # a file of the old schema (a bare list of findings) still loads
+    (res / "run_findings.json").write_text(json.dumps(out.findings))
+    old = results.load_run(hand_run)
+    assert old.run_findings == out.findings and old.run_key_results is None
+    summary.write_summary(hand_run)
     prov = json.loads((res / "run_provenance.json").read_text())
     assert prov["study"] == "run" and prov["config"] == {"dataset": "hand", "preset": "quick"}
     assert sorted(prov["files"]) == ["run_findings.json", "run_summary.csv", "run_summary.json"]
@@ -517,13 +576,15 @@ def test_report_renders_the_summary_files(hand_run):
     summary.write_summary(hand_run)
     res = hand_run / "results"
     found = json.loads((res / "run_findings.json").read_text())
-    found[0]["text"] = "A finding read from run_findings.json."
+    found["findings"][0]["text"] = "A finding read from run_findings.json."
+    found["key_results"][0]["text"] = "A key result read from run_findings.json."
     (res / "run_findings.json").write_text(json.dumps(found))
     rows = json.loads((res / "run_summary.json").read_text())
     rows[0]["worst_group_nr"] = "group-from-run-summary"
     (res / "run_summary.json").write_text(json.dumps(rows))
     md = report.write_report_from_dir(hand_run)[0].read_text()
     assert "A finding read from run_findings.json." in md
+    assert "- A key result read from run_findings.json." in md
     assert "| group-from-run-summary |" in md
 
 
@@ -710,3 +771,62 @@ def test_scaled_and_gap_replicates_match_a_loop():
     ref = [[max(out[r, m, [0, 2]]) - min(out[r, m, [0, 2]]) for m in range(2)] for r in range(50)]
     np.testing.assert_allclose(gap, ref)
     assert np.isnan(intervals.gap_replicates(out, [True, False, False])).all()
+
+
+# ----------------------------------------------------------------------------- a short read
+
+
+def test_report_reads_in_five_minutes(hand_run):
+    """Key results first (<= 6 one-sentence bullets of <= 45 words), findings as bullets of
+    <= 90 words, no paragraph over 120 words, 3 significant digits and no e-notation."""
+    summary.write_summary(hand_run)
+    md = report.write_report_from_dir(hand_run)[0].read_text()
+    check_short_report(md)
+    assert "### Robustness training" in md and "- **gender**: " in md
+
+
+def _many_groups(k: int) -> dict:
+    """The hand robustness run with ``k`` groups of long names (every change significant)."""
+    names = [f"group with a rather long name number {i}" for i in range(k)]
+    rob = _rob({"f": (0.05, 0.04, 0.06), "m": (0.06, 0.05, 0.07)}, (0.002, 0.0, 0.01),
+               (0.04, 0.03, 0.05), dp_sig=True)  # fmt: skip
+    rob["group_metrics"] = [
+        {**rob["group_metrics"][0], "member_id": mid, "group": g, "auc_acc": v,
+         "auc_acc_ci_low": v - 0.001, "auc_acc_ci_high": v + 0.001}
+        for mid, scale in (("base", 0.1), ("at", 1.0))
+        for i, g in enumerate(names)
+        for v in [scale * (0.01 + 0.001 * i)]
+    ]  # fmt: skip
+    rob["groups"] = [{"attribute": "gender", "group": g, "n_test": 40, "n_speakers": 9,
+                      "valid": True} for g in names]  # fmt: skip
+    rob["groups"] += [{"attribute": "gender", "group": f"tiny {i}", "n_test": 1,
+                       "n_speakers": 1, "valid": False, "note": "1 speaker (fewer than 2)"}
+                      for i in range(k)]  # fmt: skip
+    rob["comparisons"] = [
+        c for c in rob["comparisons"] if c["family"] == "defense_parity_vs_baseline"
+    ] + [
+        _comp("group_auc_acc_robust_vs_baseline", "gender", 0.009 + 0.0009 * i, True,
+              group=g, member_id="at", reference_id="base")
+        for i, g in enumerate(names)
+    ]  # fmt: skip
+    return rob
+
+
+def test_findings_stay_short_with_many_groups(tmp_path):
+    rob = _many_groups(12)
+    parity = {"RS N=10": (0.2, 0.1, 0.3), "RS N=1000": (0.01, 0.0, 0.02), "NR": (0.1, 0.05, 0.15)}
+    rej = _rej({"gender": parity}, {("fpr_parity_rs_vs_nr", "gender")})
+    run = _write_hand_run(tmp_path / "run", rob, rej)
+    (run / "results" / "robustness_hand_attributes.json").write_text(json.dumps({"attributes": [
+        {"attribute": f"accent {i}", "usable": False, "reason": "one group"} for i in range(5)
+    ]}))  # fmt: skip
+    out = summary.write_summary(run)
+    rise = next(f["text"] for f in out.findings if f["topic"] == "robustness: gender")
+    assert "significantly raised AUC_acc for all 12 gender groups" in rise
+    assert (
+        "largest and smallest change: group with a rather long name number 11 (difference" in rise
+    )
+    md = report.write_report_from_dir(run)[0].read_text()
+    check_short_report(md)
+    key = [k["text"] for k in out.key_results]
+    assert len(key) == 4 and key[-1].startswith("Data caveats: 5 attributes left out and 12 groups")

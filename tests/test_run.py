@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from report_checks import check_short_report
 
 from fairrobust import job
 from fairrobust.cli import build_parser
@@ -352,10 +353,13 @@ def test_report_sections_present(tiny_run):
         "*Settings:*",
     ):
         assert heading in md, heading
-    findings = json.loads((out / "results" / "run_findings.json").read_text())
+    written = json.loads((out / "results" / "run_findings.json").read_text())
+    findings = written["findings"]
+    assert written["key_results"] and "## Key results" in md
     assert findings and all(f["text"] and "numbers" in f for f in findings)
     assert any("FPR Parity" in f["text"] for f in findings)
-    para = md.split("## Findings", 1)[1].split("##", 1)[0]
+    para = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    check_short_report(md)
     assert findings[0]["text"] in para
 
 

@@ -55,14 +55,16 @@ def _status(out, prefix):
 
 _CLAIMS = (
     "significantly raised", "significantly lowered", "is lower than", "is higher than",
-    "excludes 0", "differs from", " fell:", " rose:",
+    "excludes 0", "differs from", " fell:", " rose:", "raised Defense Parity",
+    "lowered Defense Parity", "moves Defense Parity beyond",
 )  # fmt: skip
 
 
 def _no_claim_on_one_speaker(out, prefix):
     """No finding claims a difference; every one-speaker test group is left out, with the
     reason, in the groups table and the findings."""
-    texts = [f["text"] for f in json.loads((out / "results" / "run_findings.json").read_text())]
+    written = json.loads((out / "results" / "run_findings.json").read_text())
+    texts = [f["text"] for f in written["findings"] + written["key_results"]]
     for t in texts:
         assert not any(c in t for c in _CLAIMS), t
     groups = json.loads((out / "results" / f"{prefix}_groups.json").read_text())

@@ -331,7 +331,8 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
     texts = [f["text"] for f in soundness_findings(data.soundness)]
     assert "warn in 1 of 2 checks" in texts[0]
     assert "differs from the study's attack" in texts[1]
-    assert "(difference 0.04 [0.02, 0.06])" in texts[1]
+    # normalised by the budget range [0.01, 0.1]: 0.04 / 0.09
+    assert "(difference 0.444 [0.222, 0.667])" in texts[1]
     table = cli_run.format_summary_table([row])
     assert "DP most robust (296 clips)" in table
     assert "DP most robust (study attack, 40 clips)" in table
@@ -344,7 +345,7 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
     assert "| Defense Parity: baseline (296 clips) |" in md
     assert "clips (40 of the study's 296 test clips)" in md and "not with the table above" in md
     assert "| baseline: study attack (40 clips) | baseline: strongest attack (40 clips) |" in md
-    assert "| gender | 0.01 [0.005, 0.02] | 0.05 [0.03, 0.08] |" in md
+    assert "| gender | 0.111 [0.0556, 0.222] | 0.556 [0.333, 0.889] |" in md  # / 0.09
     sec = report.render_soundness(rec)
     assert "clips 40 of the robustness study's 296 test clips" in sec
     assert "both on the same clips (40 of the study's 296 test clips)" in sec

@@ -9,10 +9,16 @@ Statistical honesty rules the report follows:
   "under minimum size", never dropped;
 * each section states the settings its numbers depend on (N, alpha grid,
   epsilon grid, PGD steps, seeds, bootstrap resamples / level);
-* the findings (``results/run_findings.json``, written by
+* the key results and findings (``results/run_findings.json``, written by
   :func:`fairrobust.studies.summary.write_summary`) only state comparisons the
   numbers support: a difference is called one only when the interval of the
-  paired difference (same clips, same resamples) says so after Holm's correction.
+  paired difference (same clips, same resamples) says so after Holm's correction;
+* the page reads in five minutes: a "Key results" block of at most six
+  one-sentence bullets comes first, the findings are bullets grouped by study
+  and attribute, and no paragraph runs past about 120 words;
+* AUC_acc and Defense Parity are printed normalised by the width of the attack
+  budget range (mean accuracy over the budgets, in [0, 1]); numbers have 3
+  significant digits (:func:`fairrobust.studies.intervals.fmt`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from fairrobust.report.blocks import ImageLinks, md_table
 from fairrobust.report.rejection import rejection_section
 from fairrobust.report.robustness import robustness_section, robustness_settings
 from fairrobust.report.soundness import clips_phrase, render_soundness
-from fairrobust.studies.findings import describe_member
-from fairrobust.studies.intervals import fmt, fmt_ci
-from fairrobust.studies.results import RunData, largest_rs_n, rejection_config
+from fairrobust.studies.findings import describe_member, soundness_width
+from fairrobust.studies.intervals import estimate, fmt, fmt_ci, fmt_estimate, fmt_p, scaled
+from fairrobust.studies.results import RunData, auc_acc_width, largest_rs_n, rejection_config
 from fairrobust.studies.summary import (
     findings,
+    key_results,
     select_baseline,
     select_most_robust,
     summary_rows,
@@ -58,16 +65,14 @@ def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) ->
     img = ImageLinks(data.run_dir)
     srows = data.run_summary if data.run_summary is not None else summary_rows(data)
     found = data.run_findings if data.run_findings is not None else findings(data)
+    key = data.run_key_results if data.run_key_results is not None else key_results(data)
     models = (data.rob or {}).get("models", [])
     base, best = select_baseline(models), select_most_robust(models)
     parts = _header(data)
+    parts += _key_results_section(key)
+    parts += [*_reading_guide(data), ""]
     parts += _summary_section(data, srows, base, best)
-    parts += ["## Findings", ""]
-    if found:
-        parts.append(" ".join(f["text"] for f in found))
-    else:
-        parts.append("No findings: the run has no comparable numbers.")
-    parts.append("")
+    parts += _findings_section(found)
     parts += _comparisons_section(data)
     parts += _attributes_section(data)
     parts += _groups_section(data)
@@ -81,7 +86,7 @@ def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) ->
 
 
 def _header(data: RunData) -> list[str]:
-    """Title, run folder and provenance, reading guide."""
+    """Title, run folder and provenance."""
     cfg = data.config
     rob_summary = (data.rob or {}).get("summary", {})
     ds = (
@@ -98,19 +103,71 @@ def _header(data: RunData) -> list[str]:
         "(CSV and JSON); regenerate this report with "
         "`python -c \"from fairrobust.report import write_report_from_dir as w; w('RUN_DIR')\"`.",
         "",
-        "Reading guide: AUC_acc(s) integrates the accuracy of group s under PGD over the attack "
-        "budgets (higher = better protected); Defense Parity is the largest AUC_acc gap between "
-        "groups (lower = more equal). AUC_FPR(s) integrates the false-rejection rate of clean "
-        "clips of group s over the rejection threshold (lower = fewer false rejections); FPR "
-        "Parity is the largest AUC_FPR gap (lower = more equal). Brackets are bootstrap "
-        "confidence intervals (clustered by speaker; a parity gap's interval comes from "
-        "simultaneous intervals of every group difference, so it can include 0). Groups with "
-        "fewer test speakers than the minimum get no interval and take part in no comparison. "
-        "Two numbers are compared only through the interval of their difference on the same "
-        "clips and resamples, never by whether their own intervals overlap; families of "
-        "comparisons are Holm-corrected and their size is given.",
-        "",
     ]
+
+
+def _reading_guide(data: RunData) -> list[str]:
+    """The definitions every number of the report rests on, one bullet each."""
+    eps = (data.rob or {}).get("summary", {}).get("config", {}).get("attack_eps") or []
+    rng = f" [{fmt(eps[0])}, {fmt(eps[-1])}]" if len(eps) >= 2 else ""
+    return [
+        "## Reading guide",
+        "",
+        f"- **AUC_acc(s)**: the accuracy of group s under PGD integrated over the attack "
+        f"budgets{rng} (AISec'23 Eq. 1), divided by the width eps_max - eps_min of that "
+        "range, so it is the mean accuracy over the budgets, in [0, 1] (higher = better "
+        "protected). The results files keep the raw integral (`auc_acc`) beside the "
+        "normalised one (`auc_acc_normalized`).",
+        "- **Defense Parity**: the largest gap in normalised AUC_acc between groups (lower = "
+        "more equal; `defense_parity_normalized` in the results, the raw gap in "
+        "`defense_parity`).",
+        "- **AUC_FPR(s)**: the false-rejection rate of clean clips of group s integrated over "
+        "the rejection threshold (lower = fewer false rejections); **FPR Parity** is the "
+        "largest AUC_FPR gap (lower = more equal).",
+        "- **Brackets** are bootstrap confidence intervals, clustered by speaker; a parity "
+        "gap's interval comes from simultaneous intervals of every group difference, so it "
+        "can include 0. Groups with fewer test speakers than the minimum get no interval and "
+        "take part in no comparison.",
+        "- **Comparisons**: two numbers are compared only through the interval of their "
+        "difference on the same clips and resamples, never by whether their own intervals "
+        "overlap; families of comparisons are Holm-corrected and their size is given.",
+        "- **Numbers** have 3 significant digits; very small or large ones are written "
+        "2.21×10⁻⁵, and p-values below 0.001 as < 0.001.",
+    ]
+
+
+def _key_results_section(key: list[dict[str, Any]]) -> list[str]:
+    """At most six one-sentence bullets (``fairrobust.studies.key_results``)."""
+    parts = ["## Key results", ""]
+    if not key:
+        return [*parts, "- No key result: the run has no comparable numbers.", ""]
+    return [*parts, *(f"- {r['text']}" for r in key), ""]
+
+
+_STUDY_HEADINGS = {
+    "robustness": "Robustness training",
+    "rejection": "Rejection: RS vs NR",
+    "soundness": "Soundness of the attack evaluation",
+}
+
+
+def _findings_section(found: list[dict[str, Any]]) -> list[str]:
+    """Every finding as a bullet, grouped by study (sub-headings) and attribute (bold
+    lead-ins); records without a ``study`` (files before schema 2) as plain bullets."""
+    parts = ["## Findings", ""]
+    if not found:
+        return [*parts, "No findings: the run has no comparable numbers.", ""]
+    studies = list(dict.fromkeys(f.get("study") for f in found))
+    for study in studies:
+        mine = [f for f in found if f.get("study") == study]
+        if study is not None:
+            parts += [f"### {_STUDY_HEADINGS.get(study, str(study))}", ""]
+        attrs = list(dict.fromkeys(f.get("attribute") for f in mine))
+        for attr in sorted(attrs, key=lambda a: a is not None):  # study-wide ones first
+            for f in (f for f in mine if f.get("attribute") == attr):
+                parts.append(f"- {'' if attr is None else f'**{attr}**: '}{f['text']}")
+        parts.append("")
+    return parts
 
 
 def _clips(srows: list[dict[str, Any]], key: str) -> str:
@@ -119,7 +176,13 @@ def _clips(srows: list[dict[str, Any]], key: str) -> str:
     return f" ({ns.pop()} clips)" if len(ns) == 1 else ""
 
 
-def _summary_table(srows: list[dict[str, Any]], n_max: int | None) -> str:
+def _scaled_ci(r: Mapping[str, Any], key: str, width: float | None) -> str:
+    """``fmt_ci`` of ``r[key]`` and its ``_ci_low`` / ``_ci_high`` divided by ``width``."""
+    return fmt_estimate(scaled(estimate(r, key, f"{key}_ci_low", f"{key}_ci_high"), width))
+
+
+def _summary_table(srows: list[dict[str, Any]], n_max: int | None, width: float | None) -> str:
+    """One row per attribute; AUC_acc and Defense Parity normalised by ``width``."""
     return md_table(
         [
             "attribute",
@@ -136,9 +199,9 @@ def _summary_table(srows: list[dict[str, Any]], n_max: int | None) -> str:
                 "n/a"
                 if r["worst_group_auc_acc"] is None
                 else f"{r['worst_group_auc_acc']}: "
-                + fmt_ci(r["worst_auc_acc"], r["worst_auc_acc_ci_low"], r["worst_auc_acc_ci_high"]),
-                fmt_ci(r["dp_baseline"], r["dp_baseline_ci_low"], r["dp_baseline_ci_high"]),
-                fmt_ci(r["dp_robust"], r["dp_robust_ci_low"], r["dp_robust_ci_high"]),
+                + _scaled_ci(r, "worst_auc_acc", r.get("auc_acc_width", width)),
+                _scaled_ci(r, "dp_baseline", r.get("auc_acc_width", width)),
+                _scaled_ci(r, "dp_robust", r.get("auc_acc_width", width)),
                 r["worst_group_nr"] or "n/a",
                 fmt_ci(r["fpr_parity_nr"], r["fpr_parity_nr_ci_low"], r["fpr_parity_nr_ci_high"]),
                 fmt_ci(r["fpr_parity_rs"], r["fpr_parity_rs_ci_low"], r["fpr_parity_rs_ci_high"]),
@@ -148,13 +211,14 @@ def _summary_table(srows: list[dict[str, Any]], n_max: int | None) -> str:
     )
 
 
-def _strongest_table(strongest: list[dict[str, Any]]) -> str:
-    """Per attribute and model: the study's attack and the strongest one, on the same clips."""
+def _strongest_table(strongest: list[dict[str, Any]], width: float | None) -> str:
+    """Per attribute and model: the study's attack and the strongest one, on the same clips
+    (Defense Parity normalised by ``width``, the soundness checks' budget range)."""
 
     def cell(r: Mapping[str, Any], key: str) -> str:
         if key not in r:  # summaries written before the same-clips numbers
             return "n/a"
-        return fmt_ci(r[key], r[f"{key}_ci_low"], r[f"{key}_ci_high"])
+        return _scaled_ci(r, key, width)
 
     heads, keys = ["attribute"], []
     for tag, who in (("baseline", "baseline"), ("robust", "most robust")):
@@ -179,7 +243,14 @@ def _summary_section(
             f"{describe_member(best)}.",
             "",
         ]
-    parts += [_summary_table(srows, largest_rs_n(data)), ""]
+    width = auc_acc_width(data)
+    if width is not None:
+        parts += [
+            "AUC_acc and Defense Parity are normalised by the attack-budget range (mean "
+            "accuracy over the budgets, in [0, 1]); see the reading guide.",
+            "",
+        ]
+    parts += [_summary_table(srows, largest_rs_n(data), width), ""]
     strongest = [r for r in srows if "dp_robust_strongest" in r]
     if strongest:
         sound = (data.soundness or {}).get("settings", {})
@@ -192,7 +263,7 @@ def _summary_section(
             + (", not with the table above (all test clips)" if subset else "")
             + ". See the soundness section:",
             "",
-            _strongest_table(strongest),
+            _strongest_table(strongest, soundness_width(data.soundness or {})),
             "",
         ]
     if level:
@@ -213,6 +284,7 @@ _COMPARISON_HEADERS = [
 def _comparisons_section(data: RunData) -> list[str]:
     """Every paired comparison the findings may cite, with its interval and Holm p-value."""
     rows = []
+    width = auc_acc_width(data)  # robustness differences are of normalised AUC_acc / parity
     for study, tables in (("robustness", data.rob), ("rejection", data.rej)):
         for r in (tables or {}).get("comparisons", []):
             what = r.get("group") or (
@@ -227,8 +299,13 @@ def _comparisons_section(data: RunData) -> list[str]:
                     r["attribute"],
                     what or "-",
                     f"{subject} - {reference}",
-                    fmt_ci(r.get("difference"), r.get("ci_low"), r.get("ci_high")),
-                    fmt(r.get("p_holm")),
+                    fmt_estimate(
+                        scaled(
+                            estimate(r, "difference", "ci_low", "ci_high"),
+                            width if study == "robustness" else None,
+                        )
+                    ),
+                    fmt_p(r.get("p_holm")),
                     r.get("n_comparisons", "-"),
                     "**yes**" if r.get("significant") else "no",
                 ]
@@ -238,9 +315,10 @@ def _comparisons_section(data: RunData) -> list[str]:
     return [
         "## Paired comparisons",
         "",
-        "Each difference is computed on the same clips and the same bootstrap resamples; "
-        "p-values are Holm-corrected within each family (n = its size); *significant*: Holm "
-        "p below 1 - the interval level. The findings cite only these.",
+        "Each difference is computed on the same clips and the same bootstrap resamples "
+        "(robustness: of normalised AUC_acc or Defense Parity); p-values are Holm-corrected "
+        "within each family (n = its size); *significant*: Holm p below 1 - the interval "
+        "level. The findings cite only these.",
         "",
         md_table(_COMPARISON_HEADERS, rows),
         "",

@@ -1,4 +1,10 @@
-"""The robustness section of the report: AUC_acc and Defense Parity per model and group."""
+"""The robustness section of the report: AUC_acc and Defense Parity per model and group.
+
+AUC_acc and Defense Parity are printed normalised: the raw integral of the
+results files divided by the width of the attack-budget range
+(:func:`fairrobust.studies.results.auc_acc_width`), the mean accuracy over the
+budgets, in [0, 1].
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from fairrobust.report.blocks import ImageLinks, md_table, settings_line
-from fairrobust.studies.intervals import estimate, fmt, fmt_ci
-from fairrobust.studies.results import RunData, robustness_attributes, robustness_slug
+from fairrobust.studies.intervals import as_number, estimate, fmt, fmt_ci, fmt_estimate, scaled
+from fairrobust.studies.results import (
+    RunData,
+    auc_acc_width,
+    robustness_attributes,
+    robustness_slug,
+)
 
 __all__ = ["breaking_eps_block", "robustness_section", "robustness_settings"]
 
@@ -66,17 +77,21 @@ def robustness_section(
     assert data.rob is not None
     rob = data.rob
     figs = {k: Path(v) for k, v in rob["summary"].get("figures", {}).items()}
+    eps = rob["summary"]["config"].get("attack_eps") or []
+    rng = f"[{fmt(eps[0])}, {fmt(eps[-1])}]" if len(eps) >= 2 else "the attack budgets"
     out = [
         "## Robustness training: AUC_acc and Defense Parity",
         "",
         robustness_settings(data),
         "",
-        f"AUC_acc: {rob['summary'].get('auc_acc', '')}. Defense Parity: "
-        f"{rob['summary'].get('defense_parity', '')}. "
+        f"AUC_acc (normalised): the trapezoid integral of accuracy over the attack budgets "
+        f"{rng} (paper Eq. 1) divided by the width of that range, i.e. the mean accuracy over "
+        "the budgets, in [0, 1]; the results files also keep the raw integral. Defense "
+        f"Parity: {rob['summary'].get('defense_parity', '')}, in the same normalised units. "
         f"{rob['summary'].get('random_guess_test', '')}.",
         "",
     ]
-    out += ["### Per-model table", "", _model_table(rob["models"])]
+    out += ["### Per-model table", "", _model_table(rob["models"], auc_acc_width(data))]
     out += [
         "",
         "Overall (all test clips) numbers are point estimates; group numbers below carry "
@@ -159,8 +174,9 @@ def breaking_eps_block(
     return out
 
 
-def _model_table(models: list[dict[str, Any]]) -> str:
-    """One row per model, by clean accuracy: settings, AUC_acc, accuracy per epsilon, exclusion."""
+def _model_table(models: list[dict[str, Any]], width: float | None) -> str:
+    """One row per model, by clean accuracy: settings, AUC_acc (normalised by ``width``),
+    accuracy per epsilon, exclusion."""
     eps_cols = [k for k in (models[0] if models else {}) if k.startswith("acc@")]
     return md_table(
         [
@@ -170,7 +186,7 @@ def _model_table(models: list[dict[str, Any]]) -> str:
             "noise std",
             "preprocess",
             "clean acc",
-            "AUC_acc",
+            "AUC_acc (normalised)",
             *eps_cols,
             "excluded (random guessing p)",
         ],
@@ -182,7 +198,7 @@ def _model_table(models: list[dict[str, Any]]) -> str:
                 fmt(r["noise_std"]),
                 r["preprocess"],
                 fmt(r["clean_accuracy"]),
-                fmt(r["auc_acc"]),
+                fmt(scaled((as_number(r["auc_acc"]), None, None), width)[0]),
                 *[fmt(r[k]) for k in eps_cols],
                 ("yes" if r["excluded"] else "no") + f" ({fmt(r['random_guess_p'])})",
             ]
@@ -229,7 +245,8 @@ def _attribute_block(
             ],
         )
     )
-    out += ["", "AUC_acc per group and Defense Parity per model:", ""]
+    w = auc_acc_width(data)
+    out += ["", "AUC_acc per group and Defense Parity per model (normalised):", ""]
     dps = {r["member_id"]: r for r in rob["defense_parity"] if r["attribute"] == attr}
     out.append(
         md_table(
@@ -237,8 +254,11 @@ def _attribute_block(
             [
                 [
                     _member_name(m),
-                    *[fmt_ci(*estimate(idx.get((m["member_id"], g)), *_AUC)) for g in groups],
-                    fmt_ci(*estimate(dps.get(m["member_id"]), *_DP)),
+                    *[
+                        fmt_estimate(scaled(estimate(idx.get((m["member_id"], g)), *_AUC), w))
+                        for g in groups
+                    ],
+                    fmt_estimate(scaled(estimate(dps.get(m["member_id"]), *_DP), w)),
                     (dps.get(m["member_id"]) or {}).get("worst_group") or "-",
                     (dps.get(m["member_id"]) or {}).get("note") or "",
                 ]

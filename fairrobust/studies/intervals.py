@@ -13,14 +13,20 @@ and a table cell print the same number the same way:
   "higher" / "lower" only when it is significant after that correction;
 * a parity gap's own interval (``fairrobust.metrics.gap_interval``) says whether
   the groups of one attribute differ at all (:func:`gap_verdict`);
-* :func:`fmt` prints 4 significant digits, :func:`fmt_ci` adds ``[low, high]``
-  or says ``(no CI)``.
+* :func:`fmt` prints 3 significant digits, :func:`fmt_ci` adds ``[low, high]``
+  or says ``(no CI)``, :func:`fmt_p` prints a p-value (``< 0.001`` below 0.001).
+
+Number format (report tables, findings and the terminal summary): 3 significant
+digits, trailing zeros dropped; plain decimals for ``1e-4 <= |x| < 1e6``
+(``0.000221``, ``0.5``, ``12300``); outside that range a power of ten written
+out, never e-notation: ``2.21×10⁻⁵``, ``3.1×10⁷``. Exact counts (clips,
+speakers, N) are printed as integers by the callers, not through :func:`fmt`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,13 +37,19 @@ __all__ = [
     "Estimate",
     "apply_holm",
     "as_number",
+    "comparison_row",
     "comparison_rows",
+    "diff_text",
     "estimate",
     "fmt",
     "fmt_ci",
     "fmt_estimate",
+    "fmt_p",
     "gap_replicates",
     "gap_verdict",
+    "join_names",
+    "p_words",
+    "scaled",
     "scaled_replicates",
     "verdict",
 ]
@@ -57,14 +69,35 @@ def as_number(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def fmt(v: Any) -> str:
-    """A number with 4 significant digits; ``n/a`` for missing / NaN."""
+    """A number with 3 significant digits; ``n/a`` for missing / NaN.
+
+    Plain decimals for ``1e-4 <= |x| < 1e6`` (``0.000221``, ``0.0123``, ``12300``),
+    else ``2.21×10⁻⁵`` (never e-notation); trailing zeros are dropped (``0.5``, ``1``).
+    """
     f = as_number(v)
     if f is None:
         return "n/a"
     if f == 0:
         return "0"
-    return f"{f:.4g}" if 1e-4 <= abs(f) < 1e5 else f"{f:.3e}"
+    mant, exp = f"{f:.2e}".split("e")  # rounds to 3 significant digits first
+    k = int(exp)
+    if -4 <= k < 6:
+        text = f"{float(f'{mant}e{k}'):.{max(0, 2 - k)}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}×10{str(k).translate(_SUPERSCRIPT)}"
+
+
+def fmt_p(p: Any) -> str:
+    """A p-value: ``< 0.001`` below 0.001, else :func:`fmt` (``0.0638``, ``1``); ``n/a``."""
+    f = as_number(p)
+    if f is None:
+        return "n/a"
+    return "< 0.001" if f < 0.001 else fmt(f)
 
 
 def fmt_ci(v: Any, low: Any, high: Any) -> str:
@@ -79,6 +112,38 @@ def fmt_ci(v: Any, low: Any, high: Any) -> str:
 def fmt_estimate(t: Estimate) -> str:
     """:func:`fmt_ci` of an estimate triple."""
     return fmt_ci(*t)
+
+
+def p_words(p: Any) -> str:
+    """``= 0.0123`` or ``< 0.001`` (:func:`fmt_p` after ``p``)."""
+    t = fmt_p(p)
+    return t if t.startswith("<") else f"= {t}"
+
+
+def _join(items: Iterable[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def join_names(items: Iterable[str], *, limit: int = 4) -> str:
+    """``a, b and c``; past ``limit`` items ``a, b, c and 5 more`` (the tables list all)."""
+    items = list(items)
+    if len(items) <= limit:
+        return _join(items)
+    return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
+
+
+def scaled(t: Estimate, width: float | None) -> Estimate:
+    """An estimate divided by ``width`` (unchanged when ``width`` is None)."""
+    if not width:
+        return t
+    return (
+        None if t[0] is None else t[0] / width,
+        None if t[1] is None else t[1] / width,
+        None if t[2] is None else t[2] / width,
+    )
 
 
 def estimate(row: Mapping[str, Any] | None, key: str, lo_key: str, hi_key: str) -> Estimate:
@@ -183,6 +248,28 @@ def apply_holm(rows: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]
             r["n_comparisons"] = m
             r["significant"] = bool(np.isfinite(a) and a < alpha)
     return rows
+
+
+def comparison_row(
+    rows: list[dict[str, Any]], family: str, attr: str, **match: Any
+) -> dict[str, Any] | None:
+    """The comparisons-table row of ``family`` for ``attr`` matching ``match`` (None: absent)."""
+    for r in rows:
+        if r.get("family") == family and r.get("attribute") == attr:
+            if all(r.get(k) == v for k, v in match.items()):
+                return r
+    return None
+
+
+def diff_text(r: Mapping[str, Any] | None, width: float | None = None) -> str:
+    """``difference d [lo, hi], Holm p = q`` of a comparison row (difference / ``width``)."""
+    if r is None:
+        return "no comparison"
+    t = scaled(estimate(r, "difference", "ci_low", "ci_high"), width)
+    p = fmt_p(r.get("p_holm"))
+    if p == "n/a":
+        return f"difference {fmt_estimate(t)}"
+    return f"difference {fmt_estimate(t)}, Holm p {p if p.startswith('<') else '= ' + p}"
 
 
 def verdict(row: Mapping[str, Any] | None) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "STRONGEST",
     "SUMMARY_STEM",
     "RunData",
+    "auc_acc_width",
     "auc_fpr_rows",
     "defense_parity_row",
     "fpr_parity_row",
@@ -63,7 +64,8 @@ REJ_TABLES = (
 RUN_PREFIX = "run"
 #: ``results/run_summary.{csv,json}``: one row per attribute (``summary_rows``).
 SUMMARY_STEM = f"{RUN_PREFIX}_summary"
-#: ``results/run_findings.json``: the findings sentences with their numbers.
+#: ``results/run_findings.json``: the key results and findings with their numbers (schema in
+#: :mod:`fairrobust.studies.summary`).
 FINDINGS_FILE = f"{RUN_PREFIX}_findings.json"
 #: Attack name of the per-clip worst case over every base-model attack (fairrobust.evaluation).
 STRONGEST = "strongest (base model)"
@@ -87,7 +89,10 @@ class RunData:
         soundness checks when present (the report renders it with
         ``fairrobust.report.render_soundness``; ``soundness_md`` is the fallback).
       run_summary: rows of ``results/run_summary.json`` when present.
-      run_findings: records of ``results/run_findings.json`` when present.
+      run_findings: the findings records of ``results/run_findings.json`` when present
+        (its ``findings`` list; files written before the key results hold only that list).
+      run_key_results: the key-results records of ``results/run_findings.json``
+        (None when absent, also for files written before them).
       attributes: study -> attribute status records of ``results/<study>_attributes.json``
         (usable, or why an attribute was left out; empty for runs without them).
     """
@@ -100,6 +105,7 @@ class RunData:
     soundness: dict[str, Any] | None = None
     run_summary: list[dict[str, Any]] | None = None
     run_findings: list[dict[str, Any]] | None = None
+    run_key_results: list[dict[str, Any]] | None = None
     attributes: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
 
@@ -159,6 +165,11 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         )
     sound = results / "soundness.md"
     sound_json = _read(results / "soundness.json")
+    found = _read(results / FINDINGS_FILE)
+    if isinstance(found, dict):  # {"key_results": [...], "findings": [...]}
+        key_results, found = found.get("key_results"), found.get("findings")
+    else:  # a list of findings records (files written before the key results)
+        key_results = None
     return RunData(
         run_dir=run_dir,
         config=config,
@@ -167,7 +178,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         soundness_md=sound.read_text(encoding="utf-8") if sound.is_file() else None,
         soundness=sound_json if isinstance(sound_json, dict) else None,
         run_summary=_read(results / f"{SUMMARY_STEM}.json"),
-        run_findings=_read(results / FINDINGS_FILE),
+        run_findings=found,
+        run_key_results=key_results,
         attributes={
             p.name[: -len("_attributes.json")]: list(_io.read_json(p).get("attributes", []))
             for p in sorted(results.glob("*_attributes.json"))
@@ -221,6 +233,20 @@ def group_metric_rows(
         for r in data.rob["group_metrics"]
         if r["member_id"] == member["member_id"] and r["attribute"] == attr
     ]
+
+
+def auc_acc_width(data: RunData) -> float | None:
+    """``eps_max - eps_min`` of the robustness study's attack budgets (None without it).
+
+    AUC_acc (paper Eq. 1) integrates a group's accuracy over ``[eps_min, eps_max]``;
+    divided by this width it is the mean accuracy over the budget range, in [0, 1]
+    (``auc_acc_normalized`` / ``defense_parity_normalized`` of the results tables).
+    The report and the findings print that normalised form.
+    """
+    eps = (data.rob or {}).get("summary", {}).get("config", {}).get("attack_eps") or []
+    if len(eps) < 2 or not float(eps[-1]) > float(eps[0]):
+        return None
+    return float(eps[-1]) - float(eps[0])
 
 
 def largest_rs_n(data: RunData) -> int | None:

@@ -5,8 +5,30 @@ After both studies (and the soundness checks) have written their results,
 (:func:`fairrobust.studies.results.load_run`) and writes::
 
     results/run_summary.csv, run_summary.json   (summary_rows: one row per attribute)
-    results/run_findings.json                   (findings: sentences with their numbers)
+    results/run_findings.json                   (key results and findings, with numbers)
     results/run_provenance.json                 (SHA-256 of the three files above)
+
+``run_findings.json`` is one JSON object::
+
+    {
+      "schema": 2,
+      "key_results": [                 # at most 6, fairrobust.studies.key_results
+        {"topic": str, "text": str, "numbers": {...}}, ...
+      ],
+      "findings": [                    # every finding, fairrobust.studies.findings
+        {"study": "robustness" | "rejection" | "soundness",
+         "attribute": str | null,      # null: about the whole study
+         "topic": str, "text": str, "numbers": {...}}, ...
+      ]
+    }
+
+``text`` is what the report prints (one bullet each; a key result is one
+sentence of at most 40 words, a finding at most about 90 words; numbers to 3
+significant digits, AUC_acc and Defense Parity normalised by the attack-budget
+range); ``numbers`` holds the estimates ``[value, low, high]`` and comparison
+rows the text rests on. Files written before schema 2 are a bare list of
+findings records (``topic``, ``text``, ``numbers``);
+:func:`fairrobust.studies.results.load_run` reads both.
 
 The report (:mod:`fairrobust.report`) renders these files; it computes nothing
 of its own.
@@ -15,7 +37,7 @@ Example::
 
     from fairrobust.studies.summary import write_summary
     summary = write_summary("runs/20240101-120000")
-    summary.rows[0]["fpr_parity_nr"], summary.findings[0]["text"]
+    summary.rows[0]["fpr_parity_nr"], summary.key_results[0]["text"]
 """
 
 from __future__ import annotations
@@ -33,12 +55,14 @@ from fairrobust.studies.findings import (
     soundness_findings,
 )
 from fairrobust.studies.intervals import estimate
+from fairrobust.studies.key_results import key_results
 from fairrobust.studies.results import (
     FINDINGS_FILE,
     RUN_PREFIX,
     STRONGEST,
     SUMMARY_STEM,
     RunData,
+    auc_acc_width,
     defense_parity_row,
     fpr_parity_row,
     group_metric_rows,
@@ -51,14 +75,19 @@ from fairrobust.studies.results import (
 from fairrobust.studies.selection import select_baseline, select_most_robust
 
 __all__ = [
+    "FINDINGS_SCHEMA",
     "RunSummary",
     "findings",
+    "key_results",
     "select_baseline",
     "select_most_robust",
     "summary_rows",
     "write_summary",
 ]
 
+
+#: ``schema`` of ``run_findings.json`` (2: an object with key results and findings).
+FINDINGS_SCHEMA = 2
 
 # ----------------------------------------------------------------------------- summary
 
@@ -80,7 +109,10 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
     and of the most robust model, with ``_ci_low`` / ``_ci_high``) and their
     ``member_id``\\ s; ``worst_group_nr`` / ``worst_group_rs`` (highest AUC_FPR);
     ``fpr_parity_nr`` / ``fpr_parity_rs`` (RS at the largest N ``rs_n``) with
-    intervals; ``ci_level``.
+    intervals; ``ci_level``; ``auc_acc_width``, the width ``eps_max - eps_min`` of the
+    attack budgets AUC_acc integrates over: the AUC_acc and Defense Parity columns are
+    the raw integrals (paper Eq. 1), and divided by this width they are the normalised
+    form the report prints (mean accuracy over the budget range, in [0, 1]).
 
     Clip sets: ``dp_baseline`` / ``dp_robust`` are the study's numbers, computed on
     all of its test clips (``dp_baseline_n`` / ``dp_robust_n`` clips, the model's
@@ -110,8 +142,9 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
     base, best = select_baseline(models), select_most_robust(models)
     n_max = largest_rs_n(data)
     level = _ci_level(data)
+    width = auc_acc_width(data)
     for attr in list(dict.fromkeys(robustness_attributes(data) + rejection_attributes(data))):
-        row: dict[str, Any] = {"attribute": attr, "ci_level": level}
+        row: dict[str, Any] = {"attribute": attr, "ci_level": level, "auc_acc_width": width}
         dpb, dpr = defense_parity_row(data, base, attr), defense_parity_row(data, best, attr)
         row["baseline_member"] = None if base is None else base["member_id"]
         row["robust_member"] = None if best is None else best["member_id"]
@@ -174,8 +207,9 @@ def findings(data: RunData) -> list[dict[str, Any]]:
       data: from :func:`fairrobust.studies.results.load_run`.
 
     Returns:
-      Records ``{"topic", "text", "numbers"}``, robustness first, then rejection,
-      then the soundness checks.
+      Records ``{"study", "attribute", "topic", "text", "numbers"}``, robustness
+      first, then rejection, then the soundness checks; within a study the
+      study-wide records (``attribute`` None) before those of each attribute.
     """
     out: list[dict[str, Any]] = []
     if data.rob is not None:
@@ -198,6 +232,7 @@ class RunSummary:
     Attributes:
       rows: :func:`summary_rows`.
       findings: :func:`findings`.
+      key_results: :func:`fairrobust.studies.key_results.key_results`.
       files: paths of ``run_summary.csv``, ``run_summary.json``,
         ``run_findings.json`` and ``run_provenance.json``.
     """
@@ -205,13 +240,15 @@ class RunSummary:
     rows: list[dict[str, Any]]
     findings: list[dict[str, Any]]
     files: tuple[Path, ...]
+    key_results: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def write_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
     """Compute the summary and findings of a run folder and write them to ``results/``.
 
     Writes ``results/run_summary.{csv,json}`` (:func:`summary_rows`),
-    ``results/run_findings.json`` (:func:`findings`) and, last, their provenance
+    ``results/run_findings.json`` (:func:`key_results` and :func:`findings`, in the
+    schema of the module docstring) and, last, their provenance
     sidecar ``results/run_provenance.json`` (the run's ``config.json`` and its
     hash, the data fingerprint and the SHA-256 of the three files). Call it after
     the studies and the soundness checks have written their results, and before
@@ -228,9 +265,12 @@ def write_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
     """
     data = load_run(run_dir)
     results = data.run_dir / "results"
-    rows, found = summary_rows(data), findings(data)
+    rows, found, key = summary_rows(data), findings(data), key_results(data)
     csv_path, json_path = write_table(results / SUMMARY_STEM, rows)
-    findings_path = _io.atomic_write_json(results / FINDINGS_FILE, found)
+    findings_path = _io.atomic_write_json(
+        results / FINDINGS_FILE,
+        {"schema": FINDINGS_SCHEMA, "key_results": key, "findings": found},
+    )
     run_config = dict(data.config or {})
     provenance = write_provenance(
         results,
@@ -242,5 +282,8 @@ def write_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
         config_hash=_io.stable_hash(run_config),
     )
     return RunSummary(
-        rows=rows, findings=found, files=(csv_path, json_path, findings_path, provenance)
+        rows=rows,
+        findings=found,
+        files=(csv_path, json_path, findings_path, provenance),
+        key_results=key,
     )
