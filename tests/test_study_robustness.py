@@ -528,7 +528,10 @@ class _FakeModules:
         base = 0.95 - 10 * spec.at_eps - 2 * spec.noise_std
         p = base * np.exp(-eps / (0.02 + spec.at_eps))[:, None]
         correct = rng.random((eps.size, n)) < p
-        return correct, parse_preprocess(spec.preprocess, sample_rate)
+        # a wrong class of synthetic_dataset's 3 (the fairness table's input)
+        wrong = (np.asarray(y)[None] + 1 + rng.integers(0, 2, correct.shape)) % 3
+        pred = np.where(correct, np.asarray(y)[None], wrong).astype(np.int32)
+        return correct, pred, parse_preprocess(spec.preprocess, sample_rate)
 
 
 @pytest.fixture
@@ -749,3 +752,31 @@ def test_normalized_auc_acc_and_defense_parity():
     for r in t["comparisons"]:
         for k in ("value", "difference", "ci_low", "ci_high"):
             assert r[f"{k}_normalized"] == pytest.approx(r[k] / 0.2)
+
+
+def test_run_study_fairness_table_matches_fairlearn_on_member_predictions(tmp_path, fake):
+    fm = pytest.importorskip("fairlearn.metrics")
+    ds = synthetic_dataset()
+    cfg = dataclasses.replace(FAKE_CFG, preprocess=("none",), bootstrap_resamples=20)
+    res = rb.run_study(ds, cfg, tmp_path, progress=False, make_figures=False)
+    rows = res.tables["fairness"]
+    assert res.files["fairness_csv"].name == "robustness_synthetic_fairness.csv"
+    assert len(rows) == len(res.members) * 2 * (1 + len(cfg.attack_eps)) * 4
+    assert {r["role"] for r in rows} >= {"baseline"}
+    y = ds.labels[res.test_index]
+    sens = np.asarray(ds.attributes["gender"])[res.test_index]
+    by_id = {m.spec.member_id: m for m in res.members}
+    for r in rows:
+        if r["attribute"] != "gender" or r["metric"] != "demographic_parity_difference":
+            continue
+        j = 0 if r["condition"] == "clean" else 1 + list(cfg.attack_eps).index(r["condition_value"])
+        pred = by_id[r["member"]].pred[j]
+        ref = np.mean(
+            [
+                fm.demographic_parity_difference(y == c, pred == c, sensitive_features=sens)
+                for c in range(3)
+                if (pred == c).any()
+            ]
+        )
+        np.testing.assert_allclose(r["value"], ref, rtol=1e-5)
+        assert r["ci_low"] <= r["value"] <= r["ci_high"]

@@ -17,6 +17,7 @@ from fairrobust.attacks.pgd import LOSSES as LOSSES
 from fairrobust.attacks.pgd import NORMS as NORMS
 from fairrobust.attacks.pgd import Objective as Objective
 from fairrobust.attacks.pgd import clean_correct as clean_correct
+from fairrobust.attacks.pgd import clean_predict as clean_predict
 from fairrobust.attacks.pgd import cross_entropy as cross_entropy
 from fairrobust.attacks.pgd import default_block_rows as default_block_rows
 from fairrobust.attacks.pgd import dlr_loss as dlr_loss
@@ -28,6 +29,7 @@ from fairrobust.attacks.pgd import pgd_loop as pgd_loop
 from fairrobust.attacks.pgd import prepare_sweep as prepare_sweep
 from fairrobust.attacks.pgd import robust_correct as robust_correct
 from fairrobust.attacks.pgd import sweep_correct as sweep_correct
+from fairrobust.attacks.pgd import sweep_predict as sweep_predict
 from fairrobust.attacks.pgd import uniform_ball as uniform_ball
 from fairrobust.attacks.transfer import transfer_attack as transfer_attack
 
@@ -38,6 +40,7 @@ __all__ = [
     "OBJECTIVES",
     "Objective",
     "clean_correct",
+    "clean_predict",
     "cross_entropy",
     "default_block_rows",
     "dlr_loss",
@@ -52,6 +55,7 @@ __all__ = [
     "prepare_sweep",
     "robust_correct",
     "sweep_correct",
+    "sweep_predict",
     "transfer_attack",
     "uniform_ball",
 ]

@@ -56,6 +56,7 @@ __all__ = [
     "NORMS",
     "Objective",
     "clean_correct",
+    "clean_predict",
     "cross_entropy",
     "default_block_rows",
     "dlr_loss",
@@ -67,6 +68,7 @@ __all__ = [
     "prepare_sweep",
     "robust_correct",
     "sweep_correct",
+    "sweep_predict",
     "uniform_ball",
 ]
 
@@ -413,7 +415,7 @@ def default_block_rows(num_rows: int, platform: str | None = None) -> int:
     jax.jit,
     static_argnames=("apply_fn", "num_steps", "norm", "random_start", "block_rows", "loss"),
 )
-def sweep_correct(
+def sweep_predict(
     apply_fn: ApplyFn,
     variables: Any,
     x: jax.Array,
@@ -428,7 +430,7 @@ def sweep_correct(
     block_rows: int | None = None,
     loss: str = "ce",
 ) -> jax.Array:
-    """Correctness ``[e, b]`` under PGD at every epsilon: the jitted kernel of ``robust_correct``.
+    """Predicted classes ``[e, b]`` under PGD at every epsilon (the kernel of ``sweep_correct``).
 
     The ``e * b`` (epsilon, example) pairs become rows of one attack with a per-row
     budget, run ``block_rows`` rows at a time in a ``lax.map`` (default: all rows,
@@ -453,7 +455,7 @@ def sweep_correct(
         cross-entropy).
 
     Returns:
-      Boolean ``[e, b]``.
+      int32 ``[e, b]``: ``argmax f(PGD_{eps_i}(x_n))``.
     """
     chex.assert_rank(x, 2)
     chex.assert_shape(y, (x.shape[0],))
@@ -478,7 +480,7 @@ def sweep_correct(
         x0 = jnp.clip(xb + ub * eb, -one, one) if random_start else xb
         objective = LOSSES[loss](apply_fn, variables, yb)
         x_adv = pgd_loop(objective, xb, eb, x0, rel_step, -one, one, num_steps, norm)
-        return jnp.argmax(apply_fn(variables, x_adv), axis=-1) == yb
+        return jnp.argmax(apply_fn(variables, x_adv), axis=-1).astype(jnp.int32)
 
     def blocks(a: jax.Array) -> jax.Array:
         return a.reshape(n_blocks, block, *a.shape[1:])
@@ -487,10 +489,54 @@ def sweep_correct(
     return adv.reshape(-1)[:rows].reshape(n_eps, b)
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=("apply_fn", "num_steps", "norm", "random_start", "block_rows", "loss"),
+)
+def sweep_correct(
+    apply_fn: ApplyFn,
+    variables: Any,
+    x: jax.Array,
+    y: jax.Array,
+    epsilons: jax.Array,
+    key: jax.Array,
+    rel_step: jax.Array,
+    *,
+    num_steps: int,
+    norm: str,
+    random_start: bool,
+    block_rows: int | None = None,
+    loss: str = "ce",
+) -> jax.Array:
+    """Correctness ``[e, b]`` under PGD at every epsilon: the jitted kernel of ``robust_correct``.
+
+    ``sweep_predict(...) == y`` (:func:`sweep_predict` documents the arguments).
+
+    Returns:
+      Boolean ``[e, b]``.
+    """
+    pred = sweep_predict(
+        apply_fn, variables, x, y, epsilons, key, rel_step, num_steps=num_steps, norm=norm,
+        random_start=random_start, block_rows=block_rows, loss=loss,
+    )  # fmt: skip
+    return pred == y[None]
+
+
 @functools.partial(jax.jit, static_argnames=("apply_fn",))
-def _clean_correct(apply_fn: ApplyFn, variables: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-    """``argmax f(x) == y`` for one batch (the eps = 0 rows of a sweep)."""
-    return jnp.argmax(apply_fn(variables, x), axis=-1) == y
+def _clean_predict(apply_fn: ApplyFn, variables: Any, x: jax.Array) -> jax.Array:
+    """``argmax f(x)`` for one batch (the eps = 0 rows of a sweep), int32."""
+    return jnp.argmax(apply_fn(variables, x), axis=-1).astype(jnp.int32)
+
+
+def clean_predict(apply_fn: ApplyFn, variables: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Clean predictions ``argmax f(x)``, int32 ``[n]``, in padded batches (one compiled shape).
+
+    The eps = 0 rows of :func:`sweep_predict`'s callers; :func:`clean_correct` compares
+    them with the labels.
+    """
+    (xb,) = padded_batches((x,), batch_size)
+    out = [np.asarray(_clean_predict(apply_fn, variables, jnp.asarray(a))) for a in xb]
+    return np.concatenate(out)[: x.shape[0]]
 
 
 def clean_correct(
@@ -510,10 +556,7 @@ def clean_correct(
     Returns:
       NumPy bool ``[n]``.
     """
-    xb, yb = padded_batches((x, y), batch_size)
-    out = [np.asarray(_clean_correct(apply_fn, variables, jnp.asarray(a), jnp.asarray(b)))
-           for a, b in zip(xb, yb, strict=True)]  # fmt: skip
-    return np.concatenate(out)[: x.shape[0]]
+    return clean_predict(apply_fn, variables, x, batch_size) == np.asarray(y)
 
 
 def prepare_sweep(

@@ -36,6 +36,7 @@ from fairrobust.engine.parallel import replicate as replicate
 from fairrobust.engine.parallel import resolve_members as resolve_members
 from fairrobust.engine.parallel import robust_correct as robust_correct
 from fairrobust.engine.parallel import robust_correct_members as robust_correct_members
+from fairrobust.engine.parallel import robust_predict_members as robust_predict_members
 from fairrobust.engine.parallel import sample_counts as sample_counts
 from fairrobust.engine.parallel import shard_leading as shard_leading
 from fairrobust.engine.parallel import warn_host_conv as warn_host_conv
@@ -70,6 +71,7 @@ __all__ = [
     "resolve_members",
     "robust_correct",
     "robust_correct_members",
+    "robust_predict_members",
     "sample_counts",
     "shard_leading",
     "stack",

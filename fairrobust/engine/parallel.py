@@ -87,6 +87,7 @@ __all__ = [
     "resolve_members",
     "robust_correct",
     "robust_correct_members",
+    "robust_predict_members",
     "sample_counts",
     "shard_leading",
     "warn_host_conv",
@@ -451,13 +452,13 @@ def _members_program(
     block_rows: int,
     strategy: str,
 ):
-    """Jitted shard_map: per device, its batches (``lax.map``) x the K members."""
+    """Jitted shard_map: per device, its batches (``lax.map``) x the K members (predictions)."""
 
     def body(variables, xb, yb, eps, keys, rel_step):
         # variables [K, ...] (replicated); xb [d_b, bs, T]; keys [d_b, K].
         def one_batch(x1, y1, k1):
             def one_member(v, k):
-                return attacks.sweep_correct(
+                return attacks.sweep_predict(
                     apply_fn, v, x1, y1, eps, k, rel_step,
                     num_steps=num_steps, norm=norm, random_start=random_start,
                     block_rows=block_rows,
@@ -511,7 +512,43 @@ def robust_correct_members(
 ) -> np.ndarray:
     """:func:`robust_correct` of K models of one architecture in one program.
 
-    Member ``k`` (``variables[k]``, key ``keys[k]``) is attacked exactly as
+    ``robust_predict_members(...) == y``: member ``k``'s correctness ``[e, n]`` under
+    PGD, exactly as ``robust_correct(apply_fn, variables[k], ..., keys[k])``
+    (:func:`robust_predict_members` documents the arguments and the strategies).
+
+    Returns:
+      Boolean ``(K, e, n)``.
+    """
+    pred = robust_predict_members(
+        apply_fn, variables, x, y, epsilons, keys, num_steps=num_steps, norm=norm,
+        rel_step=rel_step, random_start=random_start, batch_size=batch_size,
+        block_rows=block_rows, members=members, mesh=mesh,
+    )  # fmt: skip
+    return pred == np.asarray(y).reshape(1, 1, -1)
+
+
+def robust_predict_members(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    variables: Sequence[Any],
+    x: Any,
+    y: Any,
+    epsilons: Any,
+    keys: Sequence[jax.Array],
+    *,
+    num_steps: int,
+    norm: str = "linf",
+    rel_step: float = 0.2,
+    random_start: bool = False,
+    batch_size: int = 64,
+    block_rows: int | None = None,
+    members: str = "auto",
+    mesh: Mesh | None = None,
+) -> np.ndarray:
+    """Predicted classes under PGD of K models of one architecture, in one program.
+
+    ``pred[k, i, j] = argmax f_k(PGD_{eps_i}(x_j))``; ``pred == y`` is the correctness
+    of :func:`robust_correct_members`. Member ``k`` (``variables[k]``, key ``keys[k]``)
+    is attacked exactly as
     ``robust_correct(apply_fn, variables[k], ..., keys[k])`` attacks it: batch ``j``
     with ``fold_in(keys[k], j)``, eps = 0 rows by the clean forward pass. The batches
     are spread over the devices and, on each device, the members are vmapped
@@ -531,7 +568,7 @@ def robust_correct_members(
       mesh: a 1-D mesh (default: all devices).
 
     Returns:
-      Boolean ``(K, e, n)``.
+      int32 ``(K, e, n)``.
 
     Raises:
       ValueError: no members, ``keys`` of another length, an unknown strategy.
@@ -546,14 +583,14 @@ def robust_correct_members(
     m = _mesh(mesh)
     d = m.devices.size
     n = x.shape[0]
-    out = np.zeros((k_members, eps.shape[0], n), dtype=bool)
+    out = np.full((k_members, eps.shape[0], n), -1, dtype=np.int32)
     if n == 0:
         return out
-    warn_host_conv("parallel.robust_correct_members", m, apply_fn, variables[0], x[:1])
+    warn_host_conv("parallel.robust_predict_members", m, apply_fn, variables[0], x[:1])
     zero = np.asarray(eps) == 0
     if zero.any():
         for k, v in enumerate(variables):
-            out[k, zero] = attacks.clean_correct(apply_fn, v, x, y, bs)[None]
+            out[k, zero] = attacks.clean_predict(apply_fn, v, x, bs)[None]
     attacked = np.flatnonzero(~zero)
     if attacked.size == 0:
         return out
@@ -571,8 +608,8 @@ def robust_correct_members(
             (jnp.asarray(xb[group]), jnp.asarray(yb[group]), bkeys[group]), d
         )
         gx, gy, gk = shard_leading((gx, gy, gk), m)
-        correct = fetch(prog(stacked, gx, gy, eps_a, gk, rel))[:kb]  # [kb, K, e', bs]
-        flat = np.moveaxis(correct, 0, 2).reshape(k_members, attacked.size, kb * bs)
+        pred = fetch(prog(stacked, gx, gy, eps_a, gk, rel))[:kb]  # [kb, K, e', bs]
+        flat = np.moveaxis(pred, 0, 2).reshape(k_members, attacked.size, kb * bs)
         lo = start * bs
         hi = min(lo + kb * bs, n)
         out[:, attacked, lo:hi] = flat[:, :, : hi - lo]

@@ -35,7 +35,8 @@ Modules (every public name is re-exported here): ``groups`` (group reductions
 :func:`trapezoid`); ``fairness`` (:func:`group_confusion`,
 :func:`demographic_parity_difference`, :func:`true_positive_rate_difference` (alias
 :data:`equal_opportunity_difference`), :func:`false_positive_rate_difference`,
-:func:`equalized_odds_difference`, :func:`p_rule`, :func:`fairness_metrics`);
+:func:`equalized_odds_difference`, :func:`p_rule`, :func:`fairness_metrics`, and their
+bootstrap intervals :class:`FairnessStat`, :func:`fairness_intervals`);
 ``correlation`` (:func:`pearsonr`, :func:`correlation_matrix`,
 :func:`size_correlation`); ``rejection`` (:func:`alpha_grid`,
 :func:`rejection_curves`, :func:`auc_fpr`, :func:`auc_fpr_by_attribute`);
@@ -73,11 +74,14 @@ from fairrobust.metrics.comparisons import pairwise_intervals as pairwise_interv
 from fairrobust.metrics.correlation import correlation_matrix as correlation_matrix
 from fairrobust.metrics.correlation import pearsonr as pearsonr
 from fairrobust.metrics.correlation import size_correlation as size_correlation
+from fairrobust.metrics.fairness import FAIRNESS_METRICS as FAIRNESS_METRICS
+from fairrobust.metrics.fairness import FairnessStat as FairnessStat
 from fairrobust.metrics.fairness import (
     demographic_parity_difference as demographic_parity_difference,
 )
 from fairrobust.metrics.fairness import equal_opportunity_difference as equal_opportunity_difference
 from fairrobust.metrics.fairness import equalized_odds_difference as equalized_odds_difference
+from fairrobust.metrics.fairness import fairness_intervals as fairness_intervals
 from fairrobust.metrics.fairness import fairness_metrics as fairness_metrics
 from fairrobust.metrics.fairness import (
     false_positive_rate_difference as false_positive_rate_difference,
@@ -109,6 +113,7 @@ from fairrobust.metrics.robustness import auc_acc_by_attribute as auc_acc_by_att
 from fairrobust.metrics.robustness import trapezoid as trapezoid
 
 __all__ = [
+    "FAIRNESS_METRICS",
     "AttributeSummary",
     "AucAccStat",
     "AucFprStat",
@@ -116,6 +121,7 @@ __all__ = [
     "BreakingEpsStat",
     "CertifiedAucStat",
     "Difference",
+    "FairnessStat",
     "GroupRateStat",
     "PairwiseIntervals",
     "accuracy_curves",
@@ -139,6 +145,7 @@ __all__ = [
     "encode_never",
     "equal_opportunity_difference",
     "equalized_odds_difference",
+    "fairness_intervals",
     "fairness_metrics",
     "false_positive_rate_difference",
     "fpr_parity",

@@ -6,6 +6,7 @@ over valid groups, and the trapezoid rule; the public metrics are thin wrappers.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -145,16 +146,23 @@ def cluster_scale(clusters: jax.Array) -> jax.Array:
     return jnp.where(c >= 2, jnp.sqrt(c / jnp.maximum(c - 1.0, 1.0)), 1.0)
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=("joint",))
 def pairwise_band(
-    est: jax.Array, samples: jax.Array, valid: jax.Array, level: jax.Array, scale: jax.Array
+    est: jax.Array,
+    samples: jax.Array,
+    valid: jax.Array,
+    level: jax.Array,
+    scale: jax.Array,
+    joint: int = 0,
 ):
     """Sup-t simultaneous intervals of ``est_i - est_j`` (``est [..., g]``, ``samples [R, ...]``).
 
     ``scale [g]`` multiplies each group's replicate deviations from the estimate
-    (:func:`cluster_scale`). Returns ``(difference, low, high [..., g, g],
-    critical [...])``; NaN for pairs with an invalid or non-finite group and on the
-    diagonal (see ``metrics.comparisons``).
+    (:func:`cluster_scale`). The band is simultaneous over the pairs and over the
+    last ``joint`` leading axes (one critical value for all of them; 0: per row).
+    Returns ``(difference, low, high [..., g, g], critical [...])`` (``critical``
+    without the joint axes); NaN for pairs with an invalid or non-finite group and
+    on the diagonal (see ``metrics.comparisons``).
     """
     samples = est[None] + (samples - est[None]) * jnp.broadcast_to(scale, est.shape)[None]
     g = est.shape[-1]
@@ -169,9 +177,10 @@ def pairwise_band(
     se = jnp.sqrt(jnp.nanmean((ds - jnp.nanmean(ds, axis=0)[None]) ** 2, axis=0))
     use = (pair_ok & (se > 0))[None]
     t = jnp.where(use, jnp.abs(ds - d[None]) / jnp.where(se > 0, se, 1.0)[None], 0.0)
-    t_max = jnp.max(jnp.where(jnp.isfinite(t), t, 0.0), axis=(-2, -1))  # [R, ...]
-    c = jnp.quantile(t_max, level, axis=0)  # [...]
-    half = c[..., None, None] * se
+    axes = tuple(range(-2 - joint, 0))
+    t_max = jnp.max(jnp.where(jnp.isfinite(t), t, 0.0), axis=axes)  # [R, ...]
+    c = jnp.quantile(t_max, level, axis=0)  # [...] without the joint axes
+    half = c.reshape(c.shape + (1,) * (joint + 2)) * se
     nan = jnp.full_like(d, jnp.nan)
     return (
         jnp.where(pair_ok, d, nan),

@@ -8,6 +8,7 @@ classifier's rates, not the rejection FPR of :func:`fairrobust.metrics.auc_fpr`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -16,13 +17,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from fairrobust._checks import check_choice, check_int, is_tracer
-from fairrobust.metrics._kernels import HI, masked_extreme, masked_max_gap
+from fairrobust.metrics._kernels import (
+    HI,
+    cluster_scale,
+    gap_from_band,
+    masked_extreme,
+    masked_max_gap,
+    pairwise_band,
+)
 from fairrobust.metrics._validate import as_masks, as_valid, as_weights, warn_empty
 
 __all__ = [
+    "FAIRNESS_METRICS",
+    "FairnessStat",
     "demographic_parity_difference",
     "equal_opportunity_difference",
     "equalized_odds_difference",
+    "fairness_intervals",
     "fairness_metrics",
     "false_positive_rate_difference",
     "group_confusion",
@@ -255,3 +266,176 @@ def p_rule(
     return fairness_metrics(
         y_true, y_pred, masks, num_classes, valid=valid, weights=weights, average=average
     )["p_rule"]
+
+
+#: The metrics :func:`fairness_intervals` returns, in table order.
+FAIRNESS_METRICS = (
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "p_rule",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class FairnessStat:
+    """Bootstrap statistic: one-vs-rest group rates behind the fairness metrics.
+
+    ``FairnessStat(C)({"y_true": [n], "y_pred": [..., n]}, masks [g, n], weights [n])``
+    returns ``{"selection", "tpr", "fpr"}``, each ``[..., C, g]``: ``P(yhat=c | s)``,
+    ``P(yhat=c | y=c, s)`` and ``P(yhat=c | y!=c, s)`` (an abstention ``-1`` predicts
+    no class), weighted by the resample's multiplicities (as :func:`group_confusion`).
+    Use with ``metrics.bootstrap_ci(..., return_samples=True)`` and turn estimate and
+    replicates into metric intervals with :func:`fairness_intervals`. Hashable.
+    """
+
+    num_classes: int
+
+    def __call__(self, values, masks, weights):
+        yp = jnp.asarray(values["y_pred"])
+        yt = jnp.broadcast_to(jnp.asarray(values["y_true"]), yp.shape)
+        w = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), yp.shape)
+        c = _confusion(yt, yp, masks, w, int(self.num_classes))
+        return {
+            "selection": c["pred"] / c["size"],
+            "tpr": c["tp"] / c["pos"],
+            "fpr": c["fp"] / c["neg"],
+        }
+
+
+def _level_band(est, samples, level, scale):
+    """Sup-t intervals of every group rate ``est [..., C, g]``, simultaneous over (C, g)."""
+    dev = (samples - est[None]) * jnp.broadcast_to(scale, est.shape)[None]
+    se = jnp.sqrt(jnp.nanmean((dev - jnp.nanmean(dev, axis=0)[None]) ** 2, axis=0))
+    t = jnp.where(se[None] > 0, jnp.abs(dev) / jnp.where(se > 0, se, 1.0)[None], 0.0)
+    t_max = jnp.max(jnp.where(jnp.isfinite(t), t, 0.0), axis=(-2, -1))  # [R, ...]
+    half = jnp.quantile(t_max, level, axis=0)[..., None, None] * se
+    return jnp.clip(est - half, 0.0, 1.0), jnp.clip(est + half, 0.0, 1.0)
+
+
+def _class_mean(est, lo, hi):
+    """Mean over the classes with a finite estimate; NaN if one of them has no interval."""
+    use = jnp.isfinite(est)
+    n = jnp.sum(use, axis=-1)
+    bad = jnp.any(use & ~(jnp.isfinite(lo) & jnp.isfinite(hi)), axis=-1) | (n == 0)
+
+    def mean(x):
+        return jnp.where(bad, jnp.nan, jnp.sum(jnp.where(use, x, 0.0), axis=-1) / n)
+
+    return mean(lo), mean(hi)
+
+
+def _class_extreme(est, lo, hi, kind):
+    """Largest (``"max"``) / smallest per-class value: its bounds are the bounds' extremes."""
+    use = jnp.isfinite(est)
+    bad = jnp.any(use & ~(jnp.isfinite(lo) & jnp.isfinite(hi)), axis=-1)
+    out = [masked_extreme(x, use, kind) for x in (lo, hi)]
+    return tuple(jnp.where(bad, jnp.nan, x) for x in out)
+
+
+@functools.partial(jax.jit, static_argnames=("average",))
+def _fairness_intervals(est, samples, level, scale, average):
+    sel, tpr, fpr = est["selection"], est["tpr"], est["fpr"]
+    g, c = sel.shape[-1], sel.shape[-2]
+    ok = jnp.ones((g,), bool)
+    # demographic parity: pairwise selection-rate differences, one band over all classes
+    _, dp_lo, dp_hi = gap_from_band(
+        *pairwise_band(sel, samples["selection"], ok, level, scale, joint=1)
+    )
+    # equalized odds: TPR and FPR differences of every class in one band
+    both = jnp.concatenate([tpr, fpr], axis=-2)
+    both_s = jnp.concatenate([samples["tpr"], samples["fpr"]], axis=-2)
+    _, eo_lo, eo_hi = gap_from_band(*pairwise_band(both, both_s, ok, level, scale, joint=1))
+    tpr_gap, fpr_gap = masked_max_gap(tpr, ok), masked_max_gap(fpr, ok)
+    per_class = {
+        "demographic_parity_difference": (masked_max_gap(sel, ok), dp_lo, dp_hi),
+        "equalized_odds_difference": (
+            jnp.fmax(tpr_gap, fpr_gap),
+            jnp.fmax(eo_lo[..., :c], eo_lo[..., c:]),
+            jnp.fmax(eo_hi[..., :c], eo_hi[..., c:]),
+        ),
+    }
+    # ratio min_s / max_s of selection rates: simultaneous bands of the rates themselves
+    s_lo, s_hi = _level_band(sel, samples["selection"], level, scale)
+    ratio = masked_extreme(sel, ok, "min") / masked_extreme(sel, ok, "max")
+    max_lo = jnp.max(s_lo, axis=-1)
+    r_lo = jnp.min(s_lo, axis=-1) / jnp.max(s_hi, axis=-1)
+    r_hi = jnp.where(max_lo > 0, jnp.minimum(1.0, jnp.min(s_hi, axis=-1) / max_lo), 1.0)
+    per_class["demographic_parity_ratio"] = (ratio, jnp.minimum(r_lo, ratio), r_hi)
+    out = {}
+    for name, (v, lo, hi) in per_class.items():
+        worst = "min" if name == "demographic_parity_ratio" else "max"
+        if average is None:
+            out[name] = (v, lo, hi)
+        elif average == "mean" and c == 2:
+            out[name] = (v[..., 1], lo[..., 1], hi[..., 1])
+        elif average == "mean":
+            out[name] = (jnp.nanmean(v, axis=-1), *_class_mean(v, lo, hi))
+        else:
+            vw = masked_extreme(v, jnp.isfinite(v), worst)
+            out[name] = (vw, *_class_extreme(v, lo, hi, worst))
+    out["p_rule"] = tuple(100.0 * x for x in out["demographic_parity_ratio"])
+    return out
+
+
+def fairness_intervals(
+    estimate: dict[str, Any],
+    samples: dict[str, Any],
+    valid: Any = None,
+    *,
+    level: float = 0.95,
+    clusters: Any = None,
+    average: str | None = "mean",
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The fairness metrics and their bootstrap intervals from :class:`FairnessStat` replicates.
+
+    Values are those of :func:`fairness_metrics` (same ``average``) over the ``valid``
+    groups. Intervals come from sup-t bands on the bootstrap replicates, in the
+    project's style (``metrics.gap_interval``; group deviations scaled by
+    ``sqrt(C / (C - 1))`` with ``clusters``):
+
+    * demographic parity / equalized odds difference: simultaneous intervals of every
+      pairwise difference of selection rates (of TPRs and FPRs), with one critical
+      value over all pairs and classes; each class's gap interval is
+      ``[max_ij dist(0, I_ij), max_ij max |I_ij|]`` (equalized odds: the larger of the
+      TPR and FPR bounds), so every per-class gap is covered at once with probability
+      >= ``level``, and so is their mean (``average="mean"``) or maximum (``"worst"``);
+    * demographic parity ratio (``min_s / max_s`` of selection rates) and p-rule
+      (``100 x`` ratio): simultaneous intervals ``[lo_s, hi_s]`` of every group's
+      selection rate of every class give ``[min lo / max hi, min(1, min hi / max lo)]``.
+
+    Coverage of these intervals is simulated in ``tests/test_fairness_study.py``.
+
+    Args:
+      estimate: ``FairnessStat`` output on the data (``BootstrapResult.estimate``):
+        ``selection``, ``tpr``, ``fpr`` ``[..., C, g]``.
+      samples: the replicates (``BootstrapResult.samples``), ``[R, ..., C, g]``.
+      valid: optional bool ``[g]``: the groups that count (concrete).
+      level: confidence level in (0, 1).
+      clusters: optional int ``[g]`` independent clusters (speakers) per group.
+      average: ``"mean"``, ``"worst"`` or ``None`` (per class), as :func:`fairness_metrics`.
+
+    Returns:
+      name (:data:`FAIRNESS_METRICS`) -> ``(value, low, high)``, numpy ``[...]``
+      (``[..., C]`` with ``average=None``); NaN with fewer than two valid groups.
+    """
+    check_choice("average", average, _AVERAGES)
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
+    keys = ("selection", "tpr", "fpr")
+    g = int(np.shape(estimate["selection"])[-1])
+    ok = np.ones(g, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
+    if ok.shape != (g,):
+        raise ValueError(f"valid: expected shape ({g},), got {ok.shape}")
+    idx = np.flatnonzero(ok)
+    est = {k: jnp.asarray(estimate[k], jnp.float32)[..., idx] for k in keys}
+    smp = {k: jnp.asarray(samples[k], jnp.float32)[..., idx] for k in keys}
+    if clusters is None:
+        scale = jnp.ones((idx.size,), jnp.float32)
+    else:
+        scale = cluster_scale(jnp.asarray(np.asarray(clusters).reshape(-1)[idx]))
+    out = _fairness_intervals(est, smp, jnp.float32(level), scale, average)
+    return {
+        k: (np.asarray(v, np.float64), np.asarray(lo, np.float64), np.asarray(hi, np.float64))
+        for k, (v, lo, hi) in ((k, out[k]) for k in FAIRNESS_METRICS)
+    }

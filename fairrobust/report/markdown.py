@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fairrobust.report.blocks import ImageLinks, md_table
+from fairrobust.report.fairness import fairness_section
 from fairrobust.report.rejection import rejection_section
 from fairrobust.report.robustness import robustness_section, robustness_settings
 from fairrobust.report.soundness import clips_phrase, render_soundness
@@ -76,6 +77,7 @@ def render_markdown(data: RunData, figures: Mapping[str, Path] | None = None) ->
     parts += _comparisons_section(data)
     parts += _attributes_section(data)
     parts += _groups_section(data)
+    parts += fairness_section(data)
     if data.rob is not None:
         parts += robustness_section(data, base, best, img, figures)
     if data.rej is not None:

@@ -44,9 +44,11 @@ answers per N; AUC_FPR / FPR Parity over the range every method answers),
 the certified-accuracy curve over ``config.certified_range``, median certified
 radius, and the attribute's Certified Parity, with intervals;
 ``rejection_certified``),
-``rejection_fpr_curves.csv`` (CSV only), ``rejection_per_example.npz`` (p-values,
-counts, NR scores, labels, attributes: every metric can be recomputed with
-``rejection_tables.analyze``), ``rejection_attributes.json``, and
+``rejection_fairness.csv`` (demographic parity difference / ratio, equalized
+odds difference and p-rule per attribute, base models and each method with
+rejection; ``studies.fairness``), ``rejection_fpr_curves.csv`` (CSV only),
+``rejection_per_example.npz`` (p-values, counts, NR scores, labels, attributes: every
+metric can be recomputed with ``rejection_tables.analyze``), ``rejection_attributes.json``, and
 ``rejection_config.json``, ``rejection_groups.json``, ``rejection_summary.json``
 (each with the dataset, data fingerprint, config hash and library version);
 ``rejection_provenance.json``, written last, holds the environment, training configs
@@ -100,6 +102,7 @@ from fairrobust.studies._store import (
 from fairrobust.studies.attributes import write_attribute_status
 from fairrobust.studies.config import RejectionConfig
 from fairrobust.studies.external import ExternalModel, check_models
+from fairrobust.studies.fairness import rejection_fairness
 from fairrobust.studies.rejection_accuracy import accuracy_table, certified_accuracy_table
 from fairrobust.studies.rejection_answerability import answerable_summary, common_range_table
 from fairrobust.studies.rejection_certified import certified_parity_rows, certified_range
@@ -192,6 +195,7 @@ RESULT_FILES: dict[str, str] = {
     "certified_accuracy": "rejection_certified_accuracy.csv",
     "certify_per_example": "rejection_certify_per_example.csv",
     "certified_parity": "rejection_certified_parity.csv",
+    "fairness": "rejection_fairness.csv",
 }
 
 
@@ -241,14 +245,15 @@ def analyse(
     """Group reductions (``rejection_tables.analyze``) and every table of the study.
 
     Bootstrap keys: ``fold_in(seed, 3)`` for the rejection intervals, 4 for the
-    accuracy table, 5 for certified accuracy, 6 for Certified Parity. ``labels``: the
+    accuracy table, 5 for certified accuracy, 6 for Certified Parity, 7 for the
+    fairness metrics (``studies.fairness.rejection_fairness``). ``labels``: the
     accuracy table's rows of the NR and RS base models (default the trained M5s',
     ``BaseModels.labels``).
 
     Returns:
       ``(analysis, tables)``; tables ``accuracy``, ``auc_fpr``, ``auc_fpr_long``,
       ``fpr_parity``, ``correlation``, ``certified_accuracy``, ``certified_parity``
-      (both empty without CERTIFY).
+      (both empty without CERTIFY), ``fairness`` (``studies.fairness``).
     """
     base_key = jax.random.key(config.seed)
     boot = {
@@ -262,6 +267,11 @@ def analyse(
         key=jax.random.fold_in(base_key, 3), min_speakers=config.min_speakers, **boot,
     )  # fmt: skip
     y = ev.y
+    boot_kw = {}
+    if config.bootstrap_resamples:
+        boot_kw = {"num_resamples": config.bootstrap_resamples, "level": config.ci_level,
+                   "speakers": ev.speakers, "min_clusters": config.min_speakers,
+                   "batch_size": min(config.bootstrap_resamples, 50)}  # fmt: skip
     nr_label, rs_label = labels or (
         "M5 clean (NR base)", f"M5 sigma={config.sigma:g} (RS base)"
     )  # fmt: skip
@@ -284,6 +294,22 @@ def analyse(
         "correlation": correlation_table(analysis),
         "certified_accuracy": [],
         "certified_parity": [],
+        "fairness": rejection_fairness(
+            y,
+            nr.base_pred,
+            nr.pred,
+            nr.stat,
+            rs.base_pred,
+            rs.top,
+            rs.pvalues,
+            config.num_samples,
+            threshold_grid(config),
+            ev.groups,
+            ev.num_classes,
+            labels=(nr_label, rs_label),
+            speakers=ev.speakers,
+            bootstrap={**boot_kw, "key": jax.random.fold_in(base_key, 7)} if boot_kw else None,
+        ),
     }
     rng = certified_range(config.certified_range, config.radii)
     for i, c in enumerate(cert):
@@ -469,7 +495,7 @@ def write_results(
     trained = base.sources()
     _io.atomic_write_json(files["config"], {**provenance, "config": config, **trained})
     for name in ("accuracy", "auc_fpr", "auc_fpr_long", "fpr_parity", "common_range",
-                 "correlation", "comparisons"):  # fmt: skip
+                 "correlation", "comparisons", "fairness"):  # fmt: skip
         files[name] = results_dir / RESULT_FILES[name]
         _, files[f"{name}_json"] = write_table(files[name].with_suffix(""), tables[name])
     files["fpr_curves"] = write_csv(

@@ -52,12 +52,12 @@ __all__ = [
 #: Tables of the robustness study: ``results/robustness_<dataset>_<table>.json``.
 ROB_TABLES = (
     "models", "groups", "group_metrics", "defense_parity", "correlations", "comparisons",
-    "breaking_eps",
+    "breaking_eps", "fairness",
 )  # fmt: skip
 #: Tables of the rejection study: ``results/rejection_<table>.json``.
 REJ_TABLES = (
     "accuracy", "auc_fpr_long", "fpr_parity", "common_range", "correlation",
-    "certified_accuracy", "certified_parity", "comparisons",
+    "certified_accuracy", "certified_parity", "comparisons", "fairness",
 )  # fmt: skip
 #: File-name prefix of the run-level results (``run_summary``, ``run_findings``) and
 #: of their provenance sidecar ``run_provenance.json``.

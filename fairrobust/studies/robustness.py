@@ -71,6 +71,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from fairrobust import _io
@@ -100,11 +101,17 @@ from fairrobust.studies._store import (
 from fairrobust.studies.attributes import study_attributes, write_attribute_status
 from fairrobust.studies.config import RobustnessConfig
 from fairrobust.studies.external import ExternalModel, check_models
+from fairrobust.studies.fairness import robustness_fairness
 from fairrobust.studies.robustness_attacks import attack_members, member_groups
 from fairrobust.studies.robustness_bias import breaking_eps_figures, breaking_eps_table
 from fairrobust.studies.robustness_figures import write_figures
 from fairrobust.studies.robustness_plan import MemberSpec, plan_members
-from fairrobust.studies.robustness_tables import aggregate, clean_part, majority_rate
+from fairrobust.studies.robustness_tables import (
+    aggregate,
+    bootstrap_options,
+    clean_part,
+    majority_rate,
+)
 from fairrobust.train import TrainConfig
 
 __all__ = [
@@ -135,6 +142,8 @@ class MemberResult:
     Attributes:
       spec: the :class:`MemberSpec`.
       correct: bool ``[1 + n_eps, n_test]`` at ``spec.epsilons`` (clean first).
+      pred: int32 ``[1 + n_eps, n_test]``: the predicted class of each clip at each
+        epsilon (``correct = pred == y``; the fairness metrics' input).
       clean_accuracy: mean of the clean pass of ``correct``.
       preprocess_description: how the defense was attacked (BPDA or exact).
       reused: True when loaded from a previous run.
@@ -143,6 +152,7 @@ class MemberResult:
 
     spec: MemberSpec
     correct: np.ndarray
+    pred: np.ndarray
     clean_accuracy: float
     preprocess_description: str
     bpda: bool
@@ -309,13 +319,18 @@ def _member_paths(spec: MemberSpec, models_dir: Path) -> tuple[Path, Path]:
 
 
 def _member_result(
-    spec: MemberSpec, meta: Mapping[str, Any], correct: np.ndarray, models_dir: Path, reused: bool
+    spec: MemberSpec,
+    meta: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    models_dir: Path,
+    reused: bool,
 ) -> MemberResult:
-    correct = np.asarray(correct, bool)
+    correct = np.asarray(arrays["correct"], bool)
     json_path, npz_path = _member_paths(spec, models_dir)
     return MemberResult(
         spec=spec,
         correct=correct,
+        pred=np.asarray(arrays["pred"], np.int32),
         clean_accuracy=float(clean_part(correct).mean()),
         preprocess_description=str(meta.get("preprocess_description", "")),
         bpda=bool(meta.get("bpda", False)),
@@ -331,15 +346,18 @@ def load_members(
     """The members of ``specs`` already finished under ``models_dir`` (member id -> result).
 
     A member file written for other settings, unfinished or damaged is left out
-    (``fairrobust.studies._store.load_member`` logs why): it is recomputed.
+    (``fairrobust.studies._store.load_member`` logs why): it is recomputed; so is one
+    written before member files held the predictions (``pred``).
     """
     models_dir = Path(models_dir)
     done = {}
     for spec in specs:
         loaded = load_member(models_dir / spec.train_id, spec.file_stem, spec_hash=spec.eval_hash)
-        if loaded is not None:
+        if loaded is not None and "pred" not in loaded[1]:
+            logger.warning("%s: no predictions (older file); recomputing", spec.file_stem)
+        elif loaded is not None:
             meta, arrays = loaded
-            done[spec.member_id] = _member_result(spec, meta, arrays["correct"], models_dir, True)
+            done[spec.member_id] = _member_result(spec, meta, arrays, models_dir, True)
     return done
 
 
@@ -388,8 +406,8 @@ def attack_member(
     *,
     sample_rate: int,
     runtime: Runtime | None = None,
-) -> tuple[np.ndarray, Preprocess]:
-    """Robust correctness of one member at ``spec.epsilons`` (clean pass first).
+) -> tuple[np.ndarray, np.ndarray, Preprocess]:
+    """Robust correctness and predictions of one member at ``spec.epsilons`` (clean first).
 
     The model behind the member's preprocessing defense is attacked with L-inf PGD
     with the member's own key, its batches spread over the runtime's devices
@@ -397,7 +415,8 @@ def attack_member(
     members of one architecture together).
 
     Returns:
-      ``(correct bool [1 + e, n], the parsed preprocessing defense)``.
+      ``(correct bool [1 + e, n], pred int32 [1 + e, n], the parsed preprocessing
+      defense)``.
     """
     return attack_members(
         [trained], [spec], x, y, config, sample_rate=sample_rate, runtime=runtime
@@ -450,7 +469,7 @@ def evaluate_members(
     (``robustness_attacks.attack_members``, up to ``MEMBERS_PER_CALL`` per program run).
 
     A member file (``models/<train_id>/robustness-<pre>-<eval hash>.{npz,json}``)
-    holds ``correct`` ``[1 + e, n]``, ``epsilons`` and ``test_index``; the JSON,
+    holds ``correct`` and ``pred`` ``[1 + e, n]``, ``epsilons`` and ``test_index``; the JSON,
     written last, holds the member's coordinates, settings and training record.
     Saving member by member means an interrupted study loses one member at most.
 
@@ -484,11 +503,12 @@ def evaluate_members(
                 sample_rate=test.sample_rate,
                 runtime=runtime,
             )
-            for spec, (correct, pre) in zip(call, outs, strict=True):
+            for spec, (correct, pred, pre) in zip(call, outs, strict=True):
                 trained = models[spec.train_id]
                 meta = _member_meta(spec, correct, pre, test, config_hash, trained.info)
                 arrays = {
                     "correct": correct,
+                    "pred": pred,
                     "epsilons": np.asarray(spec.epsilons, np.float64),
                     "test_index": np.asarray(test.index, np.int64),
                 }
@@ -500,7 +520,7 @@ def evaluate_members(
                     arrays=arrays,
                 )
                 done[spec.member_id] = _member_result(
-                    spec, _io.to_jsonable(meta), correct, models_dir, False
+                    spec, _io.to_jsonable(meta), arrays, models_dir, False
                 )
                 bar.update(1)
     return {spec.member_id: done[spec.member_id] for spec in specs}
@@ -571,6 +591,9 @@ def run_study(
         member coordinates, eps_max, attribute, group, n, speakers, valid, median
         smallest breaking epsilon (an upper bound: PGD, discrete sweep) with interval,
         fraction never broken with interval, their gaps between valid groups, excluded.
+      * ``fairness``: demographic parity difference / ratio, equalized odds difference
+        and p-rule of every member per attribute, clean and at each budget, with
+        intervals (``studies.fairness``: columns ``studies.fairness.COLUMNS``).
       * ``comparisons``: paired differences with the clean baseline on the same
         clips and resamples (``robustness_tables.comparisons``): family,
         statistic, attribute, group, member_id, reference_id, value,
@@ -642,6 +665,13 @@ def run_study(
             config.attack_eps, test.groups, config=config, speakers=test.speakers,
         )
     ]  # fmt: skip
+    key = jax.random.fold_in(jax.random.key(config.seed), 0xFA1E)
+    agg["tables"]["fairness"] = robustness_fairness(
+        members, agg["tables"]["models"], config.attack_eps, test.y, test.groups,
+        test.num_classes, speakers=test.speakers,
+        bootstrap=bootstrap_options(config, key, test.speakers)
+        if config.bootstrap_resamples else None,
+    )  # fmt: skip
     files, figures = write_results(
         out, prefix, config, test, members, agg, focus=focus, make_figures=make_figures
     )

@@ -2,8 +2,8 @@
 
 Members whose models share an architecture and a preprocessing defense (so one
 ``apply_fn``) and the same epsilon sweep are attacked together by
-``engine.parallel.robust_correct_members``: their batches spread over the runtime's
-devices, the members ``lax.map``-ped on CPU (each member's correctness equals its own
+``engine.parallel.robust_predict_members``: their batches spread over the runtime's
+devices, the members ``lax.map``-ped on CPU (each member's predictions equal its own
 sweep bit for bit) and vmapped on accelerators (equal up to float32 rounding of the
 batched forward pass), at most :data:`MEMBERS_PER_CALL` per call so that member files
 are saved as they finish. Each member keeps its own key (:func:`member_key`).
@@ -60,8 +60,8 @@ def attack_members(
     *,
     sample_rate: int,
     runtime: Runtime | None = None,
-) -> list[tuple[np.ndarray, Preprocess]]:
-    """Robust correctness of members sharing one attacked function, in one program.
+) -> list[tuple[np.ndarray, np.ndarray, Preprocess]]:
+    """Robust correctness and predictions of members sharing one attacked function.
 
     Args:
       trained: each member's trained model (one architecture).
@@ -73,11 +73,13 @@ def attack_members(
       runtime: the devices (default: all).
 
     Returns:
-      Per member ``(correct bool [1 + e, n], the parsed preprocessing defense)``.
+      Per member ``(correct bool [1 + e, n], pred int32 [1 + e, n], the parsed
+      preprocessing defense)``: ``pred`` the predicted class of each (attacked) clip
+      (the fairness metrics' input), ``correct = pred == y``.
     """
     rt = runtime if runtime is not None else Runtime.create()
     pre = parse_preprocess(specs[0].preprocess, sample_rate)
-    correct = parallel.robust_correct_members(
+    pred = parallel.robust_predict_members(
         with_preprocess(trained[0].apply_fn, pre),
         [t.variables for t in trained],
         np.asarray(x, np.float32),
@@ -91,4 +93,5 @@ def attack_members(
         batch_size=config.attack_batch_size,
         mesh=rt.mesh,
     )
-    return [(np.asarray(c, dtype=bool), pre) for c in correct]
+    y_row = np.asarray(y).reshape(1, -1)
+    return [(np.asarray(p == y_row, dtype=bool), np.asarray(p, np.int32), pre) for p in pred]
