@@ -15,7 +15,9 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,64 @@ def cache_dir() -> Path:
     return path
 
 
+#: The widest progress line (bars are cut to it; the commands' output fits it too).
+PROGRESS_WIDTH = 120
+_depth = [0]  # plain-line stages open now (nested stages are silent without a terminal)
+
+
+def interactive() -> bool:
+    """Whether progress can redraw in place: stderr is a terminal, or a Jupyter kernel runs."""
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty or "ipykernel" in sys.modules
+
+
+def _terminal_size() -> tuple[int, int]:
+    """``(columns, rows)`` of stderr's terminal: at most :data:`PROGRESS_WIDTH` columns;
+    120 x 24 where unknown (a terminal of size 0, as a fresh pseudo-terminal has)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        columns, rows = size.columns, size.lines
+    except (AttributeError, ValueError, OSError):
+        columns, rows = 0, 0
+    return min(columns or PROGRESS_WIDTH, PROGRESS_WIDTH), rows or 24
+
+
+class _StageLine:
+    """Progress without a terminal: one plain line when the stage ends,
+    ``<desc> (<done>/<total>) ... done in 41.2 s`` (``stopped after`` on an error)."""
+
+    def __init__(self, iterable: Any, desc: str, total: int | None) -> None:
+        self.iterable, self.desc, self.total, self.n = iterable, desc, total, 0
+        self.t0 = time.perf_counter()
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.iterable or ():
+            yield item
+            self.update(1)
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        """Ignored: a plain line has no room to redraw."""
+
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        """Ignored: a plain line has no room to redraw."""
+
+    def close(self, failed: bool = False) -> None:
+        seconds = time.perf_counter() - self.t0
+        count = f"{self.n:g}" + ("" if self.total is None else f"/{self.total:g}")
+        took = f"{seconds:.3g}" if seconds < 1000 else f"{seconds:.0f}"
+        tail = f" ({count}) ... " + (f"stopped after {took} s" if failed else f"done in {took} s")
+        desc = self.desc
+        if len(desc) + len(tail) > PROGRESS_WIDTH:  # shorten the label, keep the outcome
+            desc = desc[: max(0, PROGRESS_WIDTH - len(tail) - 3)] + "..."
+        print(desc + tail, file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
 def progress(
     iterable_or_total: Any = None,
@@ -190,14 +250,40 @@ def progress(
     leave: bool = False,
     enabled: bool = True,
 ) -> Iterator[Any]:
-    """A tqdm progress bar; silent if ``enabled`` is False or ``FAIRROBUST_NO_PROGRESS`` is set."""
+    """Progress of one stage: a tqdm bar on a terminal, one plain line otherwise.
+
+    On a terminal (or in Jupyter) a bar at most :data:`PROGRESS_WIDTH` columns wide,
+    nested bars below it. When stderr is not a terminal (a log file, a pipe) no
+    control characters: the outermost stage prints one line when it ends
+    (``<desc> (<done>/<total>) ... done in 41.2 s``) and nested stages print nothing.
+    Silent if ``enabled`` is False or ``FAIRROBUST_NO_PROGRESS`` is set.
+
+    Yields:
+      An object with tqdm's ``update``, ``set_postfix``, ``set_postfix_str`` (and
+      iteration when given an iterable).
+    """
     disable = not enabled or bool(os.environ.get("FAIRROBUST_NO_PROGRESS"))
     if isinstance(iterable_or_total, int):
         total, iterable_or_total = iterable_or_total, None
-    bar = tqdm(
-        iterable_or_total, desc=desc, total=total, leave=leave, disable=disable, dynamic_ncols=True
-    )
+    bar: Any = None
+    if not disable and not interactive():
+        if _depth[0] == 0:
+            bar = _StageLine(iterable_or_total, desc, total)
+        disable = True  # nested stages: silent
+    if bar is None:
+        columns, rows = _terminal_size()
+        bar = tqdm(
+            iterable_or_total, desc=desc, total=total, leave=leave, disable=disable,
+            ncols=columns, nrows=rows,
+        )  # fmt: skip
+    line = isinstance(bar, _StageLine)
+    _depth[0] += line
+    failed = False
     try:
         yield bar
+    except BaseException:
+        failed = True
+        raise
     finally:
-        bar.close()
+        _depth[0] -= line
+        bar.close(failed) if line else bar.close()

@@ -249,7 +249,9 @@ def _run_in(
     t_all: float,
 ) -> RunOutcome:
     """The body of :func:`run` once the folder and the runtime are settled."""
-    if isinstance(dataset, str):
+    settings: dict[str, Any] = dict(seed=seed, attributes=attributes, intersections=intersections)
+    if isinstance(dataset, str):  # every setting checked before the data are loaded
+        load_configs(preset, config_file, **settings, overrides=overrides)
         t0 = time.perf_counter()
         ds = _load(dataset, data_dir, dict(load_options or {}))
         loader = dataset
@@ -259,9 +261,7 @@ def _run_in(
     configs = load_configs(
         preset,
         config_file,
-        seed=seed,
-        attributes=attributes,
-        intersections=intersections,
+        **settings,
         dataset_attributes=sorted(ds.attributes),
         overrides=overrides,
         soundness=soundness if isinstance(soundness, bool) else True,

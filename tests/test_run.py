@@ -174,49 +174,8 @@ def test_cli_flags_parse():
     assert args.attributes == ("a", "b")
 
 
-_DATA_FLAGS = ("--dataset", "--data-dir", "--sample-rate", "--duration", "--no-progress")
-
-
-def test_shared_flags_are_one_vocabulary():
-    """Every flag of several subcommands has one name, type, separator and default."""
-    parser = build_parser()
-    subs = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no API
-    study = subs["study"]._subparsers._group_actions[0].choices  # noqa: SLF001
-    commands = {
-        "run": subs["run"],
-        "robustness": study["robustness"],
-        **{"rejection": study["rejection"], "train": subs["train"], "certify": subs["certify"]},
-    }
-    seen: dict[str, tuple] = {}
-    for name, p in commands.items():
-        for action in p._actions:  # noqa: SLF001
-            for flag in action.option_strings:
-                if flag in ("-h", "--help"):
-                    continue
-                if name in ("train", "certify") and flag not in _DATA_FLAGS:
-                    continue  # their model / sampling flags set values, not overrides
-                key = (action.default, action.nargs, action.choices, action.type)
-                if flag in ("--seed", "--out", "--max-examples"):  # train/certify differ
-                    key = (action.nargs, action.choices)
-                seen.setdefault(flag, key)
-                assert seen[flag] == key, f"{flag} differs in {name}"
-    for flag in ("--dataset", "--data-dir", "--no-progress"):
-        assert all(flag in p._option_string_actions for p in commands.values())  # noqa: SLF001
-    for name in ("run", "robustness", "rejection"):
-        p = commands[name]
-        for flag in (
-            "--preset",
-            "--config",
-            "--max-examples",
-            "--intersections",
-            "--resume",
-            "--no-resume",
-            "--attributes",
-            "--bootstrap-resamples",
-        ):
-            assert flag in p._option_string_actions, (name, flag)  # noqa: SLF001
-    actions = commands["run"]._option_string_actions  # noqa: SLF001
-    assert tuple(actions["--preset"].choices) == cfg.PRESETS
+# The flag vocabulary (one definition per flag, earlier spellings) is tested in
+# tests/test_cli_flags.py.
 
 
 def test_run_main_rejects_bad_preset_and_missing_data_dir(tmp_path, capsys):
@@ -328,7 +287,8 @@ def test_run_prints_summary_and_report_path(tiny_run, capsys, monkeypatch):
     assert cli_run.main(_parse(argv)) == 0  # continues: everything reused
     text = capsys.readouterr().out
     assert "continuing run folder" in text
-    assert "FPR Parity RS (largest N)" in text and "worst-served" in text
+    assert "FPR Parity RS (N=50)" in text and "worst-served" in text
+    assert max(len(line) for line in text.splitlines()) <= 120
     assert f"report: {out / 'report.md'}" in text
     assert "soundness checks: up to date" in text  # resumed: inputs hash unchanged
     assert _results_bytes(out) == before

@@ -1,8 +1,9 @@
-"""The ``fairrobust`` command: ``run``, ``study robustness|rejection``, ``train``, ``certify``.
+"""The ``fairrobust`` command: ``run``, ``study``, ``train``, ``certify``, ``config``.
 
 Every subcommand is a thin layer over the library (flax ``main.py`` style):
-parse and validate flags, call the library, print a short table. Flags shared by
-several subcommands are defined once in :mod:`fairrobust.cli._flags`. This
+parse and validate flags, call the library, print a short table. Every flag is
+defined once in :mod:`fairrobust.cli._flags`; what a command prints goes through
+:mod:`fairrobust.cli._term` (at most 120 columns). This
 package is the only place with ``argparse`` and with imports inside functions
 (so that ``fairrobust --help`` does not import JAX).
 """
@@ -12,9 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 
-from fairrobust.cli import certify, run, study, train
+from fairrobust.cli import _term, certify, config, run, study, train
 
 __all__ = ["build_parser", "main"]
 
@@ -31,9 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="the main job: both studies on a dataset (default: bundled) and a report",
-        description="Train the model grid, run the robustness and rejection studies and "
-        "write a run folder with results/*.csv|json, figures/*.png, report.md and a "
-        "self-contained report.html. With no arguments: quick preset on the bundled data.",
+        description=textwrap.fill(
+            "Train the model grid, run the robustness and rejection studies and write a run "
+            "folder with results/*.csv|json, figures/*.png, report.md and a self-contained "
+            "report.html. With no arguments: quick preset on the bundled data.",
+            width=80,
+        ),
+        epilog=run.epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_arguments(p)
     p.set_defaults(func=run.main)
@@ -62,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certify.add_arguments(p)
     p.set_defaults(func=certify.main)
+
+    p = sub.add_parser(
+        "config",
+        help="print a preset's settings as a TOML file for --config (every key, its default "
+        "and meaning)",
+        description=config.DESCRIPTION,
+    )
+    config.add_arguments(p)
+    p.set_defaults(func=config.main)
     return parser
 
 
@@ -70,9 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _term.installed():
+            return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"fairrobust: error: {exc}", file=sys.stderr)
+        print(f"fairrobust: error: {exc}", file=sys.stderr)  # one line, never wrapped
         _abort_other_processes(2)
         return 2
     except BaseException:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fairrobust.cli import _flags
+from fairrobust.cli import _flags, _term
 
 __all__ = ["RADII", "add_arguments", "main"]
 
@@ -23,54 +23,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         type=Path,
         help="checkpoint (.ckpt, or a training folder: its best.ckpt) written by "
-        "'fairrobust train', ideally trained with --noise-std equal to --sigma",
+        "'fairrobust train', ideally trained with --noise-std equal to the sigma certified",
     )
-    model.add_argument(
-        "--model",
-        metavar="SPEC",
-        help="or any trained model: checkpoint path or package.module:callable "
-        "returning a fairrobust ExternalModel",
-    )
-    _flags.add_data(parser)
+    _flags.add(model, "--model", command="certify")
+    _flags.add_data(parser, command="certify")
     g = parser.add_argument_group("certify")
     g.add_argument("--split", default="test", choices=("train", "val", "test"))
+    _flags.add(g, "--certify-sigmas", "--noise", "--certify-norm", "--certify-adaptive",
+               "--sampling-mode", "--prng-impl", "--compute-dtype", command="certify")  # fmt: skip
+    g.add_argument("--n0", type=_flags.number(int, 1), default=100, help="selection draws")
+    g.add_argument("--n", type=_flags.number(int, 1), default=10000, help="estimation draws")
     g.add_argument(
-        "--sigma",
-        type=_flags.float_list,
-        default=(0.1,),
-        help="smoothing noise std, or several comma-separated (one batched sweep)",
-    )
-    g.add_argument("--noise", default="gaussian", help="noise family (registered name)")
-    g.add_argument(
-        "--norm",
-        default=None,
-        choices=("l1", "l2", "linf"),
-        help="certificate norm (default: the family's: l2 gaussian, l1 laplace / uniform)",
-    )
-    g.add_argument(
-        "--adaptive",
-        action="store_true",
-        help="draw in rounds, stopping each clip once no more draws could certify it at a "
-        "larger printed radius (0.25, 0.5, 1, 2 sigma); alpha kept by a union bound",
-    )
-    g.add_argument("--sampling-mode", default="independent", choices=("independent", "shared_bank"))
-    g.add_argument("--prng-impl", default=None, choices=("threefry2x32", "rbg", "unsafe_rbg"))
-    g.add_argument("--compute-dtype", default=None, choices=("float32", "bfloat16", "float16"))
-    g.add_argument("--n0", type=int, default=100, help="selection draws")
-    g.add_argument("--n", type=int, default=10000, help="estimation draws")
-    g.add_argument("--alpha", type=float, default=0.001, help="failure probability")
-    g.add_argument("--seed", type=int, default=0, help="noise and subset seed")
-    g.add_argument(
-        "--max-examples",
-        type=int,
-        default=0,
-        help="cap on certified clips, a seeded subset (0 = all)",
-    )
-    g.add_argument("--batch-size", type=int, default=16, help="clips per certify call")
-    g.add_argument("--chunk-size", type=int, default=16, help="noise draws per forward pass")
+        "--alpha", type=_flags.number(float, 0, strict=True), default=0.001,
+        help="failure probability, in (0, 1)",
+    )  # fmt: skip
+    _flags.add(g, "--seed", "--max-examples", "--sample-batch-size", "--chunk-size",
+               command="certify")  # fmt: skip
     g.add_argument("--out", type=Path, required=True, help="per-example CSV to write")
-    _flags.add_progress(parser)
-    _flags.add_runtime(parser)
+    _flags.add(g, "--no-progress", command="certify")
+    _flags.add_runtime(parser, command="certify")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -80,6 +51,14 @@ def main(args: argparse.Namespace) -> int:
     p_a_lower, the dataset's attributes, then sigma, norm and draws (one row per clip
     and sigma).
     """
+    if args.external_models and len(args.external_models) != 1:
+        raise ValueError(f"--model: certify takes one model, got {args.external_models}")
+    if not args.alpha < 1:
+        raise ValueError(f"--alpha: expected a number in (0, 1), got {args.alpha}")
+    sigmas = np.asarray(args.certify_sigmas or (0.1,), np.float64)
+    noise, seed = args.noise or "gaussian", args.seed or 0
+    batch_size, chunk_size = args.sample_batch_size or 16, args.chunk_size or 16
+    _flags.check_data(args)  # the flags above and the data flags, before any import
     import jax
     import jax.numpy as jnp
 
@@ -90,42 +69,34 @@ def main(args: argparse.Namespace) -> int:
     from fairrobust.studies.external import ExternalModel
     from fairrobust.studies.rejection_tables import certify_table, write_csv
 
-    for name in ("n0", "n", "batch_size", "chunk_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 1")
-    if args.max_examples < 0:
-        raise ValueError("--max-examples: expected an integer >= 0 (0 = all)")
-    if any(not (s > 0 and np.isfinite(s)) for s in args.sigma):
-        raise ValueError(f"--sigma: expected positive stds, got {args.sigma}")
-    norm = smoothing.noise_certificate(args.noise, args.norm).norm  # before loading data
-    _flags.check_data(args)
+    norm = smoothing.noise_certificate(noise, args.certify_norm).norm  # before loading data
     runtime = _flags.start_runtime(args)  # first: jax.distributed precedes any JAX call
-    if args.model is not None:
-        model = ExternalModel.load(args.model)
+    if args.external_models:
+        model = ExternalModel.load(args.external_models[0])
     else:  # a training folder means its selected (best) checkpoint
         model = ExternalModel.from_checkpoint(args.checkpoint)
     ds = load_dataset(args.dataset, args.data_dir, **_flags.load_options(args))
     model.check(ds.num_classes, int(np.shape(ds.waveforms)[1]))
     idx = np.flatnonzero(np.asarray(ds.splits) == args.split)
-    idx = seeded_subset(idx, args.max_examples, args.seed)
+    idx = seeded_subset(idx, args.max_examples or 0, seed)
     if idx.size == 0:
         raise ValueError(f"split {args.split!r} of {ds.name!r} has no examples")
     apply_fn = model.evaluation_fn(runtime)
     sampler = functools.partial(parallel.sample_counts, mesh=runtime.mesh)
-    key = jax.random.key(args.seed)
+    key = jax.random.key(seed)
     x = np.asarray(ds.waveforms[idx], np.float32)
-    sigmas = np.asarray(args.sigma, np.float64)
     kw = dict(
         n0=args.n0, n=args.n, alpha=args.alpha, sigma=sigmas, num_classes=ds.num_classes,
-        noise=args.noise, norm=args.norm, chunk_size=args.chunk_size, sampler=sampler,
-        mode=args.sampling_mode, prng_impl=args.prng_impl, compute_dtype=args.compute_dtype,
+        noise=noise, norm=args.certify_norm, chunk_size=chunk_size, sampler=sampler,
+        mode=args.sampling_mode or "independent", prng_impl=args.prng_impl,
+        compute_dtype=args.compute_dtype,
     )  # fmt: skip
     parts: dict[str, list[np.ndarray]] = {"pred": [], "radius": [], "p_a_lower": [], "draws": []}
     with _io.progress(total=len(idx), desc="CERTIFY", enabled=not args.no_progress) as bar:
-        for s in range(0, len(idx), args.batch_size):
-            rows = slice(s, s + args.batch_size)
+        for s in range(0, len(idx), batch_size):
+            rows = slice(s, s + batch_size)
             xb, ib = jnp.asarray(x[rows]), jnp.asarray(idx[rows], jnp.int32)
-            if args.adaptive:  # per sigma, settled on the radius grid printed below
+            if args.certify_adaptive:  # per sigma, settled on the radius grid printed below
                 rs = [
                     smoothing.adaptive_certify(
                         apply_fn,
@@ -159,12 +130,12 @@ def main(args: argparse.Namespace) -> int:
             for r, d in zip(part, draws[i], strict=True)
         ]
     out = write_csv(args.out, rows_out)
-    print(
-        f"certified {len(idx)} clips of {ds.name}/{args.split} (noise={args.noise}, "
+    _term.echo(
+        f"certified {len(idx)} clips of {ds.name}/{args.split} (noise={noise}, "
         f"{norm.upper()} radii, n0={args.n0}, n={args.n}, alpha={args.alpha}"
         + (
             f"; adaptive: {draws.mean():.0f} estimation draws per clip on average"
-            if args.adaptive
+            if args.certify_adaptive
             else ""
         )
         + ")"
@@ -172,8 +143,8 @@ def main(args: argparse.Namespace) -> int:
     for i, sig in enumerate(sigmas):
         radii = RADII * sig
         acc = smoothing.certified_accuracy(pred[i], radius[i], labels, radii, None)[:, 0]
-        print(f"sigma {sig:g}: abstained on {np.mean(pred[i] < 0):.1%}")
-        print("  radius   " + "  ".join(f"{r:7.4f}" for r in radii))
-        print("  cert.acc " + "  ".join(f"{a:7.3f}" for a in acc))
-    print(f"wrote {out}")
+        _term.echo(f"sigma {sig:g}: abstained on {100 * np.mean(pred[i] < 0):.3g}% of the clips")
+        _term.echo("  radius   " + "  ".join(f"{r:7.4f}" for r in radii))
+        _term.echo("  cert.acc " + "  ".join(f"{a:7.3f}" for a in acc))
+    _term.echo(f"wrote {out}")
     return 0

@@ -8,15 +8,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fairrobust.cli import _flags
+from fairrobust.cli import _flags, _term
 
-__all__ = ["add_arguments", "format_summary_table", "main"]
+__all__ = ["EPILOG", "add_arguments", "epilog", "format_summary", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``fairrobust run``: data, the shared study flags, and run-only ones."""
-    _flags.add_data(parser)
-    g = _flags.add_study(parser, study="run")
+    _flags.add_data(parser, command="run")
+    g = _flags.add_study(parser, command="run")
     g.add_argument(
         "--runs-dir",
         type=Path,
@@ -35,18 +35,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the attack-soundness checks (convergence, restarts, transfer, EOT on "
         "smoothing) of the clean baseline and the most robust model",
     )
-    _flags.add_runtime(parser, distributed=True)
+    _flags.add_runtime(parser, command="run", distributed=True)
+
+
+#: ``fairrobust run --help``'s closing text: the folder layout and the presets.
+EPILOG = """\
+--dataset folder reads DATA_DIR/metadata.csv: one row per clip, columns
+  path     audio file, relative to DATA_DIR (WAV, FLAC, OGG, MP3)
+  label    class name (numbers sort numerically)
+  speaker  speaker id (splits are speaker-disjoint; intervals are clustered by speaker)
+  split    optional: train, val (or dev, validation) or test; without it the speakers
+           are split 70/10/20 at random (seeded)
+  every other column is a demographic attribute (blank = "unknown"), e.g.
+    path,label,speaker,split,gender,accent
+    clips/s01_yes_1.wav,yes,s01,train,female,scottish
+
+presets (--preset; 'fairrobust config --preset NAME' prints every setting as TOML):
+{presets}
+
+examples:
+  fairrobust run                                   # quick preset, bundled data
+  fairrobust run --dataset folder --data-dir my_clips --attributes gender,accent
+  fairrobust run --preset paper --out runs/paper   # rerun the same command to resume
+"""
+
+
+def epilog() -> str:
+    """:data:`EPILOG` with the presets filled in."""
+    presets = "\n".join(f"  {k:<6} {v}" for k, v in _flags.PRESET_HELP.items())
+    return EPILOG.format(presets=presets)
 
 
 def main(args: argparse.Namespace) -> int:
-    """``fairrobust run`` from parsed ``args``; prints the summary table and the report path."""
+    """``fairrobust run`` from parsed ``args``; prints the summary tables and the report path."""
+    _flags.check_data(args)  # before any import of the computation
     from fairrobust.job import run
 
     overrides = _flags.study_overrides(args)
     for name in ("seed", "attributes", "intersections"):
         overrides.pop(name, None)
     only = args.only
-    runtime = _flags.start_runtime(args)
+    runtime = _flags.start_runtime(args, log=_term.echo)
     outcome = run(
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -63,32 +92,22 @@ def main(args: argparse.Namespace) -> int:
         reuse=not args.no_resume,
         progress=not args.no_progress,
         load_options=_flags.load_options(args),
+        log=_term.echo,
         soundness=not args.no_soundness,
         runtime=runtime,
     )
     if not runtime.writer:
-        print(
+        _term.echo(
             f"process {runtime.process_index} of {runtime.process_count}: done; process 0 "
             f"wrote {outcome.run_dir}"
         )
         return 0
-    print()
-    level = next((r["ci_level"] for r in outcome.summary if r.get("ci_level")), None)
-    what = f"{100 * level:g}% bootstrap intervals" if level else "bootstrap intervals"
-    print(f"Summary ({what} in brackets; DP = Defense Parity, lower = more equal)")
-    print(format_summary_table(outcome.summary))
-    print()
-    print(f"report: {outcome.report_md}")
-    print(f"        {outcome.report_html}")
-    print(f"({outcome.timings['total']:.0f} s)")
+    _term.echo(format_summary(outcome.summary))
+    _term.echo(f"report: {outcome.report_md}")
+    _term.echo(f"        {outcome.report_html}")
+    _term.echo(f"({_term.num(outcome.timings['total'])} s)")
     sys.stdout.flush()
     return 0
-
-
-def _fmt_ci(v: Any, low: Any, high: Any) -> str:
-    from fairrobust.studies.intervals import fmt_ci
-
-    return fmt_ci(v, low, high)
 
 
 def _clips(rows: Sequence[Mapping[str, Any]], key: str) -> str:
@@ -97,68 +116,71 @@ def _clips(rows: Sequence[Mapping[str, Any]], key: str) -> str:
     return f"{ns.pop()} clips" if len(ns) == 1 else ""
 
 
-def _label(head: str, *parts: str) -> str:
-    """``head (part, part)`` over the non-empty parts (``head`` alone without any)."""
-    parts = tuple(p for p in parts if p)
-    return f"{head} ({', '.join(parts)})" if parts else head
+def _ci(row: Mapping[str, Any], key: str) -> str:
+    return _term.ci(row.get(key), row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high"))
 
 
-def format_summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The closing summary table as aligned text (one row per attribute)."""
+def _has(rows: Sequence[Mapping[str, Any]], *keys: str) -> bool:
+    return any(r.get(k) is not None for r in rows for k in keys)
 
-    cols = [
-        ("attribute", lambda r: r["attribute"]),
-        ("worst-served (AUC_acc)", lambda r: r.get("worst_group_auc_acc") or "-"),
-        (
-            _label("DP clean baseline", _clips(rows, "dp_baseline_n")),
-            lambda r: _fmt_ci(
-                r.get("dp_baseline"), r.get("dp_baseline_ci_low"), r.get("dp_baseline_ci_high")
-            ),
-        ),
-        (
-            _label("DP most robust", _clips(rows, "dp_robust_n")),
-            lambda r: _fmt_ci(
-                r.get("dp_robust"), r.get("dp_robust_ci_low"), r.get("dp_robust_ci_high")
-            ),
-        ),
-        ("most rejected (NR)", lambda r: r.get("worst_group_nr") or "-"),
-        (
-            "FPR Parity NR",
-            lambda r: _fmt_ci(
-                r.get("fpr_parity_nr"),
-                r.get("fpr_parity_nr_ci_low"),
-                r.get("fpr_parity_nr_ci_high"),
-            ),
-        ),
-        (
-            "FPR Parity RS (largest N)",
-            lambda r: _fmt_ci(
-                r.get("fpr_parity_rs"),
-                r.get("fpr_parity_rs_ci_low"),
-                r.get("fpr_parity_rs_ci_high"),
-            ),
-        ),
-    ]
-    if any("dp_robust_strongest" in r for r in rows):  # with the soundness checks
-        # Both on the soundness checks' clips (a subset of the study's test clips): the
-        # study's attack re-run there, then the strongest attack tried.
-        n = _clips(rows, "dp_robust_strongest_n")
-        for i, (head, key) in enumerate(
-            (
-                (_label("DP most robust", "study attack", n), "dp_robust_study_attack_same_clips"),
-                (_label("DP most robust", "strongest attack", n), "dp_robust_strongest"),
+
+def format_summary(rows: Sequence[Mapping[str, Any]], width: int = _term.WIDTH) -> str:
+    """The closing summary: one table per study (and one of the soundness checks), each
+    at most ``width`` columns, numbers to 3 significant digits with their intervals."""
+    level = next((r["ci_level"] for r in rows if r.get("ci_level")), None)
+    what = f"{100 * level:g}% bootstrap intervals" if level else "bootstrap intervals"
+    head = f"Summary per attribute ({what} in brackets; lower parity = more equal)\n"
+    blocks: list[str] = []
+    if _has(rows, "baseline_member", "robust_member"):
+        n = _clips(rows, "dp_baseline_n")
+        blocks.append(
+            f"Robustness study: Defense Parity (DP){f' on {n}' if n else ''}; worst-served = "
+            "lowest AUC_acc under the most robust model\n"
+            + _term.table(
+                ["attribute", "worst-served", "DP clean baseline", "DP most robust"],
+                [
+                    [
+                        r["attribute"],
+                        str(r.get("worst_group_auc_acc") or "-"),
+                        _ci(r, "dp_baseline"),
+                        _ci(r, "dp_robust"),
+                    ]
+                    for r in rows
+                ],
+                width,
             )
-        ):
-            cols.insert(
-                4 + i,
-                (
-                    head,
-                    lambda r, k=key: _fmt_ci(r.get(k), r.get(f"{k}_ci_low"), r.get(f"{k}_ci_high")),
-                ),
+        )
+    if _has(rows, "dp_baseline_strongest_n", "dp_robust_strongest_n"):
+        n = _clips(rows, "dp_baseline_strongest_n") or _clips(rows, "dp_robust_strongest_n")
+        cells = [
+            [r["attribute"], label, _ci(r, f"dp_{tag}_study_attack_same_clips"),
+             _ci(r, f"dp_{tag}_strongest")]
+            for r in rows
+            for tag, label in (("baseline", "clean baseline"), ("robust", "most robust"))
+            if r.get(f"dp_{tag}_strongest_n") is not None
+        ]  # fmt: skip
+        blocks.append(
+            f"Soundness checks: DP under the study's attack and the strongest attack tried"
+            f"{f' (same {n})' if n else ''}\n"
+            + _term.table(["attribute", "model", "study attack", "strongest attack"], cells, width)
+        )
+    if _has(rows, "fpr_parity_nr", "fpr_parity_rs", "worst_group_nr"):
+        ns = {r.get("rs_n") for r in rows} - {None}
+        rs = f"FPR Parity RS (N={ns.pop()})" if len(ns) == 1 else "FPR Parity RS (largest N)"
+        blocks.append(
+            "Rejection study: FPR Parity of neural rejection (NR) and randomized smoothing (RS)\n"
+            + _term.table(
+                ["attribute", "most rejected (NR)", "FPR Parity NR", rs],
+                [
+                    [
+                        r["attribute"],
+                        str(r.get("worst_group_nr") or "-"),
+                        _ci(r, "fpr_parity_nr"),
+                        _ci(r, "fpr_parity_rs"),
+                    ]
+                    for r in rows
+                ],
+                width,
             )
-    cells = [[fn(r) for _, fn in cols] for r in rows]
-    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
-    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
+        )
+    return _term.wrap(head + "\n\n".join(blocks or ["(no study results)"]), width)

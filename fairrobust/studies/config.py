@@ -22,19 +22,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
-import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fairrobust import _io, smoothing
 from fairrobust.defenses import parse_preprocess
 from fairrobust.frontend import SPACES
 from fairrobust.groups import ALL_PAIRS, parse_intersections
+from fairrobust.studies.config_toml import RENAMED_FIELDS, apply_overrides, read_toml, to_toml
 
 __all__ = [
     "PRESETS",
@@ -52,6 +48,7 @@ __all__ = [
     "load_config",
     "load_configs",
     "preset",
+    "preset_toml",
     "read_toml",
 ]
 
@@ -61,16 +58,6 @@ PRESETS = ("quick", "paper", "tiny")
 STUDY_TABLES = ("robustness", "rejection", "soundness")
 #: Architectures of the robustness grid.
 MODELS = ("m5", "m5-tricks")
-
-C = TypeVar("C")
-
-#: Field names of earlier versions -> today's name (a config file using one is refused).
-RENAMED_FIELDS: Mapping[str, str] = {
-    "max_test_examples": "max_examples",
-    "max_test": "max_examples",
-    "bootstrap": "bootstrap_resamples",
-}
-
 
 # ----------------------------------------------------------------------------- robustness
 
@@ -232,12 +219,6 @@ def _validate(c: RobustnessConfig) -> None:
     )
 
 
-#: The two presets. ``paper`` is the AISec'23 grid (40 models, 100-step PGD at
-#: six budgets); ``quick`` is 8 small models trained for a few epochs and
-#: attacked at three budgets on at most 300 test clips, a few minutes on a
-#: 2-core CPU on the bundled data.
-
-
 #: ``paper`` is the AISec'23 grid (40 models, 100-step PGD at six budgets);
 #: ``quick`` is 8 small models trained for a few epochs and attacked at three
 #: budgets on at most 300 test clips, a few minutes on a 2-core CPU on the
@@ -268,19 +249,26 @@ class RejectionConfig:
     """Settings of the rejection study (defaults = the AISec'23 paper, preset ``paper``).
 
     Attributes:
-      model, width, epochs, batch_size, lr: base-model training (both base models).
+      model: architecture of both base models (``"m5"`` or ``"m5-tricks"``).
+      width: M5 channel width of both base models.
+      epochs: training epochs of both base models (best validation checkpoint kept).
+      batch_size: training batch size of both base models.
+      lr: Adam learning rate of both base models.
       sigma: Gaussian noise std of the RS base-model training, validation and smoothing.
       noise: smoothing noise family, any name registered in ``fairrobust.smoothing``
         (the RS base model is always trained with Gaussian noise of std ``sigma``).
       num_samples: nested N of the RS sweep, increasing; one pass of the largest.
       chunk_size: noise draws per input per forward pass (memory / speed only).
       sample_batch_size: test clips per sampling call (memory / progress only).
-      alpha_min, alpha_max, alpha_step: the threshold grid, shared by RS (alpha on
-        the p-value, reject iff p > alpha) and NR (t on the top SVM score, reject
-        iff score < t).
+      alpha_min: smallest threshold of the grid shared by RS (alpha on the p-value,
+        reject iff p > alpha) and NR (t on the top SVM score, reject iff score < t).
+      alpha_max: largest threshold of that grid.
+      alpha_step: step of that grid.
       nr_max_train: subsample of training features for the SVM (None = all), seeded.
       certify: run CERTIFY for certified accuracy per group.
-      certify_n0, certify_n, certify_alpha: CERTIFY selection / estimation draws, level.
+      certify_n0: CERTIFY selection draws per clip.
+      certify_n: CERTIFY estimation draws per clip.
+      certify_alpha: CERTIFY failure probability (the certificates' level is 1 - alpha).
       certify_sigmas: noise stds of CERTIFY, one batched sweep with the RS base model
         (trained at ``sigma``; empty = ``(sigma,)``), as the audio-certification paper
         certifies one model at several sigmas; results per sigma x radius x group.
@@ -296,13 +284,13 @@ class RejectionConfig:
         ``spec-<name>``, trained without noise) and CERTIFY it at ``certify_sigmas``.
       representation_smoothing: where their noise is added: ``"representation"``
         (radii in the normalised representation's units), ``"waveform"`` or ``"both"``.
-      sampling_mode, linear_stem, prng_impl, compute_dtype: the sampler's speed
-        options (``fairrobust.smoothing.sample_counts``; README "Sampling options"):
-        ``"independent"`` or ``"shared_bank"`` noise (a bank shared by the inputs of
-        a call: same per-input guarantees, correlated decisions across inputs); the
-        M5's linear first layer computed once per input and draw (shared bank only);
-        the generator (empty = threefry); the forward dtype (empty = float32).
-      radii: radius grid of the certified-accuracy curves (L2, waveform units).
+      sampling_mode: ``"independent"`` noise per input or ``"shared_bank"``, a bank
+        shared by the inputs of a call (same per-input guarantees, correlated decisions
+        across inputs); the sampler's speed options are in README "Sampling options".
+      linear_stem: the M5's linear first layer computed once per input and draw
+        (``shared_bank`` only).
+      prng_impl: the noise generator (empty = threefry2x32; or rbg, unsafe_rbg).
+      compute_dtype: the forward-pass dtype (empty = float32; or bfloat16, float16).
       certified_range: ``(r_lo, r_hi)`` radius range of Certified Parity (the
         normalised area under each group's certified-accuracy curve over it);
         empty = ``(0, max(radii))``.
@@ -399,7 +387,7 @@ class RejectionConfig:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"max_examples: expected an integer >= 0 (0 = all), got {v!r}")
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
-            raise ValueError(f"sigma: expected a positive float, got {self.sigma!r}")
+            raise ValueError(f"sigma: expected a positive number, got {self.sigma:g}")
         if not 0 < self.alpha_min < self.alpha_max <= 1 or not 0 < self.alpha_step:
             raise ValueError(
                 "alpha grid: expected 0 < alpha_min < alpha_max <= 1 and alpha_step > 0, got "
@@ -653,108 +641,6 @@ _BY_STUDY: Mapping[str, Mapping[str, Any]] = {
 # ----------------------------------------------------------------------------- loading
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a TOML / JSON / CLI value to the annotated type, or raise ``ValueError``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(errors[0] if errors else f"{where}: unexpected value {value!r}")
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, Iterable):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        items = list(value)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items))
-        if len(items) != len(args):
-            raise ValueError(f"{where}: expected {len(args)} items, got {len(items)}")
-        return tuple(
-            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args, strict=True))
-        )
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"{where}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(float(value)):
-            raise ValueError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-def apply_overrides(config: C, overrides: Mapping[str, Any], *, source: str = "overrides") -> C:
-    """A copy of the frozen dataclass ``config`` with ``overrides`` applied and type-checked.
-
-    Keys may use ``-`` or ``_``. Lists become tuples; integers are accepted for
-    float fields.
-
-    Raises:
-      ValueError: unknown field (the message lists the valid ones) or a value
-        of the wrong type; the message names ``source`` and the field.
-    """
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        raise ValueError(f"config: expected a dataclass instance, got {type(config).__name__}")
-    hints = typing.get_type_hints(type(config))
-    fields = {f.name for f in dataclasses.fields(config)}
-    changes = {}
-    for key, value in overrides.items():
-        name = str(key).replace("-", "_")
-        if name in RENAMED_FIELDS and name not in fields:
-            raise ValueError(
-                f"{source}: field {key!r} was renamed to {RENAMED_FIELDS[name]!r}; use the new name"
-            )
-        if name not in fields:
-            raise ValueError(
-                f"{source}: unknown field {key!r}; valid fields: {', '.join(sorted(fields))}"
-            )
-        if name == "intersections":  # "a x b" / "a,b" strings or name lists, one parser
-            try:
-                changes[name] = parse_intersections(value)
-            except ValueError as exc:
-                raise ValueError(f"{source}: field {name!r}: {exc}") from None
-            continue
-        changes[name] = _coerce(value, hints[name], f"{source}: field {name!r}")
-    return dataclasses.replace(config, **changes)  # pyright: ignore[reportArgumentType]
-
-
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed TOML file at ``path``.
-
-    Raises:
-      FileNotFoundError: no such file (the message names it).
-      ValueError: not valid TOML (the message names the file and the parse error).
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from exc
-
-
 def preset(study: str, name: str = "quick") -> Any:
     """The named preset (``quick``, ``paper`` or ``tiny``) of ``study``.
 
@@ -796,7 +682,7 @@ def load_config(
     if config_file is not None:
         data = read_toml(config_file)
         if isinstance(data.get(study), dict):
-            table, source = data[study], f"{config_file} [{study}]"
+            table, source = data[study], f"{config_file}: [{study}]"
         else:  # top-level keys; tables of other studies are not ours
             table = {k: v for k, v in data.items() if not isinstance(v, dict)}
             source = str(config_file)
@@ -873,9 +759,10 @@ def load_configs(
     sound = preset("soundness", preset_name)
     if config_file is not None:
         tables = _run_tables(config_file)
-        rob = apply_overrides(rob, tables["robustness"], source=str(config_file))
-        rej = apply_overrides(rej, tables["rejection"], source=str(config_file))
-        sound = apply_overrides(sound, tables["soundness"], source=f"{config_file} [soundness]")
+        rob, rej, sound = (
+            apply_overrides(c, tables[t], source=f"{config_file}: [{t}]")
+            for c, t in ((rob, "robustness"), (rej, "rejection"), (sound, "soundness"))
+        )
     if overrides:
         rob = apply_overrides(rob, overrides, source="command line")
         rej = apply_overrides(rej, overrides, source="command line")
@@ -897,3 +784,15 @@ def load_configs(
     if not soundness:
         sound = dataclasses.replace(sound, enabled=False)
     return RunConfigs(rob, rej, sound)
+
+
+def preset_toml(name: str = "quick") -> str:
+    """The preset ``name`` as a run config file: every field of ``[robustness]``,
+    ``[rejection]`` and ``[soundness]`` with its value and meaning (a comment from
+    the config's docstring), for ``--config`` (``fairrobust config --preset NAME``)."""
+    header = (
+        f"fairrobust settings of the {name!r} preset ('fairrobust config --preset {name}').\n"
+        "Every key with its value in this preset and its meaning. Edit and pass back with\n"
+        f"'fairrobust run --preset {name} --config FILE'; a key left out keeps the preset's value."
+    )
+    return to_toml({t: preset(t, name) for t in STUDY_TABLES}, header)
