@@ -334,10 +334,13 @@ def test_summary_rows_and_findings_use_the_strongest_attack(tmp_path):
     # normalised by the budget range [0.01, 0.1]: 0.04 / 0.09
     assert "(difference 0.444 [0.222, 0.667])" in texts[1]
     table = cli_run.format_summary([row])
-    assert "Defense Parity (DP) on 296 clips" in table
+    assert "Defense Parity (DP, normalised AUC_acc gap) on 296 clips" in table
     assert "strongest attack tried (same 40 clips)" in table
     assert "0.01 [0.005, 0.02]" in table and "0.05 [0.03, 0.08]" in table
     assert max(len(line) for line in table.splitlines()) <= 120
+    # with the budget width the terminal prints Defense Parity normalised, as the report does
+    wide = cli_run.format_summary([{**row, "auc_acc_width": 0.5}])
+    assert "0.02 [0.01, 0.04]" in wide and "0.1 [0.06, 0.16]" in wide
     # The report: the summary's tables and the soundness section say how many clips.
     md = report_markdown.render_markdown(
         dataclasses.replace(data, rob=None, run_summary=[row], run_findings=[])

@@ -120,6 +120,15 @@ def _ci(row: Mapping[str, Any], key: str) -> str:
     return _term.ci(row.get(key), row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high"))
 
 
+def _dp(row: Mapping[str, Any], key: str) -> str:
+    """Defense Parity ``key`` normalised by the budget range (``auc_acc_width``), as the
+    report prints it; the raw integral when the row has no width (older summaries)."""
+    width = row.get("auc_acc_width")
+    scale = 1.0 / width if isinstance(width, (int, float)) and width > 0 else 1.0
+    vals = [row.get(k) for k in (key, f"{key}_ci_low", f"{key}_ci_high")]
+    return _term.ci(*[None if v is None else v * scale for v in vals])
+
+
 def _has(rows: Sequence[Mapping[str, Any]], *keys: str) -> bool:
     return any(r.get(k) is not None for r in rows for k in keys)
 
@@ -134,16 +143,17 @@ def format_summary(rows: Sequence[Mapping[str, Any]], width: int = _term.WIDTH) 
     if _has(rows, "baseline_member", "robust_member"):
         n = _clips(rows, "dp_baseline_n")
         blocks.append(
-            f"Robustness study: Defense Parity (DP){f' on {n}' if n else ''}; worst-served = "
-            "lowest AUC_acc under the most robust model\n"
+            "Robustness study: Defense Parity (DP, normalised AUC_acc gap)"
+            f"{f' on {n}' if n else ''}; "
+            "worst-served = lowest AUC_acc under the most robust model\n"
             + _term.table(
                 ["attribute", "worst-served", "DP clean baseline", "DP most robust"],
                 [
                     [
                         r["attribute"],
                         str(r.get("worst_group_auc_acc") or "-"),
-                        _ci(r, "dp_baseline"),
-                        _ci(r, "dp_robust"),
+                        _dp(r, "dp_baseline"),
+                        _dp(r, "dp_robust"),
                     ]
                     for r in rows
                 ],
@@ -153,8 +163,8 @@ def format_summary(rows: Sequence[Mapping[str, Any]], width: int = _term.WIDTH) 
     if _has(rows, "dp_baseline_strongest_n", "dp_robust_strongest_n"):
         n = _clips(rows, "dp_baseline_strongest_n") or _clips(rows, "dp_robust_strongest_n")
         cells = [
-            [r["attribute"], label, _ci(r, f"dp_{tag}_study_attack_same_clips"),
-             _ci(r, f"dp_{tag}_strongest")]
+            [r["attribute"], label, _dp(r, f"dp_{tag}_study_attack_same_clips"),
+             _dp(r, f"dp_{tag}_strongest")]
             for r in rows
             for tag, label in (("baseline", "clean baseline"), ("robust", "most robust"))
             if r.get(f"dp_{tag}_strongest_n") is not None
