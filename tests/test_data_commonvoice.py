@@ -257,3 +257,14 @@ def test_load_dataset_options_only_for_common_voice(tmp_path):
     with pytest.raises(ValueError, match="option 'locale' applies only to common-voice"):
         load_dataset("bundled", locale="en")
     assert len(load_dataset("fsdd", root, locale=None, words=None)) == 3
+
+
+def test_run_refuses_common_voice_options_for_the_bundled_data(tmp_path):
+    """``fairrobust.job`` loads the bundled data through ``load_dataset`` too, so a
+    ``locale`` / ``words`` meant for Common Voice is refused, not silently ignored."""
+    from fairrobust import job
+
+    with pytest.raises(ValueError, match="'words' applies only to common-voice"):
+        job.run(
+            dataset="bundled", load_options={"words": ["yes"]}, preset="tiny", out=tmp_path / "r"
+        )
