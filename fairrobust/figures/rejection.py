@@ -26,6 +26,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fairrobust._io import atomic_write_bytes
+from fairrobust.figures.layout import (
+    SMALL_LINE,
+    category_ticks,
+    figure_legend,
+    fit_axes_title,
+    fit_title,
+)
 from fairrobust.figures.robustness import no_data_panel
 
 __all__ = [
@@ -71,6 +78,7 @@ def plot_fpr_curves(
     title: str = "",
     xlabel: str = "threshold α (RS: p-value, NR: SVM score)",
     ci: np.ndarray | None = None,
+    valid: Sequence[bool] | np.ndarray | None = None,
 ) -> Path:
     """False-rejection rate against the threshold, one panel per method, one line per group.
 
@@ -85,6 +93,9 @@ def plot_fpr_curves(
       xlabel: x-axis label.
       ci: optional confidence band (e.g. bootstrap interval), shape ``(m, a, g, 2)``
         (low, high), drawn shaded around each curve.
+      valid: optional bool ``(g,)``; groups that do not count (under the minimum
+        size or speakers) are drawn dashed grey without band; their label should
+        say why (:func:`fairrobust.figures.layout.group_label`).
 
     Returns:
       ``Path(path)``.
@@ -96,36 +107,36 @@ def plot_fpr_curves(
     if ci is not None:
         ci = np.asarray(ci, dtype=float)
         _check("ci", ci, (*curves.shape, 2))
+    ok = np.ones(len(group_labels), bool) if valid is None else np.asarray(valid, bool)
+    _check("valid", ok, (len(group_labels),))
     rows, cols = _grid(len(method_labels))
     fig = Figure(figsize=(3.4 * cols, 2.9 * rows + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
     if not method_labels or not group_labels or thresholds.size == 0:
         no_data_panel(axes[0], "no data (no method, group or threshold)")
-        if title:
-            fig.suptitle(title)
+        fit_title(fig, title)
         return _save(fig, path)
     for i, ax in enumerate(axes):
         if i >= len(method_labels):
             ax.set_visible(False)
             continue
         for j, label in enumerate(group_labels):
-            (line,) = ax.plot(thresholds, curves[i, :, j], label=label, linewidth=1.3)
-            if ci is not None:
+            style = {"color": f"C{j % 10}", "linewidth": 1.3} if ok[j] else SMALL_LINE
+            ax.plot(thresholds, curves[i, :, j], label=label, **style)
+            if ci is not None and ok[j]:
                 ax.fill_between(
-                    thresholds, ci[i, :, j, 0], ci[i, :, j, 1], color=line.get_color(),
+                    thresholds, ci[i, :, j, 0], ci[i, :, j, 1], color=f"C{j % 10}",
                     alpha=0.15, lw=0,
                 )  # fmt: skip
-        ax.set_title(method_labels[i], fontsize=10)
+        fit_axes_title(ax, method_labels[i])
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         if i % cols == 0:
             ax.set_ylabel("false rejection rate")
         if i // cols == rows - 1:
             ax.set_xlabel(xlabel, fontsize=8)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8)
-    if title:
-        fig.suptitle(title)
+    figure_legend(fig)
+    fit_title(fig, title)
     return _save(fig, path)
 
 
@@ -182,7 +193,7 @@ def plot_fpr_parity_vs_n(
                 no_data_panel(ax, "no attribute with two or more groups")
             continue
         if not (np.isfinite(rs[i]).any() or np.isfinite(nr[i])) or n.size == 0 or np.any(n <= 0):
-            ax.set_title(attribute_labels[i], fontsize=10)
+            fit_axes_title(ax, attribute_labels[i])
             no_data_panel(ax, "no data (FPR Parity undefined)")
             continue
         ax.plot(n, rs[i], marker="o", color="C0", label="RS")
@@ -197,13 +208,13 @@ def plot_fpr_parity_vs_n(
             ax.set_xlim(n.min() / 1.5, n.max() * 1.5)
         ax.set_xscale("log")
         ax.set_xticks(n, [f"{int(v):d}" for v in n])
-        ax.set_title(attribute_labels[i], fontsize=10)
+        fit_axes_title(ax, attribute_labels[i])
         ax.set_xlabel("noise samples N")
         ax.grid(alpha=0.3)
         if i % cols == 0:
             ax.set_ylabel("FPR Parity (AUC_FPR gap)")
         ax.legend(fontsize=8)
-    fig.suptitle(title)
+    fit_title(fig, title)
     return _save(fig, path)
 
 
@@ -214,6 +225,8 @@ def plot_auc_fpr_bars(
     method_labels: Sequence[str],
     group_labels: Sequence[str],
     title: str = "",
+    ci: np.ndarray | None = None,
+    valid: Sequence[bool] | np.ndarray | None = None,
 ) -> Path:
     """Per-group AUC_FPR as grouped bars: one cluster per group, one bar per method.
 
@@ -222,7 +235,11 @@ def plot_auc_fpr_bars(
       path: PNG file to write.
       method_labels: ``m`` legend entries.
       group_labels: ``g`` x-tick labels.
-      title: axes title.
+      title: figure title (wrapped to the figure width).
+      ci: optional interval, shape ``(m, g, 2)`` (low, high), drawn as whiskers
+        (NaN = none).
+      valid: optional bool ``(g,)``; the bars of groups that do not count are
+        faded with a dashed outline and get no whisker.
 
     Returns:
       ``Path(path)``.
@@ -230,25 +247,40 @@ def plot_auc_fpr_bars(
     auc = np.asarray(auc, dtype=float)
     m, g = len(method_labels), len(group_labels)
     _check("auc", auc, (m, g))
-    fig = Figure(figsize=(max(5.5, 0.45 * m * g + 2.5), 3.6), layout="constrained")
+    if ci is not None:
+        ci = np.asarray(ci, dtype=float)
+        _check("ci", ci, (m, g, 2))
+    ok = np.ones(g, bool) if valid is None else np.asarray(valid, bool)
+    _check("valid", ok, (g,))
+    fig = Figure(figsize=(max(5.5, 0.45 * m * g + 2.5), 3.9), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(m, 1)
     x = np.arange(g, dtype=float)
     if m == 0 or g == 0:
         no_data_panel(ax, "no data (no method or group)")
-        if title:
-            ax.set_title(title)
+        fit_title(fig, title)
         return _save(fig, path)
     for i, label in enumerate(method_labels):
-        ax.bar(x + (i - (m - 1) / 2) * width, np.nan_to_num(auc[i], nan=0.0), width, label=label)
-    ax.set_xticks(
-        x, list(group_labels), rotation=30 if g > 4 else 0, ha="right" if g > 4 else "center"
-    )
+        pos = x + (i - (m - 1) / 2) * width
+        bars = ax.bar(pos, np.nan_to_num(auc[i], nan=0.0), width, label=label, color=f"C{i % 10}")
+        for bar, counts in zip(bars, ok, strict=True):
+            if not counts:
+                bar.set_alpha(0.35)
+                bar.set_edgecolor("0.2")
+                bar.set_linestyle("--")
+        if ci is not None:
+            has = ok & np.isfinite(ci[i, :, 0]) & np.isfinite(ci[i, :, 1]) & np.isfinite(auc[i])
+            if has.any():
+                err = np.stack([auc[i, has] - ci[i, has, 0], ci[i, has, 1] - auc[i, has]])
+                ax.errorbar(
+                    pos[has], auc[i, has], yerr=err.clip(min=0.0), fmt="none", ecolor="black",
+                    elinewidth=1.0, capsize=2,
+                )  # fmt: skip
+    category_ticks(ax, x, group_labels)
     ax.set_ylabel("AUC_FPR")
     ax.grid(axis="y", alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize=8)
-    if title:
-        ax.set_title(title)
+    figure_legend(fig)
+    fit_title(fig, title)
     return _save(fig, path)
 
 
@@ -262,9 +294,10 @@ def plot_certified_accuracy(
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
     valid: Sequence[bool] | None = None,
-    min_label: str = "n<min",
+    min_label: str | None = None,
+    xlabel: str = "L2 radius",
 ) -> Path:
-    """Certified accuracy against the L2 radius, one line per group.
+    """Certified accuracy against the radius, one line per group.
 
     Certified accuracy at radius r is the fraction of a group's examples that
     CERTIFY (Cohen et al., 2019) classifies correctly with a radius of at least r.
@@ -274,13 +307,15 @@ def plot_certified_accuracy(
       accuracy: certified accuracy in [0, 1], shape ``(r, g)``.
       path: PNG file to write.
       group_labels: ``g`` legend entries.
-      title: axes title.
+      title: figure title (wrapped to the figure width).
       lower, upper: optional confidence band (e.g. bootstrap interval), shape
         ``(r, g)`` each, drawn as a shaded step band.
       valid: optional bool ``(g,)``; groups that do not count (under the minimum
-        size or speakers) are drawn dashed grey, without a band, with
-        ``(<min_label>)`` in the legend.
-      min_label: legend note of groups that do not count.
+        size or speakers) are drawn dashed grey, without a band.
+      min_label: optional legend note added to groups that do not count, as
+        ``"<label> (<min_label>)"`` (None: the label already says why, e.g.
+        :func:`fairrobust.figures.layout.group_label`).
+      xlabel: x-axis label (the certificate's norm and space).
 
     Returns:
       ``Path(path)``.
@@ -297,14 +332,12 @@ def plot_certified_accuracy(
         lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
         _check("lower", lower, accuracy.shape)
         _check("upper", upper, accuracy.shape)
-    fig = Figure(figsize=(5.0, 3.6), layout="constrained")
+    fig = Figure(figsize=(5.4, 3.8), layout="constrained")
     ax = fig.subplots()
     for j, label in enumerate(group_labels):
         if not ok[j]:
-            ax.step(
-                radii, accuracy[:, j], where="post", label=f"{label} ({min_label})",
-                color="0.6", ls="--", lw=1.0,
-            )  # fmt: skip
+            name = f"{label} ({min_label})" if min_label else label
+            ax.step(radii, accuracy[:, j], where="post", label=name, **SMALL_LINE)
             continue
         (line,) = ax.step(radii, accuracy[:, j], where="post", label=label)
         if lower is not None and upper is not None:
@@ -312,7 +345,7 @@ def plot_certified_accuracy(
                 radii, lower[:, j], upper[:, j], step="post", color=line.get_color(),
                 alpha=0.15, lw=0,
             )  # fmt: skip
-    ax.set_xlabel("L2 radius")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("certified accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
@@ -320,6 +353,5 @@ def plot_certified_accuracy(
         ax.legend(fontsize=8)
     else:
         no_data_panel(ax, "no group")
-    if title:
-        ax.set_title(title)
+    fit_title(fig, title)
     return _save(fig, path)

@@ -13,6 +13,16 @@ Functions:
   * :func:`group_auc_bars`: grouped bars of AUC_acc per group for each model.
   * :func:`breaking_eps_cdf`: empirical CDF of each example's smallest breaking
     epsilon per group (robustness bias, Nanda et al. 2021), one panel per model.
+  * :func:`accuracy_histograms`: per attack budget, the distribution of accuracy
+    across models, overall or per group (AISec'23 Figures 8-9).
+  * :func:`model_auc_bars`: overall AUC_acc per model, hatched by intervention
+    (preprint Figure 7).
+
+Accuracy vs epsilon of every model (preprint Figure 6) is
+:func:`accuracy_vs_epsilon` with one series per model. Titles are wrapped to
+the figure width (:mod:`fairrobust.figures.layout`); series that do not count
+(groups under the minimum size, models excluded as random guessing) are drawn
+dashed grey without an interval.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -29,14 +40,25 @@ matplotlib.use("Agg", force=False)
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from fairrobust._io import atomic_write_bytes
+from fairrobust.figures.layout import (
+    SMALL_BAR,
+    SMALL_LINE,
+    figure_legend,
+    fit_axes_title,
+    fit_axis_labels,
+    fit_title,
+)
 
 __all__ = [
+    "accuracy_histograms",
     "accuracy_vs_epsilon",
     "breaking_eps_cdf",
     "correlation_heatmap",
     "group_auc_bars",
+    "model_auc_bars",
     "no_data_panel",
     "save_figure",
 ]
@@ -118,8 +140,7 @@ def correlation_heatmap(
     ax = fig.add_subplot()
     if n_rows == 0 or n_cols == 0:
         no_data_panel(ax, "no data (no outcome or intervention)")
-        if title:
-            ax.set_title(title, fontsize=10)
+        fit_title(fig, title)
         return save_figure(fig, path)
     masked = np.ma.masked_invalid(r)
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#d9d9d9")
@@ -139,9 +160,28 @@ def correlation_heatmap(
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=9)
     cbar = fig.colorbar(im, ax=ax, fraction=0.08)
     cbar.set_label(cbar_label)
-    if title:
-        ax.set_title(title, fontsize=10)
+    fit_title(fig, title)
     return save_figure(fig, path)
+
+
+def _series_style(k: int, n: int) -> dict[str, Any]:
+    """Colour and marker of series ``k`` of ``n``: tab10 up to 10 series, else tab20 and markers."""
+    if n <= 10:
+        return {"color": matplotlib.colormaps["tab10"](k % 10), "marker": "o"}
+    return {"color": matplotlib.colormaps["tab20"](k % 20), "marker": "osD^v<>p*h"[(k // 20) % 10]}
+
+
+def _legend(ax, labels: Sequence[str]) -> None:
+    """Inside the axes for a few short labels, else outside on the right (one or two columns)."""
+    if not len(labels):
+        return
+    if len(labels) <= 6 and max(len(s) for s in labels) <= 32:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.legend(
+            fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+            ncols=1 if len(labels) <= 18 else 2,
+        )  # fmt: skip
 
 
 def accuracy_vs_epsilon(
@@ -157,25 +197,32 @@ def accuracy_vs_epsilon(
     clean_upper: np.ndarray | None = None,
     chance: float | None = None,
     title: str = "",
+    valid: Sequence[bool] | np.ndarray | None = None,
 ) -> Path:
-    """Accuracy under attack against epsilon, one line per group (log-x axis).
+    """Accuracy under attack against epsilon, one line per series (log-x axis).
 
-    Epsilon 0 cannot sit on a log axis, so clean accuracy (when given) is drawn
-    at a tick labelled ``clean`` one decade left of the smallest epsilon and
-    joined to the curve with a dotted segment.
+    A series is a group (the per-group curves of one model) or a model (every
+    model's accuracy on all test clips, the preprint's Figure 6). Epsilon 0
+    cannot sit on a log axis, so clean accuracy (when given) is drawn at a tick
+    labelled ``clean`` one decade left of the smallest epsilon and joined to the
+    curve with a dotted segment.
 
     Args:
       epsilons: attack budgets, shape (e,), all > 0, increasing.
-      accuracy: per-group accuracy, shape (groups, e), in [0, 1] (NaN = no data).
-      group_labels: one label per group (e.g. ``"female (n=120)"``).
+      accuracy: per-series accuracy, shape (series, e), in [0, 1] (NaN = no data).
+      group_labels: one label per series (e.g. ``"female (n=120)"``).
       path: output PNG path.
-      clean_accuracy: optional per-group clean accuracy, shape (groups,).
+      clean_accuracy: optional per-series clean accuracy, shape (series,).
       lower, upper: optional confidence band (e.g. bootstrap interval), same
         shape as ``accuracy``; drawn as a shaded band (NaN = no band there).
       clean_lower, clean_upper: optional interval of ``clean_accuracy``, shape
-        (groups,); drawn as an error bar on the clean marker.
+        (series,); drawn as an error bar on the clean marker.
       chance: optional chance level drawn as a horizontal line (1 / n_classes).
-      title: figure title.
+      title: figure title (wrapped to the figure width).
+      valid: optional bool (series,); series that do not count (groups under the
+        minimum size or speakers, models excluded as random guessing) are drawn
+        dashed grey without band; their label should say why
+        (:func:`fairrobust.figures.layout.group_label`).
 
     Returns:
       The path written.
@@ -185,6 +232,9 @@ def accuracy_vs_epsilon(
     if eps.ndim != 1 or eps.size == 0 or np.any(eps <= 0):
         raise ValueError(f"epsilons: expected a non-empty 1-d array of values > 0, got {eps}")
     _check_2d("accuracy", acc, (len(group_labels), eps.size))
+    ok = np.ones(len(group_labels), bool) if valid is None else np.asarray(valid, bool)
+    if ok.shape != (len(group_labels),):
+        raise ValueError(f"valid: expected shape ({len(group_labels)},), got {ok.shape}")
     if (lower is None) != (upper is None):
         raise ValueError("lower, upper: give both bounds of the band or neither")
     if lower is not None and upper is not None:
@@ -195,20 +245,22 @@ def accuracy_vs_epsilon(
     if clean_accuracy is not None and clean_lower is not None and clean_upper is not None:
         clean_ci = np.stack([np.asarray(clean_lower, float), np.asarray(clean_upper, float)])
         _check_2d("clean_lower / clean_upper", clean_ci, (2, len(group_labels)))
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    n = len(group_labels)
+    outside = n > 6 or max((len(s) for s in group_labels), default=0) > 32
+    fig = Figure(figsize=(6.4 + (2.6 if outside else 0.0), 4.2), layout="constrained")
     ax = fig.add_subplot()
     x_clean = eps.min() / 10.0
-    colors = matplotlib.colormaps["tab10"]
     for g, label in enumerate(group_labels):
-        color = colors(g % 10)
-        ax.plot(eps, acc[g], marker="o", ms=4, color=color, label=label)
-        if lower is not None and upper is not None:
+        style = _series_style(g, n) if ok[g] else {**SMALL_LINE, "marker": "x"}
+        color = style["color"]
+        ax.plot(eps, acc[g], ms=4, label=label, **style)
+        if lower is not None and upper is not None and ok[g]:
             ax.fill_between(eps, lower[g], upper[g], color=color, alpha=0.15, lw=0)
         if clean_accuracy is not None:
             c = float(np.asarray(clean_accuracy, float)[g])
             ax.plot([x_clean, eps[0]], [c, acc[g, 0]], ls=":", color=color)
             ax.plot([x_clean], [c], marker="s", ms=5, color=color)
-            if clean_ci is not None and np.all(np.isfinite(clean_ci[:, g])):
+            if clean_ci is not None and ok[g] and np.all(np.isfinite(clean_ci[:, g])):
                 err = np.abs(np.array([[c - clean_ci[0, g]], [clean_ci[1, g] - c]]))
                 ax.errorbar([x_clean], [c], yerr=err, color=color, capsize=3, lw=1)
     if chance is not None:
@@ -225,10 +277,8 @@ def accuracy_vs_epsilon(
     ax.set_xlabel("attack budget epsilon (L-inf)")
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
-    if len(group_labels):
-        ax.legend(fontsize=8, loc="best")
-    if title:
-        ax.set_title(title, fontsize=10)
+    _legend(ax, [*group_labels, *(["chance"] if chance is not None else [])])
+    fit_title(fig, title)
     return save_figure(fig, path)
 
 
@@ -241,21 +291,25 @@ def group_auc_bars(
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
     excluded: Sequence[bool] | np.ndarray | None = None,
+    valid: Sequence[bool] | np.ndarray | None = None,
     ylabel: str = "AUC_acc",
     title: str = "",
 ) -> Path:
-    """Grouped bars: one cluster per model, one bar per group.
+    """Grouped bars: one cluster per model, one bar per group, with interval whiskers.
 
     Args:
       values: per-model, per-group AUC_acc, shape (models, groups) (NaN = no bar).
       model_labels: one label per model.
       group_labels: one label per group.
       path: output PNG path.
-      lower, upper: optional confidence interval bounds, same shape as ``values``.
+      lower, upper: optional confidence interval bounds, same shape as ``values``
+        (NaN = no whisker).
       excluded: optional per-model flag; excluded models are hatched and their
         label is suffixed with ``(excl.)``.
+      valid: optional per-group flag; groups that do not count (under the minimum
+        size or speakers) are light grey with a dashed outline and no whisker.
       ylabel: y-axis label.
-      title: figure title.
+      title: figure title (wrapped to the figure width).
 
     Returns:
       The path written.
@@ -263,46 +317,57 @@ def group_auc_bars(
     vals = np.asarray(values, dtype=float)
     _check_2d("values", vals, (len(model_labels), len(group_labels)))
     n_models, n_groups = vals.shape
-    # wide enough for the bars and for the legend (up to 4 columns of group labels)
-    longest = max((len(str(g)) for g in group_labels), default=0)
-    legend_w = min(n_groups, 4) * (0.07 * longest + 0.6) + 0.5
+    if (lower is None) != (upper is None):
+        raise ValueError("lower, upper: give both bounds of the interval or neither")
+    if lower is not None and upper is not None:
+        lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+        _check_2d("lower", lower, vals.shape)
+        _check_2d("upper", upper, vals.shape)
+    ok = np.ones(n_groups, bool) if valid is None else np.asarray(valid, bool)
+    if ok.shape != (n_groups,):
+        raise ValueError(f"valid: expected shape ({n_groups},), got {ok.shape}")
+    excl = np.zeros(n_models, bool) if excluded is None else np.asarray(excluded, bool)
+    # model names are rotated 60 degrees under the bars: their length sets part of the height
+    longest = max(
+        (len(m) + 8 * bool(e) for m, e in zip(model_labels, excl, strict=True)), default=0
+    )
     fig = Figure(
-        figsize=(min(max(2.0 + 0.55 * n_models * max(n_groups, 1) ** 0.5, legend_w), 30), 4.4),
+        figsize=(
+            min(max(5.5, 2.5 + 0.3 * n_models * max(n_groups, 1)), 30),
+            3.8 + 0.055 * max(longest - 10, 0) + 0.25 * (n_groups > 2),
+        ),
         layout="constrained",
     )
     ax = fig.add_subplot()
     width = 0.8 / max(n_groups, 1)
     x = np.arange(n_models)
     colors = matplotlib.colormaps["tab10"]
-    excl = np.zeros(n_models, bool) if excluded is None else np.asarray(excluded, bool)
     for g, label in enumerate(group_labels):
         pos = x - 0.4 + width * (g + 0.5)
-        yerr = None
-        if lower is not None and upper is not None:
-            lo = np.asarray(lower, float)[:, g]
-            hi = np.asarray(upper, float)[:, g]
-            yerr = np.nan_to_num(np.stack([vals[:, g] - lo, hi - vals[:, g]]).clip(min=0.0))
-        bars = ax.bar(
-            pos,
-            np.nan_to_num(vals[:, g]),
-            width,
-            color=colors(g % 10),
-            label=label,
-            yerr=yerr,
-            capsize=2 if yerr is not None else 0,
-        )
+        style: dict[str, Any] = {"color": colors(g % 10)} if ok[g] else dict(SMALL_BAR)
+        bars = ax.bar(pos, np.nan_to_num(vals[:, g]), width, label=label, **style)
         for bar, is_excl in zip(bars, excl, strict=True):
             if is_excl:
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
+        if lower is not None and upper is not None and ok[g]:
+            lo, hi, v = lower[:, g], upper[:, g], vals[:, g]
+            has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(v)
+            if has.any():
+                yerr = np.stack([v[has] - lo[has], hi[has] - v[has]]).clip(min=0.0)
+                ax.errorbar(
+                    pos[has], v[has], yerr=yerr, fmt="none", ecolor="black", elinewidth=1.0,
+                    capsize=2,
+                )  # fmt: skip
     ticklabels = [f"{m} (excl.)" if e else m for m, e in zip(model_labels, excl, strict=True)]
-    ax.set_xticks(x, labels=ticklabels, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
+    ax.set_xticks(x, labels=ticklabels, rotation=60 if n_models > 1 else 0, ha="right", fontsize=8)
+    fit_axis_labels(ax, ylabel=ylabel)
     ax.grid(axis="y", alpha=0.3)
     if n_groups:
-        ax.legend(fontsize=8, ncols=min(n_groups, 4), loc="upper right")
-    if title:
-        ax.set_title(title, fontsize=10)
+        figure_legend(fig)
+    else:
+        no_data_panel(ax, "no group")
+    fit_title(fig, title)
     return save_figure(fig, path)
 
 
@@ -323,7 +388,8 @@ def breaking_eps_cdf(
     broken at budget ``eps_k`` or below (0 = misclassified clean). The sweep is
     discrete, so the CDF is drawn at its points, evenly spaced and labelled; the
     gap between ``F`` at the last budget and 1 is the fraction never broken.
-    Groups that do not count (``valid`` False) are dashed grey with ``(n<min)``.
+    Groups that do not count (``valid`` False) are dashed grey; their label should
+    say why (:func:`fairrobust.figures.layout.group_label`).
 
     Args:
       epsilons: the sweep ``[1 + e]``, 0 (clean) first.
@@ -359,17 +425,202 @@ def breaking_eps_cdf(
             if not row.size:
                 continue
             cdf = (row[None, :] <= eps[:, None]).mean(axis=1)
-            style = {} if ok[j] else {"color": "0.6", "ls": "--", "lw": 1.0}
-            name = label if ok[j] else f"{label} (n<min)"
-            ax.step(x, cdf, where="post", marker=".", label=name, **style)
+            style = {} if ok[j] else SMALL_LINE
+            ax.step(x, cdf, where="post", marker=".", label=label, **style)
         ax.set_xticks(x, ["clean" if e == 0 else f"{e:g}" for e in eps], rotation=45, fontsize=7)
         ax.set_xlabel("attack budget epsilon")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.set_title(panel_labels[k], fontsize=9)
+        fit_axes_title(ax, panel_labels[k], fontsize=9)
     axes[0].set_ylabel("fraction broken at <= epsilon")
     if len(group_labels) and len(panel_labels):
-        axes[-1].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
+        figure_legend(fig, fontsize=7)
+    fit_title(fig, title)
+    return save_figure(fig, path)
+
+
+def accuracy_histograms(
+    epsilons: Sequence[float],
+    accuracy: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    series_labels: Sequence[str] = ("all clips",),
+    valid: Sequence[bool] | np.ndarray | None = None,
+    chance: float | None = None,
+    bins: int = 10,
+    title: str = "",
+) -> Path:
+    """Distribution of model accuracy at each attack budget: one histogram panel per budget.
+
+    The AISec'23 paper's Figures 8-9: for each budget ``eps_k`` the histogram of
+    ``acc_j(eps_k)`` over the models ``j``, showing where the grid of models lies
+    (how many stay above chance as the budget grows). With several series (the
+    groups of one attribute) each panel overlays one step histogram per group.
+
+    Args:
+      epsilons: the budgets ``[e]``; 0 is labelled ``clean``.
+      accuracy: accuracy ``[s, m, e]`` of ``m`` models for ``s`` series (or
+        ``[m, e]`` for one series), in [0, 1]; NaN entries are left out.
+      path: output PNG path.
+      series_labels: ``s`` legend labels (e.g. ``group_label`` of each group).
+      valid: optional bool ``[s]``; series that do not count are drawn dashed grey.
+      chance: optional chance level, a vertical dotted line in every panel.
+      bins: number of equal-width bins on [0, 1].
+      title: figure title (wrapped to the figure width).
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: shapes that disagree with the labels, or ``bins < 1``.
+    """
+    eps = np.asarray(epsilons, dtype=float)
+    acc = np.asarray(accuracy, dtype=float)
+    if acc.ndim == 2:
+        acc = acc[None]
+    if acc.ndim != 3 or acc.shape[0] != len(series_labels) or acc.shape[2] != eps.size:
+        raise ValueError(
+            f"accuracy: expected shape (series={len(series_labels)}, models, "
+            f"epsilons={eps.size}), got {np.asarray(accuracy).shape}"
+        )
+    if bins < 1:
+        raise ValueError(f"bins: expected >= 1, got {bins}")
+    ok = np.ones(acc.shape[0], bool) if valid is None else np.asarray(valid, bool)
+    if ok.shape != (acc.shape[0],):
+        raise ValueError(f"valid: expected shape ({acc.shape[0]},), got {ok.shape}")
+    cols = max(min(eps.size, 4), 1)
+    rows = max(-(-eps.size // cols), 1)
+    fig = Figure(figsize=(2.9 * cols + 0.6, 2.4 * rows + 1.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    single = acc.shape[0] == 1
+    for k, ax in enumerate(axes):
+        if k >= eps.size:
+            ax.set_visible(eps.size == 0 and k == 0)
+            if eps.size == 0 and k == 0:
+                no_data_panel(ax, "no attack budget")
+            continue
+        for j, label in enumerate(series_labels):
+            v = acc[j, :, k]
+            counts, _ = np.histogram(v[np.isfinite(v)], bins=edges)
+            if single:
+                ax.bar(
+                    edges[:-1], counts, np.diff(edges), align="edge", color="C0", alpha=0.8,
+                    edgecolor="white", label=label,
+                )  # fmt: skip
+            else:
+                style = {"color": f"C{j % 10}", "lw": 1.4} if ok[j] else SMALL_LINE
+                ax.stairs(counts, edges, label=label, **style)
+        if chance is not None:
+            ax.axvline(chance, color="0.3", ls=":", lw=1.0, label="chance")
+        fit_axes_title(ax, "clean" if eps[k] == 0 else f"epsilon = {eps[k]:g}", fontsize=9)
+        ax.set_xlim(0.0, 1.0)
+        ax.grid(alpha=0.3)
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        if k % cols == 0:
+            ax.set_ylabel("models")
+        if k // cols == rows - 1 or k + cols >= eps.size:
+            ax.set_xlabel("accuracy")
+    if eps.size and len(series_labels):
+        figure_legend(fig)
+    fit_title(fig, title)
+    return save_figure(fig, path)
+
+
+#: Hatches of the preprint's Figure 7: dots = noise augmentation, crossed lines =
+#: adversarial training, stars = both.
+_HATCH = {(False, False): "", (False, True): "..", (True, False): "xx", (True, True): "**"}
+
+
+def model_auc_bars(
+    values: np.ndarray,
+    model_labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    adversarial: Sequence[bool] | np.ndarray | None = None,
+    noise: Sequence[bool] | np.ndarray | None = None,
+    excluded: Sequence[bool] | np.ndarray | None = None,
+    xlabel: str = "AUC_acc",
+    title: str = "",
+) -> Path:
+    """Overall AUC_acc of every model as horizontal bars (the preprint's Figure 7).
+
+    Bars are hatched by intervention as in the paper: dots for noise
+    augmentation, crossed lines for adversarial training, stars for both;
+    models excluded as random guessing are faded and labelled ``(excl.)``.
+
+    Args:
+      values: AUC_acc per model ``[m]`` (NaN = no bar).
+      model_labels: ``m`` labels, drawn top to bottom in the given order.
+      path: output PNG path.
+      lower, upper: optional interval ``[m]`` each (NaN = no whisker).
+      adversarial, noise: optional bool ``[m]``: trained adversarially / with
+        noise augmentation (hatches).
+      excluded: optional bool ``[m]``.
+      xlabel: value-axis label (say whether the AUC is normalised).
+      title: figure title (wrapped to the figure width).
+
+    Returns:
+      The path written.
+    """
+    v = np.asarray(values, dtype=float)
+    m = len(model_labels)
+    if v.shape != (m,):
+        raise ValueError(f"values: expected shape ({m},), got {v.shape}")
+    flags = {}
+    for name, arr in (("adversarial", adversarial), ("noise", noise), ("excluded", excluded)):
+        f = np.zeros(m, bool) if arr is None else np.asarray(arr, bool)
+        if f.shape != (m,):
+            raise ValueError(f"{name}: expected shape ({m},), got {f.shape}")
+        flags[name] = f
+    if (lower is None) != (upper is None):
+        raise ValueError("lower, upper: give both bounds of the interval or neither")
+    longest = max((len(s) + 8 for s in model_labels), default=0)  # tick labels, 8 pt
+    fig = Figure(
+        figsize=(min(4.6 + 0.065 * longest, 12.0), 1.9 + 0.28 * max(m, 1)), layout="constrained"
+    )
+    ax = fig.add_subplot()
+    y = np.arange(m)[::-1]
+    for i in range(m):
+        hatch = _HATCH[(bool(flags["adversarial"][i]), bool(flags["noise"][i]))]
+        ax.barh(
+            y[i], np.nan_to_num(v[i]), 0.7, color="C0", hatch=hatch, edgecolor="white",
+            alpha=0.4 if flags["excluded"][i] else 0.9,
+        )  # fmt: skip
+    if lower is not None and upper is not None:
+        lo, hi = np.asarray(lower, float), np.asarray(upper, float)
+        if lo.shape != (m,) or hi.shape != (m,):
+            raise ValueError(f"lower, upper: expected shape ({m},), got {lo.shape}, {hi.shape}")
+        has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(v)
+        if has.any():
+            err = np.stack([v[has] - lo[has], hi[has] - v[has]]).clip(min=0.0)
+            ax.errorbar(v[has], y[has], xerr=err, fmt="none", ecolor="black", capsize=2.5, lw=1)
+    labels = [
+        f"{s} (excl.)" if e else s for s, e in zip(model_labels, flags["excluded"], strict=True)
+    ]
+    ax.set_yticks(y, labels, fontsize=8)
+    fit_axis_labels(ax, xlabel=xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    if not m:
+        no_data_panel(ax, "no model")
+    kinds = [
+        ("none", ""),
+        ("noise augmentation", ".."),
+        ("adversarial training", "xx"),
+        ("both", "**"),
+    ]
+    present = {
+        _HATCH[(bool(a), bool(n))]
+        for a, n in zip(flags["adversarial"], flags["noise"], strict=True)
+    }
+    handles = [
+        Patch(facecolor="C0", edgecolor="white", hatch=h, label=name)
+        for name, h in kinds
+        if h in present
+    ]
+    if len(handles) > 1:
+        figure_legend(fig, handles, [str(h.get_label()) for h in handles])
+    fit_title(fig, title)
     return save_figure(fig, path)

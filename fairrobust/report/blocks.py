@@ -57,8 +57,27 @@ class ImageLinks:
     def __call__(self, path: Path | str | None, alt: str) -> str:
         text = image_link(self.run_dir, path, alt)
         if text:
-            self.used.add(Path(text[text.index("(") + 1 : -1]).name)
+            self.used.add(Path(text[text.rindex("(") + 1 : -1]).name)
         return text
+
+    def figure(self, path: Path | str | None, caption: str) -> list[str]:
+        """Markdown lines of a figure and its caption; ``[]`` when there is no such file.
+
+        The image (alt text: the caption without markup) is followed by the caption
+        as an emphasised paragraph, which markdown viewers show under the image and
+        ``report.html`` turns into the figure's ``<figcaption>``.
+        """
+        alt = caption.replace("`", "").replace("[", "(").replace("]", ")").replace("*", "")
+        link = self(path, alt)
+        if not link:
+            return []
+        return [link, "", f"*{caption.replace('*', '')}*", ""]
+
+    def cover(self, path: Path | str | None) -> None:
+        """Count ``path`` as shown (a figure another one replaces, e.g. the same bars
+        with intervals), so that "Other figures" does not list it."""
+        if path is not None:
+            self.used.add(Path(path).name)
 
 
 def settings_line(items: Mapping[str, Any]) -> str:

@@ -4,7 +4,8 @@ The markdown is rendered by markdown-it-py (CommonMark plus pipe tables, raw
 HTML disabled so text is always escaped) into the page template
 ``templates/report.html.j2`` (Jinja2, inline CSS). Every image is embedded as a
 base64 PNG data URI; an image alone in its paragraph becomes a ``<figure>``
-whose caption is its alt text. The page references no external resource.
+whose caption is the emphasised paragraph right after it (``*caption*``, which
+then is not repeated), else its alt text. The page references no external resource.
 """
 
 from __future__ import annotations
@@ -34,21 +35,53 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
+def _only(tokens: Sequence[Token], i: int) -> list[Token] | None:
+    """The inline children of a paragraph starting at ``tokens[i]``, else None."""
+    if i + 2 >= len(tokens):
+        return None
+    opening, inline, closing = tokens[i], tokens[i + 1], tokens[i + 2]
+    if (
+        opening.type == "paragraph_open"
+        and inline.type == "inline"
+        and closing.type == "paragraph_close"
+        and inline.children
+    ):
+        return inline.children
+    return None
+
+
+def _is_caption(children: Sequence[Token] | None) -> bool:
+    """A paragraph that is one emphasised span (``*...*``)."""
+    if not children or children[0].type != "em_open" or children[-1].type != "em_close":
+        return False
+    depth = 0
+    for k, tok in enumerate(children):
+        depth += tok.type == "em_open"
+        depth -= tok.type == "em_close"
+        if depth == 0 and k < len(children) - 1:
+            return False  # ``*a* b *c*``: two spans, not one caption
+    return True
+
+
 def _mark_figures(state: StateCore) -> None:
-    """Core rule: a paragraph holding only an image renders as a figure, not as ``<p>``."""
+    """Core rule: a paragraph holding only an image renders as a figure, not as ``<p>``.
+
+    An emphasised paragraph right after it becomes the figure's caption (and is
+    not rendered again).
+    """
     tokens = state.tokens
     for i in range(len(tokens) - 2):
-        opening, inline, closing = tokens[i], tokens[i + 1], tokens[i + 2]
-        if (
-            opening.type == "paragraph_open"
-            and inline.type == "inline"
-            and closing.type == "paragraph_close"
-            and inline.children is not None
-            and len(inline.children) == 1
-            and inline.children[0].type == "image"
-        ):
-            opening.hidden = closing.hidden = True
-            inline.children[0].meta["figure"] = True
+        children = _only(tokens, i)
+        if children is None or len(children) != 1 or children[0].type != "image":
+            continue
+        tokens[i].hidden = tokens[i + 2].hidden = True
+        children[0].meta["figure"] = True
+        following = _only(tokens, i + 3)
+        if _is_caption(following):
+            assert following is not None
+            children[0].meta["caption"] = following[1:-1]
+            tokens[i + 3].hidden = tokens[i + 5].hidden = True
+            tokens[i + 4].children = []
 
 
 def _data_uri(path: Path) -> str:
@@ -70,7 +103,9 @@ def _render_image(
         raise FileNotFoundError(f"{path}: figure referenced by the report is missing")
     img = f'<img src="{_data_uri(path)}" alt="{alt}">'
     if token.meta.get("figure"):
-        return f"<figure>{img}<figcaption>{alt}</figcaption></figure>\n"
+        caption = token.meta.get("caption")
+        text = alt if caption is None else self.renderInline(caption, options, env)
+        return f"<figure>{img}<figcaption>{text}</figcaption></figure>\n"
     return img
 
 

@@ -434,13 +434,19 @@ def _soundness_section(data: RunData) -> list[str]:
 
 
 def _files_section(run_dir: Path, img: ImageLinks) -> list[str]:
-    """Figures not shown above, then the list of results files."""
+    """Figures not shown above (nor replaced by one shown above), then the results files.
+
+    A figure counts as shown when a figure of the same file name was linked, by
+    whatever path (``ImageLinks.used`` holds file names), or was covered by
+    ``ImageLinks.cover``.
+    """
     parts: list[str] = []
-    other = sorted(p for p in (run_dir / "figures").glob("*.png") if p.name not in img.used)
+    shown = {Path(name).name for name in img.used}
+    other = sorted(p for p in (run_dir / "figures").glob("*.png") if p.name not in shown)
     if other:
         parts += ["## Other figures", ""]
         for p in other:
-            parts += [img(p, p.stem), ""]
+            parts += img.figure(p, f"`{p.name}`, a figure of this run not discussed above.")
     parts += ["## Files", "", "Result tables (CSV and JSON with the same rows):", ""]
     for p in sorted((run_dir / "results").glob("*")):
         if p.suffix in (".csv", ".json", ".npz", ".md") and not p.name.startswith("."):

@@ -113,17 +113,27 @@ def rejection_section(data: RunData, img: ImageLinks, figures: Mapping[str, Path
         )
     )
     out.append("")
+    ci = _ci(data)
     if "fpr_parity" in figures:
-        out += [img(figures["fpr_parity"], "FPR Parity per method with intervals"), ""]
-    out += [
-        img(fig_dir / "rejection_fpr_parity_vs_n.png", "FPR Parity vs N"),
-        "",
-        "*RS band and NR shaded span: bootstrap intervals of FPR Parity (numbers in the "
-        "table above).*",
-        "",
-    ]
+        out += img.figure(
+            figures["fpr_parity"],
+            "FPR Parity (the largest AUC_FPR gap between the groups that count) of each "
+            f"method (x axis), one bar per attribute; whiskers: {ci}; lower is more equal.",
+        )
+    out += img.figure(
+        fig_dir / "rejection_fpr_parity_vs_n.png",
+        "FPR Parity of randomized smoothing against its number of noise samples N (log axis, "
+        "blue) and of neural rejection (red dashed line), one panel per attribute; RS band "
+        f"and NR shaded span: {ci}.",
+    )
     out += _answerable_block(rej, attrs)
-    out += [img(fig_dir / "rejection_fpr_curves_all.png", "false rejection, all clips"), ""]
+    n = s.get("num_eval")
+    out += img.figure(
+        fig_dir / "rejection_fpr_curves_all.png",
+        f"False-rejection rate of all {f'{n} ' if n else ''}evaluated clean clips against the "
+        "threshold (RS: alpha on the binomial p-value; NR: t on the top SVM score), one panel "
+        f"per method; band: {ci}.",
+    )
     for a in attrs:
         out += _attribute_block(data, a, methods, par, img, figures)
     out += _size_correlation_block(rej["correlation"])
@@ -219,16 +229,28 @@ def _attribute_block(
         )
     )
     out.append("")
+    ci = _ci(data)
+    small = "faded bars / dashed grey lines are groups under the minimum size or speakers"
+    study_bars = fig_dir / f"rejection_auc_fpr_{attribute_slug(a)}.png"
     if f"auc_fpr_{a}" in figures:
-        out += [img(figures[f"auc_fpr_{a}"], f"AUC_FPR per {a} group with intervals"), ""]
-    out += [
-        img(fig_dir / f"rejection_fpr_curves_{attribute_slug(a)}.png", f"FPR vs alpha by {a}"),
-        "",
-        "*Shaded bands: bootstrap intervals of each group's false-rejection rate at every "
-        "threshold (`rejection_fpr_curves.csv`: `ci_low`, `ci_high`); their integral "
-        "(AUC_FPR) carries intervals in the table above.*",
-        "",
-    ]
+        out += img.figure(
+            figures[f"auc_fpr_{a}"],
+            f"AUC_FPR (area under the false-rejection curve over the threshold grid) of each "
+            f"{a} group, one bar per method; whiskers: {ci}; {small} (no interval); lower "
+            "is fewer false rejections.",
+        )
+        img.cover(study_bars)  # the study's copy of these bars
+    else:
+        out += img.figure(
+            study_bars,
+            f"AUC_FPR of each {a} group, one bar per method; whiskers: {ci}; {small}.",
+        )
+    out += img.figure(
+        fig_dir / f"rejection_fpr_curves_{attribute_slug(a)}.png",
+        f"False-rejection rate of each {a} group on clean clips against the threshold (RS: "
+        "alpha on the binomial p-value; NR: t on the top SVM score), one panel per method; "
+        f"bands: {ci} (`rejection_fpr_curves.csv`); {small}.",
+    )
     acc = [r for r in data.rej["accuracy"] if r["attribute"] == a]
     if acc:
         out += [
@@ -352,15 +374,31 @@ def _certified_block(data: RunData, attrs: list[str], img: ImageLinks) -> list[s
         )
         out.append("")
     fig_dir = data.run_dir / "figures"
-    for a in attrs:
-        out += [
-            img(
-                fig_dir / f"rejection_certified_accuracy_{attribute_slug(a)}.png",
-                f"certified accuracy by {a}",
-            ),
-            "",
-        ]
+    first = cert[0]
+    what = (
+        f"{first.get('model', 'the RS base model')}"
+        + (f", sigma {fmt(first['sigma'])}" if first.get("sigma") is not None else "")
+        + f", {str(first.get('norm', 'l2')).upper()} radius in the "
+        + f"{first.get('space', 'waveform')} space"
+    )
+    for a in ["all", *attrs]:
+        who = "all evaluated clips" if a == "all" else f"each {a} group"
+        out += img.figure(
+            fig_dir / f"rejection_certified_accuracy_{attribute_slug(a)}.png",
+            f"Certified accuracy of {who} against the certified radius ({what}): the fraction "
+            f"of clips CERTIFY classifies correctly with at least that radius; bands: "
+            f"{_ci(data)}"
+            + ("." if a == "all" else "; dashed grey: groups under the minimum size or speakers."),
+        )
     return out
+
+
+def _ci(data: RunData) -> str:
+    """How the intervals of the rejection figures were computed, for captions."""
+    c = rejection_config(data)
+    if not c.get("bootstrap_resamples"):
+        return "none (bootstrap off)"
+    return f"{fmt(100 * (c.get('ci_level') or 0.95))}% bootstrap intervals clustered by speaker"
 
 
 def _radius_units(rows: Sequence[Mapping[str, Any]]) -> str:

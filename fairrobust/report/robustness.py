@@ -99,7 +99,12 @@ def robustness_section(
         "",
     ]
     if "defense_parity" in figures:
-        out += [img(figures["defense_parity"], "Defense Parity per model with intervals"), ""]
+        out += img.figure(
+            figures["defense_parity"],
+            "Defense Parity (the largest AUC_acc gap between the groups that count) of every "
+            f"model (x axis), one bar per attribute; whiskers: {_ci(data)}; lower is more equal.",
+        )
+    out += _models_figures(data, img, figures, figs)
     for attr in robustness_attributes(data):
         out += _attribute_block(data, attr, base, best, img, figures, figs)
     out += breaking_eps_block(data, base, best, img)
@@ -170,7 +175,16 @@ def breaking_eps_block(
     out += [md_table([*head, "median gap", "never-broken gap"], table), ""]
     figs = {k: Path(v) for k, v in data.rob["summary"].get("figures", {}).items()}
     for key in sorted(k for k in figs if k.startswith("breaking_eps_")):
-        out += [img(figs[key], key.replace("_", " ")), ""]
+        attr = next(
+            (r["attribute"] for r in rows if robustness_slug(r["attribute"]) == key[13:]), key[13:]
+        )
+        out += img.figure(
+            figs[key],
+            f"Fraction of each {attr} group broken at or below each attack budget (empirical "
+            "CDF of the smallest breaking epsilon; clean = misclassified without attack), one "
+            "panel for the baseline and one for the most robust model; dashed grey: groups that "
+            "do not count.",
+        )
     return out
 
 
@@ -267,25 +281,7 @@ def _attribute_block(
         )
     )
     out.append("")
-    slug = robustness_slug(attr)
-    if f"auc_acc_{attr}" in figures:
-        out += [img(figures[f"auc_acc_{attr}"], f"AUC_acc per {attr} group with intervals"), ""]
-    if f"auc_{slug}" in figs:
-        out += [img(figs[f"auc_{slug}"], f"AUC_acc per {attr} group, every model"), ""]
-    for m in (base, best):
-        if m is None:
-            continue
-        key = f"curves_{slug}_{robustness_slug(m['member_id'])}"
-        if key in figs:
-            out += [
-                img(figs[key], f"accuracy vs epsilon by {attr}, {m['member_id']}"),
-                "",
-                "*Shaded bands (and error bars on the clean points) are bootstrap "
-                "intervals of each group's accuracy (`group_curves` table: `ci_low`, "
-                "`ci_high`); their integral (AUC_acc) carries intervals in the table "
-                "above.*",
-                "",
-            ]
+    out += _attribute_figures(data, attr, base, best, img, figures, figs)
     return out
 
 
@@ -320,7 +316,119 @@ def _correlations_block(
         )
     )
     out.append("")
+    what = {
+        "binary": "binary interventions (AT, Tricks, Noise, ...: on or off)",
+        "levels": "intervention levels (the AT budget, the noise std, ...)",
+        "dp": "the Defense Parity of each attribute (rows)",
+        "groups": "the AUC_acc of each group (rows)",
+    }
     for key in ("corr_binary_dp", "corr_levels_dp", "corr_binary_groups", "corr_levels_groups"):
         if key in figs:
-            out += [img(figs[key], key.replace("_", " ")), ""]
+            _, kind, outcome = key.split("_")
+            out += img.figure(
+                figs[key],
+                f"Pearson r across the non-excluded models between {what[kind]} (columns) and "
+                f"{what[outcome]}; red: positive, blue: negative, grey n/a: undefined, a star "
+                "marks p < 0.05.",
+            )
+    return out
+
+
+def _ci(data: RunData) -> str:
+    """How the intervals of the robustness figures were computed, for captions."""
+    assert data.rob is not None
+    c = data.rob["summary"].get("config", {})
+    if not c.get("bootstrap_resamples"):
+        return "none (bootstrap off)"
+    return f"{fmt(100 * c.get('ci_level', 0.95))}% bootstrap intervals clustered by speaker"
+
+
+def _clips(data: RunData) -> str:
+    assert data.rob is not None
+    n = data.rob["summary"].get("n_test")
+    return f"{n} test clips" if n else "all test clips"
+
+
+def _models_figures(
+    data: RunData, img: ImageLinks, figures: Mapping[str, Path], figs: Mapping[str, Path]
+) -> list[str]:
+    """The paper's per-model figures: histograms per budget, every model's curve, AUC_acc."""
+    assert data.rob is not None
+    find = {**figures, **figs}  # the study's figures first; a report copy for older runs
+    out: list[str] = []
+    n = len(data.rob["models"])
+    if "models_accuracy" in find:
+        out += img.figure(
+            find["models_accuracy"],
+            f"Accuracy of each of the {n} models on {_clips(data)} against the PGD L-inf "
+            "budget epsilon (log axis; clean accuracy at the left, chance dashed), the "
+            "preprint's Figure 6; dashed grey lines are models excluded as random guessing; "
+            "point estimates (the models table has no intervals).",
+        )
+    if "models_auc" in find:
+        rows = data.rob["models"]
+        normalized = bool(rows) and all(r.get("auc_acc_normalized") is not None for r in rows)
+        has_ci = any(r.get("auc_acc_ci_low") is not None for r in rows)
+        out += img.figure(
+            find["models_auc"],
+            f"Overall AUC_acc of each model on {_clips(data)}"
+            + (", divided by the epsilon range (a mean accuracy)" if normalized else "")
+            + ", highest first (the preprint's Figure 7); hatches: dots noise augmentation, "
+            "crosses adversarial training, stars both; faded: excluded as random guessing"
+            + (f"; whiskers: {_ci(data)}." if has_ci else "; point estimates."),
+        )
+    if "hist_accuracy" in find:
+        out += img.figure(
+            find["hist_accuracy"],
+            f"Histograms of the {n} models' accuracy on {_clips(data)}, one panel per attack "
+            "budget (clean first), the AISec'23 paper's Figures 8-9: how many models keep "
+            "which accuracy as the budget grows (dotted: chance).",
+        )
+    return out
+
+
+def _attribute_figures(
+    data: RunData,
+    attr: str,
+    base: Mapping[str, Any] | None,
+    best: Mapping[str, Any] | None,
+    img: ImageLinks,
+    figures: Mapping[str, Path],
+    figs: Mapping[str, Path],
+) -> list[str]:
+    """The figures of one attribute, each with its caption."""
+    slug = robustness_slug(attr)
+    out: list[str] = []
+    small = "faded bars / dashed grey lines are groups under the minimum size or speakers"
+    if f"auc_acc_{attr}" in figures:
+        ids = [f"`{m['member_id']}`" for m in (base, best) if m is not None]
+        out += img.figure(
+            figures[f"auc_acc_{attr}"],
+            f"AUC_acc of each {attr} group for the clean baseline and the most robust model "
+            f"({', '.join(dict.fromkeys(ids))}); whiskers: {_ci(data)}; {small} (no interval).",
+        )
+    if f"auc_{slug}" in figs:
+        out += img.figure(
+            figs[f"auc_{slug}"],
+            f"AUC_acc of each {attr} group for every model (x axis); whiskers: {_ci(data)}; "
+            f"hatched: models excluded as random guessing; {small}.",
+        )
+    for m in (base, best):
+        if m is None:
+            continue
+        key = f"curves_{slug}_{robustness_slug(m['member_id'])}"
+        if key in figs:
+            out += img.figure(
+                figs[key],
+                f"Accuracy of each {attr} group of `{m['member_id']}` against the PGD L-inf "
+                "budget epsilon (log axis; clean accuracy at the left, chance dashed); bands "
+                f"and clean error bars: {_ci(data)} (`group_curves` table); {small}.",
+            )
+    key = f"hist_{slug}"
+    if key in {**figures, **figs}:
+        out += img.figure(
+            {**figures, **figs}[key],
+            f"Histograms of the models' accuracy on each {attr} group, one panel per attack "
+            f"budget (clean first), one outline per group; {small}.",
+        )
     return out

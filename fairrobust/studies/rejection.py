@@ -512,7 +512,10 @@ def write_results(
     certified = [  # the figures show the first certification (the RS base model at sigma)
         r for r in tables["certified_accuracy"] if all(r[k] == v for k, v in primary.items())
     ]
-    figures = write_figures(analysis, fig_dir, certified=certified, radii=config.radii)
+    figures = write_figures(
+        analysis, fig_dir, certified=certified, radii=config.radii,
+        min_group_size=config.min_group_size,
+    )  # fmt: skip
     for stale in set(fig_dir.glob("rejection_*.png")) - set(figures.values()):
         _io.remove(stale)
     files.update(figures)

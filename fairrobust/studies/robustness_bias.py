@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from fairrobust import metrics
+from fairrobust.figures.layout import group_label
 from fairrobust.figures.robustness import breaking_eps_cdf
 from fairrobust.studies._store import attribute_slug
 from fairrobust.studies.config import RobustnessConfig
@@ -185,7 +186,10 @@ def breaking_eps_figures(
         if not grp.num_groups:
             continue
         s = attribute_slug(attr)
-        names = [f"{g} (n={int(n)})" for g, n in zip(grp.names, grp.sizes, strict=True)]
+        names = [
+            group_label(g, int(n), bool(v), "too small" if n < grp.min_size else "too few speakers")
+            for g, n, v in zip(grp.names, grp.sizes, np.asarray(grp.valid), strict=True)
+        ]
         path = Path(fig_dir) / f"{prefix}_breaking_eps_{s}.png"
         out[f"breaking_eps_{s}"] = breaking_eps_cdf(
             eps, breaking, np.asarray(grp.masks, bool), path,
