@@ -446,7 +446,9 @@ def _files_section(run_dir: Path, img: ImageLinks) -> list[str]:
     if other:
         parts += ["## Other figures", ""]
         for p in other:
-            parts += img.figure(p, f"`{p.name}`, a figure of this run not discussed above.")
+            parts += img.figure(
+                p, f"`{p.name}`: a figure this run wrote that the sections above do not discuss."
+            )
     parts += ["## Files", "", "Result tables (CSV and JSON with the same rows):", ""]
     for p in sorted((run_dir / "results").glob("*")):
         if p.suffix in (".csv", ".json", ".npz", ".md") and not p.name.startswith("."):
