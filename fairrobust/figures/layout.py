@@ -60,6 +60,14 @@ def group_label(name: str, n: int | None, valid: bool = True, why: str = "too sm
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
+def _figure_of(ax: Axes) -> Figure:
+    """The top-level figure of ``ax`` (``Axes.get_figure(root=True)`` needs Matplotlib 3.10)."""
+    fig: Any = ax.figure
+    while not isinstance(fig, Figure):
+        fig = fig.figure
+    return fig
+
+
 def _renderer(fig: Figure) -> Any:
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     return canvas.get_renderer()
@@ -142,8 +150,7 @@ def fit_axes_title(ax: Axes, text: str, *, fontsize: float = 10.0) -> Text | Non
     """
     if not text:
         return None
-    fig = ax.get_figure(root=True)
-    assert isinstance(fig, Figure)
+    fig = _figure_of(ax)
     spec = ax.get_subplotspec()
     share = 1.0
     if spec is not None:
@@ -206,8 +213,7 @@ def fit_axis_labels(
       xlabel, ylabel: the labels; empty leaves that label unset.
       fontsize: font size in points.
     """
-    fig = ax.get_figure(root=True)
-    assert isinstance(fig, Figure)
+    fig = _figure_of(ax)
     spec = ax.get_subplotspec()
     cols = rows = 1.0
     if spec is not None:
@@ -236,8 +242,7 @@ def category_ticks(
       labels: the ``c`` labels.
       fontsize: font size in points.
     """
-    fig = ax.get_figure(root=True)
-    assert isinstance(fig, Figure)
+    fig = _figure_of(ax)
     per = fig.get_figwidth() * fig.dpi * 0.75 / max(len(labels), 1)
     if per >= 6 * fontsize * fig.dpi / 72.0 * 0.6:
         wrapped = [wrap_text(fig, str(s), per, fontsize) for s in labels]
