@@ -63,11 +63,18 @@ class ImageLinks:
     def figure(self, path: Path | str | None, caption: str) -> list[str]:
         """Markdown lines of a figure and its caption; ``[]`` when there is no such file.
 
-        The image (alt text: the caption without markup) is followed by the caption
-        as an emphasised paragraph, which markdown viewers show under the image and
-        ``report.html`` turns into the figure's ``<figcaption>``.
+        The image (alt text: the caption's first clause, without markup) is followed
+        by the caption as an emphasised paragraph, which markdown viewers show under
+        the image and ``report.html`` turns into the figure's ``<figcaption>``.
         """
-        alt = caption.replace("`", "").replace("[", "(").replace("]", ")").replace("*", "")
+        depth, end = 0, len(caption)
+        for k, ch in enumerate(caption):  # the first ";" outside parentheses
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if ch == ";" and depth == 0:
+                end = k
+                break
+        alt = caption[:end].rstrip(".")
+        alt = alt.replace("`", "").replace("[", "(").replace("]", ")").replace("*", "")
         link = self(path, alt)
         if not link:
             return []

@@ -230,7 +230,8 @@ def _attribute_block(
     )
     out.append("")
     ci = _ci(data)
-    small = "faded bars / dashed grey lines are groups under the minimum size or speakers"
+    why = "groups under the minimum size or speakers"
+    small, small_lines = f"faded bars: {why}", f"dashed grey lines: {why}"
     study_bars = fig_dir / f"rejection_auc_fpr_{attribute_slug(a)}.png"
     if f"auc_fpr_{a}" in figures:
         out += img.figure(
@@ -249,7 +250,7 @@ def _attribute_block(
         fig_dir / f"rejection_fpr_curves_{attribute_slug(a)}.png",
         f"False-rejection rate of each {a} group on clean clips against the threshold (RS: "
         "alpha on the binomial p-value; NR: t on the top SVM score), one panel per method; "
-        f"bands: {ci} (`rejection_fpr_curves.csv`); {small}.",
+        f"bands: {ci} (`rejection_fpr_curves.csv`); {small_lines}.",
     )
     acc = [r for r in data.rej["accuracy"] if r["attribute"] == a]
     if acc:

@@ -399,7 +399,8 @@ def _attribute_figures(
     """The figures of one attribute, each with its caption."""
     slug = robustness_slug(attr)
     out: list[str] = []
-    small = "faded bars / dashed grey lines are groups under the minimum size or speakers"
+    why = "groups under the minimum size or speakers"
+    small, small_lines = f"faded bars: {why}", f"dashed grey lines: {why}"
     if f"auc_acc_{attr}" in figures:
         ids = [f"`{m['member_id']}`" for m in (base, best) if m is not None]
         out += img.figure(
@@ -422,13 +423,13 @@ def _attribute_figures(
                 figs[key],
                 f"Accuracy of each {attr} group of `{m['member_id']}` against the PGD L-inf "
                 "budget epsilon (log axis; clean accuracy at the left, chance dashed); bands "
-                f"and clean error bars: {_ci(data)} (`group_curves` table); {small}.",
+                f"and clean error bars: {_ci(data)} (`group_curves` table); {small_lines}.",
             )
     key = f"hist_{slug}"
     if key in {**figures, **figs}:
         out += img.figure(
             {**figures, **figs}[key],
             f"Histograms of the models' accuracy on each {attr} group, one panel per attack "
-            f"budget (clean first), one outline per group; {small}.",
+            f"budget (clean first), one outline per group; {small_lines}.",
         )
     return out
