@@ -405,7 +405,7 @@ _ABSTAIN = ("abstain_rate", "abstain_rate_ci_low", "abstain_rate_ci_high")
 #: The value that a row's plain ``ci_low`` / ``ci_high`` belong to, by the keys present.
 _PLAIN_CI_VALUE = (
     "difference", "fpr", "certified_accuracy", "accuracy", "auc_fpr", "fpr_parity",
-    "defense_parity",
+    "defense_parity", "value",
 )  # fmt: skip
 
 

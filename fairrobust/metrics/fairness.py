@@ -137,7 +137,8 @@ def _fairness_all(y_true, y_pred, masks, weights, valid, num_classes, average):
         "true_positive_rate_difference": _aggregate(tpr_gap, average, "max"),
         "false_positive_rate_difference": _aggregate(fpr_gap, average, "max"),
         "equalized_odds_difference": _aggregate(jnp.fmax(tpr_gap, fpr_gap), average, "max"),
-        "p_rule": _aggregate(prule, average, "min"),
+        # a ratio <= 1; the float32 class mean of ratios of 1 can round just above it
+        "p_rule": jnp.minimum(_aggregate(prule, average, "min"), 100.0),
     }
 
 
@@ -374,6 +375,9 @@ def _fairness_intervals(est, samples, level, scale, average):
         else:
             vw = masked_extreme(v, jnp.isfinite(v), worst)
             out[name] = (vw, *_class_extreme(v, lo, hi, worst))
+    # a ratio <= 1; the float32 class mean of ratios of 1 can round just above it
+    v, lo, hi = out["demographic_parity_ratio"]
+    out["demographic_parity_ratio"] = (jnp.minimum(v, 1.0), lo, jnp.minimum(hi, 1.0))
     out["p_rule"] = tuple(100.0 * x for x in out["demographic_parity_ratio"])
     return out
 

@@ -119,14 +119,18 @@ def _robustness_figures(data: RunData) -> dict[str, Path]:
     if attrs:
         dp = {(r["member_id"], r["attribute"]): r for r in data.rob["defense_parity"]}
         ids = [m["member_id"] for m in models]
-        arr = _ci_array([[estimate(dp.get((m, a)), *_DP) for m in ids] for a in attrs])
+        norm = all(r.get("defense_parity_normalized") is not None for r in dp.values())
+        cols = tuple(k.replace("defense_parity", "defense_parity_normalized") for k in _DP)
+        arr = _ci_array(
+            [[estimate(dp.get((m, a)), *(cols if norm else _DP)) for m in ids] for a in attrs]
+        )
         out["defense_parity"] = _bars(
             arr,
             fig_dir / "report_defense_parity.png",
             categories=ids,
             series=attrs,
             title="Defense Parity per model (bootstrap intervals; lower = more equal)",
-            ylabel="Defense Parity",
+            ylabel="Defense Parity (normalised AUC_acc gap)" if norm else "Defense Parity",
         )
     if "models_auc" not in data.rob["summary"].get("figures", {}):
         prefix = data.rob.get("prefix", "robustness")

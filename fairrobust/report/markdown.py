@@ -149,7 +149,7 @@ def _key_results_section(key: list[dict[str, Any]]) -> list[str]:
 _STUDY_HEADINGS = {
     "robustness": "Robustness training",
     "rejection": "Rejection: RS vs NR",
-    "soundness": "Soundness of the attack evaluation",
+    "soundness": "Attack soundness checks",
 }
 
 
