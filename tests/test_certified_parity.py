@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -282,6 +283,47 @@ def test_breaking_eps_cdf_figure(tmp_path):
         group_labels=["f", "m"], valid=[True, False],
     )  # fmt: skip
     assert out.read_bytes().startswith(b"\x89PNG")
+    bands = np.zeros((2, 3, 2, 2))
+    bands[..., 1] = 1.0
+    breaking_eps_cdf(
+        [0.0, 0.01, 0.1], b, masks, tmp_path / "c.png", panel_labels=["base", "robust"],
+        group_labels=["f", "m"], valid=[True, False], bands=bands,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="bands: expected shape"):
+        breaking_eps_cdf(
+            [0.0, 0.01, 0.1], b, masks, tmp_path / "d.png", panel_labels=["base", "robust"],
+            group_labels=["f", "m"], bands=bands[:, :2],
+        )  # fmt: skip
+
+
+def test_breaking_cdf_stat_matches_a_numpy_loop_and_its_band_covers():
+    """The per-group CDF of the breaking epsilon equals a plain loop (weights too), and its
+    speaker-clustered bootstrap interval covers the true CDF value in simulation."""
+    eps = (0.0, 0.01, 0.1)
+    rng = np.random.default_rng(0)
+    b = rng.choice([0.0, 0.01, 0.1, np.inf], size=40)
+    masks = np.stack([np.arange(40) < 25, np.arange(40) >= 25])
+    w = rng.integers(0, 3, size=40).astype(np.float32)
+    got = np.asarray(
+        M.BreakingCdfStat(eps)(np.asarray(b, np.float32), masks, jnp.asarray(w))["cdf"]
+    )
+    want = [[np.sum(w[m] * (b[m] <= e)) / np.sum(w[m]) for m in masks] for e in eps]  # [K, g]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # coverage: 30 speakers x 4 clips, P(broken at <= 0.01) = 0.3 per speaker-level draw
+    hits, reps = 0, 100
+    spk = np.repeat(np.arange(30), 4)
+    one = np.ones((1, 120), bool)
+    for r in range(reps):
+        rs = np.random.default_rng(100 + r)
+        p_spk = np.clip(0.3 + rs.normal(0, 0.1, 30), 0, 1)[spk]  # speaker effect
+        br = np.where(rs.random(120) < p_spk, 0.01, np.inf).astype(np.float32)
+        res = M.bootstrap_ci(
+            M.BreakingCdfStat(eps), br, one, key=jax.random.key(r), num_resamples=200,
+            speakers=spk,
+        )  # fmt: skip
+        lo, hi = float(res.lower["cdf"][1, 0]), float(res.upper["cdf"][1, 0])
+        hits += lo <= 0.3 <= hi
+    assert hits >= 85, hits
 
 
 def test_breaking_eps_report_block(tmp_path):

@@ -380,6 +380,7 @@ def breaking_eps_cdf(
     panel_labels: Sequence[str],
     group_labels: Sequence[str],
     valid: Sequence[bool] | None = None,
+    bands: np.ndarray | None = None,
     title: str = "",
 ) -> Path:
     """Empirical CDF of the smallest breaking epsilon per group, one panel per model.
@@ -399,6 +400,9 @@ def breaking_eps_cdf(
       panel_labels: ``p`` panel titles (models).
       group_labels: ``g`` legend entries.
       valid: optional bool ``[g]``.
+      bands: optional pointwise intervals ``[p, 1 + e, g, 2]`` (low, high) of each
+        curve, e.g. from :class:`fairrobust.metrics.BreakingCdfStat` bootstrapped by
+        speaker; drawn as shaded steps (NaN: no band, as for groups too small).
       title: figure title.
 
     Returns:
@@ -406,6 +410,11 @@ def breaking_eps_cdf(
     """
     eps = np.asarray(epsilons, dtype=float)
     b = np.asarray(breaking, dtype=float)
+    if bands is not None:
+        bands = np.asarray(bands, dtype=float)
+        want = (len(panel_labels), eps.size, len(group_labels), 2)
+        if bands.shape != want:
+            raise ValueError(f"bands: expected shape {want}, got {bands.shape}")
     m = np.asarray(masks, dtype=bool)
     _check_2d("breaking", b, (len(panel_labels), m.shape[1] if m.ndim == 2 else -1))
     _check_2d("masks", m, (len(group_labels), b.shape[1]))
@@ -426,7 +435,12 @@ def breaking_eps_cdf(
                 continue
             cdf = (row[None, :] <= eps[:, None]).mean(axis=1)
             style = {} if ok[j] else SMALL_LINE
-            ax.step(x, cdf, where="post", marker=".", label=label, **style)
+            (line,) = ax.step(x, cdf, where="post", marker=".", label=label, **style)
+            if bands is not None and ok[j] and np.isfinite(bands[k, :, j]).all():
+                ax.fill_between(
+                    x, bands[k, :, j, 0], bands[k, :, j, 1], step="post", alpha=0.15,
+                    color=line.get_color(), linewidth=0,
+                )  # fmt: skip
         ax.set_xticks(x, ["clean" if e == 0 else f"{e:g}" for e in eps], rotation=45, fontsize=7)
         ax.set_xlabel("attack budget epsilon")
         ax.set_ylim(-0.02, 1.02)

@@ -47,6 +47,7 @@ bootstrap intervals :class:`FairnessStat`, :func:`fairness_intervals`);
 differences from bootstrap replicates, and the family-wise correction).
 """
 
+from fairrobust.metrics.bias import BreakingCdfStat as BreakingCdfStat
 from fairrobust.metrics.bias import BreakingEpsStat as BreakingEpsStat
 from fairrobust.metrics.bias import breaking_epsilon as breaking_epsilon
 from fairrobust.metrics.bias import decode_never as decode_never
@@ -118,6 +119,7 @@ __all__ = [
     "AucAccStat",
     "AucFprStat",
     "BootstrapResult",
+    "BreakingCdfStat",
     "BreakingEpsStat",
     "CertifiedAucStat",
     "Difference",

@@ -32,7 +32,13 @@ from fairrobust.metrics._kernels import group_means, masked_max_gap
 from fairrobust.metrics._validate import as_grid
 from fairrobust.metrics.certified import weighted_median_kernel
 
-__all__ = ["BreakingEpsStat", "breaking_epsilon", "decode_never", "encode_never"]
+__all__ = [
+    "BreakingCdfStat",
+    "BreakingEpsStat",
+    "breaking_epsilon",
+    "decode_never",
+    "encode_never",
+]
 
 
 def breaking_epsilon(correct: Any, epsilons: Any) -> np.ndarray:
@@ -124,3 +130,30 @@ class BreakingEpsStat:
             "median_gap": masked_max_gap(med, valid),
             "never_gap": masked_max_gap(fr, valid),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakingCdfStat:
+    """Bootstrap statistic: the empirical CDF of the breaking epsilon per group.
+
+    ``BreakingCdfStat(epsilons)(breaking [n], masks, weights [n])`` returns
+    ``{"cdf": [K, g]}`` with ``cdf[k, s] = sum_{i in s} w_i [b_i <= eps_k] / sum_{i in s} w_i``,
+    the fraction of group ``s`` broken at budget ``eps_k`` or below (Nanda et al. 2021's
+    robustness-bias curve at the sweep's budgets). With
+    :func:`fairrobust.metrics.bootstrap_ci` (clustered by speaker) it gives pointwise
+    intervals of the curve; groups with too few speakers get none (NaN).
+    """
+
+    epsilons: tuple[float, ...]
+    group_keys: ClassVar[tuple[str, ...]] = ("cdf",)
+
+    def __post_init__(self):
+        eps = as_grid(np.asarray(self.epsilons, dtype=float), "epsilons")
+        object.__setattr__(self, "epsilons", tuple(float(e) for e in np.asarray(eps)))
+
+    def __call__(self, values, masks, weights):
+        v = jnp.asarray(values, jnp.float32)
+        w = jnp.ones(v.shape, jnp.float32) if weights is None else weights.astype(jnp.float32)
+        eps = jnp.asarray(self.epsilons, jnp.float32)
+        broken = (v[None, :] <= eps[:, None]).astype(jnp.float32)  # [K, n]
+        return {"cdf": group_means(broken, masks, w)}

@@ -793,7 +793,7 @@ def write_results(
             breaking_eps_figures(
                 agg["tables"]["models"], [mr.record() for mr in members],
                 np.stack([mr.correct for mr in members]), config.attack_eps, test.groups,
-                root / "figures", prefix=prefix,
+                root / "figures", prefix=prefix, config=config, speakers=test.speakers,
             )
         )  # fmt: skip
     summary = _summary(config, test, members, agg["tables"]["models"], root, files, figures)

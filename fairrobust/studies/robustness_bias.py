@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fairrobust import metrics
@@ -165,8 +166,14 @@ def breaking_eps_figures(
     fig_dir: str | os.PathLike[str],
     *,
     prefix: str,
+    config: RobustnessConfig | None = None,
+    speakers: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """``<prefix>_breaking_eps_<attribute>.png``: CDF per group, baseline and most robust model.
+
+    With ``config`` (``bootstrap_resamples`` > 0) each curve gets pointwise bootstrap
+    intervals (:class:`fairrobust.metrics.BreakingCdfStat`, clustered by ``speakers``,
+    the study's resamples and level); groups with too few speakers get none.
 
     Returns:
       ``{"breaking_eps_<attribute>": path}``.
@@ -191,9 +198,26 @@ def breaking_eps_figures(
             for g, n, v in zip(grp.names, grp.sizes, np.asarray(grp.valid), strict=True)
         ]
         path = Path(fig_dir) / f"{prefix}_breaking_eps_{s}.png"
+        bands = None
+        if config is not None and config.bootstrap_resamples > 0:
+            key = jax.random.fold_in(jax.random.key(config.seed), 0xCDF)
+            stat = metrics.BreakingCdfStat(tuple(eps))
+            res = [
+                metrics.bootstrap_ci(
+                    stat, jnp.asarray(b), grp.masks, **bootstrap_options(config, key, speakers)
+                )
+                for b in breaking
+            ]
+            bands = np.stack(
+                [
+                    np.stack([np.asarray(r.lower["cdf"]), np.asarray(r.upper["cdf"])], -1)
+                    for r in res
+                ]
+            )
         out[f"breaking_eps_{s}"] = breaking_eps_cdf(
             eps, breaking, np.asarray(grp.masks, bool), path,
             panel_labels=labels, group_labels=names, valid=list(np.asarray(grp.valid, bool)),
+            bands=bands,
             title=f"Smallest breaking epsilon by {attr} (upper bound; PGD)",
         )  # fmt: skip
     return out
