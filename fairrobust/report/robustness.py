@@ -182,8 +182,8 @@ def breaking_eps_block(
             figs[key],
             f"Fraction of each {attr} group broken at or below each attack budget (empirical "
             "CDF of the smallest breaking epsilon; clean = misclassified without attack), one "
-            "panel for the baseline and one for the most robust model; dashed grey: groups that "
-            "do not count.",
+            "panel for the baseline and one for the most robust model; shaded: pointwise "
+            "bootstrap intervals (clustered by speaker); dashed grey: groups that do not count.",
         )
     return out
 
