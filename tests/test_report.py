@@ -372,7 +372,7 @@ def test_adversarial_training_findings(tmp_path):
     key = [k["text"] for k in summary.key_results(_data(tmp_path, rob=rob))]
     assert key[0].startswith("For gender, the Defense Parity interval of `at` includes 0")
     assert "changed Defense Parity significantly for no attribute" in key[1]
-    assert "gender x (3 test clips) are too small to count" in key[2]
+    assert "Data caveats: group gender x (3 test clips) is too small to count" in key[2]
 
 
 def test_adversarial_training_partial_rise_and_parity_that_excludes_zero(tmp_path):

@@ -386,8 +386,22 @@ def _data_caveat(data: RunData) -> dict[str, Any] | None:
     small = list(dict.fromkeys(small))
     if not left and not small:
         return None
-    parts = ([f"attributes {join_names(left, limit=3)} are left out"] if left else []) + (
-        [f"groups {join_names(small, limit=2)} are too small to count"] if small else []
+    parts = (
+        [
+            f"attribute {left[0]} is left out"
+            if len(left) == 1
+            else f"attributes {join_names(left, limit=3)} are left out"
+        ]
+        if left
+        else []
+    ) + (
+        [
+            f"group {small[0]} is too small to count"
+            if len(small) == 1
+            else f"groups {join_names(small, limit=2)} are too small to count"
+        ]
+        if small
+        else []
     )
     return _record(
         "data caveats",
