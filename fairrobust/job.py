@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from fairrobust import _io, report
-from fairrobust.data import DATASET_OPTIONS, AudioDataset, load_bundled, load_dataset
+from fairrobust.data import AudioDataset, dataset_options, load_bundled, load_dataset
 from fairrobust.engine.runtime import Runtime
 from fairrobust.studies import environment, library_version
 from fairrobust.studies import rejection as rj
@@ -142,10 +142,7 @@ def _load(
     if dataset == "bundled":
         if data_dir is not None:
             raise ValueError("--data-dir: the bundled dataset takes no data folder")
-        for option, owner in DATASET_OPTIONS.items():  # as load_dataset: refused, not ignored
-            if options.get(option) is not None:
-                raise ValueError(f"option {option!r} applies only to {owner}, not to 'bundled'")
-        return load_bundled(**{k: v for k, v in options.items() if k not in DATASET_OPTIONS})
+        return load_bundled(**dataset_options("bundled", options))
     if data_dir is None:
         raise ValueError(f"--data-dir is required for --dataset {dataset}")
     return load_dataset(dataset, data_dir, **options)

@@ -9,6 +9,7 @@ on_error="raise"``. :func:`load_dataset` dispatches on a name.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from fairrobust.data.audio import (
@@ -40,6 +41,7 @@ __all__ = [
     "WUW_CLASSES",
     "AudioDataset",
     "LoadReport",
+    "dataset_options",
     "fix_length",
     "group_disjoint_split",
     "load_audiomnist",
@@ -70,6 +72,24 @@ _LOADERS = {
 }
 
 
+def dataset_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` as loader ``name`` takes them: an option of another dataset
+    (:data:`DATASET_OPTIONS`) is dropped when None and refused otherwise.
+
+    Raises:
+      ValueError: ``"option 'locale' applies only to common-voice, not to dataset 'fsdd'"``.
+    """
+    out = dict(options)
+    for option, owner in DATASET_OPTIONS.items():
+        if option in out and owner != name:
+            if out[option] is not None:
+                raise ValueError(
+                    f"option {option!r} applies only to {owner}, not to dataset {name!r}"
+                )
+            del out[option]
+    return out
+
+
 def load_dataset(
     name: str, data_dir: str | os.PathLike[str] | None = None, **options: Any
 ) -> AudioDataset:
@@ -94,13 +114,7 @@ def load_dataset(
     key = name.lower().replace("_", "-") if isinstance(name, str) else name
     if key not in DATASETS:
         raise ValueError(f"name: expected one of {DATASETS}, got {name!r}")
-    for option, owner in DATASET_OPTIONS.items():
-        if option in options and owner != key:
-            if options[option] is not None:
-                raise ValueError(
-                    f"option {option!r} applies only to {owner}, not to dataset {key!r}"
-                )
-            del options[option]
+    options = dataset_options(key, options)
     if key == "bundled":
         if data_dir is not None:
             raise ValueError(
