@@ -24,8 +24,11 @@ WIDTH = 120
 
 
 def num(value: Any) -> str:
-    """A number to 3 significant digits (``0.000221``, ``12.3``, ``1234``, ``2.21e-05``);
-    ``n/a`` for None / NaN; other values as text."""
+    """A number to 3 significant digits, as the report writes it but in ASCII
+    (``0.000221``, ``12.3``, ``1230``, ``2.21e-05``: ``studies.intervals.fmt``);
+    integers (counts) as they are; ``n/a`` for None / NaN; other values as text."""
+    from fairrobust.studies.intervals import fmt  # imports JAX: only once there are results
+
     if value is None:
         return "n/a"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -37,11 +40,7 @@ def num(value: Any) -> str:
         return str(value)
     if not math.isfinite(value):
         return "n/a" if math.isnan(value) else str(value)
-    if value == 0:
-        return "0"
-    if 1e3 <= abs(value) < 1e6:
-        return f"{value:.0f}"
-    return f"{value:.3g}"
+    return fmt(value, ascii=True)
 
 
 def ci(value: Any, low: Any, high: Any) -> str:

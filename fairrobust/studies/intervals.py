@@ -72,11 +72,12 @@ def as_number(v: Any) -> float | None:
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
-def fmt(v: Any) -> str:
+def fmt(v: Any, *, ascii: bool = False) -> str:
     """A number with 3 significant digits; ``n/a`` for missing / NaN.
 
     Plain decimals for ``1e-4 <= |x| < 1e6`` (``0.000221``, ``0.0123``, ``12300``),
-    else ``2.21×10⁻⁵`` (never e-notation); trailing zeros are dropped (``0.5``, ``1``).
+    else ``2.21×10⁻⁵`` (``2.21e-05`` with ``ascii``, the terminal's form for streams
+    that may not be UTF-8); trailing zeros are dropped (``0.5``, ``1``).
     """
     f = as_number(v)
     if f is None:
@@ -89,6 +90,8 @@ def fmt(v: Any) -> str:
         text = f"{float(f'{mant}e{k}'):.{max(0, 2 - k)}f}"
         return text.rstrip("0").rstrip(".") if "." in text else text
     mant = mant.rstrip("0").rstrip(".")
+    if ascii:
+        return f"{mant}e{k:+03d}"
     return f"{mant}×10{str(k).translate(_SUPERSCRIPT)}"
 
 
