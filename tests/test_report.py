@@ -23,6 +23,10 @@ def test_fmt_and_fmt_ci():
              1.0: "1", -0.0045: "-0.0045", 999.6: "1000", 2.5e7: "2.5×10⁷", 95.0: "95"}  # fmt: skip
     for v, text in cases.items():
         assert intervals.fmt(v) == text, v
+    # the terminal's ASCII form: the same digits, e-notation outside [1e-4, 1e6)
+    ascii_cases = {3.314e-05: "3.31e-05", 2.5e7: "2.5e+07", 1234.5: "1230", 0.0002208: "0.000221"}
+    for v, text in ascii_cases.items():
+        assert intervals.fmt(v, ascii=True) == text, v
     # oracle: the printed number reads back as Python's own 3-significant-digit rounding
     rng = np.random.default_rng(0)
     for v in rng.lognormal(0.0, 6.0, 300) * rng.choice([-1.0, 1.0], 300):
